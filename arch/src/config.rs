@@ -1,0 +1,568 @@
+//! The arch config: one struct that describes an accelerator instance.
+//!
+//! Compiler, emulator, RTL generator and docs all read this struct, so a field added here is
+//! automatically visible to every layer. Presets are plain TOML files compiled into the binary
+//! (`arch/presets/*.toml`) so `systole arch show tiny` prints exactly what a user would write.
+
+use crate::energy::EnergyTable;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+
+/// Numeric formats the array can be built to execute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// int8 operands, int32 accumulation.
+    Int8,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Precision::Int8 => write!(f, "int8"),
+        }
+    }
+}
+
+/// Which dataflow the array implements. Only weight-stationary is built today; the field
+/// exists so configs from SCALE-Sim (`Dataflow: ws`) map one to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dataflow {
+    Ws,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrayConfig {
+    /// PE rows: the reduction (K) depth of one weight tile; also the input line width in bytes.
+    pub rows: u32,
+    /// PE columns: output channels per tile; the output line width in lanes.
+    pub cols: u32,
+    #[serde(default = "default_dataflow")]
+    pub dataflow: Dataflow,
+    pub precisions: Vec<Precision>,
+}
+
+fn default_dataflow() -> Dataflow {
+    Dataflow::Ws
+}
+
+/// Port organisation of one SRAM bank.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ports {
+    /// One shared read/write port: one access per cycle per bank.
+    #[serde(rename = "1rw")]
+    OneRw,
+    /// Simple dual port (one read port and one write port): what FPGA block RAM gives for free.
+    #[serde(rename = "1r1w")]
+    OneROneW,
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ports::OneRw => write!(f, "1rw"),
+            Ports::OneROneW => write!(f, "1r1w"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Total capacity in bytes.
+    pub size_bytes: u32,
+    /// Number of banks. Lines are split into `banks` contiguous ranges (bank = line / lines
+    /// per bank), so ping-pong halves of a double-buffered tile live in different banks.
+    pub banks: u32,
+    pub ports: Ports,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuffersConfig {
+    /// Activations streamed into the array (int8 lines of `rows` bytes).
+    pub input: BufferConfig,
+    /// Weight tiles (int8 lines of `cols` bytes, `rows` lines per tile).
+    pub weight: BufferConfig,
+    /// int32 accumulators and post-processing parameters (lines of `cols` x 4 bytes).
+    pub accumulator: BufferConfig,
+    /// Requantized results waiting for the store DMA (int8 lines of `cols` bytes).
+    pub output: BufferConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DramConfig {
+    /// Bytes per response beat; one beat per cycle at most, per channel (read and write are
+    /// independent AXI-style channels).
+    pub bytes_per_cycle: u32,
+    /// Cycles from a request being accepted to its first beat.
+    pub latency_cycles: u32,
+    /// Largest DRAM a program may use.
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    /// Depth of each unit's command queue (load, compute, store).
+    pub queue_depth: u32,
+    /// Capacity of each dependency-token queue.
+    pub token_depth: u32,
+    /// Instruction memory capacity in instructions.
+    pub imem_instructions: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchConfig {
+    pub name: String,
+    pub clock_mhz: f64,
+    pub array: ArrayConfig,
+    pub buffers: BuffersConfig,
+    pub dram: DramConfig,
+    pub controller: ControllerConfig,
+    #[serde(default)]
+    pub energy: EnergyTable,
+}
+
+/// The names of the presets compiled into the binary.
+pub const PRESETS: &[(&str, &str)] = &[
+    ("tiny", include_str!("../presets/tiny.toml")),
+    ("ulx3s", include_str!("../presets/ulx3s.toml")),
+    ("edge", include_str!("../presets/edge.toml")),
+    ("scalesim32", include_str!("../presets/scalesim32.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown arch preset or file '{0}' (presets: tiny, ulx3s, edge, scalesim32)")]
+    Unknown(String),
+    #[error("cannot read arch file {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("arch config {source_name}: {msg}")]
+    Parse { source_name: String, msg: String },
+    #[error("arch config {source_name}: field `{field}`: {msg}")]
+    Invalid { source_name: String, field: String, msg: String },
+}
+
+/// Which buffer an address or instruction refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BufferKind {
+    Input,
+    Weight,
+    Accumulator,
+    Output,
+}
+
+impl BufferKind {
+    pub const ALL: [BufferKind; 4] = [
+        BufferKind::Input,
+        BufferKind::Weight,
+        BufferKind::Accumulator,
+        BufferKind::Output,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferKind::Input => "input",
+            BufferKind::Weight => "weight",
+            BufferKind::Accumulator => "accumulator",
+            BufferKind::Output => "output",
+        }
+    }
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for BufferKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl ArchConfig {
+    /// Resolve `PRESET|FILE`: a preset name wins; anything else is read as a TOML path.
+    pub fn resolve(spec: &str) -> Result<ArchConfig, ConfigError> {
+        if let Some(cfg) = Self::preset(spec) {
+            return Ok(cfg);
+        }
+        let path = Path::new(spec);
+        if path.exists() {
+            return Self::from_file(path);
+        }
+        Err(ConfigError::Unknown(spec.to_string()))
+    }
+
+    pub fn preset(name: &str) -> Option<ArchConfig> {
+        PRESETS.iter().find(|(n, _)| *n == name).map(|(n, text)| {
+            Self::from_toml_str(text, &format!("preset {n}")).expect("bundled preset is valid")
+        })
+    }
+
+    pub fn from_file(path: &Path) -> Result<ArchConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<ArchConfig, ConfigError> {
+        let cfg: ArchConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            source_name: source_name.to_string(),
+            msg: toml_error_text(text, &e),
+        })?;
+        cfg.validate().map_err(|(field, msg)| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            field,
+            msg,
+        })?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("arch config serializes")
+    }
+
+    pub fn buffer(&self, kind: BufferKind) -> &BufferConfig {
+        match kind {
+            BufferKind::Input => &self.buffers.input,
+            BufferKind::Weight => &self.buffers.weight,
+            BufferKind::Accumulator => &self.buffers.accumulator,
+            BufferKind::Output => &self.buffers.output,
+        }
+    }
+
+    /// Bytes in one line (the unit of addressing) of a buffer.
+    pub fn line_bytes(&self, kind: BufferKind) -> u32 {
+        match kind {
+            BufferKind::Input => self.array.rows,
+            BufferKind::Weight => self.array.cols,
+            BufferKind::Accumulator => self.array.cols * 4,
+            BufferKind::Output => self.array.cols,
+        }
+    }
+
+    /// Capacity of a buffer in lines.
+    pub fn lines(&self, kind: BufferKind) -> u32 {
+        self.buffer(kind).size_bytes / self.line_bytes(kind)
+    }
+
+    /// Lines per bank (banks split the line range into equal contiguous parts).
+    pub fn lines_per_bank(&self, kind: BufferKind) -> u32 {
+        self.lines(kind) / self.buffer(kind).banks
+    }
+
+    /// Checks every field; the error names the field at fault.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_string(), m));
+        if self.name.trim().is_empty() {
+            return err("name", "must not be empty".into());
+        }
+        if !(self.clock_mhz.is_finite() && self.clock_mhz > 0.0) {
+            return err("clock_mhz", format!("must be a positive number, got {}", self.clock_mhz));
+        }
+        let a = &self.array;
+        for (f, v) in [("array.rows", a.rows), ("array.cols", a.cols)] {
+            if v == 0 {
+                return err(f, "must be at least 1".into());
+            }
+            if v > 256 {
+                return err(f, format!("{v} exceeds the largest supported array side (256)"));
+            }
+        }
+        if a.precisions.is_empty() {
+            return err("array.precisions", "must list at least one precision".into());
+        }
+        if !a.precisions.contains(&Precision::Int8) {
+            return err("array.precisions", "must include int8 (the accumulate path is int8 x int8 -> int32)".into());
+        }
+        for kind in BufferKind::ALL {
+            let b = self.buffer(kind);
+            let f = |x: &str| format!("buffers.{}.{x}", kind.name());
+            let line = self.line_bytes(kind);
+            if b.size_bytes == 0 {
+                return err(&f("size_bytes"), "must not be zero".into());
+            }
+            if b.banks == 0 {
+                return err(&f("banks"), "must be at least 1".into());
+            }
+            if b.size_bytes % line != 0 {
+                return err(
+                    &f("size_bytes"),
+                    format!("{} is not a whole number of {line}-byte lines", b.size_bytes),
+                );
+            }
+            let lines = b.size_bytes / line;
+            if lines > 1 << 16 {
+                return err(
+                    &f("size_bytes"),
+                    format!("{lines} lines exceed the 16-bit line address of the ISA (65536)"),
+                );
+            }
+            if lines % b.banks != 0 {
+                return err(
+                    &f("banks"),
+                    format!("{lines} lines do not split evenly into {} banks", b.banks),
+                );
+            }
+            // One tile: `rows` lines for input, weight and accumulator, `rows` lines of output.
+            let tile_lines = a.rows;
+            if lines < tile_lines {
+                return err(
+                    &f("size_bytes"),
+                    format!(
+                        "{} bytes hold {lines} lines, less than one {}x{} tile ({tile_lines} lines of {line} bytes)",
+                        b.size_bytes, a.rows, a.cols
+                    ),
+                );
+            }
+        }
+        if self.buffers.accumulator.ports != Ports::OneROneW {
+            return err(
+                "buffers.accumulator.ports",
+                "must be \"1r1w\": accumulation reads and writes the accumulator every cycle".into(),
+            );
+        }
+        // Accumulator holds at least the two parameter lines (multiplier, shift) plus one tile.
+        if self.lines(BufferKind::Accumulator) < a.rows + 2 {
+            return err(
+                "buffers.accumulator.size_bytes",
+                "must hold one tile plus two requantization parameter lines".into(),
+            );
+        }
+        let d = &self.dram;
+        if d.bytes_per_cycle == 0 {
+            return err("dram.bytes_per_cycle", "must be at least 1".into());
+        }
+        for (what, w) in [("array.rows", a.rows), ("array.cols", a.cols)] {
+            if w % d.bytes_per_cycle != 0 {
+                return err(
+                    "dram.bytes_per_cycle",
+                    format!(
+                        "{} does not divide {what} ({w}): DMA beats must fill whole buffer lines",
+                        d.bytes_per_cycle
+                    ),
+                );
+            }
+        }
+        if d.size_bytes == 0 || d.size_bytes > 1 << 32 {
+            return err("dram.size_bytes", format!("{} must be in 1..=4 GiB (32-bit DMA addresses)", d.size_bytes));
+        }
+        let c = &self.controller;
+        if c.queue_depth == 0 {
+            return err("controller.queue_depth", "must be at least 1".into());
+        }
+        if c.token_depth == 0 || c.token_depth > 255 {
+            return err("controller.token_depth", "must be in 1..=255".into());
+        }
+        if c.imem_instructions == 0 {
+            return err("controller.imem_instructions", "must be at least 1".into());
+        }
+        self.energy.validate()?;
+        Ok(())
+    }
+
+    /// A 64-bit fingerprint of everything that changes what a program means or how long it
+    /// takes. Names, clock and energy are excluded: a program runs unchanged on a faster clock.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = Fnv64::new();
+        h.write(b"systole-arch-v1");
+        let a = &self.array;
+        h.write_u32(a.rows);
+        h.write_u32(a.cols);
+        let mut p = a.precisions.clone();
+        p.sort();
+        p.dedup();
+        for x in p {
+            h.write(x.to_string().as_bytes());
+        }
+        for kind in BufferKind::ALL {
+            let b = self.buffer(kind);
+            h.write_u32(b.size_bytes);
+            h.write_u32(b.banks);
+            h.write(b.ports.to_string().as_bytes());
+        }
+        h.write_u32(self.dram.bytes_per_cycle);
+        h.write_u32(self.dram.latency_cycles);
+        h.write_u64(self.dram.size_bytes);
+        h.write_u32(self.controller.queue_depth);
+        h.write_u32(self.controller.token_depth);
+        h.write_u32(self.controller.imem_instructions);
+        h.finish()
+    }
+
+    /// Peak MACs per cycle of the array.
+    pub fn peak_macs_per_cycle(&self) -> u64 {
+        self.array.rows as u64 * self.array.cols as u64
+    }
+}
+
+/// "line L, column C: message" from a TOML error (toml's Display spans several lines).
+fn toml_error_text(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            let src_line = text.lines().nth(line - 1).unwrap_or("").trim();
+            format!("line {line}, column {col} (`{src_line}`): {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_string(),
+    }
+}
+
+/// FNV-1a: tiny, stable across Rust versions (unlike `DefaultHasher`), good enough to tell
+/// configs apart.
+struct Fnv64(u64);
+impl Fnv64 {
+    fn new() -> Self {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // Separator so ("ab","c") and ("a","bc") differ.
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write(&v.to_le_bytes())
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.write(&v.to_le_bytes())
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ArchConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "# arch {} (fingerprint {:016x})", self.name, self.fingerprint())?;
+        writeln!(
+            f,
+            "# {}x{} {:?} array, peak {} MAC/cycle = {:.1} GMAC/s at {} MHz",
+            self.array.rows,
+            self.array.cols,
+            self.array.dataflow,
+            self.peak_macs_per_cycle(),
+            self.peak_macs_per_cycle() as f64 * self.clock_mhz / 1000.0,
+            self.clock_mhz
+        )?;
+        for kind in BufferKind::ALL {
+            writeln!(
+                f,
+                "# {:<11} {:>6} lines x {:>4} B, {} bank(s) of {} lines, {}",
+                kind.name(),
+                self.lines(kind),
+                self.line_bytes(kind),
+                self.buffer(kind).banks,
+                self.lines_per_bank(kind),
+                self.buffer(kind).ports
+            )?;
+        }
+        write!(f, "{}", self.to_toml())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_validate() {
+        for (name, _) in PRESETS {
+            let cfg = ArchConfig::preset(name).unwrap();
+            assert_eq!(&cfg.name, name);
+            // Round trip through TOML gives the same struct.
+            let again = ArchConfig::from_toml_str(&cfg.to_toml(), "rt").unwrap();
+            assert_eq!(cfg, again);
+        }
+    }
+
+    #[test]
+    fn preset_shapes_match_the_spec() {
+        let t = ArchConfig::preset("tiny").unwrap();
+        assert_eq!((t.array.rows, t.array.cols), (4, 4));
+        let u = ArchConfig::preset("ulx3s").unwrap();
+        assert_eq!((u.array.rows, u.array.cols), (8, 8));
+        let e = ArchConfig::preset("edge").unwrap();
+        assert_eq!((e.array.rows, e.array.cols), (16, 16));
+        let s = ArchConfig::preset("scalesim32").unwrap();
+        assert_eq!((s.array.rows, s.array.cols), (32, 32));
+        for k in [BufferKind::Input, BufferKind::Weight, BufferKind::Output] {
+            assert_eq!(s.buffer(k).size_bytes, 64 * 1024, "{k}");
+        }
+    }
+
+    #[test]
+    fn fingerprints_differ_between_presets() {
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in PRESETS {
+            assert!(seen.insert(ArchConfig::preset(name).unwrap().fingerprint()));
+        }
+    }
+
+    fn broken(edit: impl Fn(&mut toml::Table)) -> String {
+        let mut t: toml::Table = toml::from_str(PRESETS[0].1).unwrap();
+        edit(&mut t);
+        let text = toml::to_string(&t).unwrap();
+        ArchConfig::from_toml_str(&text, "test.toml").unwrap_err().to_string()
+    }
+
+    fn set(t: &mut toml::Table, path: &[&str], v: toml::Value) {
+        let mut cur = t;
+        for p in &path[..path.len() - 1] {
+            cur = cur
+                .entry(p.to_string())
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .unwrap();
+        }
+        cur.insert(path[path.len() - 1].to_string(), v);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_field() {
+        let cases: Vec<(&[&str], toml::Value, &str)> = vec![
+            (&["array", "rows"], 0.into(), "array.rows"),
+            (&["buffers", "input", "size_bytes"], 0.into(), "buffers.input.size_bytes"),
+            (&["buffers", "weight", "size_bytes"], 6.into(), "buffers.weight.size_bytes"),
+            (&["buffers", "weight", "size_bytes"], 8.into(), "buffers.weight.size_bytes"),
+            (&["buffers", "output", "banks"], 0.into(), "buffers.output.banks"),
+            (&["buffers", "output", "banks"], 3.into(), "buffers.output.banks"),
+            (&["buffers", "accumulator", "ports"], "1rw".into(), "buffers.accumulator.ports"),
+            (&["dram", "bytes_per_cycle"], 3.into(), "dram.bytes_per_cycle"),
+            (&["dram", "bytes_per_cycle"], 0.into(), "dram.bytes_per_cycle"),
+            (&["controller", "queue_depth"], 0.into(), "controller.queue_depth"),
+            (&["clock_mhz"], (-1.0).into(), "clock_mhz"),
+            (&["energy", "int8_mul_pj"], (-1.0).into(), "energy.int8_mul_pj"),
+        ];
+        for (path, v, field) in cases {
+            let msg = broken(|t| set(t, path, v.clone()));
+            assert!(msg.contains(&format!("`{field}`")), "{path:?}: {msg}");
+            assert!(msg.contains("test.toml"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_parse_errors() {
+        let msg = broken(|t| set(t, &["array", "bogus"], 1.into()));
+        assert!(msg.contains("bogus"), "{msg}");
+        let msg = broken(|t| set(t, &["array", "rows"], "four".into()));
+        assert!(msg.contains("rows"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_spec_is_an_error() {
+        let e = ArchConfig::resolve("no-such-preset").unwrap_err().to_string();
+        assert!(e.contains("no-such-preset"), "{e}");
+    }
+}

@@ -1,0 +1,1 @@
+//! The compiler: lowers networks to Systole program images.
