@@ -350,6 +350,9 @@ impl ArchConfig {
                 );
             }
         }
+        if d.latency_cycles == 0 {
+            return err("dram.latency_cycles", "must be at least 1 (a request is registered before data returns)".into());
+        }
         if d.size_bytes == 0 || d.size_bytes > 1 << 32 {
             return err("dram.size_bytes", format!("{} must be in 1..=4 GiB (32-bit DMA addresses)", d.size_bytes));
         }

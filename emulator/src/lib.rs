@@ -1,1 +1,53 @@
-//! The cycle-accurate emulator.
+//! Cycle-accurate emulator of the Systole accelerator.
+//!
+//! One module per hardware block, mirroring the RTL: `dram` (external memory and its
+//! channels), `dma` (load and store engines), `buffer` (banked scratchpads), `array` (the
+//! systolic array), `ppu` (post-processing), `controller` (fetch, queues, tokens), and
+//! `machine` (the top level). Timing rules are written down in docs/timing.md.
+
+pub mod array;
+pub mod buffer;
+pub mod controller;
+pub mod dma;
+pub mod dram;
+pub mod error;
+pub mod io;
+pub mod machine;
+pub mod ppu;
+pub mod stats;
+pub mod trace;
+
+pub use error::{EmuError, ErrorKind};
+pub use io::IoData;
+pub use machine::{Machine, RunOptions};
+pub use stats::Stats;
+
+use systole_arch::{ArchConfig, Program};
+
+/// Everything a run produces.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// One entry per output descriptor, in image order.
+    pub outputs: Vec<IoData>,
+    pub stats: Stats,
+    pub spans: Option<Vec<trace::Span>>,
+}
+
+/// Runs `prog` on `arch` with `inputs` (one per input descriptor, in image order).
+pub fn run(prog: &Program, arch: &ArchConfig, inputs: &[IoData], opts: &RunOptions) -> Result<RunResult, EmuError> {
+    let descs: Vec<_> = prog.inputs().collect();
+    if descs.len() != inputs.len() {
+        let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
+        return Err(EmuError::new(
+            ErrorKind::BadInput,
+            format!("program takes {} input(s) ({}), got {}", descs.len(), names.join(", "), inputs.len()),
+        ));
+    }
+    let mut m = Machine::new(prog, arch, opts)?;
+    for (d, x) in descs.iter().zip(inputs) {
+        io::write_tensor(&mut m.dram.bytes, d, x)?;
+    }
+    m.run()?;
+    let outputs = prog.outputs().map(|d| io::read_tensor(&m.dram.bytes, d)).collect();
+    Ok(RunResult { outputs, stats: m.stats(), spans: m.spans.take() })
+}

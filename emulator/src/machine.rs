@@ -1,0 +1,626 @@
+//! The top level: wires controller, DMA engines, buffers, array and PPU together and steps
+//! them one clock cycle at a time.
+//!
+//! Order inside a cycle only matters for buffer port arbitration (compute, then load, then
+//! store); every other decision reads the state registered at the start of the cycle.
+//! An instruction's effect on data is applied when it starts; the race detector guarantees this
+//! equals the hardware's cycle-by-cycle effect by refusing any program in which two units touch
+//! the same memory in overlapping time without a token between them.
+
+use crate::array::Array;
+use crate::buffer::Buffers;
+use crate::controller::{token_use, Controller, TokenQueue};
+use crate::dma::{self, LoadExec, Step, StoreExec};
+use crate::dram::Dram;
+use crate::error::{EmuError, ErrorKind};
+use crate::ppu::Ppu;
+use crate::stats::{BufferStats, Stats, UnitStats};
+use crate::trace::Span;
+use systole_arch::isa::{Insn, LoadBuf, Op, StoreBuf, Unit};
+use systole_arch::{ArchConfig, BufferKind, Program};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Record one trace span per instruction.
+    pub trace: bool,
+    /// Stop with an error after this many cycles.
+    pub max_cycles: Option<u64>,
+}
+
+/// A memory range an instruction touches, for race detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Access {
+    /// 0..4 buffers (BufferKind index), 4 DRAM.
+    res: u8,
+    lo: u64,
+    hi: u64,
+    write: bool,
+}
+
+const DRAM_RES: u8 = 4;
+
+fn res_name(r: u8) -> &'static str {
+    match r {
+        0 => "input buffer lines",
+        1 => "weight buffer lines",
+        2 => "accumulator lines",
+        3 => "output buffer lines",
+        _ => "DRAM bytes",
+    }
+}
+
+enum Exec {
+    /// Compute-unit instruction: fixed duration, ports used according to its schedule.
+    Fixed { cycles: u64 },
+    Load(LoadExec),
+    Store(StoreExec),
+}
+
+struct Active {
+    idx: usize,
+    start: u64,
+    exec: Exec,
+    pushes: Vec<TokenQueue>,
+    footprint: Vec<Access>,
+}
+
+enum Slot {
+    Idle,
+    Busy(Box<Active>),
+    /// Finished executing; waiting for room in a token queue.
+    Retiring { idx: usize, pushes: Vec<TokenQueue> },
+}
+
+/// The accelerator model.
+pub struct Machine {
+    pub arch: ArchConfig,
+    code: Vec<Insn>,
+    pub cycle: u64,
+    pub dram: Dram,
+    pub bufs: Buffers,
+    pub array: Array,
+    pub ppu: Ppu,
+    pub ctrl: Controller,
+    slots: [Slot; 3],
+    /// Footprint and last cycle of each unit's most recently completed instruction.
+    recent: [Option<(u64, usize, Vec<Access>)>; 3],
+    unit_stats: [UnitStats; 3],
+    finish_cycle: Option<u64>,
+    pub spans: Option<Vec<Span>>,
+    max_cycles: Option<u64>,
+}
+
+fn unit_index(u: Unit) -> usize {
+    match u {
+        Unit::Load => 0,
+        Unit::Compute => 1,
+        Unit::Store => 2,
+        Unit::Controller => 3,
+    }
+}
+
+impl Machine {
+    /// Builds a machine with the program's DRAM image (data segments) loaded.
+    pub fn new(prog: &Program, arch: &ArchConfig, opts: &RunOptions) -> Result<Machine, EmuError> {
+        prog.check_arch(arch).map_err(|e| EmuError::new(ErrorKind::BadInput, e.to_string()))?;
+        if prog.code.len() > arch.controller.imem_instructions as usize {
+            return Err(EmuError::new(
+                ErrorKind::ProgramTooLarge,
+                format!(
+                    "program has {} instructions; the instruction memory holds {}",
+                    prog.code.len(),
+                    arch.controller.imem_instructions
+                ),
+            ));
+        }
+        if prog.dram_bytes > arch.dram.size_bytes {
+            return Err(EmuError::new(
+                ErrorKind::ProgramTooLarge,
+                format!("program needs {} bytes of DRAM; arch '{}' has {}", prog.dram_bytes, arch.name, arch.dram.size_bytes),
+            ));
+        }
+        let mut dram = Dram::new(prog.dram_bytes as usize);
+        for (i, s) in prog.data.iter().enumerate() {
+            let a = s.dram_addr as usize;
+            let end = a.checked_add(s.bytes.len()).filter(|&e| e <= dram.bytes.len()).ok_or_else(|| {
+                EmuError::new(ErrorKind::OutOfRange, format!("data segment {i} lies outside the program's DRAM"))
+            })?;
+            dram.bytes[a..end].copy_from_slice(&s.bytes);
+        }
+        Ok(Machine {
+            arch: arch.clone(),
+            code: prog.code.clone(),
+            cycle: 0,
+            dram,
+            bufs: Buffers::new(arch),
+            array: Array::new(arch.array.rows as usize, arch.array.cols as usize),
+            ppu: Ppu::default(),
+            ctrl: Controller::new(arch.controller.queue_depth, arch.controller.token_depth),
+            slots: [Slot::Idle, Slot::Idle, Slot::Idle],
+            recent: [None, None, None],
+            unit_stats: Default::default(),
+            finish_cycle: None,
+            spans: opts.trace.then(Vec::new),
+            max_cycles: opts.max_cycles,
+        })
+    }
+
+    fn err(&self, kind: ErrorKind, idx: usize, msg: impl Into<String>) -> EmuError {
+        EmuError::at(kind, idx, self.code[idx].op.mnemonic(), self.cycle, msg)
+    }
+
+    /// Runs to `finish`; returns the cycle count.
+    pub fn run(&mut self) -> Result<u64, EmuError> {
+        while self.finish_cycle.is_none() {
+            if let Some(max) = self.max_cycles {
+                if self.cycle >= max {
+                    return Err(EmuError::new(ErrorKind::CycleLimit, format!("no finish within {max} cycles")));
+                }
+            }
+            self.step()?;
+        }
+        Ok(self.cycle)
+    }
+
+    /// One clock cycle.
+    pub fn step(&mut self) -> Result<(), EmuError> {
+        let t = self.cycle;
+        let tok0 = self.ctrl.tokens;
+        let qlen0 = [0, 1, 2].map(|q| self.ctrl.queues[q].len());
+        let idle0 = [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle));
+        let mut delta = [0i32; 4];
+        let mut progress = false;
+        // Compute first: it has priority on buffer ports.
+        for u in [1, 0, 2] {
+            progress |= self.step_unit(u, t, &tok0, &mut delta)?;
+        }
+        progress |= self.step_controller(t, &qlen0, &idle0)?;
+        for (q, d) in delta.iter().enumerate() {
+            if *d != 0 {
+                progress = true;
+            }
+            self.ctrl.tokens[q] = (self.ctrl.tokens[q] as i32 + d) as u32;
+        }
+        if self.finish_cycle.is_none() && !progress {
+            return Err(self.deadlock_error());
+        }
+        self.cycle += 1;
+        Ok(())
+    }
+
+    /// Steps one unit; returns whether anything changed.
+    fn step_unit(&mut self, u: usize, t: u64, tok0: &[u32; 4], delta: &mut [i32; 4]) -> Result<bool, EmuError> {
+        let depth = self.ctrl.token_depth;
+        match std::mem::replace(&mut self.slots[u], Slot::Idle) {
+            Slot::Retiring { idx, pushes } => {
+                if pushes.iter().all(|&q| tok0[q as usize] < depth) {
+                    for &q in &pushes {
+                        delta[q as usize] += 1;
+                    }
+                    Ok(true)
+                } else {
+                    self.unit_stats[u].push_stall_cycles += 1;
+                    self.slots[u] = Slot::Retiring { idx, pushes };
+                    Ok(false)
+                }
+            }
+            Slot::Busy(active) => {
+                self.exec_cycle(u, active, t, tok0, delta)?;
+                Ok(true)
+            }
+            Slot::Idle => {
+                let Some(idx) = self.ctrl.head(u, t) else {
+                    self.unit_stats[u].idle_cycles += 1;
+                    return Ok(false);
+                };
+                let insn = self.code[idx];
+                let tu = token_use(insn.unit(), insn.deps).map_err(|m| self.err(ErrorKind::IllegalDeps, idx, m))?;
+                if !tu.pops.iter().all(|&q| tok0[q as usize] > 0) {
+                    self.unit_stats[u].token_stall_cycles += 1;
+                    return Ok(false);
+                }
+                for &q in &tu.pops {
+                    delta[q as usize] -= 1;
+                }
+                self.ctrl.queues[u].pop_front();
+                let active = self.start(u, idx, t, tu.pushes)?;
+                self.exec_cycle(u, Box::new(active), t, tok0, delta)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Executes cycle `t` of a unit's active instruction and retires it when done.
+    fn exec_cycle(&mut self, u: usize, mut a: Box<Active>, t: u64, tok0: &[u32; 4], delta: &mut [i32; 4]) -> Result<(), EmuError> {
+        let st = &mut self.unit_stats[u];
+        st.busy_cycles += 1;
+        let step = match &mut a.exec {
+            Exec::Fixed { cycles } => {
+                let o = t - a.start;
+                let bufs = &mut self.bufs;
+                let mut claim = |k: BufferKind, line: u32, w: bool| {
+                    let ok = bufs.claim(k, line, w, t);
+                    debug_assert!(ok, "compute unit lost a port");
+                };
+                match &self.code[a.idx].op {
+                    Op::LoadWeights(op) => self.array.ldw_access(op, o, &mut claim),
+                    Op::MatMul(op) => self.array.matmul_access(op, o, &mut claim),
+                    Op::Alu(op) => Ppu::alu_access(op, o, &mut claim),
+                    Op::Requant(op) => Ppu::requant_access(op, o, &mut claim),
+                    _ => {}
+                }
+                Step { done: o + 1 == *cycles, port_stall: false }
+            }
+            Exec::Load(l) => l.step(t, &mut self.bufs),
+            Exec::Store(s) => s.step(t, &mut self.bufs),
+        };
+        if step.port_stall {
+            st.port_stall_cycles += 1;
+        }
+        if !step.done {
+            self.slots[u] = Slot::Busy(a);
+            return Ok(());
+        }
+        if let Some(spans) = &mut self.spans {
+            spans.push(Span { track: u, insn: a.idx, name: self.code[a.idx].op.mnemonic().to_string(), start: a.start, end: t });
+        }
+        self.recent[u] = Some((t, a.idx, std::mem::take(&mut a.footprint)));
+        let depth = self.ctrl.token_depth;
+        if a.pushes.iter().all(|&q| tok0[q as usize] < depth) {
+            for &q in &a.pushes {
+                delta[q as usize] += 1;
+            }
+        } else {
+            self.slots[u] = Slot::Retiring { idx: a.idx, pushes: a.pushes };
+        }
+        Ok(())
+    }
+
+    fn step_controller(&mut self, t: u64, qlen0: &[usize; 3], idle0: &[bool; 3]) -> Result<bool, EmuError> {
+        let pc = self.ctrl.pc;
+        let Some(insn) = self.code.get(pc).copied() else {
+            let last = self.code.len().checked_sub(1);
+            let msg = match last {
+                Some(l) => format!("fetch ran past the last instruction ({l}): the program has no `finish`"),
+                None => "the program has no instructions (not even `finish`)".to_string(),
+            };
+            let mut e = EmuError::new(ErrorKind::MissingFinish, msg);
+            e.cycle = t;
+            return Err(e);
+        };
+        let unit = insn.unit();
+        match Controller::queue_of(unit) {
+            None => {
+                if !insn.deps.is_empty() {
+                    return Err(self.err(ErrorKind::IllegalDeps, pc, "`finish` takes no dependency flags"));
+                }
+                if qlen0.iter().all(|&l| l == 0) && idle0.iter().all(|&i| i) {
+                    self.finish_cycle = Some(t);
+                    if let Some(spans) = &mut self.spans {
+                        spans.push(Span { track: 3, insn: pc, name: "finish".into(), start: t, end: t });
+                    }
+                    self.unit_stats.iter_mut().for_each(|_| {});
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Some(q) => {
+                if qlen0[q] >= self.ctrl.queue_depth {
+                    self.ctrl.dispatch_stalls[q] += 1;
+                    return Ok(false);
+                }
+                // Flags are checked at dispatch so the error points at the fetch, not a stall.
+                token_use(unit, insn.deps).map_err(|m| self.err(ErrorKind::IllegalDeps, pc, m))?;
+                self.ctrl.queues[q].push_back((pc, t + 1));
+                self.ctrl.pc += 1;
+                self.ctrl.dispatched += 1;
+                Ok(true)
+            }
+        }
+    }
+
+    fn deadlock_error(&self) -> EmuError {
+        let mut waits = Vec::new();
+        let mut first: Option<usize> = None;
+        let mut note = |idx: usize, s: String, waits: &mut Vec<String>| {
+            first = Some(first.map_or(idx, |f| f.min(idx)));
+            waits.push(s);
+        };
+        for (u, unit) in ["load", "compute", "store"].iter().enumerate() {
+            match &self.slots[u] {
+                Slot::Retiring { idx, pushes } => {
+                    let qs: Vec<_> = pushes.iter().map(|q| q.describe()).collect();
+                    note(*idx, format!("instruction {idx} ({}) on {unit} waits for room in the {} token queue", self.code[*idx].op.mnemonic(), qs.join(" and ")), &mut waits);
+                }
+                Slot::Idle => {
+                    if let Some(idx) = self.ctrl.head(u, self.cycle) {
+                        let insn = &self.code[idx];
+                        let tu = token_use(insn.unit(), insn.deps).unwrap_or_default();
+                        let missing: Vec<_> = tu.pops.iter().filter(|&&q| self.ctrl.tokens[q as usize] == 0).map(|q| q.describe()).collect();
+                        note(idx, format!("instruction {idx} ({}) on {unit} waits for a {} token that nothing will send", insn.op.mnemonic(), missing.join(" and ")), &mut waits);
+                    }
+                }
+                Slot::Busy(_) => {}
+            }
+        }
+        let pc = self.ctrl.pc;
+        if let Some(insn) = self.code.get(pc) {
+            match Controller::queue_of(insn.unit()) {
+                Some(q) if self.ctrl.queues[q].len() >= self.ctrl.queue_depth => {
+                    note(pc, format!("fetch of instruction {pc} ({}) waits for room in the full {} queue", insn.op.mnemonic(), insn.unit()), &mut waits);
+                }
+                _ => {}
+            }
+        }
+        let mut e = EmuError::new(ErrorKind::Deadlock, format!("deadlock: {}", waits.join("; ")));
+        e.cycle = self.cycle;
+        if let Some(i) = first {
+            e.insn = Some(i);
+            e.mnemonic = Some(self.code[i].op.mnemonic());
+        }
+        e
+    }
+
+    fn check_lines(&self, idx: usize, kind: BufferKind, lo: u64, n: u64, what: &str) -> Result<Access, EmuError> {
+        let cap = self.bufs.lines(kind) as u64;
+        if lo + n > cap {
+            return Err(self.err(
+                ErrorKind::OutOfRange,
+                idx,
+                format!("{what} lines {lo}..{} exceed the {} buffer ({cap} lines)", lo + n, kind.name()),
+            ));
+        }
+        Ok(Access { res: kind.index() as u8, lo, hi: lo + n, write: false })
+    }
+
+    fn check_dram(&self, idx: usize, base: u64, rows: u64, stride: u64, row_bytes: u64) -> Result<Access, EmuError> {
+        if rows == 0 || row_bytes == 0 {
+            return Ok(Access { res: DRAM_RES, lo: base, hi: base, write: false });
+        }
+        let end = base + (rows - 1) * stride + row_bytes;
+        if end > self.dram.len() {
+            return Err(self.err(
+                ErrorKind::OutOfRange,
+                idx,
+                format!("DRAM bytes {base:#x}..{end:#x} exceed the program's {} bytes of DRAM", self.dram.len()),
+            ));
+        }
+        Ok(Access { res: DRAM_RES, lo: base, hi: end, write: false })
+    }
+
+    /// Starts instruction `idx` on unit `u` in cycle `t`: checks operands and races, applies
+    /// its effect on data, and returns its execution state.
+    fn start(&mut self, u: usize, idx: usize, t: u64, pushes: Vec<TokenQueue>) -> Result<Active, EmuError> {
+        let insn = self.code[idx];
+        let (rows, cols) = (self.arch.array.rows, self.arch.array.cols);
+        let beat = self.arch.dram.bytes_per_cycle;
+        let lat = self.arch.dram.latency_cycles;
+        let w = |mut a: Access| {
+            a.write = true;
+            a
+        };
+        let (footprint, exec) = match &insn.op {
+            Op::Load(op) => {
+                let kind = dma::load_kind(op.buf);
+                let width = (op.pad_left + op.cols + op.pad_right) as u64;
+                let total = width * (op.pad_top + op.rows + op.pad_bottom) as u64;
+                let dline = dma::load_dram_line_bytes(op.buf, rows, cols) as u64;
+                let fb = w(self.check_lines(idx, kind, op.sram as u64, total, "destination")?);
+                let fd = self.check_dram(idx, op.dram as u64, op.rows as u64, op.stride as u64, op.cols as u64 * dline)?;
+                (vec![fb, fd], Exec::Load(LoadExec::new(op, beat, lat, rows, cols)))
+            }
+            Op::Store(op) => {
+                let kind = dma::store_kind(op.buf);
+                let dline = dma::store_dram_line_bytes(op.buf, cols) as u64;
+                let fb = self.check_lines(idx, kind, op.sram as u64, op.rows as u64 * op.cols as u64, "source")?;
+                let fd = w(self.check_dram(idx, op.dram as u64, op.rows as u64, op.stride as u64, op.cols as u64 * dline)?);
+                (vec![fb, fd], Exec::Store(StoreExec::new(op, beat, lat, cols)))
+            }
+            Op::LoadWeights(op) => {
+                let f = self.check_lines(idx, BufferKind::Weight, op.wgt as u64, rows as u64, "weight tile")?;
+                (vec![f], Exec::Fixed { cycles: self.array.ldw_cycles() })
+            }
+            Op::MatMul(op) => {
+                let fi = self.check_lines(idx, BufferKind::Input, op.inp as u64, op.m as u64, "input")?;
+                let fa = w(self.check_lines(idx, BufferKind::Accumulator, op.acc as u64, op.m as u64, "accumulator")?);
+                (vec![fi, fa], Exec::Fixed { cycles: self.array.matmul_cycles(op.m) })
+            }
+            Op::Alu(op) => {
+                let m = op.m as u64;
+                let fd = w(self.check_lines(idx, BufferKind::Accumulator, op.dst as u64, m, "destination")?);
+                let mut fp = vec![fd];
+                for (name, base, stride) in [("a", op.a, op.a_stride), ("b", op.b, op.b_stride)] {
+                    let span = if m == 0 { 0 } else { (m - 1) * stride as u64 + 1 };
+                    fp.push(self.check_lines(idx, BufferKind::Accumulator, base as u64, span, &format!("operand {name}"))?);
+                    // A line read by row j and written by another row i would see the
+                    // pipeline's timing, not program order: refuse it.
+                    for j in 0..m {
+                        let line = base as u64 + j * stride as u64;
+                        if line >= op.dst as u64 && line < op.dst as u64 + m && line - op.dst as u64 != j {
+                            return Err(self.err(
+                                ErrorKind::IllegalOperands,
+                                idx,
+                                format!(
+                                    "operand {name} line {line} is read by row {j} but written by row {}: source and destination ranges must be identical or disjoint",
+                                    line - op.dst as u64
+                                ),
+                            ));
+                        }
+                    }
+                }
+                (fp, Exec::Fixed { cycles: Ppu::alu_cycles(op) })
+            }
+            Op::Requant(op) => {
+                let m = op.m as u64;
+                let fs = self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
+                let fp = self.check_lines(idx, BufferKind::Accumulator, op.param as u64, 2, "parameter")?;
+                let fd = w(self.check_lines(idx, BufferKind::Output, op.dst as u64, m, "destination")?);
+                (vec![fs, fp, fd], Exec::Fixed { cycles: Ppu::requant_cycles(op) })
+            }
+            Op::Nop(_) => (vec![], Exec::Fixed { cycles: 1 }),
+            Op::Finish(_) => unreachable!("finish is not queued"),
+        };
+        self.check_races(u, idx, t, &footprint)?;
+        self.apply(idx)?;
+        self.unit_stats[u].instructions += 1;
+        Ok(Active { idx, start: t, exec, pushes, footprint })
+    }
+
+    fn check_races(&self, u: usize, idx: usize, t: u64, fp: &[Access]) -> Result<(), EmuError> {
+        for v in 0..3 {
+            if v == u {
+                continue;
+            }
+            let other: Option<(usize, &[Access])> = match &self.slots[v] {
+                Slot::Busy(a) => Some((a.idx, &a.footprint)),
+                _ => match &self.recent[v] {
+                    Some((end, i, f)) if *end >= t => Some((*i, f)),
+                    _ => None,
+                },
+            };
+            let Some((oi, ofp)) = other else { continue };
+            for a in fp {
+                for b in ofp {
+                    if a.res == b.res && (a.write || b.write) && a.lo < b.hi && b.lo < a.hi && a.lo < a.hi && b.lo < b.hi {
+                        let lo = a.lo.max(b.lo);
+                        let hi = a.hi.min(b.hi);
+                        return Err(self.err(
+                            ErrorKind::Race,
+                            idx,
+                            format!(
+                                "{} {lo}..{hi} are {} while instruction {oi} ({}) still {} them: a dependency token is missing",
+                                res_name(a.res),
+                                if a.write { "written" } else { "read" },
+                                self.code[oi].op.mnemonic(),
+                                if b.write { "writes" } else { "reads" },
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The data effect of an instruction (operands already checked).
+    fn apply(&mut self, idx: usize) -> Result<(), EmuError> {
+        let (rows, cols) = (self.arch.array.rows as usize, self.arch.array.cols as usize);
+        match self.code[idx].op {
+            Op::Load(op) => {
+                let width = (op.pad_left + op.cols + op.pad_right) as usize;
+                let height = (op.pad_top + op.rows + op.pad_bottom) as usize;
+                let dline = dma::load_dram_line_bytes(op.buf, rows as u32, cols as u32) as usize;
+                let lanes = match op.buf {
+                    LoadBuf::Inp => rows,
+                    _ => cols,
+                };
+                for r in 0..height {
+                    for c in 0..width {
+                        let line = op.sram as usize + r * width + c;
+                        let data_r = r.checked_sub(op.pad_top as usize).filter(|&x| x < op.rows as usize);
+                        let data_c = c.checked_sub(op.pad_left as usize).filter(|&x| x < op.cols as usize);
+                        let src = match (data_r, data_c) {
+                            (Some(dr), Some(dc)) => Some(op.dram as usize + dr * op.stride as usize + dc * dline),
+                            _ => None,
+                        };
+                        let dram = &self.dram.bytes;
+                        match op.buf {
+                            LoadBuf::Inp | LoadBuf::Wgt => {
+                                let dst = if op.buf == LoadBuf::Inp { &mut self.bufs.inp } else { &mut self.bufs.wgt };
+                                let d = &mut dst[line * lanes..][..lanes];
+                                match src {
+                                    Some(s) => d.iter_mut().zip(&dram[s..s + lanes]).for_each(|(x, &b)| *x = b as i8),
+                                    None => d.fill(op.pad_value as i8),
+                                }
+                            }
+                            LoadBuf::Acc | LoadBuf::Acc8 => {
+                                let d = &mut self.bufs.acc[line * cols..][..cols];
+                                match (src, op.buf) {
+                                    (Some(s), LoadBuf::Acc) => d.iter_mut().enumerate().for_each(|(l, x)| {
+                                        *x = i32::from_le_bytes(dram[s + 4 * l..s + 4 * l + 4].try_into().unwrap())
+                                    }),
+                                    (Some(s), _) => d.iter_mut().zip(&dram[s..s + cols]).for_each(|(x, &b)| *x = b as i8 as i32),
+                                    (None, _) => d.fill(op.pad_value),
+                                }
+                            }
+                        }
+                    }
+                }
+                self.dram.bytes_read += op.rows as u64 * op.cols as u64 * dline as u64;
+            }
+            Op::Store(op) => {
+                let dline = dma::store_dram_line_bytes(op.buf, cols as u32) as usize;
+                for r in 0..op.rows as usize {
+                    for c in 0..op.cols as usize {
+                        let line = op.sram as usize + r * op.cols as usize + c;
+                        let d = op.dram as usize + r * op.stride as usize + c * dline;
+                        match op.buf {
+                            StoreBuf::Out => self.dram.bytes[d..d + cols].copy_from_slice(&self.bufs.out[line * cols..][..cols]),
+                            StoreBuf::Acc => {
+                                for (l, v) in self.bufs.acc[line * cols..][..cols].iter().enumerate() {
+                                    self.dram.bytes[d + 4 * l..d + 4 * l + 4].copy_from_slice(&v.to_le_bytes());
+                                }
+                            }
+                        }
+                    }
+                }
+                self.dram.bytes_written += op.rows as u64 * op.cols as u64 * dline as u64;
+            }
+            Op::LoadWeights(op) => self.array.load_weights(&op, &self.bufs),
+            Op::MatMul(op) => self.array.matmul(&op, &mut self.bufs),
+            Op::Alu(op) => self.ppu.alu(&op, &mut self.bufs),
+            Op::Requant(op) => self.ppu.requant(&op, &mut self.bufs).map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?,
+            Op::Nop(_) | Op::Finish(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Statistics of the run so far (complete after `run`).
+    pub fn stats(&self) -> Stats {
+        let cycles = self.finish_cycle.map_or(self.cycle, |f| f + 1);
+        let arch = &self.arch;
+        let buf = |k: BufferKind| {
+            let c = &self.bufs.counters[k.index()];
+            let lb = arch.line_bytes(k) as u64;
+            BufferStats {
+                line_reads: c.line_reads,
+                line_writes: c.line_writes,
+                bytes_read: c.line_reads * lb,
+                bytes_written: c.line_writes * lb,
+                conflict_stalls: c.conflict_stalls,
+            }
+        };
+        let peak = arch.peak_macs_per_cycle();
+        let mut s = Stats {
+            arch: arch.name.clone(),
+            clock_mhz: arch.clock_mhz,
+            cycles,
+            latency_us: cycles as f64 / arch.clock_mhz,
+            instructions: self.ctrl.dispatched + self.finish_cycle.is_some() as u64,
+            load: self.unit_stats[0],
+            compute: self.unit_stats[1],
+            store: self.unit_stats[2],
+            dispatch_stall_cycles: self.ctrl.dispatch_stalls.iter().sum(),
+            macs: self.array.macs,
+            peak_macs_per_cycle: peak,
+            utilization: if cycles == 0 { 0.0 } else { self.array.macs as f64 / (cycles as f64 * peak as f64) },
+            dram_bytes_read: self.dram.bytes_read,
+            dram_bytes_written: self.dram.bytes_written,
+            input_buffer: buf(BufferKind::Input),
+            weight_buffer: buf(BufferKind::Weight),
+            accumulator_buffer: buf(BufferKind::Accumulator),
+            output_buffer: buf(BufferKind::Output),
+            alu_lane_ops: self.ppu.alu_lane_ops,
+            alu_mul_lane_ops: self.ppu.alu_mul_lane_ops,
+            requant_lane_ops: self.ppu.requant_lane_ops,
+            energy: Default::default(),
+        };
+        s.compute_energy(arch);
+        s
+    }
+
+    /// Index of a unit for callers that key things by unit.
+    pub fn unit_index(u: Unit) -> usize {
+        unit_index(u)
+    }
+}

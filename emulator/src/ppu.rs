@@ -1,0 +1,209 @@
+//! The post-processing unit: lane-wise int32 ALU and requantization, one accumulator line per
+//! cycle through a short pipeline.
+//!
+//! `alu` with a broadcast `b` (b_stride = 0) reads b in cycle 0 and a_i in cycle 1 + i and writes
+//! line i in cycle 3 + i: m + 3 cycles. Otherwise it reads a_i in cycle 2i and b_i in 2i + 1 (one
+//! accumulator read port) and writes in 2i + 3: 2m + 2 cycles. `requant` reads the multiplier
+//! and shift lines in cycles 0 and 1, src_i in 2 + i, and writes output line i in 5 + i (multiply,
+//! round/shift, clamp): m + 5 cycles.
+
+use crate::buffer::Buffers;
+use systole_arch::isa::{Alu, AluFunc, Requant, Round};
+use systole_arch::BufferKind;
+
+#[derive(Default)]
+pub struct Ppu {
+    /// Lane operations performed, by kind (for energy).
+    pub alu_lane_ops: u64,
+    pub alu_mul_lane_ops: u64,
+    pub requant_lane_ops: u64,
+}
+
+/// Rounding right shift of an exact product, as the requantizer's shifter does it.
+pub fn round_shift(x: i64, shift: u32, round: Round) -> i64 {
+    if shift == 0 {
+        return x;
+    }
+    let floor = x >> shift;
+    let rem = x - (floor << shift);
+    let half = 1i64 << (shift - 1);
+    let up = match round {
+        Round::Floor => false,
+        Round::HalfUp => rem >= half,
+        Round::HalfAway => rem > half || (rem == half && x >= 0),
+        Round::HalfEven => rem > half || (rem == half && floor & 1 == 1),
+    };
+    floor + up as i64
+}
+
+/// One lane of `requant`.
+pub fn requant_lane(acc: i32, mult: i32, shift: u32, op: &Requant) -> u8 {
+    let v = round_shift(acc as i64 * mult as i64, shift, op.round) + op.zp as i64;
+    if op.unsigned {
+        v.clamp(0, 255).max(op.lo as i64).min(op.hi as i64) as u8
+    } else {
+        let lo = op.lo as u8 as i8 as i64;
+        let hi = op.hi as u8 as i8 as i64;
+        v.clamp(-128, 127).max(lo).min(hi) as i8 as u8
+    }
+}
+
+pub fn alu_lane(func: AluFunc, a: i32, b: i32) -> i32 {
+    match func {
+        AluFunc::Add => a.wrapping_add(b),
+        AluFunc::Sub => a.wrapping_sub(b),
+        AluFunc::Max => a.max(b),
+        AluFunc::Min => a.min(b),
+        AluFunc::Mul => a.wrapping_mul(b),
+    }
+}
+
+impl Ppu {
+    pub fn alu_cycles(op: &Alu) -> u64 {
+        match (op.m, op.b_stride) {
+            (0, _) => 1,
+            (m, 0) => m as u64 + 3,
+            (m, _) => 2 * m as u64 + 2,
+        }
+    }
+
+    pub fn requant_cycles(op: &Requant) -> u64 {
+        if op.m == 0 {
+            1
+        } else {
+            op.m as u64 + 5
+        }
+    }
+
+    /// Functional effect of `alu` (ranges already checked: sources equal or disjoint from dst).
+    pub fn alu(&mut self, op: &Alu, bufs: &mut Buffers) {
+        let c = bufs.cols;
+        let mut tmp = vec![0i32; c];
+        for i in 0..op.m as usize {
+            let a = (op.a as usize + i * op.a_stride as usize) * c;
+            let b = (op.b as usize + i * op.b_stride as usize) * c;
+            for (l, t) in tmp.iter_mut().enumerate() {
+                *t = alu_lane(op.func, bufs.acc[a + l], bufs.acc[b + l]);
+            }
+            let d = (op.dst as usize + i) * c;
+            bufs.acc[d..d + c].copy_from_slice(&tmp);
+        }
+        let n = op.m as u64 * c as u64;
+        if op.func == AluFunc::Mul {
+            self.alu_mul_lane_ops += n;
+        } else {
+            self.alu_lane_ops += n;
+        }
+    }
+
+    /// Functional effect of `requant`; fails with the lane if a shift is outside 0..=62.
+    pub fn requant(&mut self, op: &Requant, bufs: &mut Buffers) -> Result<(), String> {
+        let c = bufs.cols;
+        let p = op.param as usize * c;
+        let mult = bufs.acc[p..p + c].to_vec();
+        let shift = bufs.acc[p + c..p + 2 * c].to_vec();
+        if op.m > 0 {
+            if let Some((lane, s)) = shift.iter().enumerate().find(|(_, &s)| !(0..=62).contains(&s)) {
+                return Err(format!(
+                    "shift {s} in lane {lane} of accumulator line {} is outside 0..=62",
+                    op.param + 1
+                ));
+            }
+        }
+        for i in 0..op.m as usize {
+            let s = (op.src as usize + i) * c;
+            let d = (op.dst as usize + i) * c;
+            for l in 0..c {
+                bufs.out[d + l] = requant_lane(bufs.acc[s + l], mult[l], shift[l] as u32, op);
+            }
+        }
+        self.requant_lane_ops += op.m as u64 * c as u64;
+        Ok(())
+    }
+
+    pub fn alu_access(op: &Alu, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {
+        let m = op.m as u64;
+        let acc = BufferKind::Accumulator;
+        if op.b_stride == 0 {
+            if o == 0 && m > 0 {
+                f(acc, op.b, false);
+            }
+            if o >= 1 && o - 1 < m {
+                f(acc, op.a + ((o - 1) * op.a_stride as u64) as u32, false);
+            }
+            if o >= 3 && o - 3 < m {
+                f(acc, op.dst + (o - 3) as u32, true);
+            }
+        } else {
+            let i = o / 2;
+            if i < m {
+                if o % 2 == 0 {
+                    f(acc, op.a + (i * op.a_stride as u64) as u32, false);
+                } else {
+                    f(acc, op.b + (i * op.b_stride as u64) as u32, false);
+                }
+            }
+            if o >= 3 && (o - 3) % 2 == 0 && (o - 3) / 2 < m {
+                f(acc, op.dst + ((o - 3) / 2) as u32, true);
+            }
+        }
+    }
+
+    pub fn requant_access(op: &Requant, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {
+        let m = op.m as u64;
+        if m == 0 {
+            return;
+        }
+        match o {
+            0 => f(BufferKind::Accumulator, op.param, false),
+            1 => f(BufferKind::Accumulator, op.param + 1, false),
+            _ => {}
+        }
+        if o >= 2 && o - 2 < m {
+            f(BufferKind::Accumulator, op.src + (o - 2) as u32, false);
+        }
+        if o >= 5 && o - 5 < m {
+            f(BufferKind::Output, op.dst + (o - 5) as u32, true);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_modes_on_ties() {
+        // 5/2 = 2.5, -5/2 = -2.5, 7/2 = 3.5
+        assert_eq!(round_shift(5, 1, Round::HalfEven), 2);
+        assert_eq!(round_shift(7, 1, Round::HalfEven), 4);
+        assert_eq!(round_shift(-5, 1, Round::HalfEven), -2);
+        assert_eq!(round_shift(-7, 1, Round::HalfEven), -4);
+        assert_eq!(round_shift(5, 1, Round::HalfAway), 3);
+        assert_eq!(round_shift(-5, 1, Round::HalfAway), -3);
+        assert_eq!(round_shift(5, 1, Round::HalfUp), 3);
+        assert_eq!(round_shift(-5, 1, Round::HalfUp), -2);
+        assert_eq!(round_shift(-5, 1, Round::Floor), -3);
+        assert_eq!(round_shift(-6, 2, Round::HalfEven), -2); // -1.5 -> -2
+        assert_eq!(round_shift(i64::MAX >> 1, 62, Round::HalfEven), 1);
+    }
+
+    #[test]
+    fn rounding_matches_f64_reference() {
+        // Exhaustive over small values: compare with f64 arithmetic (exact here).
+        for x in -600i64..600 {
+            for s in 0..6 {
+                let q = x as f64 / (1u64 << s) as f64;
+                let even = {
+                    let f = q.floor();
+                    let d = q - f;
+                    if d > 0.5 || (d == 0.5 && f.rem_euclid(2.0) == 1.0) { f + 1.0 } else { f }
+                };
+                assert_eq!(round_shift(x, s, Round::HalfEven) as f64, even, "{x} >> {s}");
+                assert_eq!(round_shift(x, s, Round::HalfAway) as f64, q.round(), "{x} >> {s}");
+                assert_eq!(round_shift(x, s, Round::HalfUp) as f64, (q + 0.5).floor(), "{x} >> {s}");
+                assert_eq!(round_shift(x, s, Round::Floor) as f64, q.floor(), "{x} >> {s}");
+            }
+        }
+    }
+}
