@@ -1,1 +1,4 @@
 //! The compiler: lowers networks to Systole program images.
+
+pub mod onnx;
+pub mod tensor;
