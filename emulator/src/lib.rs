@@ -14,6 +14,7 @@ pub mod error;
 pub mod io;
 pub mod machine;
 pub mod ppu;
+pub mod randprog;
 pub mod stats;
 pub mod trace;
 

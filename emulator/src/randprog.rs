@@ -1,0 +1,405 @@
+//! Random programs that are valid by construction, for property tests and co-simulation.
+//!
+//! Every instruction's operands are in range, ALU operands obey the identical-or-disjoint rule,
+//! requantization parameters are legal, and every pair of instructions on different units that
+//! touch the same memory (one of them writing) is ordered by dependency tokens, carried by
+//! `nop`s on the producing unit inserted just before the consumer. Because every dependency
+//! points backwards in program order and each token is consumed by the next pop of its queue,
+//! such a program never races and never deadlocks, and its result equals executing it one
+//! instruction at a time in program order.
+
+use systole_arch::image::{DType, Program, Role, Segment, TensorDesc};
+use systole_arch::isa::*;
+use systole_arch::{ArchConfig, BufferKind};
+
+/// SplitMix64: small, fast, and the same sequence on every platform.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in lo..=hi.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.next_u64() as usize % xs.len()]
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Access {
+    res: u8,
+    lo: u64,
+    hi: u64,
+    write: bool,
+}
+
+const DRAM: u8 = 4;
+
+fn conflicts(a: &[Access], b: &[Access]) -> bool {
+    a.iter().any(|x| {
+        b.iter()
+            .any(|y| x.res == y.res && (x.write || y.write) && x.lo < y.hi && y.lo < x.hi)
+    })
+}
+
+/// Sizes of the generated DRAM regions.
+pub const SRC_BYTES: u64 = 8192;
+pub const OUT_BYTES: u64 = 8192;
+
+struct Gen<'a> {
+    arch: &'a ArchConfig,
+    rng: Rng,
+    code: Vec<Insn>,
+    /// (unit index 0..3, footprint) per emitted instruction.
+    meta: Vec<(usize, Vec<Access>)>,
+    /// synced[v][u]: u has waited for every instruction of v up to this code index.
+    synced: [[Option<usize>; 3]; 3],
+    param_base: u64,
+    out_base: u64,
+}
+
+fn unit_idx(u: Unit) -> usize {
+    match u {
+        Unit::Load => 0,
+        Unit::Compute => 1,
+        Unit::Store => 2,
+        Unit::Controller => 3,
+    }
+}
+
+impl Gen<'_> {
+    fn lines(&self, k: BufferKind) -> u64 {
+        self.arch.lines(k) as u64
+    }
+    /// Accumulator lines usable as destinations (the last two hold requant parameters).
+    fn acc_free(&self) -> u64 {
+        self.lines(BufferKind::Accumulator) - 2
+    }
+
+    fn push(&mut self, insn: Insn, fp: Vec<Access>) {
+        let u = unit_idx(insn.unit());
+        self.code.push(insn);
+        self.meta.push((u, fp));
+    }
+
+    fn nop(&mut self, unit: UnitSel, deps: Deps) {
+        self.push(Insn { deps, op: Op::Nop(Nop { unit }) }, vec![]);
+    }
+
+    fn last_of(&self, unit: usize) -> Option<usize> {
+        self.meta.iter().rposition(|(u, _)| *u == unit)
+    }
+
+    /// Emits `op` after whatever token-carrying nops its hazards need.
+    fn emit(&mut self, op: Op, fp: Vec<Access>) {
+        let insn = Insn::new(op);
+        let u = unit_idx(insn.unit());
+        let mut need = [false; 3];
+        for (v, n) in need.iter_mut().enumerate() {
+            if v == u {
+                continue;
+            }
+            let last_conflict = self.meta.iter().rposition(|(w, f)| *w == v && conflicts(f, &fp));
+            *n = match (last_conflict, self.synced[v][u]) {
+                (Some(j), Some(s)) => j > s,
+                (Some(_), None) => true,
+                _ => false,
+            };
+        }
+        let mut deps = Deps::default();
+        let push_prev = Deps { push_prev: true, ..Default::default() };
+        let push_next = Deps { push_next: true, ..Default::default() };
+        match u {
+            0 => {
+                if need[2] {
+                    self.nop(UnitSel::Store, push_prev);
+                }
+                if need[1] || need[2] {
+                    self.nop(UnitSel::Compute, Deps { pop_next: need[2], push_prev: true, ..Default::default() });
+                    deps.pop_next = true;
+                }
+            }
+            1 => {
+                if need[0] {
+                    self.nop(UnitSel::Load, push_next);
+                    deps.pop_prev = true;
+                }
+                if need[2] {
+                    self.nop(UnitSel::Store, push_prev);
+                    deps.pop_next = true;
+                }
+            }
+            _ => {
+                if need[0] {
+                    self.nop(UnitSel::Load, push_next);
+                }
+                if need[0] || need[1] {
+                    self.nop(UnitSel::Compute, Deps { pop_prev: need[0], push_next: true, ..Default::default() });
+                    deps.pop_prev = true;
+                }
+            }
+        }
+        // Everything emitted so far on a unit we waited for (directly, or through the compute
+        // nop that relayed a token) is now ordered before this instruction.
+        let waited: &[usize] = match u {
+            0 if deps.pop_next && need[2] => &[1, 2],
+            0 if deps.pop_next => &[1],
+            1 if deps.pop_prev && deps.pop_next => &[0, 2],
+            1 if deps.pop_prev => &[0],
+            1 if deps.pop_next => &[2],
+            2 if deps.pop_prev && need[0] => &[0, 1],
+            2 if deps.pop_prev => &[1],
+            _ => &[],
+        };
+        for &v in waited {
+            self.synced[v][u] = self.last_of(v);
+        }
+        self.push(insn.with_deps(deps), fp);
+    }
+
+    fn m(&mut self, max: u64) -> u64 {
+        if self.rng.chance(4) {
+            0
+        } else {
+            self.rng.range(1, max)
+        }
+    }
+
+    fn gen_load(&mut self) {
+        let (r, c) = (self.arch.array.rows as u64, self.arch.array.cols as u64);
+        let buf = self.rng.pick(LoadBuf::ALL);
+        let (kind, dline, lines) = match buf {
+            LoadBuf::Inp => (BufferKind::Input, r, self.lines(BufferKind::Input)),
+            LoadBuf::Wgt => (BufferKind::Weight, c, self.lines(BufferKind::Weight)),
+            LoadBuf::Acc => (BufferKind::Accumulator, 4 * c, self.acc_free()),
+            LoadBuf::Acc8 => (BufferKind::Accumulator, c, self.acc_free()),
+        };
+        let rows = if self.rng.chance(3) { 0 } else { self.rng.range(1, 4) };
+        let cols = self.rng.range(1, 4);
+        let pad = |g: &mut Self| if g.rng.chance(60) { 0 } else { g.rng.range(1, 2) };
+        let (pt, pb, pl, pr) = (pad(self), pad(self), pad(self), pad(self));
+        let total = (pl + cols + pr) * (pt + rows + pb);
+        if total > lines {
+            return;
+        }
+        let sram = self.rng.range(0, lines - total);
+        let row_bytes = cols * dline;
+        let stride = row_bytes + self.rng.range(0, 2) * dline;
+        let span = if rows == 0 { 0 } else { (rows - 1) * stride + row_bytes };
+        if span > SRC_BYTES {
+            return;
+        }
+        let dram = self.rng.range(0, SRC_BYTES - span);
+        let op = Load {
+            buf,
+            sram: sram as u32,
+            dram: dram as u32,
+            rows: rows as u32,
+            cols: cols as u32,
+            stride: stride as u32,
+            pad_top: pt as u32,
+            pad_bottom: pb as u32,
+            pad_left: pl as u32,
+            pad_right: pr as u32,
+            pad_value: self.rng.range(0, 255) as i32 - 128,
+        };
+        let fp = vec![
+            Access { res: kind.index() as u8, lo: sram, hi: sram + total, write: true },
+            Access { res: DRAM, lo: dram, hi: dram + span, write: false },
+        ];
+        self.emit(Op::Load(op), fp);
+    }
+
+    fn gen_store(&mut self) {
+        let c = self.arch.array.cols as u64;
+        let buf = self.rng.pick(StoreBuf::ALL);
+        let (kind, dline) = match buf {
+            StoreBuf::Out => (BufferKind::Output, c),
+            StoreBuf::Acc => (BufferKind::Accumulator, 4 * c),
+        };
+        let rows = self.rng.range(1, 4);
+        let cols = self.rng.range(1, 4);
+        let n = rows * cols;
+        let lines = self.lines(kind);
+        if n > lines {
+            return;
+        }
+        let sram = self.rng.range(0, lines - n);
+        let row_bytes = cols * dline;
+        let stride = row_bytes + self.rng.range(0, 2) * dline;
+        let span = (rows - 1) * stride + row_bytes;
+        if span > OUT_BYTES {
+            return;
+        }
+        let dram = self.out_base + self.rng.range(0, OUT_BYTES - span);
+        let op = Store { buf, sram: sram as u32, dram: dram as u32, rows: rows as u32, cols: cols as u32, stride: stride as u32 };
+        let fp = vec![
+            Access { res: kind.index() as u8, lo: sram, hi: sram + n, write: false },
+            Access { res: DRAM, lo: dram, hi: dram + span, write: true },
+        ];
+        self.emit(Op::Store(op), fp);
+    }
+
+    fn gen_compute(&mut self) {
+        let r = self.arch.array.rows as u64;
+        let acc_free = self.acc_free();
+        let acc_all = self.lines(BufferKind::Accumulator);
+        let acc = BufferKind::Accumulator.index() as u8;
+        match self.rng.range(0, 4) {
+            0 => {
+                let wgt = self.rng.range(0, self.lines(BufferKind::Weight) - r);
+                let fp = vec![Access { res: BufferKind::Weight.index() as u8, lo: wgt, hi: wgt + r, write: false }];
+                self.emit(Op::LoadWeights(LoadWeights { wgt: wgt as u32 }), fp);
+            }
+            1 | 2 => {
+                let m = self.m(24.min(acc_free));
+                let inp = self.rng.range(0, self.lines(BufferKind::Input) - m);
+                let a = self.rng.range(0, acc_free - m);
+                let op = MatMul { inp: inp as u32, acc: a as u32, m: m as u32, accumulate: self.rng.chance(50) };
+                let fp = vec![
+                    Access { res: BufferKind::Input.index() as u8, lo: inp, hi: inp + m, write: false },
+                    Access { res: acc, lo: a, hi: a + m, write: true },
+                ];
+                self.emit(Op::MatMul(op), fp);
+            }
+            3 => {
+                let m = self.m(12.min(acc_free / 4));
+                let dst = self.rng.range(0, acc_free - m);
+                let operand = |g: &mut Self| -> (u64, u64) {
+                    if g.rng.chance(30) {
+                        return (dst, 1);
+                    }
+                    let stride = g.rng.range(0, 2);
+                    let span = if m == 0 { 0 } else { (m - 1) * stride + 1 };
+                    (g.rng.range(0, acc_all - span), stride)
+                };
+                let (a, a_stride) = operand(self);
+                let (b, b_stride) = operand(self);
+                // Identical-or-disjoint rule, as the emulator checks it.
+                for (base, stride) in [(a, a_stride), (b, b_stride)] {
+                    for j in 0..m {
+                        let line = base + j * stride;
+                        if line >= dst && line < dst + m && line - dst != j {
+                            return;
+                        }
+                    }
+                }
+                let span = |base: u64, s: u64| if m == 0 { base } else { base + (m - 1) * s + 1 };
+                let op = Alu {
+                    func: self.rng.pick(AluFunc::ALL),
+                    dst: dst as u32,
+                    a: a as u32,
+                    a_stride: a_stride as u32,
+                    b: b as u32,
+                    b_stride: b_stride as u32,
+                    m: m as u32,
+                };
+                let fp = vec![
+                    Access { res: acc, lo: dst, hi: dst + m, write: true },
+                    Access { res: acc, lo: a, hi: span(a, a_stride), write: false },
+                    Access { res: acc, lo: b, hi: span(b, b_stride), write: false },
+                ];
+                self.emit(Op::Alu(op), fp);
+            }
+            _ => {
+                let out_lines = self.lines(BufferKind::Output);
+                let m = self.m(12.min(out_lines));
+                let src = self.rng.range(0, acc_all - m);
+                let dst = self.rng.range(0, out_lines - m);
+                let param = acc_all - 2;
+                let op = Requant {
+                    dst: dst as u32,
+                    src: src as u32,
+                    param: param as u32,
+                    m: m as u32,
+                    zp: self.rng.range(0, 600) as i32 - 300,
+                    lo: self.rng.range(0, 255) as u32,
+                    hi: self.rng.range(0, 255) as u32,
+                    unsigned: self.rng.chance(50),
+                    round: self.rng.pick(Round::ALL),
+                };
+                let fp = vec![
+                    Access { res: acc, lo: src, hi: src + m, write: false },
+                    Access { res: acc, lo: param, hi: param + 2, write: false },
+                    Access { res: BufferKind::Output.index() as u8, lo: dst, hi: dst + m, write: true },
+                ];
+                self.emit(Op::Requant(op), fp);
+            }
+        }
+    }
+}
+
+/// A random valid program of about `n` instructions (plus token `nop`s) for `arch`.
+///
+/// DRAM holds random source bytes at 0..SRC_BYTES, requantization parameters after them and
+/// an output region (the program's one output tensor, `dram_out`, u8) at the end.
+pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
+    let c = arch.array.cols as u64;
+    let mut rng = Rng::new(seed);
+    let src: Vec<u8> = (0..SRC_BYTES).map(|_| rng.next_u64() as u8).collect();
+    // Parameter lines: multipliers (mostly moderate, sometimes extreme) then shifts 0..=62.
+    let mut params = Vec::new();
+    for _ in 0..c {
+        let mult: i32 = match rng.range(0, 3) {
+            0 => rng.next_u64() as i32,
+            1 => (rng.range(0, 1 << 16) as i32) - (1 << 15),
+            _ => rng.range(1 << 29, (1 << 31) - 1) as i32,
+        };
+        params.extend_from_slice(&mult.to_le_bytes());
+    }
+    for _ in 0..c {
+        let shift = rng.range(0, 62) as i32;
+        params.extend_from_slice(&shift.to_le_bytes());
+    }
+    let param_base = SRC_BYTES;
+    let out_base = SRC_BYTES + params.len() as u64;
+    let mut g = Gen {
+        arch,
+        rng,
+        code: Vec::new(),
+        meta: Vec::new(),
+        synced: [[None; 3]; 3],
+        param_base,
+        out_base,
+    };
+    let acc_lines = g.lines(BufferKind::Accumulator);
+    let pl = Load { buf: LoadBuf::Acc, sram: (acc_lines - 2) as u32, dram: param_base as u32, rows: 1, cols: 2, stride: 8 * c as u32, ..Default::default() };
+    let fp = vec![
+        Access { res: BufferKind::Accumulator.index() as u8, lo: acc_lines - 2, hi: acc_lines, write: true },
+        Access { res: DRAM, lo: param_base, hi: param_base + 8 * c, write: false },
+    ];
+    g.emit(Op::Load(pl), fp);
+    while g.code.len() < n {
+        match g.rng.range(0, 9) {
+            0..=2 => g.gen_load(),
+            3..=6 => g.gen_compute(),
+            7 => g.gen_store(),
+            _ => {
+                let unit = g.rng.pick(UnitSel::ALL);
+                let _ = g.param_base;
+                g.emit(Op::Nop(Nop { unit }), vec![]);
+            }
+        }
+    }
+    g.code.push(Insn::new(Op::Finish(Finish {})));
+    let mut p = Program::new(arch);
+    p.dram_bytes = out_base + OUT_BYTES;
+    p.code = g.code;
+    p.data = vec![Segment { dram_addr: 0, bytes: src }, Segment { dram_addr: param_base, bytes: params }];
+    p.tensors = vec![TensorDesc::dense("dram_out", Role::Output, DType::U8, &[OUT_BYTES], out_base)];
+    p.meta.insert("generator".into(), format!("randprog seed={seed} n={n}"));
+    p
+}

@@ -1,0 +1,192 @@
+//! A plain sequential reference for the ISA: executes instructions in program order, one at a
+//! time, with no timing, written straight from docs/isa.md and independent of the emulator's
+//! block models. For programs whose dependencies follow program order (what the compiler and
+//! the random generator emit) its final memories must equal the emulator's bit for bit.
+
+#![allow(dead_code)]
+
+use systole_arch::isa::{AluFunc, LoadBuf, Op, Round, StoreBuf};
+use systole_arch::{ArchConfig, BufferKind, Program};
+
+pub struct Golden {
+    pub r: usize,
+    pub c: usize,
+    pub dram: Vec<u8>,
+    pub inp: Vec<Vec<i8>>,
+    pub wgt: Vec<Vec<i8>>,
+    pub acc: Vec<Vec<i32>>,
+    pub out: Vec<Vec<u8>>,
+    pub w: Vec<Vec<i8>>,
+}
+
+fn rshift(x: i128, s: u32, round: Round) -> i128 {
+    if s == 0 {
+        return x;
+    }
+    let d = 1i128 << s;
+    let q = x.div_euclid(d);
+    let r = x.rem_euclid(d);
+    let twice = 2 * r;
+    match round {
+        Round::Floor => q,
+        Round::HalfUp => q + (twice >= d) as i128,
+        Round::HalfAway => q + (twice > d || (twice == d && x > 0)) as i128,
+        Round::HalfEven => q + (twice > d || (twice == d && q % 2 != 0)) as i128,
+    }
+}
+
+impl Golden {
+    pub fn new(prog: &Program, arch: &ArchConfig) -> Golden {
+        let r = arch.array.rows as usize;
+        let c = arch.array.cols as usize;
+        let mut dram = vec![0u8; prog.dram_bytes as usize];
+        for s in &prog.data {
+            dram[s.dram_addr as usize..][..s.bytes.len()].copy_from_slice(&s.bytes);
+        }
+        Golden {
+            r,
+            c,
+            dram,
+            inp: vec![vec![0; r]; arch.lines(BufferKind::Input) as usize],
+            wgt: vec![vec![0; c]; arch.lines(BufferKind::Weight) as usize],
+            acc: vec![vec![0; c]; arch.lines(BufferKind::Accumulator) as usize],
+            out: vec![vec![0; c]; arch.lines(BufferKind::Output) as usize],
+            w: vec![vec![0; c]; r],
+        }
+    }
+
+    pub fn run(&mut self, prog: &Program) {
+        for insn in &prog.code {
+            self.exec(&insn.op);
+        }
+    }
+
+    fn exec(&mut self, op: &Op) {
+        let (r, c) = (self.r, self.c);
+        match *op {
+            Op::Load(l) => {
+                let width = (l.pad_left + l.cols + l.pad_right) as usize;
+                let height = (l.pad_top + l.rows + l.pad_bottom) as usize;
+                for y in 0..height {
+                    for x in 0..width {
+                        let line = l.sram as usize + y * width + x;
+                        let inside = y >= l.pad_top as usize
+                            && y < (l.pad_top + l.rows) as usize
+                            && x >= l.pad_left as usize
+                            && x < (l.pad_left + l.cols) as usize;
+                        let row = y.wrapping_sub(l.pad_top as usize);
+                        let col = x.wrapping_sub(l.pad_left as usize);
+                        let bytes_per_line = match l.buf {
+                            LoadBuf::Inp => r,
+                            LoadBuf::Wgt | LoadBuf::Acc8 => c,
+                            LoadBuf::Acc => 4 * c,
+                        };
+                        let at = if inside { l.dram as usize + row * l.stride as usize + col * bytes_per_line } else { 0 };
+                        match l.buf {
+                            LoadBuf::Inp => {
+                                for k in 0..r {
+                                    self.inp[line][k] = if inside { self.dram[at + k] as i8 } else { l.pad_value as i8 };
+                                }
+                            }
+                            LoadBuf::Wgt => {
+                                for k in 0..c {
+                                    self.wgt[line][k] = if inside { self.dram[at + k] as i8 } else { l.pad_value as i8 };
+                                }
+                            }
+                            LoadBuf::Acc8 => {
+                                for k in 0..c {
+                                    self.acc[line][k] = if inside { self.dram[at + k] as i8 as i32 } else { l.pad_value };
+                                }
+                            }
+                            LoadBuf::Acc => {
+                                for k in 0..c {
+                                    self.acc[line][k] = if inside {
+                                        let b = &self.dram[at + 4 * k..at + 4 * k + 4];
+                                        i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+                                    } else {
+                                        l.pad_value
+                                    };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Op::Store(s) => {
+                for y in 0..s.rows as usize {
+                    for x in 0..s.cols as usize {
+                        let line = s.sram as usize + y * s.cols as usize + x;
+                        match s.buf {
+                            StoreBuf::Out => {
+                                let at = s.dram as usize + y * s.stride as usize + x * c;
+                                self.dram[at..at + c].copy_from_slice(&self.out[line]);
+                            }
+                            StoreBuf::Acc => {
+                                let at = s.dram as usize + y * s.stride as usize + x * 4 * c;
+                                for k in 0..c {
+                                    self.dram[at + 4 * k..at + 4 * k + 4].copy_from_slice(&self.acc[line][k].to_le_bytes());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Op::LoadWeights(l) => {
+                for k in 0..r {
+                    self.w[k] = self.wgt[l.wgt as usize + k].clone();
+                }
+            }
+            Op::MatMul(mm) => {
+                for i in 0..mm.m as usize {
+                    for n in 0..c {
+                        let mut sum: i64 = 0;
+                        for k in 0..r {
+                            sum += self.inp[mm.inp as usize + i][k] as i64 * self.w[k][n] as i64;
+                        }
+                        let sum = sum as i32; // |sum| <= 256 * 128 * 128 < 2^31
+                        let a = &mut self.acc[mm.acc as usize + i][n];
+                        *a = if mm.accumulate { a.wrapping_add(sum) } else { sum };
+                    }
+                }
+            }
+            Op::Alu(a) => {
+                // Read every operand first: legal programs never read a line another row writes.
+                let rows: Vec<Vec<i32>> = (0..a.m as usize)
+                    .map(|i| {
+                        let x = &self.acc[a.a as usize + i * a.a_stride as usize];
+                        let y = &self.acc[a.b as usize + i * a.b_stride as usize];
+                        (0..c)
+                            .map(|k| match a.func {
+                                AluFunc::Add => x[k].wrapping_add(y[k]),
+                                AluFunc::Sub => x[k].wrapping_sub(y[k]),
+                                AluFunc::Max => x[k].max(y[k]),
+                                AluFunc::Min => x[k].min(y[k]),
+                                AluFunc::Mul => x[k].wrapping_mul(y[k]),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for (i, v) in rows.into_iter().enumerate() {
+                    self.acc[a.dst as usize + i] = v;
+                }
+            }
+            Op::Requant(q) => {
+                for i in 0..q.m as usize {
+                    for k in 0..c {
+                        let mult = self.acc[q.param as usize][k] as i128;
+                        let shift = self.acc[q.param as usize + 1][k] as u32;
+                        let v = rshift(self.acc[q.src as usize + i][k] as i128 * mult, shift, q.round) + q.zp as i128;
+                        self.out[q.dst as usize + i][k] = if q.unsigned {
+                            v.clamp(0, 255).max(q.lo as i128).min(q.hi as i128) as u8
+                        } else {
+                            let lo = q.lo as u8 as i8 as i128;
+                            let hi = q.hi as u8 as i8 as i128;
+                            (v.clamp(-128, 127).max(lo).min(hi) as i8) as u8
+                        };
+                    }
+                }
+            }
+            Op::Nop(_) | Op::Finish(_) => {}
+        }
+    }
+}
