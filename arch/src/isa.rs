@@ -652,8 +652,9 @@ pub fn markdown_reference() -> String {
     s
 }
 
+/// Proptest strategies for instructions, shared by the tests of this crate.
 #[cfg(test)]
-mod tests {
+pub(crate) mod strategies {
     use super::*;
     use proptest::prelude::*;
 
@@ -670,25 +671,130 @@ mod tests {
         0u32..=((1u64 << w) - 1) as u32
     }
 
-    fn arb_op() -> impl Strategy<Value = Op> {
-        let load = (0usize..4, bits(16), any::<u32>(), bits(10), bits(10), bits(20), bits(4), bits(4), bits(4), bits(4), -128i32..128)
+    pub(crate) fn arb_op() -> impl Strategy<Value = Op> {
+        let load = (
+            0usize..4,
+            bits(16),
+            any::<u32>(),
+            bits(10),
+            bits(10),
+            bits(20),
+            bits(4),
+            bits(4),
+            bits(4),
+            bits(4),
+            -128i32..128,
+        )
             .prop_map(|(b, sram, dram, rows, cols, stride, pt, pb, pl, pr, pv)| {
-                Op::Load(Load { buf: LoadBuf::ALL[b], sram, dram, rows, cols, stride, pad_top: pt, pad_bottom: pb, pad_left: pl, pad_right: pr, pad_value: pv })
+                Op::Load(Load {
+                    buf: LoadBuf::ALL[b],
+                    sram,
+                    dram,
+                    rows,
+                    cols,
+                    stride,
+                    pad_top: pt,
+                    pad_bottom: pb,
+                    pad_left: pl,
+                    pad_right: pr,
+                    pad_value: pv,
+                })
             });
-        let store = (0usize..2, bits(16), any::<u32>(), bits(10), bits(10), bits(20))
-            .prop_map(|(b, sram, dram, rows, cols, stride)| Op::Store(Store { buf: StoreBuf::ALL[b], sram, dram, rows, cols, stride }));
+        let store = (
+            0usize..2,
+            bits(16),
+            any::<u32>(),
+            bits(10),
+            bits(10),
+            bits(20),
+        )
+            .prop_map(|(b, sram, dram, rows, cols, stride)| {
+                Op::Store(Store {
+                    buf: StoreBuf::ALL[b],
+                    sram,
+                    dram,
+                    rows,
+                    cols,
+                    stride,
+                })
+            });
         let ldw = bits(16).prop_map(|wgt| Op::LoadWeights(LoadWeights { wgt }));
-        let mm = (bits(16), bits(16), bits(12), any::<bool>())
-            .prop_map(|(inp, acc, m, accumulate)| Op::MatMul(MatMul { inp, acc, m, accumulate }));
-        let alu = (0usize..5, bits(16), bits(16), bits(4), bits(16), bits(4), bits(12)).prop_map(|(f, dst, a, a_stride, b, b_stride, m)| {
-            Op::Alu(Alu { func: AluFunc::ALL[f], dst, a, a_stride, b, b_stride, m })
+        let mm =
+            (bits(16), bits(16), bits(12), any::<bool>()).prop_map(|(inp, acc, m, accumulate)| {
+                Op::MatMul(MatMul {
+                    inp,
+                    acc,
+                    m,
+                    accumulate,
+                })
+            });
+        let alu = (
+            0usize..5,
+            bits(16),
+            bits(16),
+            bits(4),
+            bits(16),
+            bits(4),
+            bits(12),
+        )
+            .prop_map(|(f, dst, a, a_stride, b, b_stride, m)| {
+                Op::Alu(Alu {
+                    func: AluFunc::ALL[f],
+                    dst,
+                    a,
+                    a_stride,
+                    b,
+                    b_stride,
+                    m,
+                })
+            });
+        let rq = (
+            bits(16),
+            bits(16),
+            bits(16),
+            bits(12),
+            -32768i32..32768,
+            bits(8),
+            bits(8),
+            any::<bool>(),
+            0usize..4,
+        )
+            .prop_map(|(dst, src, param, m, zp, lo, hi, unsigned, r)| {
+                Op::Requant(Requant {
+                    dst,
+                    src,
+                    param,
+                    m,
+                    zp,
+                    lo,
+                    hi,
+                    unsigned,
+                    round: Round::ALL[r],
+                })
+            });
+        let nop = (0usize..3).prop_map(|u| {
+            Op::Nop(Nop {
+                unit: UnitSel::ALL[u],
+            })
         });
-        let rq = (bits(16), bits(16), bits(16), bits(12), -32768i32..32768, bits(8), bits(8), any::<bool>(), 0usize..4).prop_map(
-            |(dst, src, param, m, zp, lo, hi, unsigned, r)| Op::Requant(Requant { dst, src, param, m, zp, lo, hi, unsigned, round: Round::ALL[r] }),
-        );
-        let nop = (0usize..3).prop_map(|u| Op::Nop(Nop { unit: UnitSel::ALL[u] }));
-        prop_oneof![load, store, ldw, mm, alu, rq, nop, Just(Op::Finish(Finish {}))]
+        prop_oneof![
+            load,
+            store,
+            ldw,
+            mm,
+            alu,
+            rq,
+            nop,
+            Just(Op::Finish(Finish {}))
+        ]
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strategies::*;
+    use super::*;
+    use proptest::prelude::*;
 
     proptest! {
         #[test]
@@ -750,6 +856,6 @@ mod tests {
         assert!(e.contains("out of range"), "{e}");
         let e = "load buf=xyz".parse::<Insn>().unwrap_err();
         assert!(e.contains("inp, wgt, acc, acc8"), "{e}");
-        assert_eq!("load pad_value=-3 pop_next".parse::<Insn>().unwrap().deps.pop_next, true);
+        assert!("load pad_value=-3 pop_next".parse::<Insn>().unwrap().deps.pop_next);
     }
 }
