@@ -291,7 +291,7 @@ impl ArchConfig {
             if b.banks == 0 {
                 return err(&f("banks"), "must be at least 1".into());
             }
-            if b.size_bytes % line != 0 {
+            if !b.size_bytes.is_multiple_of(line) {
                 return err(
                     &f("size_bytes"),
                     format!("{} is not a whole number of {line}-byte lines", b.size_bytes),
@@ -304,7 +304,7 @@ impl ArchConfig {
                     format!("{lines} lines exceed the 16-bit line address of the ISA (65536)"),
                 );
             }
-            if lines % b.banks != 0 {
+            if !lines.is_multiple_of(b.banks) {
                 return err(
                     &f("banks"),
                     format!("{lines} lines do not split evenly into {} banks", b.banks),
@@ -340,7 +340,7 @@ impl ArchConfig {
             return err("dram.bytes_per_cycle", "must be at least 1".into());
         }
         for (what, w) in [("array.rows", a.rows), ("array.cols", a.cols)] {
-            if w % d.bytes_per_cycle != 0 {
+            if !w.is_multiple_of(d.bytes_per_cycle) {
                 return err(
                     "dram.bytes_per_cycle",
                     format!(

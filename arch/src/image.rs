@@ -515,7 +515,7 @@ impl Program {
             }
             match kind {
                 SEC_CODE => {
-                    if payload.len() % INSN_BYTES != 0 {
+                    if !payload.len().is_multiple_of(INSN_BYTES) {
                         return Err(malformed("code", format!("{} bytes is not a whole number of 16-byte instructions", payload.len())));
                     }
                     prog.code = isa::decode_all(payload).map_err(|(index, err)| ImageError::Insn { index, err })?;

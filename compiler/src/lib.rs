@@ -1,4 +1,5 @@
 //! The compiler: lowers networks to Systole program images.
 
+pub mod gemm;
 pub mod onnx;
 pub mod tensor;

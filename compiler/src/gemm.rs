@@ -1,0 +1,397 @@
+//! Lowering of one quantized GEMM, Y = requant(A x B + bias), to a double-buffered program.
+//!
+//! This is the kernel every fully connected and (after im2col/implicit GEMM) convolution
+//! layer lowers to. Work is split into items (m-tile, n-tile, k-chunk). The load unit fills
+//! the ping or pong half of the input and weight buffers for item i while the compute unit
+//! works on item i-1 from the other half; the store unit drains output tiles while compute
+//! goes on. Tokens (docs/isa.md) order the halves:
+//!
+//! * load of item i pops compute->load when i >= 2 (compute has released that half) and pushes
+//!   load->compute when its data is in;
+//! * compute of item i pops load->compute, pushes compute->load with its last instruction; when
+//!   the item completes an output tile, requant pops store->compute (for the third and later
+//!   tiles: the store of that out half is done) and pushes compute->store;
+//! * store pops compute->store and pushes store->compute.
+//!
+//! DRAM layout: A row-major with rows padded to whole input lines (`k_pad` bytes), B as
+//! weight tiles (n-tile major, then k-tile, each `rows` lines of `cols` bytes), per n-tile three
+//! int32 lines (bias, multiplier, shift), Y row-major with rows padded to `n_pad` bytes.
+
+use systole_arch::image::{DType, Program, Quant, Role, Segment, TensorDesc};
+use systole_arch::isa::*;
+use systole_arch::{ArchConfig, BufferKind};
+
+/// Requantization of one output channel: y = clamp(round_half_even((acc + bias) * mult /
+/// 2^shift) + zp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelQuant {
+    pub bias: i32,
+    pub mult: i32,
+    pub shift: u32,
+}
+
+/// A quantized GEMM layer with its constants.
+#[derive(Debug, Clone)]
+pub struct GemmLayer {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// B, row-major [k][n].
+    pub weights: Vec<i8>,
+    /// One entry per output channel.
+    pub channels: Vec<ChannelQuant>,
+    pub out_zp: i32,
+    /// Clamp bounds (int8), e.g. (zp, 127) for a fused ReLU.
+    pub out_lo: i8,
+    pub out_hi: i8,
+    pub in_quant: Option<Quant>,
+    pub out_quant: Option<Quant>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GemmError {
+    #[error("GEMM {m}x{k}x{n}: {msg}")]
+    DoesNotFit { m: usize, k: usize, n: usize, msg: String },
+    #[error("GEMM: {0}")]
+    Invalid(String),
+}
+
+/// Decomposes a positive real multiplier into (mult, shift) with mult in [2^30, 2^31) and
+/// real ~= mult / 2^shift; None if it cannot be represented with shift <= 62.
+pub fn quantize_multiplier(real: f64) -> Option<(i32, u32)> {
+    if !(real.is_finite() && real > 0.0) {
+        return None;
+    }
+    let mut shift = 0i32;
+    let mut x = real;
+    while x < 0.5 {
+        x *= 2.0;
+        shift += 1;
+    }
+    while x >= 1.0 {
+        x /= 2.0;
+        shift -= 1;
+    }
+    // x in [0.5, 1): mult = round(x * 2^31), shift += 31.
+    let mut mult = (x * (1u64 << 31) as f64).round() as i64;
+    if mult == 1 << 31 {
+        mult /= 2;
+        shift -= 1;
+    }
+    let shift = shift + 31;
+    if !(0..=62).contains(&shift) {
+        return None;
+    }
+    Some((mult as i32, shift as u32))
+}
+
+/// How the GEMM is tiled on an arch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tiling {
+    /// Rows of A per item.
+    pub tm: usize,
+    /// k-tiles per chunk.
+    pub kc: usize,
+    pub m_tiles: usize,
+    pub k_tiles: usize,
+    pub n_tiles: usize,
+    pub k_chunks: usize,
+}
+
+impl Tiling {
+    pub fn new(arch: &ArchConfig, m: usize, k: usize, n: usize) -> Result<Tiling, GemmError> {
+        let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+        let fit = |msg: String| GemmError::DoesNotFit { m, k, n, msg };
+        if m == 0 || k == 0 || n == 0 {
+            return Err(GemmError::Invalid(format!("empty GEMM {m}x{k}x{n}")));
+        }
+        let k_tiles = k.div_ceil(r);
+        let n_tiles = n.div_ceil(c);
+        let inp_half = arch.lines(BufferKind::Input) as usize / 2;
+        let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
+        let acc_lines = arch.lines(BufferKind::Accumulator) as usize;
+        let out_half = arch.lines(BufferKind::Output) as usize / 2;
+        // Rows per item first (long matmuls amortise the array's fill and drain): the
+        // accumulator holds two slots of tm lines plus two sets of 3 parameter lines, the
+        // output half tm lines, a load moves at most 1023 rows.
+        let tm = m
+            .min(inp_half)
+            .min(acc_lines.saturating_sub(6) / 2)
+            .min(out_half)
+            .min(1023);
+        if tm == 0 {
+            return Err(fit("the buffers hold no row of the tile".into()));
+        }
+        // Then k-tiles per chunk: what the input half (kc blocks of tm lines) and the weight
+        // half (kc tiles of `rows` lines) both hold.
+        let kc = (wgt_half / r).min(inp_half / tm).min(k_tiles).min(1023);
+        if kc == 0 {
+            return Err(fit(format!("half the weight buffer ({wgt_half} lines) holds no {r}-line weight tile")));
+        }
+        Ok(Tiling { tm, kc, m_tiles: m.div_ceil(tm), k_tiles, n_tiles, k_chunks: k_tiles.div_ceil(kc) })
+    }
+}
+
+/// DRAM addresses of the GEMM's regions.
+#[derive(Debug, Clone, Copy)]
+pub struct GemmLayout {
+    pub a: u64,
+    pub k_pad: u64,
+    pub b: u64,
+    pub params: u64,
+    pub y: u64,
+    pub n_pad: u64,
+    pub total: u64,
+}
+
+fn align(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+/// Builds the program for `layer` on `arch`.
+pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, GemmError> {
+    let (m, k, n) = (layer.m, layer.k, layer.n);
+    if layer.weights.len() != k * n {
+        return Err(GemmError::Invalid(format!("weights hold {} values, expected {k}x{n}", layer.weights.len())));
+    }
+    if layer.channels.len() != n {
+        return Err(GemmError::Invalid(format!("{} channel parameters for {n} output channels", layer.channels.len())));
+    }
+    if let Some(ch) = layer.channels.iter().position(|c| c.shift > 62) {
+        return Err(GemmError::Invalid(format!("channel {ch}: shift {} > 62", layer.channels[ch].shift)));
+    }
+    let t = Tiling::new(arch, m, k, n)?;
+    let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+    let k_pad = (t.k_tiles * r) as u64;
+    let n_pad = (t.n_tiles * c) as u64;
+    // Layout.
+    let a_addr = 0u64;
+    let b_addr = align(a_addr + m as u64 * k_pad, 64);
+    let b_bytes = (t.n_tiles * t.k_tiles * r * c) as u64;
+    let p_addr = align(b_addr + b_bytes, 64);
+    let p_bytes = (t.n_tiles * 3 * 4 * c) as u64;
+    let y_addr = align(p_addr + p_bytes, 64);
+    let total = align(y_addr + m as u64 * n_pad, 64);
+    if total > arch.dram.size_bytes {
+        return Err(GemmError::DoesNotFit { m, k, n, msg: format!("needs {total} bytes of DRAM, arch has {}", arch.dram.size_bytes) });
+    }
+    // Weight tiles: tile (nt, kt) line kk lane nn = B[kt*r + kk][nt*c + nn], zero padded.
+    let mut bt = vec![0u8; b_bytes as usize];
+    for nt in 0..t.n_tiles {
+        for kt in 0..t.k_tiles {
+            let base = (nt * t.k_tiles + kt) * r * c;
+            for kk in 0..r {
+                for nn in 0..c {
+                    let (row, col) = (kt * r + kk, nt * c + nn);
+                    if row < k && col < n {
+                        bt[base + kk * c + nn] = layer.weights[row * n + col] as u8;
+                    }
+                }
+            }
+        }
+    }
+    let mut params = vec![0u8; p_bytes as usize];
+    for nt in 0..t.n_tiles {
+        for nn in 0..c {
+            let ch = nt * c + nn;
+            let q = layer.channels.get(ch).copied().unwrap_or(ChannelQuant { bias: 0, mult: 0, shift: 0 });
+            for (line, v) in [q.bias, q.mult, q.shift as i32].into_iter().enumerate() {
+                let at = ((nt * 3 + line) * c + nn) * 4;
+                params[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+
+    // Buffer plan.
+    let inp_half = arch.lines(BufferKind::Input) / 2;
+    let wgt_half = arch.lines(BufferKind::Weight) / 2;
+    let out_half = arch.lines(BufferKind::Output) / 2;
+    let param_slot = |i: usize| (i % 2) as u32 * 3;
+    let acc_slot = |o: usize| 6 + (o % 2) as u32 * t.tm as u32;
+
+    let mut code: Vec<Insn> = Vec::new();
+    let mut item = 0usize;
+    let mut out_idx = 0usize;
+    for mt in 0..t.m_tiles {
+        let m0 = mt * t.tm;
+        let rows = t.tm.min(m - m0);
+        for nt in 0..t.n_tiles {
+            for kc in 0..t.k_chunks {
+                let k0 = kc * t.kc;
+                let tiles = t.kc.min(t.k_tiles - k0);
+                let last_chunk = kc + 1 == t.k_chunks;
+                let half = (item % 2) as u32;
+                // --- load ---
+                let mut loads = Vec::new();
+                for j in 0..tiles {
+                    loads.push(Op::Load(Load {
+                        buf: LoadBuf::Inp,
+                        sram: half * inp_half + (j * t.tm) as u32,
+                        dram: (a_addr + m0 as u64 * k_pad + ((k0 + j) * r) as u64) as u32,
+                        rows: rows as u32,
+                        cols: 1,
+                        stride: k_pad as u32,
+                        ..Default::default()
+                    }));
+                }
+                loads.push(Op::Load(Load {
+                    buf: LoadBuf::Wgt,
+                    sram: half * wgt_half,
+                    dram: (b_addr + ((nt * t.k_tiles + k0) * r * c) as u64) as u32,
+                    rows: tiles as u32,
+                    cols: r as u32,
+                    stride: (r * c) as u32,
+                    ..Default::default()
+                }));
+                if last_chunk {
+                    loads.push(Op::Load(Load {
+                        buf: LoadBuf::Acc,
+                        sram: param_slot(item),
+                        dram: (p_addr + (nt * 3 * 4 * c) as u64) as u32,
+                        rows: 1,
+                        cols: 3,
+                        stride: (3 * 4 * c) as u32,
+                        ..Default::default()
+                    }));
+                }
+                let nl = loads.len();
+                for (x, op) in loads.into_iter().enumerate() {
+                    let deps = Deps { pop_next: x == 0 && item >= 2, push_next: x + 1 == nl, ..Default::default() };
+                    code.push(Insn { deps, op });
+                }
+                // --- compute ---
+                let mut comp: Vec<Insn> = Vec::new();
+                for j in 0..tiles {
+                    comp.push(Insn::new(Op::LoadWeights(LoadWeights { wgt: half * wgt_half + (j * r) as u32 })));
+                    comp.push(Insn::new(Op::MatMul(MatMul {
+                        inp: half * inp_half + (j * t.tm) as u32,
+                        acc: acc_slot(out_idx),
+                        m: rows as u32,
+                        accumulate: !(kc == 0 && j == 0),
+                    })));
+                }
+                comp[0].deps.pop_prev = true;
+                if last_chunk {
+                    comp.push(Insn::new(Op::Alu(Alu {
+                        func: AluFunc::Add,
+                        dst: acc_slot(out_idx),
+                        a: acc_slot(out_idx),
+                        a_stride: 1,
+                        b: param_slot(item),
+                        b_stride: 0,
+                        m: rows as u32,
+                    })));
+                    let rq = Requant {
+                        dst: (out_idx % 2) as u32 * out_half,
+                        src: acc_slot(out_idx),
+                        param: param_slot(item) + 1,
+                        m: rows as u32,
+                        zp: layer.out_zp,
+                        lo: layer.out_lo as u8 as u32,
+                        hi: layer.out_hi as u8 as u32,
+                        unsigned: false,
+                        round: Round::HalfEven,
+                    };
+                    let deps = Deps { pop_next: out_idx >= 2, push_next: true, ..Default::default() };
+                    comp.push(Insn { deps, op: Op::Requant(rq) });
+                }
+                // Release the input/weight/parameter half once nothing reads it any more.
+                comp.last_mut().unwrap().deps.push_prev = true;
+                code.extend(comp);
+                // --- store ---
+                if last_chunk {
+                    code.push(Insn {
+                        deps: Deps { pop_prev: true, push_prev: true, ..Default::default() },
+                        op: Op::Store(Store {
+                            buf: StoreBuf::Out,
+                            sram: (out_idx % 2) as u32 * out_half,
+                            dram: (y_addr + m0 as u64 * n_pad + (nt * c) as u64) as u32,
+                            rows: rows as u32,
+                            cols: 1,
+                            stride: n_pad as u32,
+                        }),
+                    });
+                    out_idx += 1;
+                }
+                item += 1;
+            }
+        }
+    }
+    code.push(Insn::new(Op::Finish(Finish {})));
+    if code.len() > arch.controller.imem_instructions as usize {
+        return Err(GemmError::DoesNotFit {
+            m,
+            k,
+            n,
+            msg: format!("{} instructions exceed the instruction memory ({})", code.len(), arch.controller.imem_instructions),
+        });
+    }
+    let mut p = Program::new(arch);
+    p.dram_bytes = total;
+    p.code = code;
+    p.data = vec![Segment { dram_addr: b_addr, bytes: bt }, Segment { dram_addr: p_addr, bytes: params }];
+    let mut a = TensorDesc::dense("A", Role::Input, DType::I8, &[m as u64, k as u64], a_addr);
+    a.row_pitch = k_pad;
+    a.quant = layer.in_quant;
+    let mut y = TensorDesc::dense("Y", Role::Output, DType::I8, &[m as u64, n as u64], y_addr);
+    y.row_pitch = n_pad;
+    y.quant = layer.out_quant;
+    p.tensors = vec![a, y];
+    p.meta.insert("kernel".into(), format!("gemm {m}x{k}x{n}"));
+    p.meta.insert("tiling".into(), format!("{t:?}"));
+    Ok(p)
+}
+
+/// The exact result the program must produce, computed directly (the test oracle).
+pub fn gemm_reference(layer: &GemmLayer, a: &[i8]) -> Vec<i8> {
+    let (m, k, n) = (layer.m, layer.k, layer.n);
+    let mut y = vec![0i8; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc: i64 = 0;
+            for kk in 0..k {
+                acc += a[i * k + kk] as i64 * layer.weights[kk * n + j] as i64;
+            }
+            let q = layer.channels[j];
+            let prod = (acc + q.bias as i64) as i128 * q.mult as i128;
+            let v = if q.shift == 0 {
+                prod
+            } else {
+                let d = 1i128 << q.shift;
+                let (fl, rem) = (prod.div_euclid(d), prod.rem_euclid(d));
+                fl + (2 * rem > d || (2 * rem == d && fl % 2 != 0)) as i128
+            };
+            let v = (v + layer.out_zp as i128).clamp(layer.out_lo as i128, layer.out_hi as i128);
+            y[i * n + j] = v as i8;
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiplier_decomposition() {
+        for real in [1.0, 0.5, 0.75, 1e-3, 3.3e-5, 1.9999, 123.0] {
+            let (m, s) = quantize_multiplier(real).unwrap();
+            assert!((1 << 30..1i64 << 31).contains(&(m as i64)), "{real}");
+            let back = m as f64 / (1u64 << s) as f64;
+            assert!((back - real).abs() / real < 1e-9, "{real} -> {m} >> {s}");
+        }
+        assert_eq!(quantize_multiplier(0.0), None);
+        assert_eq!(quantize_multiplier(f64::NAN), None);
+        assert_eq!(quantize_multiplier(1e-30), None);
+    }
+
+    #[test]
+    fn tiling_respects_buffers() {
+        let arch = ArchConfig::preset("tiny").unwrap();
+        let t = Tiling::new(&arch, 1000, 300, 50).unwrap();
+        assert!(t.kc * 4 <= arch.lines(BufferKind::Weight) as usize / 2);
+        assert!(t.kc * t.tm <= arch.lines(BufferKind::Input) as usize / 2);
+        assert_eq!(t.k_tiles, 75);
+        assert_eq!(t.n_tiles, 13);
+    }
+}
