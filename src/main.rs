@@ -1,1 +1,331 @@
-fn main() {}
+//! `systole`: compile quantized networks to the Systole accelerator, emulate them cycle by
+//! cycle, and generate the hardware.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use systole::{io_for_input, output_tensor, write_json_atomic};
+use systole_arch::image::write_atomic;
+use systole_arch::{ArchConfig, Program};
+use systole_emulator::{run, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "systole",
+    version,
+    about = "Quantized neural networks to verified systolic-array hardware"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Inspect accelerator configurations.
+    Arch {
+        #[command(subcommand)]
+        cmd: ArchCmd,
+    },
+    /// Assemble a text program into a program image (.sysb).
+    Asm {
+        /// Assembler source (see docs/isa.md).
+        input: PathBuf,
+        /// Output image.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Disassemble a program image to assembler text.
+    Disasm {
+        image: PathBuf,
+        /// Write to a file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Run a program image on the cycle-accurate emulator.
+    Run {
+        program: PathBuf,
+        /// One tensor per program input, in order (.npy or ONNX TensorProto .pb).
+        #[arg(long, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// One .npy per program output, in order.
+        #[arg(long, num_args = 1..)]
+        output: Vec<PathBuf>,
+        /// Arch to run on (default: the one embedded in the image; must match it).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Write a Chrome/Perfetto trace (one track per unit).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Write all statistics as JSON.
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+        /// Dequantize outputs that carry a scale and zero point to float32.
+        #[arg(long)]
+        dequantize: bool,
+        /// Stop with an error after this many cycles.
+        #[arg(long)]
+        max_cycles: Option<u64>,
+    },
+    /// Print the ISA reference (the generated part of docs/isa.md).
+    Isa,
+    /// Measure emulator speed on a large GEMM program.
+    Bench {
+        #[arg(long, default_value = "edge")]
+        arch: String,
+        #[arg(long, default_value_t = 512)]
+        m: usize,
+        #[arg(long, default_value_t = 1024)]
+        k: usize,
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        /// Repetitions (the table reports the fastest).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArchCmd {
+    /// Print a resolved arch config (a preset name or a TOML file).
+    Show { arch: String },
+    /// List the bundled presets.
+    List,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli) {
+        // One line: the chain of causes joined, so scripts can grep it.
+        let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        eprintln!("error: {}", msg.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn resolve_arch(spec: &str) -> Result<ArchConfig> {
+    Ok(ArchConfig::resolve(spec)?)
+}
+
+fn load_program(path: &Path) -> Result<Program> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Program::from_bytes(&bytes).with_context(|| format!("{}", path.display()))
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Arch {
+            cmd: ArchCmd::Show { arch },
+        } => {
+            print!("{}", resolve_arch(&arch)?);
+        }
+        Cmd::Arch { cmd: ArchCmd::List } => {
+            for (name, _) in systole_arch::config::PRESETS {
+                let a = ArchConfig::preset(name).expect("preset");
+                println!(
+                    "{name:<12} {}x{} array, {} MHz, {} KiB on chip",
+                    a.array.rows,
+                    a.array.cols,
+                    a.clock_mhz,
+                    systole_arch::BufferKind::ALL
+                        .iter()
+                        .map(|&k| a.buffer(k).size_bytes as u64)
+                        .sum::<u64>()
+                        / 1024
+                );
+            }
+        }
+        Cmd::Asm { input, output } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("cannot read {}", input.display()))?;
+            let prog = systole_arch::asm::assemble(&text, &input.display().to_string())?;
+            let bytes = prog.to_bytes()?;
+            write_atomic(&output, &bytes)
+                .with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!(
+                "{}: {} instructions, {} bytes",
+                output.display(),
+                prog.code.len(),
+                bytes.len()
+            );
+        }
+        Cmd::Disasm { image, output } => {
+            let prog = load_program(&image)?;
+            let text = systole_arch::asm::disassemble(&prog);
+            match output {
+                Some(o) => write_atomic(&o, text.as_bytes())
+                    .with_context(|| format!("cannot write {}", o.display()))?,
+                None => print!("{text}"),
+            }
+        }
+        Cmd::Run {
+            program,
+            input,
+            output,
+            arch,
+            trace,
+            stats_json,
+            dequantize,
+            max_cycles,
+        } => {
+            let prog = load_program(&program)?;
+            let arch = match arch {
+                Some(spec) => {
+                    let a = resolve_arch(&spec)?;
+                    prog.check_arch(&a)?;
+                    a
+                }
+                None => prog.arch()?,
+            };
+            let descs: Vec<_> = prog.inputs().cloned().collect();
+            if input.len() != descs.len() {
+                let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
+                bail!(
+                    "the program takes {} input(s) ({}); {} --input given",
+                    descs.len(),
+                    names.join(", "),
+                    input.len()
+                );
+            }
+            let outs: Vec<_> = prog.outputs().cloned().collect();
+            if output.len() > outs.len() {
+                bail!(
+                    "the program has {} output(s); {} --output given",
+                    outs.len(),
+                    output.len()
+                );
+            }
+            let mut data = Vec::new();
+            for (path, d) in input.iter().zip(&descs) {
+                let t = systole_compiler::tensor::read_tensor_file(path)?;
+                data.push(io_for_input(&t, d).with_context(|| format!("{}", path.display()))?);
+            }
+            let opts = RunOptions {
+                trace: trace.is_some(),
+                max_cycles,
+            };
+            let t0 = Instant::now();
+            let r = run(&prog, &arch, &data, &opts)?;
+            let wall = t0.elapsed().as_secs_f64();
+            for (path, (d, v)) in output.iter().zip(outs.iter().zip(&r.outputs)) {
+                let t = output_tensor(d, v, dequantize)?;
+                systole_compiler::tensor::write_npy(path, &t)?;
+            }
+            if let Some(path) = &trace {
+                let name = prog
+                    .meta
+                    .get("model")
+                    .cloned()
+                    .unwrap_or_else(|| program.display().to_string());
+                let json = systole_emulator::trace::chrome_trace(
+                    r.spans.as_deref().unwrap_or(&[]),
+                    arch.clock_mhz,
+                    &name,
+                );
+                write_json_atomic(path, &json)?;
+            }
+            if let Some(path) = &stats_json {
+                write_json_atomic(path, &serde_json::to_value(&r.stats)?)?;
+            }
+            print!("{}", r.stats.report());
+            println!(
+                "emulator: {:.3} s wall, {:.2} M cycles/s",
+                wall,
+                r.stats.cycles as f64 / wall.max(1e-9) / 1e6
+            );
+            if output.len() < outs.len() {
+                for (d, v) in outs.iter().zip(&r.outputs).skip(output.len()) {
+                    let vals = v.to_i64();
+                    let shown: Vec<String> = vals.iter().take(16).map(|x| x.to_string()).collect();
+                    println!(
+                        "output {} {:?}: [{}{}]",
+                        d.name,
+                        d.shape,
+                        shown.join(", "),
+                        if vals.len() > 16 { ", ..." } else { "" }
+                    );
+                }
+            }
+        }
+        Cmd::Isa => print!("{}", systole_arch::isa::markdown_reference()),
+        Cmd::Bench {
+            arch,
+            m,
+            k,
+            n,
+            repeat,
+        } => bench(&resolve_arch(&arch)?, m, k, n, repeat)?,
+    }
+    Ok(())
+}
+
+/// Emulator speed on one large GEMM: simulated cycles and MACs per wall-clock second.
+fn bench(arch: &ArchConfig, m: usize, k: usize, n: usize, repeat: usize) -> Result<()> {
+    use systole_compiler::gemm::{gemm_program, ChannelQuant, GemmLayer};
+    let mut rng = systole_emulator::randprog::Rng::new(42);
+    let layer = GemmLayer {
+        m,
+        k,
+        n,
+        weights: (0..k * n).map(|_| rng.next_u64() as i8).collect(),
+        channels: vec![
+            ChannelQuant {
+                bias: 0,
+                mult: 1 << 30,
+                shift: 40
+            };
+            n
+        ],
+        out_zp: 0,
+        out_lo: -128,
+        out_hi: 127,
+        in_quant: None,
+        out_quant: None,
+    };
+    let a: Vec<i8> = (0..m * k).map(|_| rng.next_u64() as i8).collect();
+    let prog = gemm_program(arch, &layer)?;
+    println!(
+        "gemm {m}x{k}x{n} on {} ({}x{}): {} instructions",
+        arch.name,
+        arch.array.rows,
+        arch.array.cols,
+        prog.code.len()
+    );
+    println!(
+        "{:>4} {:>12} {:>14} {:>10} {:>14} {:>14}",
+        "run", "cycles", "MACs", "wall s", "cycles/s", "MACs/s"
+    );
+    let mut best = f64::MAX;
+    for i in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        let r = run(
+            &prog,
+            arch,
+            &[systole_emulator::IoData::I8(a.clone())],
+            &RunOptions::default(),
+        )?;
+        let wall = t0.elapsed().as_secs_f64();
+        best = best.min(wall);
+        let s = &r.stats;
+        println!(
+            "{:>4} {:>12} {:>14} {:>10.3} {:>14.3e} {:>14.3e}",
+            i,
+            s.cycles,
+            s.macs,
+            wall,
+            s.cycles as f64 / wall,
+            s.macs as f64 / wall
+        );
+        if i + 1 == repeat.max(1) {
+            println!(
+                "best: {:.3} s, {:.2} M simulated cycles/s, {:.1} M MACs/s; utilization {:.1}%",
+                best,
+                s.cycles as f64 / best / 1e6,
+                s.macs as f64 / best / 1e6,
+                s.utilization * 100.0
+            );
+        }
+    }
+    Ok(())
+}

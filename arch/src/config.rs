@@ -146,7 +146,11 @@ pub enum ConfigError {
     #[error("arch config {source_name}: {msg}")]
     Parse { source_name: String, msg: String },
     #[error("arch config {source_name}: field `{field}`: {msg}")]
-    Invalid { source_name: String, field: String, msg: String },
+    Invalid {
+        source_name: String,
+        field: String,
+        msg: String,
+    },
 }
 
 /// Which buffer an address or instruction refers to.
@@ -216,11 +220,12 @@ impl ArchConfig {
             source_name: source_name.to_string(),
             msg: toml_error_text(text, &e),
         })?;
-        cfg.validate().map_err(|(field, msg)| ConfigError::Invalid {
-            source_name: source_name.to_string(),
-            field,
-            msg,
-        })?;
+        cfg.validate()
+            .map_err(|(field, msg)| ConfigError::Invalid {
+                source_name: source_name.to_string(),
+                field,
+                msg,
+            })?;
         Ok(cfg)
     }
 
@@ -264,7 +269,10 @@ impl ArchConfig {
             return err("name", "must not be empty".into());
         }
         if !(self.clock_mhz.is_finite() && self.clock_mhz > 0.0) {
-            return err("clock_mhz", format!("must be a positive number, got {}", self.clock_mhz));
+            return err(
+                "clock_mhz",
+                format!("must be a positive number, got {}", self.clock_mhz),
+            );
         }
         let a = &self.array;
         for (f, v) in [("array.rows", a.rows), ("array.cols", a.cols)] {
@@ -272,14 +280,23 @@ impl ArchConfig {
                 return err(f, "must be at least 1".into());
             }
             if v > 256 {
-                return err(f, format!("{v} exceeds the largest supported array side (256)"));
+                return err(
+                    f,
+                    format!("{v} exceeds the largest supported array side (256)"),
+                );
             }
         }
         if a.precisions.is_empty() {
-            return err("array.precisions", "must list at least one precision".into());
+            return err(
+                "array.precisions",
+                "must list at least one precision".into(),
+            );
         }
         if !a.precisions.contains(&Precision::Int8) {
-            return err("array.precisions", "must include int8 (the accumulate path is int8 x int8 -> int32)".into());
+            return err(
+                "array.precisions",
+                "must include int8 (the accumulate path is int8 x int8 -> int32)".into(),
+            );
         }
         for kind in BufferKind::ALL {
             let b = self.buffer(kind);
@@ -294,7 +311,10 @@ impl ArchConfig {
             if !b.size_bytes.is_multiple_of(line) {
                 return err(
                     &f("size_bytes"),
-                    format!("{} is not a whole number of {line}-byte lines", b.size_bytes),
+                    format!(
+                        "{} is not a whole number of {line}-byte lines",
+                        b.size_bytes
+                    ),
                 );
             }
             let lines = b.size_bytes / line;
@@ -325,7 +345,8 @@ impl ArchConfig {
         if self.buffers.accumulator.ports != Ports::OneROneW {
             return err(
                 "buffers.accumulator.ports",
-                "must be \"1r1w\": accumulation reads and writes the accumulator every cycle".into(),
+                "must be \"1r1w\": accumulation reads and writes the accumulator every cycle"
+                    .into(),
             );
         }
         // Accumulator holds at least the two parameter lines (multiplier, shift) plus one tile.
@@ -351,10 +372,19 @@ impl ArchConfig {
             }
         }
         if d.latency_cycles == 0 {
-            return err("dram.latency_cycles", "must be at least 1 (a request is registered before data returns)".into());
+            return err(
+                "dram.latency_cycles",
+                "must be at least 1 (a request is registered before data returns)".into(),
+            );
         }
         if d.size_bytes == 0 || d.size_bytes > 1 << 32 {
-            return err("dram.size_bytes", format!("{} must be in 1..=4 GiB (32-bit DMA addresses)", d.size_bytes));
+            return err(
+                "dram.size_bytes",
+                format!(
+                    "{} must be in 1..=4 GiB (32-bit DMA addresses)",
+                    d.size_bytes
+                ),
+            );
         }
         let c = &self.controller;
         if c.queue_depth == 0 {
@@ -413,7 +443,10 @@ fn toml_error_text(text: &str, e: &toml::de::Error) -> String {
             let line = before.matches('\n').count() + 1;
             let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
             let src_line = text.lines().nth(line - 1).unwrap_or("").trim();
-            format!("line {line}, column {col} (`{src_line}`): {}", e.message().trim_end())
+            format!(
+                "line {line}, column {col} (`{src_line}`): {}",
+                e.message().trim_end()
+            )
         }
         None => e.message().trim_end().to_string(),
     }
@@ -448,7 +481,12 @@ impl Fnv64 {
 
 impl fmt::Display for ArchConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "# arch {} (fingerprint {:016x})", self.name, self.fingerprint())?;
+        writeln!(
+            f,
+            "# arch {} (fingerprint {:016x})",
+            self.name,
+            self.fingerprint()
+        )?;
         writeln!(
             f,
             "# {}x{} {:?} array, peak {} MAC/cycle = {:.1} GMAC/s at {} MHz",
@@ -517,7 +555,9 @@ mod tests {
         let mut t: toml::Table = toml::from_str(PRESETS[0].1).unwrap();
         edit(&mut t);
         let text = toml::to_string(&t).unwrap();
-        ArchConfig::from_toml_str(&text, "test.toml").unwrap_err().to_string()
+        ArchConfig::from_toml_str(&text, "test.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     fn set(t: &mut toml::Table, path: &[&str], v: toml::Value) {
@@ -536,17 +576,57 @@ mod tests {
     fn invalid_configs_name_the_field() {
         let cases: Vec<(&[&str], toml::Value, &str)> = vec![
             (&["array", "rows"], 0.into(), "array.rows"),
-            (&["buffers", "input", "size_bytes"], 0.into(), "buffers.input.size_bytes"),
-            (&["buffers", "weight", "size_bytes"], 6.into(), "buffers.weight.size_bytes"),
-            (&["buffers", "weight", "size_bytes"], 8.into(), "buffers.weight.size_bytes"),
-            (&["buffers", "output", "banks"], 0.into(), "buffers.output.banks"),
-            (&["buffers", "output", "banks"], 3.into(), "buffers.output.banks"),
-            (&["buffers", "accumulator", "ports"], "1rw".into(), "buffers.accumulator.ports"),
-            (&["dram", "bytes_per_cycle"], 3.into(), "dram.bytes_per_cycle"),
-            (&["dram", "bytes_per_cycle"], 0.into(), "dram.bytes_per_cycle"),
-            (&["controller", "queue_depth"], 0.into(), "controller.queue_depth"),
+            (
+                &["buffers", "input", "size_bytes"],
+                0.into(),
+                "buffers.input.size_bytes",
+            ),
+            (
+                &["buffers", "weight", "size_bytes"],
+                6.into(),
+                "buffers.weight.size_bytes",
+            ),
+            (
+                &["buffers", "weight", "size_bytes"],
+                8.into(),
+                "buffers.weight.size_bytes",
+            ),
+            (
+                &["buffers", "output", "banks"],
+                0.into(),
+                "buffers.output.banks",
+            ),
+            (
+                &["buffers", "output", "banks"],
+                3.into(),
+                "buffers.output.banks",
+            ),
+            (
+                &["buffers", "accumulator", "ports"],
+                "1rw".into(),
+                "buffers.accumulator.ports",
+            ),
+            (
+                &["dram", "bytes_per_cycle"],
+                3.into(),
+                "dram.bytes_per_cycle",
+            ),
+            (
+                &["dram", "bytes_per_cycle"],
+                0.into(),
+                "dram.bytes_per_cycle",
+            ),
+            (
+                &["controller", "queue_depth"],
+                0.into(),
+                "controller.queue_depth",
+            ),
             (&["clock_mhz"], (-1.0).into(), "clock_mhz"),
-            (&["energy", "int8_mul_pj"], (-1.0).into(), "energy.int8_mul_pj"),
+            (
+                &["energy", "int8_mul_pj"],
+                (-1.0).into(),
+                "energy.int8_mul_pj",
+            ),
         ];
         for (path, v, field) in cases {
             let msg = broken(|t| set(t, path, v.clone()));
@@ -565,7 +645,9 @@ mod tests {
 
     #[test]
     fn unknown_spec_is_an_error() {
-        let e = ArchConfig::resolve("no-such-preset").unwrap_err().to_string();
+        let e = ArchConfig::resolve("no-such-preset")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no-such-preset"), "{e}");
     }
 }

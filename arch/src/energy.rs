@@ -41,16 +41,46 @@ impl Default for EnergyTable {
 
 /// (field, source) for every default in `EnergyTable`.
 pub const ENERGY_SOURCES: &[(&str, &str)] = &[
-    ("node_nm", "Horowitz, \"Computing's Energy Problem\", ISSCC 2014: all figures at 45 nm"),
-    ("int8_mul_pj", "Horowitz ISSCC 2014, 8-bit integer multiply 0.2 pJ"),
-    ("int8_add_pj", "Horowitz ISSCC 2014, 8-bit integer add 0.03 pJ"),
-    ("int32_add_pj", "Horowitz ISSCC 2014, 32-bit integer add 0.1 pJ"),
-    ("int32_mul_pj", "Horowitz ISSCC 2014, 32-bit integer multiply 3.1 pJ"),
-    ("sram_64b_8kib_pj", "Horowitz ISSCC 2014, 64-bit read from an 8 KB SRAM 10 pJ"),
-    ("sram_64b_32kib_pj", "Horowitz ISSCC 2014, 64-bit read from a 32 KB SRAM 20 pJ"),
-    ("sram_64b_1mib_pj", "Horowitz ISSCC 2014, 64-bit read from a 1 MB SRAM 100 pJ"),
-    ("dram_64b_pj", "Horowitz ISSCC 2014, DRAM 1.3-2.6 nJ per 64 bits: midpoint 1.95 nJ"),
-    ("static_mw", "no default: static power depends on the device; 0 leaves it out"),
+    (
+        "node_nm",
+        "Horowitz, \"Computing's Energy Problem\", ISSCC 2014: all figures at 45 nm",
+    ),
+    (
+        "int8_mul_pj",
+        "Horowitz ISSCC 2014, 8-bit integer multiply 0.2 pJ",
+    ),
+    (
+        "int8_add_pj",
+        "Horowitz ISSCC 2014, 8-bit integer add 0.03 pJ",
+    ),
+    (
+        "int32_add_pj",
+        "Horowitz ISSCC 2014, 32-bit integer add 0.1 pJ",
+    ),
+    (
+        "int32_mul_pj",
+        "Horowitz ISSCC 2014, 32-bit integer multiply 3.1 pJ",
+    ),
+    (
+        "sram_64b_8kib_pj",
+        "Horowitz ISSCC 2014, 64-bit read from an 8 KB SRAM 10 pJ",
+    ),
+    (
+        "sram_64b_32kib_pj",
+        "Horowitz ISSCC 2014, 64-bit read from a 32 KB SRAM 20 pJ",
+    ),
+    (
+        "sram_64b_1mib_pj",
+        "Horowitz ISSCC 2014, 64-bit read from a 1 MB SRAM 100 pJ",
+    ),
+    (
+        "dram_64b_pj",
+        "Horowitz ISSCC 2014, DRAM 1.3-2.6 nJ per 64 bits: midpoint 1.95 nJ",
+    ),
+    (
+        "static_mw",
+        "no default: static power depends on the device; 0 leaves it out",
+    ),
 ];
 
 impl EnergyTable {
@@ -69,7 +99,10 @@ impl EnergyTable {
         ];
         for (name, v) in fields {
             if !(v.is_finite() && v >= 0.0) {
-                return Err((format!("energy.{name}"), format!("must be a non-negative number, got {v}")));
+                return Err((
+                    format!("energy.{name}"),
+                    format!("must be a non-negative number, got {v}"),
+                ));
             }
         }
         if self.node_nm == 0.0 {
@@ -90,7 +123,11 @@ impl EnergyTable {
         if x <= pts[0].0 {
             return pts[0].1;
         }
-        let (lo, hi) = if x <= pts[1].0 { (pts[0], pts[1]) } else { (pts[1], pts[2]) };
+        let (lo, hi) = if x <= pts[1].0 {
+            (pts[0], pts[1])
+        } else {
+            (pts[1], pts[2])
+        };
         lo.1 + (hi.1 - lo.1) * (x - lo.0) / (hi.0 - lo.0)
     }
 }
@@ -112,7 +149,10 @@ mod tests {
         let t = toml::to_string(&EnergyTable::default()).unwrap();
         let table: toml::Table = toml::from_str(&t).unwrap();
         for k in table.keys() {
-            assert!(ENERGY_SOURCES.iter().any(|(f, _)| f == k), "{k} has no source");
+            assert!(
+                ENERGY_SOURCES.iter().any(|(f, _)| f == k),
+                "{k} has no source"
+            );
         }
         assert_eq!(table.len(), ENERGY_SOURCES.len());
     }

@@ -116,7 +116,13 @@ pub struct TensorDesc {
 
 impl TensorDesc {
     /// A plain row-major tensor with unpadded rows.
-    pub fn dense(name: &str, role: Role, dtype: DType, shape: &[u64], dram_addr: u64) -> TensorDesc {
+    pub fn dense(
+        name: &str,
+        role: Role,
+        dtype: DType,
+        shape: &[u64],
+        dram_addr: u64,
+    ) -> TensorDesc {
         let inner = shape.last().copied().unwrap_or(1);
         TensorDesc {
             name: name.to_string(),
@@ -139,7 +145,10 @@ impl TensorDesc {
     /// Number of rows (product of all storage dims but the innermost).
     pub fn rows(&self) -> u64 {
         let s = self.stored_shape();
-        s.iter().rev().skip(1).product()
+        s.iter()
+            .rev()
+            .skip(1)
+            .fold(1u64, |a, &d| a.saturating_mul(d))
     }
     /// Bytes of DRAM the tensor spans.
     pub fn span_bytes(&self) -> u64 {
@@ -212,7 +221,9 @@ pub struct Program {
 pub enum ImageError {
     #[error("not a Systole program image (bad magic; expected \"SYSB\")")]
     BadMagic,
-    #[error("image format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "image format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
     Version { found: u16 },
     #[error("image is truncated: {what} needs {need} bytes, only {have} present")]
     Truncated { what: String, need: u64, have: u64 },
@@ -223,13 +234,21 @@ pub enum ImageError {
     #[error("instruction {index}: {err}")]
     Insn { index: usize, err: isa::IsaError },
     #[error("program was compiled for arch '{image_arch}' (fingerprint {image:016x}), not '{arch}' ({expected:016x}); recompile with --arch {arch}")]
-    ArchMismatch { image: u64, expected: u64, image_arch: String, arch: String },
+    ArchMismatch {
+        image: u64,
+        expected: u64,
+        image_arch: String,
+        arch: String,
+    },
     #[error("cannot encode image: {0}")]
     Encode(String),
 }
 
 fn malformed(what: &str, msg: impl Into<String>) -> ImageError {
-    ImageError::Malformed { what: what.into(), msg: msg.into() }
+    ImageError::Malformed {
+        what: what.into(),
+        msg: msg.into(),
+    }
 }
 
 /// Bounds-checked little-endian reader; every read names what it was reading.
@@ -246,7 +265,13 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: u64) -> Result<&'a [u8], ImageError> {
         let have = (self.buf.len() - self.pos) as u64;
         if n > have {
-            return Err(malformed(self.what, format!("needs {n} more bytes at offset {}, only {have} left", self.pos)));
+            return Err(malformed(
+                self.what,
+                format!(
+                    "needs {n} more bytes at offset {}, only {have} left",
+                    self.pos
+                ),
+            ));
         }
         let s = &self.buf[self.pos..self.pos + n as usize];
         self.pos += n as usize;
@@ -305,7 +330,10 @@ impl Program {
         let arch = ArchConfig::from_toml_str(&self.arch_toml, "image arch section")
             .map_err(|e| malformed("arch", e.to_string()))?;
         if arch.fingerprint() != self.fingerprint {
-            return Err(malformed("arch", "embedded arch does not match the header fingerprint"));
+            return Err(malformed(
+                "arch",
+                "embedded arch does not match the header fingerprint",
+            ));
         }
         Ok(arch)
     }
@@ -329,7 +357,15 @@ impl Program {
         for (i, s) in self.data.iter().enumerate() {
             let end = s.dram_addr.checked_add(s.bytes.len() as u64);
             if end.is_none_or(|e| e > self.dram_bytes) {
-                return Err(malformed("data", format!("segment {i} at {:#x}+{} lies outside the program's {} bytes of DRAM", s.dram_addr, s.bytes.len(), self.dram_bytes)));
+                return Err(malformed(
+                    "data",
+                    format!(
+                        "segment {i} at {:#x}+{} lies outside the program's {} bytes of DRAM",
+                        s.dram_addr,
+                        s.bytes.len(),
+                        self.dram_bytes
+                    ),
+                ));
             }
         }
         for t in &self.tensors {
@@ -337,24 +373,59 @@ impl Program {
             let mut seen = vec![false; rank];
             for &p in &t.perm {
                 if p as usize >= rank || std::mem::replace(&mut seen[p as usize], true) {
-                    return Err(malformed("tensors", format!("tensor '{}': perm {:?} is not a permutation of {rank} dims", t.name, t.perm)));
+                    return Err(malformed(
+                        "tensors",
+                        format!(
+                            "tensor '{}': perm {:?} is not a permutation of {rank} dims",
+                            t.name, t.perm
+                        ),
+                    ));
                 }
             }
             if t.perm.len() != rank {
-                return Err(malformed("tensors", format!("tensor '{}': perm has {} entries for rank {rank}", t.name, t.perm.len())));
+                return Err(malformed(
+                    "tensors",
+                    format!(
+                        "tensor '{}': perm has {} entries for rank {rank}",
+                        t.name,
+                        t.perm.len()
+                    ),
+                ));
             }
-            let inner = t.stored_shape().last().copied().unwrap_or(1).saturating_mul(t.dtype.size() as u64);
+            let inner = t
+                .stored_shape()
+                .last()
+                .copied()
+                .unwrap_or(1)
+                .saturating_mul(t.dtype.size() as u64);
             if rank > 1 && t.row_pitch < inner {
-                return Err(malformed("tensors", format!("tensor '{}': row pitch {} is less than a row ({inner} bytes)", t.name, t.row_pitch)));
+                return Err(malformed(
+                    "tensors",
+                    format!(
+                        "tensor '{}': row pitch {} is less than a row ({inner} bytes)",
+                        t.name, t.row_pitch
+                    ),
+                ));
             }
             let elems = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
             if elems.is_none_or(|e| e > 1 << 32) {
-                return Err(malformed("tensors", format!("tensor '{}': shape {:?} is too large", t.name, t.shape)));
+                return Err(malformed(
+                    "tensors",
+                    format!("tensor '{}': shape {:?} is too large", t.name, t.shape),
+                ));
             }
-            let span = (t.rows().saturating_sub(1)).checked_mul(t.row_pitch).and_then(|x| x.checked_add(inner));
+            let span = (t.rows().saturating_sub(1))
+                .checked_mul(t.row_pitch)
+                .and_then(|x| x.checked_add(inner));
             let end = span.and_then(|s| t.dram_addr.checked_add(s));
             if end.is_none_or(|e| e > self.dram_bytes) {
-                return Err(malformed("tensors", format!("tensor '{}' at {:#x} lies outside the program's {} bytes of DRAM", t.name, t.dram_addr, self.dram_bytes)));
+                return Err(malformed(
+                    "tensors",
+                    format!(
+                        "tensor '{}' at {:#x} lies outside the program's {} bytes of DRAM",
+                        t.name, t.dram_addr, self.dram_bytes
+                    ),
+                ));
             }
         }
         Ok(())
@@ -363,7 +434,11 @@ impl Program {
     pub fn to_bytes(&self) -> Result<Vec<u8>, ImageError> {
         let mut code = Vec::with_capacity(self.code.len() * INSN_BYTES);
         for (index, insn) in self.code.iter().enumerate() {
-            code.extend_from_slice(&insn.encode().map_err(|err| ImageError::Insn { index, err })?);
+            code.extend_from_slice(
+                &insn
+                    .encode()
+                    .map_err(|err| ImageError::Insn { index, err })?,
+            );
         }
         let mut data = Vec::new();
         data.extend_from_slice(&(self.data.len() as u32).to_le_bytes());
@@ -441,19 +516,31 @@ impl Program {
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
             // A prefix of the magic is a truncated image, anything else is not an image.
             if bytes.len() < MAGIC.len() && MAGIC.starts_with(bytes) && !bytes.is_empty() {
-                return Err(ImageError::Truncated { what: "header".into(), need: HEADER_BYTES as u64 + 4, have });
+                return Err(ImageError::Truncated {
+                    what: "header".into(),
+                    need: HEADER_BYTES as u64 + 4,
+                    have,
+                });
             }
             return Err(ImageError::BadMagic);
         }
         if bytes.len() < 10 {
-            return Err(ImageError::Truncated { what: "header".into(), need: HEADER_BYTES as u64 + 4, have });
+            return Err(ImageError::Truncated {
+                what: "header".into(),
+                need: HEADER_BYTES as u64 + 4,
+                have,
+            });
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
         if version != FORMAT_VERSION {
             return Err(ImageError::Version { found: version });
         }
         if bytes.len() < HEADER_BYTES + 4 {
-            return Err(ImageError::Truncated { what: "header".into(), need: HEADER_BYTES as u64 + 4, have });
+            return Err(ImageError::Truncated {
+                what: "header".into(),
+                need: HEADER_BYTES as u64 + 4,
+                have,
+            });
         }
         let mut h = Reader::new(&bytes[..HEADER_BYTES], "header");
         h.take(10)?;
@@ -463,7 +550,11 @@ impl Program {
         let dram_bytes = h.u64()?;
         let table_end = HEADER_BYTES as u64 + nsec as u64 * ENTRY_BYTES as u64;
         if table_end + 4 > have {
-            return Err(ImageError::Truncated { what: format!("section table ({nsec} entries)"), need: table_end + 4, have });
+            return Err(ImageError::Truncated {
+                what: format!("section table ({nsec} entries)"),
+                need: table_end + 4,
+                have,
+            });
         }
         // Sections must tile the body exactly, so the expected length is known before the CRC.
         let mut r = Reader::new(&bytes[HEADER_BYTES..table_end as usize], "section table");
@@ -475,16 +566,28 @@ impl Program {
             let off = r.u64()?;
             let len = r.u64()?;
             if off != expect {
-                return Err(malformed("table", format!("section {kind} starts at {off}, expected {expect}")));
+                return Err(malformed(
+                    "table",
+                    format!("section {kind} starts at {off}, expected {expect}"),
+                ));
             }
-            expect = off.checked_add(len).ok_or_else(|| malformed("table", "section length overflows"))?;
+            expect = off
+                .checked_add(len)
+                .ok_or_else(|| malformed("table", "section length overflows"))?;
             entries.push((kind, off, len));
         }
         if expect + 4 > have {
-            return Err(ImageError::Truncated { what: "sections".into(), need: expect + 4, have });
+            return Err(ImageError::Truncated {
+                what: "sections".into(),
+                need: expect + 4,
+                have,
+            });
         }
         if expect + 4 < have {
-            return Err(malformed("file", format!("{} trailing bytes after the checksum", have - expect - 4)));
+            return Err(malformed(
+                "file",
+                format!("{} trailing bytes after the checksum", have - expect - 4),
+            ));
         }
         let body = &bytes[..expect as usize];
         let stored = u32::from_le_bytes(bytes[expect as usize..].try_into().unwrap());
@@ -511,20 +614,31 @@ impl Program {
                 return Err(malformed("table", format!("unknown section kind {kind}")));
             }
             if std::mem::replace(&mut seen[kind as usize], true) {
-                return Err(malformed("table", format!("section kind {kind} appears twice")));
+                return Err(malformed(
+                    "table",
+                    format!("section kind {kind} appears twice"),
+                ));
             }
             match kind {
                 SEC_CODE => {
                     if !payload.len().is_multiple_of(INSN_BYTES) {
-                        return Err(malformed("code", format!("{} bytes is not a whole number of 16-byte instructions", payload.len())));
+                        return Err(malformed(
+                            "code",
+                            format!(
+                                "{} bytes is not a whole number of 16-byte instructions",
+                                payload.len()
+                            ),
+                        ));
                     }
-                    prog.code = isa::decode_all(payload).map_err(|(index, err)| ImageError::Insn { index, err })?;
+                    prog.code = isa::decode_all(payload)
+                        .map_err(|(index, err)| ImageError::Insn { index, err })?;
                 }
                 SEC_DATA => prog.data = parse_data(payload)?,
                 SEC_TENSORS => prog.tensors = parse_tensors(payload)?,
                 SEC_META => prog.meta = parse_meta(payload)?,
                 SEC_ARCH => {
-                    prog.arch_toml = String::from_utf8(payload.to_vec()).map_err(|_| malformed("arch", "not UTF-8"))?;
+                    prog.arch_toml = String::from_utf8(payload.to_vec())
+                        .map_err(|_| malformed("arch", "not UTF-8"))?;
                 }
                 _ => unreachable!(),
             }
@@ -540,7 +654,9 @@ impl Program {
     }
 
     pub fn write_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        let bytes = self.to_bytes().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        let bytes = self
+            .to_bytes()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
         write_atomic(path, &bytes)
     }
 }
@@ -548,8 +664,14 @@ impl Program {
 /// Writes through a temporary file in the same folder and renames it, so a failed or
 /// interrupted write never leaves a partial file behind.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path));
     if res.is_err() {
@@ -565,7 +687,10 @@ fn parse_data(p: &[u8]) -> Result<Vec<Segment>, ImageError> {
     for _ in 0..n {
         let dram_addr = r.u64()?;
         let len = r.u64()?;
-        v.push(Segment { dram_addr, bytes: r.take(len)?.to_vec() });
+        v.push(Segment {
+            dram_addr,
+            bytes: r.take(len)?.to_vec(),
+        });
     }
     if !r.done() {
         return Err(malformed("data", "trailing bytes"));
@@ -582,10 +707,20 @@ fn parse_tensors(p: &[u8]) -> Result<Vec<TensorDesc>, ImageError> {
         let role = match r.u8()? {
             0 => Role::Input,
             1 => Role::Output,
-            x => return Err(malformed("tensors", format!("tensor '{name}': unknown role {x}"))),
+            x => {
+                return Err(malformed(
+                    "tensors",
+                    format!("tensor '{name}': unknown role {x}"),
+                ))
+            }
         };
         let dt = r.u8()?;
-        let dtype = DType::from_code(dt).ok_or_else(|| malformed("tensors", format!("tensor '{name}': unknown dtype code {dt}")))?;
+        let dtype = DType::from_code(dt).ok_or_else(|| {
+            malformed(
+                "tensors",
+                format!("tensor '{name}': unknown dtype code {dt}"),
+            )
+        })?;
         let rank = r.u8()? as usize;
         let mut shape = Vec::with_capacity(rank);
         for _ in 0..rank {
@@ -603,13 +738,30 @@ fn parse_tensors(p: &[u8]) -> Result<Vec<TensorDesc>, ImageError> {
                 let scale = f32::from_le_bytes(r.take(4)?.try_into().unwrap());
                 let zero_point = r.u32()? as i32;
                 if !(scale.is_finite() && scale > 0.0) {
-                    return Err(malformed("tensors", format!("tensor '{name}': scale {scale} is not positive")));
+                    return Err(malformed(
+                        "tensors",
+                        format!("tensor '{name}': scale {scale} is not positive"),
+                    ));
                 }
                 Some(Quant { scale, zero_point })
             }
-            x => return Err(malformed("tensors", format!("tensor '{name}': bad quant tag {x}"))),
+            x => {
+                return Err(malformed(
+                    "tensors",
+                    format!("tensor '{name}': bad quant tag {x}"),
+                ))
+            }
         };
-        v.push(TensorDesc { name, role, dtype, shape, perm, dram_addr, row_pitch, quant });
+        v.push(TensorDesc {
+            name,
+            role,
+            dtype,
+            shape,
+            perm,
+            dram_addr,
+            row_pitch,
+            quant,
+        });
     }
     if !r.done() {
         return Err(malformed("tensors", "trailing bytes"));
@@ -643,13 +795,27 @@ mod tests {
         let mut p = Program::new(&arch);
         p.dram_bytes = 4096;
         p.code = vec![
-            Insn::new(Op::MatMul(MatMul { inp: 1, acc: 2, m: 3, accumulate: true })),
+            Insn::new(Op::MatMul(MatMul {
+                inp: 1,
+                acc: 2,
+                m: 3,
+                accumulate: true,
+            })),
             Insn::new(Op::Finish(isa::Finish {})),
         ];
-        p.data = vec![Segment { dram_addr: 1024, bytes: (0..64).collect() }];
+        p.data = vec![Segment {
+            dram_addr: 1024,
+            bytes: (0..64).collect(),
+        }];
         let mut t = TensorDesc::dense("x", Role::Input, DType::I8, &[1, 16], 0);
-        t.quant = Some(Quant { scale: 0.5, zero_point: -3 });
-        p.tensors = vec![t, TensorDesc::dense("y", Role::Output, DType::I32, &[2, 4], 2048)];
+        t.quant = Some(Quant {
+            scale: 0.5,
+            zero_point: -3,
+        });
+        p.tensors = vec![
+            t,
+            TensorDesc::dense("y", Role::Output, DType::I32, &[2, 4], 2048),
+        ];
         p.meta.insert("model".into(), "sample".into());
         p
     }
@@ -664,16 +830,31 @@ mod tests {
     #[test]
     fn clear_errors() {
         let b = sample().to_bytes().unwrap();
-        assert_eq!(Program::from_bytes(b"hello world, not an image at all"), Err(ImageError::BadMagic));
-        assert!(matches!(Program::from_bytes(&b[..b.len() - 1]), Err(ImageError::Truncated { .. })));
-        assert!(matches!(Program::from_bytes(&b[..40]), Err(ImageError::Truncated { .. })));
+        assert_eq!(
+            Program::from_bytes(b"hello world, not an image at all"),
+            Err(ImageError::BadMagic)
+        );
+        assert!(matches!(
+            Program::from_bytes(&b[..b.len() - 1]),
+            Err(ImageError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Program::from_bytes(&b[..40]),
+            Err(ImageError::Truncated { .. })
+        ));
         let mut v = b.clone();
         v[8] = 9;
-        assert_eq!(Program::from_bytes(&v), Err(ImageError::Version { found: 9 }));
+        assert_eq!(
+            Program::from_bytes(&v),
+            Err(ImageError::Version { found: 9 })
+        );
         let mut c = b.clone();
         let n = c.len();
         c[n - 10] ^= 0x40;
-        assert!(matches!(Program::from_bytes(&c), Err(ImageError::Checksum { .. })));
+        assert!(matches!(
+            Program::from_bytes(&c),
+            Err(ImageError::Checksum { .. })
+        ));
         let p = Program::from_bytes(&b).unwrap();
         let other = ArchConfig::preset("ulx3s").unwrap();
         let e = p.check_arch(&other).unwrap_err().to_string();

@@ -152,7 +152,11 @@ impl FieldValue for i32 {
         Some((((raw << shift) as i128) >> shift) as i32)
     }
     fn type_doc(width: u32) -> String {
-        format!("signed, {}..={}", -(1i64 << (width - 1)), (1i64 << (width - 1)) - 1)
+        format!(
+            "signed, {}..={}",
+            -(1i64 << (width - 1)),
+            (1i64 << (width - 1)) - 1
+        )
     }
     fn to_text(self) -> String {
         self.to_string()
@@ -321,11 +325,20 @@ pub enum IsaError {
     #[error("illegal opcode {0:#04x}")]
     IllegalOpcode(u8),
     #[error("{op}: field `{field}` holds illegal value {raw}")]
-    IllegalField { op: &'static str, field: &'static str, raw: u128 },
+    IllegalField {
+        op: &'static str,
+        field: &'static str,
+        raw: u128,
+    },
     #[error("{op}: reserved bits {lo}..128 are not zero")]
     ReservedBits { op: &'static str, lo: u32 },
     #[error("{op}: field `{field}` value {value} does not fit in {width} bits")]
-    DoesNotFit { op: &'static str, field: &'static str, value: String, width: u32 },
+    DoesNotFit {
+        op: &'static str,
+        field: &'static str,
+        value: String,
+        width: u32,
+    },
 }
 
 macro_rules! isa {
@@ -472,7 +485,7 @@ isa! {
         cols: u32 = 10, "buffer lines per row",
         stride: u32 = 20, "DRAM bytes from one row to the next",
     }
-    /// Preload a weight tile: weight lines `wgt .. wgt+rows` become the PE registers (line k
+    /// Preload a weight tile: weight lines `wgt` to `wgt+rows-1` become the PE registers (line k
     /// feeds PE row k, lane n PE column n). The tile stays until the next `ldw`.
     LoadWeights = 0x03, "ldw", Some(Unit::Compute), {
         wgt: u32 = 16, "first weight line of the tile",
@@ -530,7 +543,10 @@ pub struct Insn {
 
 impl Insn {
     pub fn new(op: Op) -> Insn {
-        Insn { deps: Deps::default(), op }
+        Insn {
+            deps: Deps::default(),
+            op,
+        }
     }
     pub fn with_deps(mut self, deps: Deps) -> Insn {
         self.deps = deps;
@@ -557,7 +573,10 @@ impl Insn {
         let bits = u128::from_le_bytes(*bytes);
         let opcode = (bits & 0x3f) as u8;
         let op = Op::unpack(opcode, bits)?;
-        Ok(Insn { deps: Deps::from_raw((bits >> 6) & 0xf), op })
+        Ok(Insn {
+            deps: Deps::from_raw((bits >> 6) & 0xf),
+            op,
+        })
     }
 }
 
@@ -617,15 +636,23 @@ pub fn markdown_reference() -> String {
     for l in layouts() {
         let unit = l.unit.map(|u| u.name()).unwrap_or("field `unit`");
         let summary = l.doc.split(". ").next().unwrap_or("").replace('\n', " ");
-        s.push_str(&format!("| {:#04x} | `{}` | {} | {} |\n", l.opcode, l.mnemonic, unit, summary));
+        s.push_str(&format!(
+            "| {:#04x} | `{}` | {} | {} |\n",
+            l.opcode, l.mnemonic, unit, summary
+        ));
     }
-    s.push_str("\nCommon header of every instruction:\n\n| bits | field | meaning |\n|---|---|---|\n");
+    s.push_str(
+        "\nCommon header of every instruction:\n\n| bits | field | meaning |\n|---|---|---|\n",
+    );
     s.push_str("| 0..6 | opcode | see above; 0x00 and unlisted values are illegal |\n");
     for (i, n) in Deps::NAMES.iter().enumerate() {
         s.push_str(&format!("| {} | {} | dependency flag |\n", 6 + i, n));
     }
     for l in layouts() {
-        s.push_str(&format!("\n### `{}` (opcode {:#04x})\n\n", l.mnemonic, l.opcode));
+        s.push_str(&format!(
+            "\n### `{}` (opcode {:#04x})\n\n",
+            l.mnemonic, l.opcode
+        ));
         s.push_str(&l.doc.split_whitespace().collect::<Vec<_>>().join(" "));
         s.push_str("\n\n");
         if l.fields.is_empty() {
@@ -835,15 +862,27 @@ mod tests {
     #[test]
     fn zero_is_illegal_and_errors_name_the_field() {
         assert_eq!(Insn::decode(&[0; 16]), Err(IsaError::IllegalOpcode(0)));
-        let mut b = Insn::new(Op::Nop(Nop { unit: UnitSel::Load })).encode().unwrap();
+        let mut b = Insn::new(Op::Nop(Nop {
+            unit: UnitSel::Load,
+        }))
+        .encode()
+        .unwrap();
         b[1] |= 0x0c; // unit field = 3
         let e = Insn::decode(&b).unwrap_err().to_string();
         assert!(e.contains("nop") && e.contains("unit"), "{e}");
-        let e = Insn::new(Op::MatMul(MatMul { m: 5000, ..Default::default() })).encode().unwrap_err();
+        let e = Insn::new(Op::MatMul(MatMul {
+            m: 5000,
+            ..Default::default()
+        }))
+        .encode()
+        .unwrap_err();
         assert!(e.to_string().contains("`m`"), "{e}");
         let mut b = Insn::new(Op::Finish(Finish {})).encode().unwrap();
         b[15] = 1;
-        assert!(matches!(Insn::decode(&b), Err(IsaError::ReservedBits { .. })));
+        assert!(matches!(
+            Insn::decode(&b),
+            Err(IsaError::ReservedBits { .. })
+        ));
     }
 
     #[test]
@@ -856,6 +895,12 @@ mod tests {
         assert!(e.contains("out of range"), "{e}");
         let e = "load buf=xyz".parse::<Insn>().unwrap_err();
         assert!(e.contains("inp, wgt, acc, acc8"), "{e}");
-        assert!("load pad_value=-3 pop_next".parse::<Insn>().unwrap().deps.pop_next);
+        assert!(
+            "load pad_value=-3 pop_next"
+                .parse::<Insn>()
+                .unwrap()
+                .deps
+                .pop_next
+        );
     }
 }

@@ -51,7 +51,12 @@ pub struct GemmLayer {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GemmError {
     #[error("GEMM {m}x{k}x{n}: {msg}")]
-    DoesNotFit { m: usize, k: usize, n: usize, msg: String },
+    DoesNotFit {
+        m: usize,
+        k: usize,
+        n: usize,
+        msg: String,
+    },
     #[error("GEMM: {0}")]
     Invalid(String),
 }
@@ -126,9 +131,18 @@ impl Tiling {
         // half (kc tiles of `rows` lines) both hold.
         let kc = (wgt_half / r).min(inp_half / tm).min(k_tiles).min(1023);
         if kc == 0 {
-            return Err(fit(format!("half the weight buffer ({wgt_half} lines) holds no {r}-line weight tile")));
+            return Err(fit(format!(
+                "half the weight buffer ({wgt_half} lines) holds no {r}-line weight tile"
+            )));
         }
-        Ok(Tiling { tm, kc, m_tiles: m.div_ceil(tm), k_tiles, n_tiles, k_chunks: k_tiles.div_ceil(kc) })
+        Ok(Tiling {
+            tm,
+            kc,
+            m_tiles: m.div_ceil(tm),
+            k_tiles,
+            n_tiles,
+            k_chunks: k_tiles.div_ceil(kc),
+        })
     }
 }
 
@@ -152,13 +166,22 @@ fn align(x: u64, a: u64) -> u64 {
 pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, GemmError> {
     let (m, k, n) = (layer.m, layer.k, layer.n);
     if layer.weights.len() != k * n {
-        return Err(GemmError::Invalid(format!("weights hold {} values, expected {k}x{n}", layer.weights.len())));
+        return Err(GemmError::Invalid(format!(
+            "weights hold {} values, expected {k}x{n}",
+            layer.weights.len()
+        )));
     }
     if layer.channels.len() != n {
-        return Err(GemmError::Invalid(format!("{} channel parameters for {n} output channels", layer.channels.len())));
+        return Err(GemmError::Invalid(format!(
+            "{} channel parameters for {n} output channels",
+            layer.channels.len()
+        )));
     }
     if let Some(ch) = layer.channels.iter().position(|c| c.shift > 62) {
-        return Err(GemmError::Invalid(format!("channel {ch}: shift {} > 62", layer.channels[ch].shift)));
+        return Err(GemmError::Invalid(format!(
+            "channel {ch}: shift {} > 62",
+            layer.channels[ch].shift
+        )));
     }
     let t = Tiling::new(arch, m, k, n)?;
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
@@ -173,7 +196,15 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
     let y_addr = align(p_addr + p_bytes, 64);
     let total = align(y_addr + m as u64 * n_pad, 64);
     if total > arch.dram.size_bytes {
-        return Err(GemmError::DoesNotFit { m, k, n, msg: format!("needs {total} bytes of DRAM, arch has {}", arch.dram.size_bytes) });
+        return Err(GemmError::DoesNotFit {
+            m,
+            k,
+            n,
+            msg: format!(
+                "needs {total} bytes of DRAM, arch has {}",
+                arch.dram.size_bytes
+            ),
+        });
     }
     // Weight tiles: tile (nt, kt) line kk lane nn = B[kt*r + kk][nt*c + nn], zero padded.
     let mut bt = vec![0u8; b_bytes as usize];
@@ -194,7 +225,11 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
     for nt in 0..t.n_tiles {
         for nn in 0..c {
             let ch = nt * c + nn;
-            let q = layer.channels.get(ch).copied().unwrap_or(ChannelQuant { bias: 0, mult: 0, shift: 0 });
+            let q = layer.channels.get(ch).copied().unwrap_or(ChannelQuant {
+                bias: 0,
+                mult: 0,
+                shift: 0,
+            });
             for (line, v) in [q.bias, q.mult, q.shift as i32].into_iter().enumerate() {
                 let at = ((nt * 3 + line) * c + nn) * 4;
                 params[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -256,13 +291,19 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                 }
                 let nl = loads.len();
                 for (x, op) in loads.into_iter().enumerate() {
-                    let deps = Deps { pop_next: x == 0 && item >= 2, push_next: x + 1 == nl, ..Default::default() };
+                    let deps = Deps {
+                        pop_next: x == 0 && item >= 2,
+                        push_next: x + 1 == nl,
+                        ..Default::default()
+                    };
                     code.push(Insn { deps, op });
                 }
                 // --- compute ---
                 let mut comp: Vec<Insn> = Vec::new();
                 for j in 0..tiles {
-                    comp.push(Insn::new(Op::LoadWeights(LoadWeights { wgt: half * wgt_half + (j * r) as u32 })));
+                    comp.push(Insn::new(Op::LoadWeights(LoadWeights {
+                        wgt: half * wgt_half + (j * r) as u32,
+                    })));
                     comp.push(Insn::new(Op::MatMul(MatMul {
                         inp: half * inp_half + (j * t.tm) as u32,
                         acc: acc_slot(out_idx),
@@ -292,8 +333,15 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                         unsigned: false,
                         round: Round::HalfEven,
                     };
-                    let deps = Deps { pop_next: out_idx >= 2, push_next: true, ..Default::default() };
-                    comp.push(Insn { deps, op: Op::Requant(rq) });
+                    let deps = Deps {
+                        pop_next: out_idx >= 2,
+                        push_next: true,
+                        ..Default::default()
+                    };
+                    comp.push(Insn {
+                        deps,
+                        op: Op::Requant(rq),
+                    });
                 }
                 // Release the input/weight/parameter half once nothing reads it any more.
                 comp.last_mut().unwrap().deps.push_prev = true;
@@ -301,7 +349,11 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                 // --- store ---
                 if last_chunk {
                     code.push(Insn {
-                        deps: Deps { pop_prev: true, push_prev: true, ..Default::default() },
+                        deps: Deps {
+                            pop_prev: true,
+                            push_prev: true,
+                            ..Default::default()
+                        },
                         op: Op::Store(Store {
                             buf: StoreBuf::Out,
                             sram: (out_idx % 2) as u32 * out_half,
@@ -323,13 +375,26 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
             m,
             k,
             n,
-            msg: format!("{} instructions exceed the instruction memory ({})", code.len(), arch.controller.imem_instructions),
+            msg: format!(
+                "{} instructions exceed the instruction memory ({})",
+                code.len(),
+                arch.controller.imem_instructions
+            ),
         });
     }
     let mut p = Program::new(arch);
     p.dram_bytes = total;
     p.code = code;
-    p.data = vec![Segment { dram_addr: b_addr, bytes: bt }, Segment { dram_addr: p_addr, bytes: params }];
+    p.data = vec![
+        Segment {
+            dram_addr: b_addr,
+            bytes: bt,
+        },
+        Segment {
+            dram_addr: p_addr,
+            bytes: params,
+        },
+    ];
     let mut a = TensorDesc::dense("A", Role::Input, DType::I8, &[m as u64, k as u64], a_addr);
     a.row_pitch = k_pad;
     a.quant = layer.in_quant;

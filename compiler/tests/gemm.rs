@@ -17,9 +17,17 @@ fn layer(m: usize, k: usize, n: usize, seed: u64) -> (GemmLayer, Vec<i8>) {
             let bias = rng.range(0, 20000) as i32 - 10000;
             if rng.chance(50) {
                 // A power-of-two scale: exact ties are frequent, so rounding is exercised.
-                ChannelQuant { bias, mult: 1 << 30, shift: rng.range(31, 38) as u32 }
+                ChannelQuant {
+                    bias,
+                    mult: 1 << 30,
+                    shift: rng.range(31, 38) as u32,
+                }
             } else {
-                ChannelQuant { bias, mult: rng.range(1 << 30, (1 << 31) - 1) as i32, shift: rng.range(30, 48) as u32 }
+                ChannelQuant {
+                    bias,
+                    mult: rng.range(1 << 30, (1 << 31) - 1) as i32,
+                    shift: rng.range(30, 48) as u32,
+                }
             }
         })
         .collect();
@@ -47,7 +55,12 @@ fn check(arch: &str, m: usize, k: usize, n: usize, seed: u64) -> u64 {
     let r = run(&p, &arch, &[IoData::I8(a.clone())], &RunOptions::default())
         .unwrap_or_else(|e| panic!("{m}x{k}x{n} seed {seed} on {}: {e}", arch.name));
     let want = gemm_reference(&l, &a);
-    assert_eq!(r.outputs[0], IoData::I8(want), "{m}x{k}x{n} seed {seed} on {}", arch.name);
+    assert_eq!(
+        r.outputs[0],
+        IoData::I8(want),
+        "{m}x{k}x{n} seed {seed} on {}",
+        arch.name
+    );
     assert_eq!(r.stats.macs, {
         let t = systole_compiler::gemm::Tiling::new(&arch, m, k, n).unwrap();
         // Every (m-row, k-tile, n-tile) passes the full array once.
@@ -80,5 +93,8 @@ fn double_buffering_overlaps_load_and_compute() {
     let p = gemm_program(&arch, &l).unwrap();
     let r = run(&p, &arch, &[IoData::I8(a)], &RunOptions::default()).unwrap();
     let s = &r.stats;
-    assert!(s.cycles < s.load.busy_cycles + s.compute.busy_cycles, "{s:?}");
+    assert!(
+        s.cycles < s.load.busy_cycles + s.compute.busy_cycles,
+        "{s:?}"
+    );
 }

@@ -23,7 +23,12 @@ pub struct Array {
 
 impl Array {
     pub fn new(rows: usize, cols: usize) -> Array {
-        Array { rows, cols, weights: vec![0; rows * cols], macs: 0 }
+        Array {
+            rows,
+            cols,
+            weights: vec![0; rows * cols],
+            macs: 0,
+        }
     }
 
     pub fn ldw_cycles(&self) -> u64 {
@@ -41,7 +46,11 @@ impl Array {
     /// Functional effect of `ldw` (operands already bounds-checked).
     pub fn load_weights(&mut self, op: &LoadWeights, bufs: &Buffers) {
         let base = op.wgt as usize * self.cols;
-        for (w, &v) in self.weights.iter_mut().zip(&bufs.wgt[base..base + self.rows * self.cols]) {
+        for (w, &v) in self
+            .weights
+            .iter_mut()
+            .zip(&bufs.wgt[base..base + self.rows * self.cols])
+        {
             *w = v as i32;
         }
     }
@@ -93,7 +102,11 @@ impl Array {
             f(BufferKind::Accumulator, op.acc + (o - drain) as u32, false);
         }
         if o > drain && o - drain - 1 < m {
-            f(BufferKind::Accumulator, op.acc + (o - drain - 1) as u32, true);
+            f(
+                BufferKind::Accumulator,
+                op.acc + (o - drain - 1) as u32,
+                true,
+            );
         }
     }
 }

@@ -27,7 +27,12 @@ pub struct PortState {
 
 impl PortState {
     fn new(ports: Ports, banks: u32, lines_per_bank: u32) -> Self {
-        PortState { ports, lines_per_bank, read: vec![0; banks as usize], write: vec![0; banks as usize] }
+        PortState {
+            ports,
+            lines_per_bank,
+            read: vec![0; banks as usize],
+            write: vec![0; banks as usize],
+        }
     }
     fn claim(&mut self, line: u32, write: bool, cycle: u64) -> bool {
         let bank = (line / self.lines_per_bank) as usize;

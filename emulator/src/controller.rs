@@ -39,10 +39,14 @@ pub struct TokenUse {
 /// Maps dependency flags to token queues for `unit`; the error names an illegal flag.
 pub fn token_use(unit: Unit, deps: Deps) -> Result<TokenUse, String> {
     use TokenQueue::*;
-    let (prev, next): (Option<(TokenQueue, TokenQueue)>, Option<(TokenQueue, TokenQueue)>) = match unit {
+    type Side = Option<(TokenQueue, TokenQueue)>;
+    let (prev, next): (Side, Side) = match unit {
         // (queue popped, queue pushed)
         Unit::Load => (None, Some((ComputeToLoad, LoadToCompute))),
-        Unit::Compute => (Some((LoadToCompute, ComputeToLoad)), Some((StoreToCompute, ComputeToStore))),
+        Unit::Compute => (
+            Some((LoadToCompute, ComputeToLoad)),
+            Some((StoreToCompute, ComputeToStore)),
+        ),
         Unit::Store => (Some((ComputeToStore, StoreToCompute)), None),
         Unit::Controller => (None, None),
     };
@@ -61,8 +65,14 @@ pub fn token_use(unit: Unit, deps: Deps) -> Result<TokenUse, String> {
             Some(q) if pop => u.pops.push(q),
             Some(q) => u.pushes.push(q),
             None => {
-                let side = if name.ends_with("prev") { "previous" } else { "next" };
-                return Err(format!("`{name}` is illegal: the {unit} unit has no {side} unit"));
+                let side = if name.ends_with("prev") {
+                    "previous"
+                } else {
+                    "next"
+                };
+                return Err(format!(
+                    "`{name}` is illegal: the {unit} unit has no {side} unit"
+                ));
             }
         }
     }
@@ -108,7 +118,10 @@ impl Controller {
 
     /// The head of a unit's queue, if it was visible at the start of `cycle`.
     pub fn head(&self, q: usize, cycle: u64) -> Option<usize> {
-        self.queues[q].front().filter(|&&(_, vis)| vis <= cycle).map(|&(i, _)| i)
+        self.queues[q]
+            .front()
+            .filter(|&&(_, vis)| vis <= cycle)
+            .map(|&(i, _)| i)
     }
 
     pub fn insn_unit(insn: &Insn) -> Unit {

@@ -73,7 +73,13 @@ pub struct LoadExec {
 }
 
 impl LoadExec {
-    pub fn new(op: &Load, beat_bytes: u32, latency: u32, array_rows: u32, array_cols: u32) -> LoadExec {
+    pub fn new(
+        op: &Load,
+        beat_bytes: u32,
+        latency: u32,
+        array_rows: u32,
+        array_cols: u32,
+    ) -> LoadExec {
         let width = op.pad_left + op.cols + op.pad_right;
         let height = op.pad_top + op.rows + op.pad_bottom;
         LoadExec {
@@ -96,13 +102,17 @@ impl LoadExec {
 
     fn is_data(&self, pos: u32) -> bool {
         let (r, c) = (pos / self.width, pos % self.width);
-        r >= self.pad_top && r < self.pad_top + self.rows && c >= self.pad_left && c < self.pad_left + self.cols
+        r >= self.pad_top
+            && r < self.pad_top + self.rows
+            && c >= self.pad_left
+            && c < self.pad_left + self.cols
     }
 
     pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
         let mut port_stall = false;
         if self.issued < self.rows && self.cols > 0 {
-            self.chan.request(cycle, self.latency, self.cols * self.beats_per_line);
+            self.chan
+                .request(cycle, self.latency, self.cols * self.beats_per_line);
             self.issued += 1;
         }
         if self.pos < self.total {
@@ -128,7 +138,10 @@ impl LoadExec {
                 port_stall = true;
             }
         }
-        Step { done: self.pos == self.total, port_stall }
+        Step {
+            done: self.pos == self.total,
+            port_stall,
+        }
     }
 }
 
@@ -159,10 +172,16 @@ impl StoreExec {
 
     pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
         if self.total == 0 {
-            return Step { done: true, port_stall: false };
+            return Step {
+                done: true,
+                port_stall: false,
+            };
         }
         if let Some(at) = self.ack_at {
-            return Step { done: cycle >= at, port_stall: false };
+            return Step {
+                done: cycle >= at,
+                port_stall: false,
+            };
         }
         let mut port_stall = false;
         if self.reg_beats > 0 {
@@ -181,6 +200,9 @@ impl StoreExec {
                 self.ack_at = Some(cycle + self.latency as u64);
             }
         }
-        Step { done: false, port_stall }
+        Step {
+            done: false,
+            port_stall,
+        }
     }
 }

@@ -17,7 +17,11 @@ pub struct Dram {
 
 impl Dram {
     pub fn new(size: usize) -> Dram {
-        Dram { bytes: vec![0; size], bytes_read: 0, bytes_written: 0 }
+        Dram {
+            bytes: vec![0; size],
+            bytes_read: 0,
+            bytes_written: 0,
+        }
     }
     pub fn len(&self) -> u64 {
         self.bytes.len() as u64
@@ -40,7 +44,9 @@ impl ReadChannel {
     }
     /// Whether a beat can be delivered in `cycle`.
     pub fn beat_ready(&self, cycle: u64) -> bool {
-        self.pending.front().is_some_and(|&(ready, _)| ready <= cycle)
+        self.pending
+            .front()
+            .is_some_and(|&(ready, _)| ready <= cycle)
     }
     /// Consume the beat offered in this cycle (caller checked `beat_ready`).
     pub fn take_beat(&mut self) {

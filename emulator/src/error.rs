@@ -39,17 +39,39 @@ pub struct EmuError {
 
 impl EmuError {
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
-        EmuError { kind, insn: None, mnemonic: None, cycle: 0, msg: msg.into() }
+        EmuError {
+            kind,
+            insn: None,
+            mnemonic: None,
+            cycle: 0,
+            msg: msg.into(),
+        }
     }
-    pub fn at(kind: ErrorKind, insn: usize, mnemonic: &'static str, cycle: u64, msg: impl Into<String>) -> Self {
-        EmuError { kind, insn: Some(insn), mnemonic: Some(mnemonic), cycle, msg: msg.into() }
+    pub fn at(
+        kind: ErrorKind,
+        insn: usize,
+        mnemonic: &'static str,
+        cycle: u64,
+        msg: impl Into<String>,
+    ) -> Self {
+        EmuError {
+            kind,
+            insn: Some(insn),
+            mnemonic: Some(mnemonic),
+            cycle,
+            msg: msg.into(),
+        }
     }
 }
 
 impl fmt::Display for EmuError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.insn, self.mnemonic) {
-            (Some(i), Some(m)) => write!(f, "instruction {i} ({m}) at cycle {}: {}", self.cycle, self.msg),
+            (Some(i), Some(m)) => write!(
+                f,
+                "instruction {i} ({m}) at cycle {}: {}",
+                self.cycle, self.msg
+            ),
             _ if self.cycle > 0 => write!(f, "at cycle {}: {}", self.cycle, self.msg),
             _ => write!(f, "{}", self.msg),
         }

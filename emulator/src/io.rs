@@ -45,13 +45,24 @@ pub fn write_tensor(dram: &mut [u8], desc: &TensorDesc, data: &IoData) -> Result
     if data.dtype() != desc.dtype {
         return Err(EmuError::new(
             ErrorKind::BadInput,
-            format!("input '{}' must be {}, got {}", desc.name, desc.dtype.name(), data.dtype().name()),
+            format!(
+                "input '{}' must be {}, got {}",
+                desc.name,
+                desc.dtype.name(),
+                data.dtype().name()
+            ),
         ));
     }
     if data.len() as u64 != desc.elements() {
         return Err(EmuError::new(
             ErrorKind::BadInput,
-            format!("input '{}' needs {} elements (shape {:?}), got {}", desc.name, desc.elements(), desc.shape, data.len()),
+            format!(
+                "input '{}' needs {} elements (shape {:?}), got {}",
+                desc.name,
+                desc.elements(),
+                desc.shape,
+                data.len()
+            ),
         ));
     }
     let base = desc.dram_addr as usize;
@@ -71,7 +82,11 @@ pub fn read_tensor(dram: &[u8], desc: &TensorDesc) -> IoData {
     let base = desc.dram_addr as usize;
     let offs = desc.element_offsets();
     match desc.dtype {
-        DType::I8 => IoData::I8(offs.iter().map(|&o| dram[base + o as usize] as i8).collect()),
+        DType::I8 => IoData::I8(
+            offs.iter()
+                .map(|&o| dram[base + o as usize] as i8)
+                .collect(),
+        ),
         DType::U8 => IoData::U8(offs.iter().map(|&o| dram[base + o as usize]).collect()),
         DType::I32 => IoData::I32(
             offs.iter()

@@ -35,13 +35,23 @@ pub struct RunResult {
 }
 
 /// Runs `prog` on `arch` with `inputs` (one per input descriptor, in image order).
-pub fn run(prog: &Program, arch: &ArchConfig, inputs: &[IoData], opts: &RunOptions) -> Result<RunResult, EmuError> {
+pub fn run(
+    prog: &Program,
+    arch: &ArchConfig,
+    inputs: &[IoData],
+    opts: &RunOptions,
+) -> Result<RunResult, EmuError> {
     let descs: Vec<_> = prog.inputs().collect();
     if descs.len() != inputs.len() {
         let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
         return Err(EmuError::new(
             ErrorKind::BadInput,
-            format!("program takes {} input(s) ({}), got {}", descs.len(), names.join(", "), inputs.len()),
+            format!(
+                "program takes {} input(s) ({}), got {}",
+                descs.len(),
+                names.join(", "),
+                inputs.len()
+            ),
         ));
     }
     let mut m = Machine::new(prog, arch, opts)?;
@@ -49,6 +59,13 @@ pub fn run(prog: &Program, arch: &ArchConfig, inputs: &[IoData], opts: &RunOptio
         io::write_tensor(&mut m.dram.bytes, d, x)?;
     }
     m.run()?;
-    let outputs = prog.outputs().map(|d| io::read_tensor(&m.dram.bytes, d)).collect();
-    Ok(RunResult { outputs, stats: m.stats(), spans: m.spans.take() })
+    let outputs = prog
+        .outputs()
+        .map(|d| io::read_tensor(&m.dram.bytes, d))
+        .collect();
+    Ok(RunResult {
+        outputs,
+        stats: m.stats(),
+        spans: m.spans.take(),
+    })
 }

@@ -51,7 +51,9 @@ fn res_name(r: u8) -> &'static str {
 
 enum Exec {
     /// Compute-unit instruction: fixed duration, ports used according to its schedule.
-    Fixed { cycles: u64 },
+    Fixed {
+        cycles: u64,
+    },
     Load(LoadExec),
     Store(StoreExec),
 }
@@ -68,7 +70,10 @@ enum Slot {
     Idle,
     Busy(Box<Active>),
     /// Finished executing; waiting for room in a token queue.
-    Retiring { idx: usize, pushes: Vec<TokenQueue> },
+    Retiring {
+        idx: usize,
+        pushes: Vec<TokenQueue>,
+    },
 }
 
 /// The accelerator model.
@@ -102,7 +107,8 @@ fn unit_index(u: Unit) -> usize {
 impl Machine {
     /// Builds a machine with the program's DRAM image (data segments) loaded.
     pub fn new(prog: &Program, arch: &ArchConfig, opts: &RunOptions) -> Result<Machine, EmuError> {
-        prog.check_arch(arch).map_err(|e| EmuError::new(ErrorKind::BadInput, e.to_string()))?;
+        prog.check_arch(arch)
+            .map_err(|e| EmuError::new(ErrorKind::BadInput, e.to_string()))?;
         if prog.code.len() > arch.controller.imem_instructions as usize {
             return Err(EmuError::new(
                 ErrorKind::ProgramTooLarge,
@@ -116,15 +122,24 @@ impl Machine {
         if prog.dram_bytes > arch.dram.size_bytes {
             return Err(EmuError::new(
                 ErrorKind::ProgramTooLarge,
-                format!("program needs {} bytes of DRAM; arch '{}' has {}", prog.dram_bytes, arch.name, arch.dram.size_bytes),
+                format!(
+                    "program needs {} bytes of DRAM; arch '{}' has {}",
+                    prog.dram_bytes, arch.name, arch.dram.size_bytes
+                ),
             ));
         }
         let mut dram = Dram::new(prog.dram_bytes as usize);
         for (i, s) in prog.data.iter().enumerate() {
             let a = s.dram_addr as usize;
-            let end = a.checked_add(s.bytes.len()).filter(|&e| e <= dram.bytes.len()).ok_or_else(|| {
-                EmuError::new(ErrorKind::OutOfRange, format!("data segment {i} lies outside the program's DRAM"))
-            })?;
+            let end = a
+                .checked_add(s.bytes.len())
+                .filter(|&e| e <= dram.bytes.len())
+                .ok_or_else(|| {
+                    EmuError::new(
+                        ErrorKind::OutOfRange,
+                        format!("data segment {i} lies outside the program's DRAM"),
+                    )
+                })?;
             dram.bytes[a..end].copy_from_slice(&s.bytes);
         }
         Ok(Machine {
@@ -154,7 +169,10 @@ impl Machine {
         while self.finish_cycle.is_none() {
             if let Some(max) = self.max_cycles {
                 if self.cycle >= max {
-                    return Err(EmuError::new(ErrorKind::CycleLimit, format!("no finish within {max} cycles")));
+                    return Err(EmuError::new(
+                        ErrorKind::CycleLimit,
+                        format!("no finish within {max} cycles"),
+                    ));
                 }
             }
             self.step()?;
@@ -189,7 +207,13 @@ impl Machine {
     }
 
     /// Steps one unit; returns whether anything changed.
-    fn step_unit(&mut self, u: usize, t: u64, tok0: &[u32; 4], delta: &mut [i32; 4]) -> Result<bool, EmuError> {
+    fn step_unit(
+        &mut self,
+        u: usize,
+        t: u64,
+        tok0: &[u32; 4],
+        delta: &mut [i32; 4],
+    ) -> Result<bool, EmuError> {
         let depth = self.ctrl.token_depth;
         match std::mem::replace(&mut self.slots[u], Slot::Idle) {
             Slot::Retiring { idx, pushes } => {
@@ -214,7 +238,8 @@ impl Machine {
                     return Ok(false);
                 };
                 let insn = self.code[idx];
-                let tu = token_use(insn.unit(), insn.deps).map_err(|m| self.err(ErrorKind::IllegalDeps, idx, m))?;
+                let tu = token_use(insn.unit(), insn.deps)
+                    .map_err(|m| self.err(ErrorKind::IllegalDeps, idx, m))?;
                 if !tu.pops.iter().all(|&q| tok0[q as usize] > 0) {
                     self.unit_stats[u].token_stall_cycles += 1;
                     return Ok(false);
@@ -231,7 +256,14 @@ impl Machine {
     }
 
     /// Executes cycle `t` of a unit's active instruction and retires it when done.
-    fn exec_cycle(&mut self, u: usize, mut a: Box<Active>, t: u64, tok0: &[u32; 4], delta: &mut [i32; 4]) -> Result<(), EmuError> {
+    fn exec_cycle(
+        &mut self,
+        u: usize,
+        mut a: Box<Active>,
+        t: u64,
+        tok0: &[u32; 4],
+        delta: &mut [i32; 4],
+    ) -> Result<(), EmuError> {
         let st = &mut self.unit_stats[u];
         st.busy_cycles += 1;
         let step = match &mut a.exec {
@@ -249,7 +281,10 @@ impl Machine {
                     Op::Requant(op) => Ppu::requant_access(op, o, &mut claim),
                     _ => {}
                 }
-                Step { done: o + 1 == *cycles, port_stall: false }
+                Step {
+                    done: o + 1 == *cycles,
+                    port_stall: false,
+                }
             }
             Exec::Load(l) => l.step(t, &mut self.bufs),
             Exec::Store(s) => s.step(t, &mut self.bufs),
@@ -262,7 +297,13 @@ impl Machine {
             return Ok(());
         }
         if let Some(spans) = &mut self.spans {
-            spans.push(Span { track: u, insn: a.idx, name: self.code[a.idx].op.mnemonic().to_string(), start: a.start, end: t });
+            spans.push(Span {
+                track: u,
+                insn: a.idx,
+                name: self.code[a.idx].op.mnemonic().to_string(),
+                start: a.start,
+                end: t,
+            });
         }
         self.recent[u] = Some((t, a.idx, std::mem::take(&mut a.footprint)));
         let depth = self.ctrl.token_depth;
@@ -271,17 +312,27 @@ impl Machine {
                 delta[q as usize] += 1;
             }
         } else {
-            self.slots[u] = Slot::Retiring { idx: a.idx, pushes: a.pushes };
+            self.slots[u] = Slot::Retiring {
+                idx: a.idx,
+                pushes: a.pushes,
+            };
         }
         Ok(())
     }
 
-    fn step_controller(&mut self, t: u64, qlen0: &[usize; 3], idle0: &[bool; 3]) -> Result<bool, EmuError> {
+    fn step_controller(
+        &mut self,
+        t: u64,
+        qlen0: &[usize; 3],
+        idle0: &[bool; 3],
+    ) -> Result<bool, EmuError> {
         let pc = self.ctrl.pc;
         let Some(insn) = self.code.get(pc).copied() else {
             let last = self.code.len().checked_sub(1);
             let msg = match last {
-                Some(l) => format!("fetch ran past the last instruction ({l}): the program has no `finish`"),
+                Some(l) => format!(
+                    "fetch ran past the last instruction ({l}): the program has no `finish`"
+                ),
                 None => "the program has no instructions (not even `finish`)".to_string(),
             };
             let mut e = EmuError::new(ErrorKind::MissingFinish, msg);
@@ -292,12 +343,22 @@ impl Machine {
         match Controller::queue_of(unit) {
             None => {
                 if !insn.deps.is_empty() {
-                    return Err(self.err(ErrorKind::IllegalDeps, pc, "`finish` takes no dependency flags"));
+                    return Err(self.err(
+                        ErrorKind::IllegalDeps,
+                        pc,
+                        "`finish` takes no dependency flags",
+                    ));
                 }
                 if qlen0.iter().all(|&l| l == 0) && idle0.iter().all(|&i| i) {
                     self.finish_cycle = Some(t);
                     if let Some(spans) = &mut self.spans {
-                        spans.push(Span { track: 3, insn: pc, name: "finish".into(), start: t, end: t });
+                        spans.push(Span {
+                            track: 3,
+                            insn: pc,
+                            name: "finish".into(),
+                            start: t,
+                            end: t,
+                        });
                     }
                     self.unit_stats.iter_mut().for_each(|_| {});
                     return Ok(true);
@@ -330,13 +391,26 @@ impl Machine {
             match &self.slots[u] {
                 Slot::Retiring { idx, pushes } => {
                     let qs: Vec<_> = pushes.iter().map(|q| q.describe()).collect();
-                    note(*idx, format!("instruction {idx} ({}) on {unit} waits for room in the {} token queue", self.code[*idx].op.mnemonic(), qs.join(" and ")), &mut waits);
+                    note(
+                        *idx,
+                        format!(
+                            "instruction {idx} ({}) on {unit} waits for room in the {} token queue",
+                            self.code[*idx].op.mnemonic(),
+                            qs.join(" and ")
+                        ),
+                        &mut waits,
+                    );
                 }
                 Slot::Idle => {
                     if let Some(idx) = self.ctrl.head(u, self.cycle) {
                         let insn = &self.code[idx];
                         let tu = token_use(insn.unit(), insn.deps).unwrap_or_default();
-                        let missing: Vec<_> = tu.pops.iter().filter(|&&q| self.ctrl.tokens[q as usize] == 0).map(|q| q.describe()).collect();
+                        let missing: Vec<_> = tu
+                            .pops
+                            .iter()
+                            .filter(|&&q| self.ctrl.tokens[q as usize] == 0)
+                            .map(|q| q.describe())
+                            .collect();
                         note(idx, format!("instruction {idx} ({}) on {unit} waits for a {} token that nothing will send", insn.op.mnemonic(), missing.join(" and ")), &mut waits);
                     }
                 }
@@ -347,12 +421,23 @@ impl Machine {
         if let Some(insn) = self.code.get(pc) {
             match Controller::queue_of(insn.unit()) {
                 Some(q) if self.ctrl.queues[q].len() >= self.ctrl.queue_depth => {
-                    note(pc, format!("fetch of instruction {pc} ({}) waits for room in the full {} queue", insn.op.mnemonic(), insn.unit()), &mut waits);
+                    note(
+                        pc,
+                        format!(
+                            "fetch of instruction {pc} ({}) waits for room in the full {} queue",
+                            insn.op.mnemonic(),
+                            insn.unit()
+                        ),
+                        &mut waits,
+                    );
                 }
                 _ => {}
             }
         }
-        let mut e = EmuError::new(ErrorKind::Deadlock, format!("deadlock: {}", waits.join("; ")));
+        let mut e = EmuError::new(
+            ErrorKind::Deadlock,
+            format!("deadlock: {}", waits.join("; ")),
+        );
         e.cycle = self.cycle;
         if let Some(i) = first {
             e.insn = Some(i);
@@ -361,36 +446,78 @@ impl Machine {
         e
     }
 
-    fn check_lines(&self, idx: usize, kind: BufferKind, lo: u64, n: u64, what: &str) -> Result<Access, EmuError> {
+    fn check_lines(
+        &self,
+        idx: usize,
+        kind: BufferKind,
+        lo: u64,
+        n: u64,
+        what: &str,
+    ) -> Result<Access, EmuError> {
         let cap = self.bufs.lines(kind) as u64;
         if lo + n > cap {
             return Err(self.err(
                 ErrorKind::OutOfRange,
                 idx,
-                format!("{what} lines {lo}..{} exceed the {} buffer ({cap} lines)", lo + n, kind.name()),
+                format!(
+                    "{what} lines {lo}..{} exceed the {} buffer ({cap} lines)",
+                    lo + n,
+                    kind.name()
+                ),
             ));
         }
-        Ok(Access { res: kind.index() as u8, lo, hi: lo + n, write: false })
+        Ok(Access {
+            res: kind.index() as u8,
+            lo,
+            hi: lo + n,
+            write: false,
+        })
     }
 
-    fn check_dram(&self, idx: usize, base: u64, rows: u64, stride: u64, row_bytes: u64) -> Result<Access, EmuError> {
+    fn check_dram(
+        &self,
+        idx: usize,
+        base: u64,
+        rows: u64,
+        stride: u64,
+        row_bytes: u64,
+    ) -> Result<Access, EmuError> {
         if rows == 0 || row_bytes == 0 {
-            return Ok(Access { res: DRAM_RES, lo: base, hi: base, write: false });
+            return Ok(Access {
+                res: DRAM_RES,
+                lo: base,
+                hi: base,
+                write: false,
+            });
         }
         let end = base + (rows - 1) * stride + row_bytes;
         if end > self.dram.len() {
             return Err(self.err(
                 ErrorKind::OutOfRange,
                 idx,
-                format!("DRAM bytes {base:#x}..{end:#x} exceed the program's {} bytes of DRAM", self.dram.len()),
+                format!(
+                    "DRAM bytes {base:#x}..{end:#x} exceed the program's {} bytes of DRAM",
+                    self.dram.len()
+                ),
             ));
         }
-        Ok(Access { res: DRAM_RES, lo: base, hi: end, write: false })
+        Ok(Access {
+            res: DRAM_RES,
+            lo: base,
+            hi: end,
+            write: false,
+        })
     }
 
     /// Starts instruction `idx` on unit `u` in cycle `t`: checks operands and races, applies
     /// its effect on data, and returns its execution state.
-    fn start(&mut self, u: usize, idx: usize, t: u64, pushes: Vec<TokenQueue>) -> Result<Active, EmuError> {
+    fn start(
+        &mut self,
+        u: usize,
+        idx: usize,
+        t: u64,
+        pushes: Vec<TokenQueue>,
+    ) -> Result<Active, EmuError> {
         let insn = self.code[idx];
         let (rows, cols) = (self.arch.array.rows, self.arch.array.cols);
         let beat = self.arch.dram.bytes_per_cycle;
@@ -406,37 +533,103 @@ impl Machine {
                 let total = width * (op.pad_top + op.rows + op.pad_bottom) as u64;
                 let dline = dma::load_dram_line_bytes(op.buf, rows, cols) as u64;
                 let fb = w(self.check_lines(idx, kind, op.sram as u64, total, "destination")?);
-                let fd = self.check_dram(idx, op.dram as u64, op.rows as u64, op.stride as u64, op.cols as u64 * dline)?;
-                (vec![fb, fd], Exec::Load(LoadExec::new(op, beat, lat, rows, cols)))
+                let fd = self.check_dram(
+                    idx,
+                    op.dram as u64,
+                    op.rows as u64,
+                    op.stride as u64,
+                    op.cols as u64 * dline,
+                )?;
+                (
+                    vec![fb, fd],
+                    Exec::Load(LoadExec::new(op, beat, lat, rows, cols)),
+                )
             }
             Op::Store(op) => {
                 let kind = dma::store_kind(op.buf);
                 let dline = dma::store_dram_line_bytes(op.buf, cols) as u64;
-                let fb = self.check_lines(idx, kind, op.sram as u64, op.rows as u64 * op.cols as u64, "source")?;
-                let fd = w(self.check_dram(idx, op.dram as u64, op.rows as u64, op.stride as u64, op.cols as u64 * dline)?);
-                (vec![fb, fd], Exec::Store(StoreExec::new(op, beat, lat, cols)))
+                let fb = self.check_lines(
+                    idx,
+                    kind,
+                    op.sram as u64,
+                    op.rows as u64 * op.cols as u64,
+                    "source",
+                )?;
+                let fd = w(self.check_dram(
+                    idx,
+                    op.dram as u64,
+                    op.rows as u64,
+                    op.stride as u64,
+                    op.cols as u64 * dline,
+                )?);
+                (
+                    vec![fb, fd],
+                    Exec::Store(StoreExec::new(op, beat, lat, cols)),
+                )
             }
             Op::LoadWeights(op) => {
-                let f = self.check_lines(idx, BufferKind::Weight, op.wgt as u64, rows as u64, "weight tile")?;
-                (vec![f], Exec::Fixed { cycles: self.array.ldw_cycles() })
+                let f = self.check_lines(
+                    idx,
+                    BufferKind::Weight,
+                    op.wgt as u64,
+                    rows as u64,
+                    "weight tile",
+                )?;
+                (
+                    vec![f],
+                    Exec::Fixed {
+                        cycles: self.array.ldw_cycles(),
+                    },
+                )
             }
             Op::MatMul(op) => {
-                let fi = self.check_lines(idx, BufferKind::Input, op.inp as u64, op.m as u64, "input")?;
-                let fa = w(self.check_lines(idx, BufferKind::Accumulator, op.acc as u64, op.m as u64, "accumulator")?);
-                (vec![fi, fa], Exec::Fixed { cycles: self.array.matmul_cycles(op.m) })
+                let fi =
+                    self.check_lines(idx, BufferKind::Input, op.inp as u64, op.m as u64, "input")?;
+                let fa = w(self.check_lines(
+                    idx,
+                    BufferKind::Accumulator,
+                    op.acc as u64,
+                    op.m as u64,
+                    "accumulator",
+                )?);
+                (
+                    vec![fi, fa],
+                    Exec::Fixed {
+                        cycles: self.array.matmul_cycles(op.m),
+                    },
+                )
             }
             Op::Alu(op) => {
                 let m = op.m as u64;
-                let fd = w(self.check_lines(idx, BufferKind::Accumulator, op.dst as u64, m, "destination")?);
+                let fd = w(self.check_lines(
+                    idx,
+                    BufferKind::Accumulator,
+                    op.dst as u64,
+                    m,
+                    "destination",
+                )?);
                 let mut fp = vec![fd];
                 for (name, base, stride) in [("a", op.a, op.a_stride), ("b", op.b, op.b_stride)] {
-                    let span = if m == 0 { 0 } else { (m - 1) * stride as u64 + 1 };
-                    fp.push(self.check_lines(idx, BufferKind::Accumulator, base as u64, span, &format!("operand {name}"))?);
+                    let span = if m == 0 {
+                        0
+                    } else {
+                        (m - 1) * stride as u64 + 1
+                    };
+                    fp.push(self.check_lines(
+                        idx,
+                        BufferKind::Accumulator,
+                        base as u64,
+                        span,
+                        &format!("operand {name}"),
+                    )?);
                     // A line read by row j and written by another row i would see the
                     // pipeline's timing, not program order: refuse it.
                     for j in 0..m {
                         let line = base as u64 + j * stride as u64;
-                        if line >= op.dst as u64 && line < op.dst as u64 + m && line - op.dst as u64 != j {
+                        if line >= op.dst as u64
+                            && line < op.dst as u64 + m
+                            && line - op.dst as u64 != j
+                        {
                             return Err(self.err(
                                 ErrorKind::IllegalOperands,
                                 idx,
@@ -448,14 +641,37 @@ impl Machine {
                         }
                     }
                 }
-                (fp, Exec::Fixed { cycles: Ppu::alu_cycles(op) })
+                (
+                    fp,
+                    Exec::Fixed {
+                        cycles: Ppu::alu_cycles(op),
+                    },
+                )
             }
             Op::Requant(op) => {
                 let m = op.m as u64;
-                let fs = self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
-                let fp = self.check_lines(idx, BufferKind::Accumulator, op.param as u64, 2, "parameter")?;
-                let fd = w(self.check_lines(idx, BufferKind::Output, op.dst as u64, m, "destination")?);
-                (vec![fs, fp, fd], Exec::Fixed { cycles: Ppu::requant_cycles(op) })
+                let fs =
+                    self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
+                let fp = self.check_lines(
+                    idx,
+                    BufferKind::Accumulator,
+                    op.param as u64,
+                    2,
+                    "parameter",
+                )?;
+                let fd = w(self.check_lines(
+                    idx,
+                    BufferKind::Output,
+                    op.dst as u64,
+                    m,
+                    "destination",
+                )?);
+                (
+                    vec![fs, fp, fd],
+                    Exec::Fixed {
+                        cycles: Ppu::requant_cycles(op),
+                    },
+                )
             }
             Op::Nop(_) => (vec![], Exec::Fixed { cycles: 1 }),
             Op::Finish(_) => unreachable!("finish is not queued"),
@@ -463,7 +679,13 @@ impl Machine {
         self.check_races(u, idx, t, &footprint)?;
         self.apply(idx)?;
         self.unit_stats[u].instructions += 1;
-        Ok(Active { idx, start: t, exec, pushes, footprint })
+        Ok(Active {
+            idx,
+            start: t,
+            exec,
+            pushes,
+            footprint,
+        })
     }
 
     fn check_races(&self, u: usize, idx: usize, t: u64, fp: &[Access]) -> Result<(), EmuError> {
@@ -481,7 +703,13 @@ impl Machine {
             let Some((oi, ofp)) = other else { continue };
             for a in fp {
                 for b in ofp {
-                    if a.res == b.res && (a.write || b.write) && a.lo < b.hi && b.lo < a.hi && a.lo < a.hi && b.lo < b.hi {
+                    if a.res == b.res
+                        && (a.write || b.write)
+                        && a.lo < b.hi
+                        && b.lo < a.hi
+                        && a.lo < a.hi
+                        && b.lo < b.hi
+                    {
                         let lo = a.lo.max(b.lo);
                         let hi = a.hi.min(b.hi);
                         return Err(self.err(
@@ -517,29 +745,49 @@ impl Machine {
                 for r in 0..height {
                     for c in 0..width {
                         let line = op.sram as usize + r * width + c;
-                        let data_r = r.checked_sub(op.pad_top as usize).filter(|&x| x < op.rows as usize);
-                        let data_c = c.checked_sub(op.pad_left as usize).filter(|&x| x < op.cols as usize);
+                        let data_r = r
+                            .checked_sub(op.pad_top as usize)
+                            .filter(|&x| x < op.rows as usize);
+                        let data_c = c
+                            .checked_sub(op.pad_left as usize)
+                            .filter(|&x| x < op.cols as usize);
                         let src = match (data_r, data_c) {
-                            (Some(dr), Some(dc)) => Some(op.dram as usize + dr * op.stride as usize + dc * dline),
+                            (Some(dr), Some(dc)) => {
+                                Some(op.dram as usize + dr * op.stride as usize + dc * dline)
+                            }
                             _ => None,
                         };
                         let dram = &self.dram.bytes;
                         match op.buf {
                             LoadBuf::Inp | LoadBuf::Wgt => {
-                                let dst = if op.buf == LoadBuf::Inp { &mut self.bufs.inp } else { &mut self.bufs.wgt };
+                                let dst = if op.buf == LoadBuf::Inp {
+                                    &mut self.bufs.inp
+                                } else {
+                                    &mut self.bufs.wgt
+                                };
                                 let d = &mut dst[line * lanes..][..lanes];
                                 match src {
-                                    Some(s) => d.iter_mut().zip(&dram[s..s + lanes]).for_each(|(x, &b)| *x = b as i8),
+                                    Some(s) => d
+                                        .iter_mut()
+                                        .zip(&dram[s..s + lanes])
+                                        .for_each(|(x, &b)| *x = b as i8),
                                     None => d.fill(op.pad_value as i8),
                                 }
                             }
                             LoadBuf::Acc | LoadBuf::Acc8 => {
                                 let d = &mut self.bufs.acc[line * cols..][..cols];
                                 match (src, op.buf) {
-                                    (Some(s), LoadBuf::Acc) => d.iter_mut().enumerate().for_each(|(l, x)| {
-                                        *x = i32::from_le_bytes(dram[s + 4 * l..s + 4 * l + 4].try_into().unwrap())
-                                    }),
-                                    (Some(s), _) => d.iter_mut().zip(&dram[s..s + cols]).for_each(|(x, &b)| *x = b as i8 as i32),
+                                    (Some(s), LoadBuf::Acc) => {
+                                        d.iter_mut().enumerate().for_each(|(l, x)| {
+                                            *x = i32::from_le_bytes(
+                                                dram[s + 4 * l..s + 4 * l + 4].try_into().unwrap(),
+                                            )
+                                        })
+                                    }
+                                    (Some(s), _) => d
+                                        .iter_mut()
+                                        .zip(&dram[s..s + cols])
+                                        .for_each(|(x, &b)| *x = b as i8 as i32),
                                     (None, _) => d.fill(op.pad_value),
                                 }
                             }
@@ -555,10 +803,14 @@ impl Machine {
                         let line = op.sram as usize + r * op.cols as usize + c;
                         let d = op.dram as usize + r * op.stride as usize + c * dline;
                         match op.buf {
-                            StoreBuf::Out => self.dram.bytes[d..d + cols].copy_from_slice(&self.bufs.out[line * cols..][..cols]),
+                            StoreBuf::Out => self.dram.bytes[d..d + cols]
+                                .copy_from_slice(&self.bufs.out[line * cols..][..cols]),
                             StoreBuf::Acc => {
-                                for (l, v) in self.bufs.acc[line * cols..][..cols].iter().enumerate() {
-                                    self.dram.bytes[d + 4 * l..d + 4 * l + 4].copy_from_slice(&v.to_le_bytes());
+                                for (l, v) in
+                                    self.bufs.acc[line * cols..][..cols].iter().enumerate()
+                                {
+                                    self.dram.bytes[d + 4 * l..d + 4 * l + 4]
+                                        .copy_from_slice(&v.to_le_bytes());
                                 }
                             }
                         }
@@ -569,7 +821,10 @@ impl Machine {
             Op::LoadWeights(op) => self.array.load_weights(&op, &self.bufs),
             Op::MatMul(op) => self.array.matmul(&op, &mut self.bufs),
             Op::Alu(op) => self.ppu.alu(&op, &mut self.bufs),
-            Op::Requant(op) => self.ppu.requant(&op, &mut self.bufs).map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?,
+            Op::Requant(op) => self
+                .ppu
+                .requant(&op, &mut self.bufs)
+                .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?,
             Op::Nop(_) | Op::Finish(_) => {}
         }
         Ok(())
@@ -603,7 +858,11 @@ impl Machine {
             dispatch_stall_cycles: self.ctrl.dispatch_stalls.iter().sum(),
             macs: self.array.macs,
             peak_macs_per_cycle: peak,
-            utilization: if cycles == 0 { 0.0 } else { self.array.macs as f64 / (cycles as f64 * peak as f64) },
+            utilization: if cycles == 0 {
+                0.0
+            } else {
+                self.array.macs as f64 / (cycles as f64 * peak as f64)
+            },
             dram_bytes_read: self.dram.bytes_read,
             dram_bytes_written: self.dram.bytes_written,
             input_buffer: buf(BufferKind::Input),

@@ -103,7 +103,11 @@ impl Ppu {
         let mult = bufs.acc[p..p + c].to_vec();
         let shift = bufs.acc[p + c..p + 2 * c].to_vec();
         if op.m > 0 {
-            if let Some((lane, s)) = shift.iter().enumerate().find(|(_, &s)| !(0..=62).contains(&s)) {
+            if let Some((lane, s)) = shift
+                .iter()
+                .enumerate()
+                .find(|(_, &s)| !(0..=62).contains(&s))
+            {
                 return Err(format!(
                     "shift {s} in lane {lane} of accumulator line {} is outside 0..=62",
                     op.param + 1
@@ -137,13 +141,13 @@ impl Ppu {
         } else {
             let i = o / 2;
             if i < m {
-                if o % 2 == 0 {
+                if o.is_multiple_of(2) {
                     f(acc, op.a + (i * op.a_stride as u64) as u32, false);
                 } else {
                     f(acc, op.b + (i * op.b_stride as u64) as u32, false);
                 }
             }
-            if o >= 3 && (o - 3) % 2 == 0 && (o - 3) / 2 < m {
+            if o >= 3 && (o - 3).is_multiple_of(2) && (o - 3) / 2 < m {
                 f(acc, op.dst + ((o - 3) / 2) as u32, true);
             }
         }
@@ -197,12 +201,32 @@ mod tests {
                 let even = {
                     let f = q.floor();
                     let d = q - f;
-                    if d > 0.5 || (d == 0.5 && f.rem_euclid(2.0) == 1.0) { f + 1.0 } else { f }
+                    if d > 0.5 || (d == 0.5 && f.rem_euclid(2.0) == 1.0) {
+                        f + 1.0
+                    } else {
+                        f
+                    }
                 };
-                assert_eq!(round_shift(x, s, Round::HalfEven) as f64, even, "{x} >> {s}");
-                assert_eq!(round_shift(x, s, Round::HalfAway) as f64, q.round(), "{x} >> {s}");
-                assert_eq!(round_shift(x, s, Round::HalfUp) as f64, (q + 0.5).floor(), "{x} >> {s}");
-                assert_eq!(round_shift(x, s, Round::Floor) as f64, q.floor(), "{x} >> {s}");
+                assert_eq!(
+                    round_shift(x, s, Round::HalfEven) as f64,
+                    even,
+                    "{x} >> {s}"
+                );
+                assert_eq!(
+                    round_shift(x, s, Round::HalfAway) as f64,
+                    q.round(),
+                    "{x} >> {s}"
+                );
+                assert_eq!(
+                    round_shift(x, s, Round::HalfUp) as f64,
+                    (q + 0.5).floor(),
+                    "{x} >> {s}"
+                );
+                assert_eq!(
+                    round_shift(x, s, Round::Floor) as f64,
+                    q.floor(),
+                    "{x} >> {s}"
+                );
             }
         }
     }

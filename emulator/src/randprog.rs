@@ -96,7 +96,13 @@ impl Gen<'_> {
     }
 
     fn nop(&mut self, unit: UnitSel, deps: Deps) {
-        self.push(Insn { deps, op: Op::Nop(Nop { unit }) }, vec![]);
+        self.push(
+            Insn {
+                deps,
+                op: Op::Nop(Nop { unit }),
+            },
+            vec![],
+        );
     }
 
     fn last_of(&self, unit: usize) -> Option<usize> {
@@ -112,7 +118,10 @@ impl Gen<'_> {
             if v == u {
                 continue;
             }
-            let last_conflict = self.meta.iter().rposition(|(w, f)| *w == v && conflicts(f, &fp));
+            let last_conflict = self
+                .meta
+                .iter()
+                .rposition(|(w, f)| *w == v && conflicts(f, &fp));
             *n = match (last_conflict, self.synced[v][u]) {
                 (Some(j), Some(s)) => j > s,
                 (Some(_), None) => true,
@@ -120,15 +129,28 @@ impl Gen<'_> {
             };
         }
         let mut deps = Deps::default();
-        let push_prev = Deps { push_prev: true, ..Default::default() };
-        let push_next = Deps { push_next: true, ..Default::default() };
+        let push_prev = Deps {
+            push_prev: true,
+            ..Default::default()
+        };
+        let push_next = Deps {
+            push_next: true,
+            ..Default::default()
+        };
         match u {
             0 => {
                 if need[2] {
                     self.nop(UnitSel::Store, push_prev);
                 }
                 if need[1] || need[2] {
-                    self.nop(UnitSel::Compute, Deps { pop_next: need[2], push_prev: true, ..Default::default() });
+                    self.nop(
+                        UnitSel::Compute,
+                        Deps {
+                            pop_next: need[2],
+                            push_prev: true,
+                            ..Default::default()
+                        },
+                    );
                     deps.pop_next = true;
                 }
             }
@@ -147,7 +169,14 @@ impl Gen<'_> {
                     self.nop(UnitSel::Load, push_next);
                 }
                 if need[0] || need[1] {
-                    self.nop(UnitSel::Compute, Deps { pop_prev: need[0], push_next: true, ..Default::default() });
+                    self.nop(
+                        UnitSel::Compute,
+                        Deps {
+                            pop_prev: need[0],
+                            push_next: true,
+                            ..Default::default()
+                        },
+                    );
                     deps.pop_prev = true;
                 }
             }
@@ -187,9 +216,19 @@ impl Gen<'_> {
             LoadBuf::Acc => (BufferKind::Accumulator, 4 * c, self.acc_free()),
             LoadBuf::Acc8 => (BufferKind::Accumulator, c, self.acc_free()),
         };
-        let rows = if self.rng.chance(3) { 0 } else { self.rng.range(1, 4) };
+        let rows = if self.rng.chance(3) {
+            0
+        } else {
+            self.rng.range(1, 4)
+        };
         let cols = self.rng.range(1, 4);
-        let pad = |g: &mut Self| if g.rng.chance(60) { 0 } else { g.rng.range(1, 2) };
+        let pad = |g: &mut Self| {
+            if g.rng.chance(60) {
+                0
+            } else {
+                g.rng.range(1, 2)
+            }
+        };
         let (pt, pb, pl, pr) = (pad(self), pad(self), pad(self), pad(self));
         let total = (pl + cols + pr) * (pt + rows + pb);
         if total > lines {
@@ -198,7 +237,11 @@ impl Gen<'_> {
         let sram = self.rng.range(0, lines - total);
         let row_bytes = cols * dline;
         let stride = row_bytes + self.rng.range(0, 2) * dline;
-        let span = if rows == 0 { 0 } else { (rows - 1) * stride + row_bytes };
+        let span = if rows == 0 {
+            0
+        } else {
+            (rows - 1) * stride + row_bytes
+        };
         if span > SRC_BYTES {
             return;
         }
@@ -217,8 +260,18 @@ impl Gen<'_> {
             pad_value: self.rng.range(0, 255) as i32 - 128,
         };
         let fp = vec![
-            Access { res: kind.index() as u8, lo: sram, hi: sram + total, write: true },
-            Access { res: DRAM, lo: dram, hi: dram + span, write: false },
+            Access {
+                res: kind.index() as u8,
+                lo: sram,
+                hi: sram + total,
+                write: true,
+            },
+            Access {
+                res: DRAM,
+                lo: dram,
+                hi: dram + span,
+                write: false,
+            },
         ];
         self.emit(Op::Load(op), fp);
     }
@@ -245,10 +298,27 @@ impl Gen<'_> {
             return;
         }
         let dram = self.out_base + self.rng.range(0, OUT_BYTES - span);
-        let op = Store { buf, sram: sram as u32, dram: dram as u32, rows: rows as u32, cols: cols as u32, stride: stride as u32 };
+        let op = Store {
+            buf,
+            sram: sram as u32,
+            dram: dram as u32,
+            rows: rows as u32,
+            cols: cols as u32,
+            stride: stride as u32,
+        };
         let fp = vec![
-            Access { res: kind.index() as u8, lo: sram, hi: sram + n, write: false },
-            Access { res: DRAM, lo: dram, hi: dram + span, write: true },
+            Access {
+                res: kind.index() as u8,
+                lo: sram,
+                hi: sram + n,
+                write: false,
+            },
+            Access {
+                res: DRAM,
+                lo: dram,
+                hi: dram + span,
+                write: true,
+            },
         ];
         self.emit(Op::Store(op), fp);
     }
@@ -261,17 +331,37 @@ impl Gen<'_> {
         match self.rng.range(0, 4) {
             0 => {
                 let wgt = self.rng.range(0, self.lines(BufferKind::Weight) - r);
-                let fp = vec![Access { res: BufferKind::Weight.index() as u8, lo: wgt, hi: wgt + r, write: false }];
+                let fp = vec![Access {
+                    res: BufferKind::Weight.index() as u8,
+                    lo: wgt,
+                    hi: wgt + r,
+                    write: false,
+                }];
                 self.emit(Op::LoadWeights(LoadWeights { wgt: wgt as u32 }), fp);
             }
             1 | 2 => {
                 let m = self.m(24.min(acc_free));
                 let inp = self.rng.range(0, self.lines(BufferKind::Input) - m);
                 let a = self.rng.range(0, acc_free - m);
-                let op = MatMul { inp: inp as u32, acc: a as u32, m: m as u32, accumulate: self.rng.chance(50) };
+                let op = MatMul {
+                    inp: inp as u32,
+                    acc: a as u32,
+                    m: m as u32,
+                    accumulate: self.rng.chance(50),
+                };
                 let fp = vec![
-                    Access { res: BufferKind::Input.index() as u8, lo: inp, hi: inp + m, write: false },
-                    Access { res: acc, lo: a, hi: a + m, write: true },
+                    Access {
+                        res: BufferKind::Input.index() as u8,
+                        lo: inp,
+                        hi: inp + m,
+                        write: false,
+                    },
+                    Access {
+                        res: acc,
+                        lo: a,
+                        hi: a + m,
+                        write: true,
+                    },
                 ];
                 self.emit(Op::MatMul(op), fp);
             }
@@ -308,9 +398,24 @@ impl Gen<'_> {
                     m: m as u32,
                 };
                 let fp = vec![
-                    Access { res: acc, lo: dst, hi: dst + m, write: true },
-                    Access { res: acc, lo: a, hi: span(a, a_stride), write: false },
-                    Access { res: acc, lo: b, hi: span(b, b_stride), write: false },
+                    Access {
+                        res: acc,
+                        lo: dst,
+                        hi: dst + m,
+                        write: true,
+                    },
+                    Access {
+                        res: acc,
+                        lo: a,
+                        hi: span(a, a_stride),
+                        write: false,
+                    },
+                    Access {
+                        res: acc,
+                        lo: b,
+                        hi: span(b, b_stride),
+                        write: false,
+                    },
                 ];
                 self.emit(Op::Alu(op), fp);
             }
@@ -332,9 +437,24 @@ impl Gen<'_> {
                     round: self.rng.pick(Round::ALL),
                 };
                 let fp = vec![
-                    Access { res: acc, lo: src, hi: src + m, write: false },
-                    Access { res: acc, lo: param, hi: param + 2, write: false },
-                    Access { res: BufferKind::Output.index() as u8, lo: dst, hi: dst + m, write: true },
+                    Access {
+                        res: acc,
+                        lo: src,
+                        hi: src + m,
+                        write: false,
+                    },
+                    Access {
+                        res: acc,
+                        lo: param,
+                        hi: param + 2,
+                        write: false,
+                    },
+                    Access {
+                        res: BufferKind::Output.index() as u8,
+                        lo: dst,
+                        hi: dst + m,
+                        write: true,
+                    },
                 ];
                 self.emit(Op::Requant(op), fp);
             }
@@ -376,10 +496,28 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         out_base,
     };
     let acc_lines = g.lines(BufferKind::Accumulator);
-    let pl = Load { buf: LoadBuf::Acc, sram: (acc_lines - 2) as u32, dram: param_base as u32, rows: 1, cols: 2, stride: 8 * c as u32, ..Default::default() };
+    let pl = Load {
+        buf: LoadBuf::Acc,
+        sram: (acc_lines - 2) as u32,
+        dram: param_base as u32,
+        rows: 1,
+        cols: 2,
+        stride: 8 * c as u32,
+        ..Default::default()
+    };
     let fp = vec![
-        Access { res: BufferKind::Accumulator.index() as u8, lo: acc_lines - 2, hi: acc_lines, write: true },
-        Access { res: DRAM, lo: param_base, hi: param_base + 8 * c, write: false },
+        Access {
+            res: BufferKind::Accumulator.index() as u8,
+            lo: acc_lines - 2,
+            hi: acc_lines,
+            write: true,
+        },
+        Access {
+            res: DRAM,
+            lo: param_base,
+            hi: param_base + 8 * c,
+            write: false,
+        },
     ];
     g.emit(Op::Load(pl), fp);
     while g.code.len() < n {
@@ -398,8 +536,24 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
     let mut p = Program::new(arch);
     p.dram_bytes = out_base + OUT_BYTES;
     p.code = g.code;
-    p.data = vec![Segment { dram_addr: 0, bytes: src }, Segment { dram_addr: param_base, bytes: params }];
-    p.tensors = vec![TensorDesc::dense("dram_out", Role::Output, DType::U8, &[OUT_BYTES], out_base)];
-    p.meta.insert("generator".into(), format!("randprog seed={seed} n={n}"));
+    p.data = vec![
+        Segment {
+            dram_addr: 0,
+            bytes: src,
+        },
+        Segment {
+            dram_addr: param_base,
+            bytes: params,
+        },
+    ];
+    p.tensors = vec![TensorDesc::dense(
+        "dram_out",
+        Role::Output,
+        DType::U8,
+        &[OUT_BYTES],
+        out_base,
+    )];
+    p.meta
+        .insert("generator".into(), format!("randprog seed={seed} n={n}"));
     p
 }

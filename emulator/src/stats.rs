@@ -132,10 +132,19 @@ impl Stats {
             self.utilization * 100.0
         ));
         s.push_str("unit      insns     busy  port-stall  token-stall  push-stall       idle\n");
-        for (n, u) in [("load", &self.load), ("compute", &self.compute), ("store", &self.store)] {
+        for (n, u) in [
+            ("load", &self.load),
+            ("compute", &self.compute),
+            ("store", &self.store),
+        ] {
             s.push_str(&format!(
                 "{n:<8}{:>7}{:>9}{:>12}{:>13}{:>12}{:>11}\n",
-                u.instructions, u.busy_cycles, u.port_stall_cycles, u.token_stall_cycles, u.push_stall_cycles, u.idle_cycles
+                u.instructions,
+                u.busy_cycles,
+                u.port_stall_cycles,
+                u.token_stall_cycles,
+                u.push_stall_cycles,
+                u.idle_cycles
             ));
         }
         s.push_str(&format!(
@@ -152,7 +161,10 @@ impl Stats {
                 b.conflict_stalls
             ));
         }
-        s.push_str(&format!("energy: {:.3} nJ\n", self.energy.total_pj / 1000.0));
+        s.push_str(&format!(
+            "energy: {:.3} nJ\n",
+            self.energy.total_pj / 1000.0
+        ));
         s
     }
 }

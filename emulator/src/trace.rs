@@ -17,7 +17,9 @@ pub struct Span {
 pub const TRACKS: [&str; 4] = ["load", "compute", "store", "controller"];
 
 pub fn chrome_trace(spans: &[Span], clock_mhz: f64, name: &str) -> Value {
-    let mut ev = vec![json!({"ph": "M", "name": "process_name", "pid": 1, "args": {"name": format!("systole {name}")}})];
+    let mut ev = vec![
+        json!({"ph": "M", "name": "process_name", "pid": 1, "args": {"name": format!("systole {name}")}}),
+    ];
     for (i, t) in TRACKS.iter().enumerate() {
         ev.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": i, "args": {"name": t}}));
         ev.push(json!({"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": i, "args": {"sort_index": i}}));

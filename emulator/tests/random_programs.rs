@@ -15,33 +15,54 @@ fn check(arch_name: &str, seed: u64, n: usize) {
     // The image survives a round trip through bytes.
     let prog = systole_arch::Program::from_bytes(&prog.to_bytes().unwrap()).unwrap();
     let mut m = Machine::new(&prog, &arch, &RunOptions::default()).unwrap();
-    let cycles = m.run().unwrap_or_else(|e| panic!("seed {seed} on {arch_name}: {e}"));
+    let cycles = m
+        .run()
+        .unwrap_or_else(|e| panic!("seed {seed} on {arch_name}: {e}"));
     let mut g = Golden::new(&prog, &arch);
     g.run(&prog);
-    let ctx = format!("seed {seed} on {arch_name} ({} insns, {cycles} cycles)", prog.code.len());
+    let ctx = format!(
+        "seed {seed} on {arch_name} ({} insns, {cycles} cycles)",
+        prog.code.len()
+    );
     assert!(m.dram.bytes == g.dram, "DRAM differs: {ctx}");
     let (r, c) = (g.r, g.c);
     for (i, line) in g.inp.iter().enumerate() {
-        assert_eq!(&m.bufs.inp[i * r..][..r], &line[..], "input line {i}: {ctx}");
+        assert_eq!(
+            &m.bufs.inp[i * r..][..r],
+            &line[..],
+            "input line {i}: {ctx}"
+        );
     }
     for (i, line) in g.wgt.iter().enumerate() {
-        assert_eq!(&m.bufs.wgt[i * c..][..c], &line[..], "weight line {i}: {ctx}");
+        assert_eq!(
+            &m.bufs.wgt[i * c..][..c],
+            &line[..],
+            "weight line {i}: {ctx}"
+        );
     }
     for (i, line) in g.acc.iter().enumerate() {
-        assert_eq!(&m.bufs.acc[i * c..][..c], &line[..], "accumulator line {i}: {ctx}");
+        assert_eq!(
+            &m.bufs.acc[i * c..][..c],
+            &line[..],
+            "accumulator line {i}: {ctx}"
+        );
     }
     for (i, line) in g.out.iter().enumerate() {
-        assert_eq!(&m.bufs.out[i * c..][..c], &line[..], "output line {i}: {ctx}");
+        assert_eq!(
+            &m.bufs.out[i * c..][..c],
+            &line[..],
+            "output line {i}: {ctx}"
+        );
     }
     let w: Vec<i32> = g.w.iter().flatten().map(|&x| x as i32).collect();
     assert_eq!(m.array.weights, w, "PE weights: {ctx}");
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
     fn random_programs_match_golden_tiny(seed in any::<u64>()) {
-        check("tiny", seed, 60);
+        check("tiny", seed, 120);
     }
 
     #[test]

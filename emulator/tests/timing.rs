@@ -10,13 +10,27 @@ use systole_emulator::{run, ErrorKind, RunOptions, Stats};
 fn prog(arch: &ArchConfig, text: &str) -> Program {
     let mut p = Program::new(arch);
     p.dram_bytes = 4096;
-    p.code = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.parse::<Insn>().unwrap()).collect();
+    p.code = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse::<Insn>().unwrap())
+        .collect();
     p
 }
 
 fn cycles_on(arch: &ArchConfig, text: &str) -> Stats {
     let p = prog(arch, text);
-    let r = run(&p, arch, &[], &RunOptions { trace: true, max_cycles: Some(100_000) }).unwrap();
+    let r = run(
+        &p,
+        arch,
+        &[],
+        &RunOptions {
+            trace: true,
+            max_cycles: Some(100_000),
+        },
+    )
+    .unwrap();
     r.stats
 }
 
@@ -52,27 +66,55 @@ fn matmul_takes_m_plus_rows_plus_cols_minus_one() {
 #[test]
 fn load_takes_latency_plus_beats() {
     // One 4-byte line: request @1, beat @9 (latency 8), written @9; finish @10.
-    assert_eq!(cycles("load buf=inp rows=1 cols=1 stride=4\nfinish").cycles, 11);
+    assert_eq!(
+        cycles("load buf=inp rows=1 cols=1 stride=4\nfinish").cycles,
+        11
+    );
     // 3 rows x 2 lines of 4 bytes = 6 beats: @1..(8+6) = 14 cycles; finish @15.
     let s = cycles("load buf=inp rows=3 cols=2 stride=64\nfinish");
     assert_eq!(s.cycles, 16);
     assert_eq!(s.load.busy_cycles, 14);
     assert_eq!(s.dram_bytes_read, 24);
     // Accumulator lines are 16 bytes: 4 beats per line. 2 lines: 8 + 8 = 16 cycles.
-    assert_eq!(cycles("load buf=acc rows=1 cols=2 stride=32\nfinish").load.busy_cycles, 16);
+    assert_eq!(
+        cycles("load buf=acc rows=1 cols=2 stride=32\nfinish")
+            .load
+            .busy_cycles,
+        16
+    );
     // acc8 reads 4 bytes per line: 1 beat.
-    assert_eq!(cycles("load buf=acc8 rows=1 cols=2 stride=8\nfinish").load.busy_cycles, 10);
+    assert_eq!(
+        cycles("load buf=acc8 rows=1 cols=2 stride=8\nfinish")
+            .load
+            .busy_cycles,
+        10
+    );
 }
 
 #[test]
 fn load_padding_lines_cost_a_cycle_each_unless_hidden_by_latency() {
     // Top/left padding (3 lines @1..3) is hidden under the 8-cycle latency: same as no padding.
-    assert_eq!(cycles("load rows=1 cols=1 stride=4 pad_top=1 pad_left=1\nfinish").load.busy_cycles, 9);
+    assert_eq!(
+        cycles("load rows=1 cols=1 stride=4 pad_top=1 pad_left=1\nfinish")
+            .load
+            .busy_cycles,
+        9
+    );
     // rows=2 with one right pad line each: data @9, pad @10, data @11 (row 1's beat waits for
     // the writer), pad @12: 12 cycles.
-    assert_eq!(cycles("load rows=2 cols=1 stride=4 pad_right=1\nfinish").load.busy_cycles, 12);
+    assert_eq!(
+        cycles("load rows=2 cols=1 stride=4 pad_right=1\nfinish")
+            .load
+            .busy_cycles,
+        12
+    );
     // Only padding: one line per cycle.
-    assert_eq!(cycles("load rows=0 cols=3 pad_top=2\nfinish").load.busy_cycles, 6);
+    assert_eq!(
+        cycles("load rows=0 cols=3 pad_top=2\nfinish")
+            .load
+            .busy_cycles,
+        6
+    );
 }
 
 #[test]
@@ -82,15 +124,33 @@ fn store_takes_beats_plus_ack_latency_plus_one() {
     assert_eq!(s.store.busy_cycles, 11);
     assert_eq!(s.cycles, 13);
     // Accumulator lines: 4 beats each; 2 lines: 8 beats + 8 + 1 = 17.
-    assert_eq!(cycles("store buf=acc rows=2 cols=1 stride=16\nfinish").store.busy_cycles, 17);
+    assert_eq!(
+        cycles("store buf=acc rows=2 cols=1 stride=16\nfinish")
+            .store
+            .busy_cycles,
+        17
+    );
 }
 
 #[test]
 fn ppu_cycles() {
     // Broadcast b: m + 3. Streaming b: 2m + 2. Requant: m + 5.
-    assert_eq!(cycles("alu func=add dst=0 a=0 a_stride=1 b=20 b_stride=0 m=5\nfinish").compute.busy_cycles, 8);
-    assert_eq!(cycles("alu func=add dst=0 a=0 a_stride=1 b=20 b_stride=1 m=5\nfinish").compute.busy_cycles, 12);
-    let mut p = prog(&tiny(), "requant dst=0 src=0 param=100 m=7 lo=128 hi=127\nfinish");
+    assert_eq!(
+        cycles("alu func=add dst=0 a=0 a_stride=1 b=20 b_stride=0 m=5\nfinish")
+            .compute
+            .busy_cycles,
+        8
+    );
+    assert_eq!(
+        cycles("alu func=add dst=0 a=0 a_stride=1 b=20 b_stride=1 m=5\nfinish")
+            .compute
+            .busy_cycles,
+        12
+    );
+    let mut p = prog(
+        &tiny(),
+        "requant dst=0 src=0 param=100 m=7 lo=128 hi=127\nfinish",
+    );
     p.dram_bytes = 64;
     let r = run(&p, &tiny(), &[], &RunOptions::default()).unwrap();
     assert_eq!(r.stats.compute.busy_cycles, 12);
@@ -117,7 +177,8 @@ fn queue_full_stalls_fetch() {
     // Queue depth 4, six matmuls m=1 (8 cycles each). mm0 is dispatched @0 and leaves the queue
     // @1; mm1..mm4 are dispatched @1..4 and fill it. mm5 waits while the queue is full at the
     // start of cycles 5..9 (mm1 leaves @9), and is dispatched @10. Compute runs @1..48, finish @49.
-    let s = cycles("matmul m=1\nmatmul m=1\nmatmul m=1\nmatmul m=1\nmatmul m=1\nmatmul m=1\nfinish");
+    let s =
+        cycles("matmul m=1\nmatmul m=1\nmatmul m=1\nmatmul m=1\nmatmul m=1\nmatmul m=1\nfinish");
     assert_eq!(s.cycles, 50);
     assert_eq!(s.dispatch_stall_cycles, 5);
 }
@@ -141,7 +202,10 @@ fn single_port_buffers_make_dma_wait_for_compute() {
     assert_eq!(s.load.port_stall_cycles, 0);
     // Two banks with the load in the other bank: no stall even with one port.
     arch.buffers.input.banks = 2;
-    let s = cycles_on(&arch, "matmul inp=0 m=16\nload sram=200 rows=1 cols=1 stride=4\nfinish");
+    let s = cycles_on(
+        &arch,
+        "matmul inp=0 m=16\nload sram=200 rows=1 cols=1 stride=4\nfinish",
+    );
     assert_eq!(s.load.port_stall_cycles, 0);
 }
 
@@ -156,7 +220,10 @@ fn deadlock_names_the_waiting_instruction() {
     assert_eq!(e.kind, ErrorKind::Deadlock);
     assert_eq!(e.insn, Some(1));
     let msg = e.to_string();
-    assert!(msg.contains("instruction 1 (matmul)") && msg.contains("load->compute"), "{msg}");
+    assert!(
+        msg.contains("instruction 1 (matmul)") && msg.contains("load->compute"),
+        "{msg}"
+    );
     // A full compute queue blocking the fetch of the load that would feed it.
     let e = error("matmul pop_prev\nmatmul pop_prev\nmatmul pop_prev\nmatmul pop_prev\nmatmul\nload push_next\nfinish");
     assert_eq!(e.kind, ErrorKind::Deadlock);
@@ -180,14 +247,23 @@ fn other_errors_name_instruction_and_cause() {
     assert_eq!((e.kind.clone(), e.insn), (ErrorKind::Race, Some(1)));
     assert!(e.to_string().contains("dependency token"), "{e}");
     let e = error("alu dst=0 a=1 a_stride=1 b=50 b_stride=1 m=4\nfinish");
-    assert_eq!((e.kind.clone(), e.insn), (ErrorKind::IllegalOperands, Some(0)));
+    assert_eq!(
+        (e.kind.clone(), e.insn),
+        (ErrorKind::IllegalOperands, Some(0))
+    );
     // Shift lanes from the accumulator are validated at run time: 99 is no legal shift.
     let arch = tiny();
-    let mut p = prog(&arch, "load buf=acc sram=10 rows=1 cols=2 stride=32\nrequant param=10 m=1 pop_prev\nfinish");
+    let mut p = prog(
+        &arch,
+        "load buf=acc sram=10 rows=1 cols=2 stride=32\nrequant param=10 m=1 pop_prev\nfinish",
+    );
     p.code[0].deps.push_next = true;
     let mut bytes = vec![0u8; 32];
     bytes[16..20].copy_from_slice(&99i32.to_le_bytes());
-    p.data.push(systole_arch::image::Segment { dram_addr: 0, bytes });
+    p.data.push(systole_arch::image::Segment {
+        dram_addr: 0,
+        bytes,
+    });
     let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
     assert_eq!((e.kind.clone(), e.insn), (ErrorKind::IllegalValue, Some(1)));
     assert!(e.to_string().contains("shift 99"), "{e}");

@@ -81,21 +81,37 @@ impl Golden {
                             LoadBuf::Wgt | LoadBuf::Acc8 => c,
                             LoadBuf::Acc => 4 * c,
                         };
-                        let at = if inside { l.dram as usize + row * l.stride as usize + col * bytes_per_line } else { 0 };
+                        let at = if inside {
+                            l.dram as usize + row * l.stride as usize + col * bytes_per_line
+                        } else {
+                            0
+                        };
                         match l.buf {
                             LoadBuf::Inp => {
                                 for k in 0..r {
-                                    self.inp[line][k] = if inside { self.dram[at + k] as i8 } else { l.pad_value as i8 };
+                                    self.inp[line][k] = if inside {
+                                        self.dram[at + k] as i8
+                                    } else {
+                                        l.pad_value as i8
+                                    };
                                 }
                             }
                             LoadBuf::Wgt => {
                                 for k in 0..c {
-                                    self.wgt[line][k] = if inside { self.dram[at + k] as i8 } else { l.pad_value as i8 };
+                                    self.wgt[line][k] = if inside {
+                                        self.dram[at + k] as i8
+                                    } else {
+                                        l.pad_value as i8
+                                    };
                                 }
                             }
                             LoadBuf::Acc8 => {
                                 for k in 0..c {
-                                    self.acc[line][k] = if inside { self.dram[at + k] as i8 as i32 } else { l.pad_value };
+                                    self.acc[line][k] = if inside {
+                                        self.dram[at + k] as i8 as i32
+                                    } else {
+                                        l.pad_value
+                                    };
                                 }
                             }
                             LoadBuf::Acc => {
@@ -124,7 +140,8 @@ impl Golden {
                             StoreBuf::Acc => {
                                 let at = s.dram as usize + y * s.stride as usize + x * 4 * c;
                                 for k in 0..c {
-                                    self.dram[at + 4 * k..at + 4 * k + 4].copy_from_slice(&self.acc[line][k].to_le_bytes());
+                                    self.dram[at + 4 * k..at + 4 * k + 4]
+                                        .copy_from_slice(&self.acc[line][k].to_le_bytes());
                                 }
                             }
                         }
@@ -145,7 +162,11 @@ impl Golden {
                         }
                         let sum = sum as i32; // |sum| <= 256 * 128 * 128 < 2^31
                         let a = &mut self.acc[mm.acc as usize + i][n];
-                        *a = if mm.accumulate { a.wrapping_add(sum) } else { sum };
+                        *a = if mm.accumulate {
+                            a.wrapping_add(sum)
+                        } else {
+                            sum
+                        };
                     }
                 }
             }
@@ -175,7 +196,11 @@ impl Golden {
                     for k in 0..c {
                         let mult = self.acc[q.param as usize][k] as i128;
                         let shift = self.acc[q.param as usize + 1][k] as u32;
-                        let v = rshift(self.acc[q.src as usize + i][k] as i128 * mult, shift, q.round) + q.zp as i128;
+                        let v = rshift(
+                            self.acc[q.src as usize + i][k] as i128 * mult,
+                            shift,
+                            q.round,
+                        ) + q.zp as i128;
                         self.out[q.dst as usize + i][k] = if q.unsigned {
                             v.clamp(0, 255).max(q.lo as i128).min(q.hi as i128) as u8
                         } else {
