@@ -221,3 +221,24 @@ proptest! {
         check_bytes(dir.path(), "m.sysb", &b);
     }
 }
+
+#[test]
+fn run_takes_onnx_tensor_protos_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = assemble_example(dir.path());
+    let x = systole_compiler::tensor::read_npy(example("gemm_tiny_input.npy")).unwrap();
+    let pb = dir.path().join("input_0.pb");
+    std::fs::write(&pb, systole_compiler::onnx::encode(&x.to_onnx())).unwrap();
+    let out = dir.path().join("y.npy");
+    let o = systole(&[
+        "run",
+        img.to_str().unwrap(),
+        "--input",
+        pb.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = systole_compiler::tensor::read_npy(example("gemm_tiny_expected.npy")).unwrap();
+    assert_eq!(systole_compiler::tensor::read_npy(&out).unwrap(), want);
+}
