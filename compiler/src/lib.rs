@@ -1,5 +1,8 @@
 //! The compiler: lowers networks to Systole program images.
 
+pub mod frontend;
 pub mod gemm;
+pub mod interp;
+pub mod ir;
 pub mod onnx;
 pub mod tensor;

@@ -1,0 +1,1 @@
+//! ONNX frontend: ModelProto -> ir::Graph.
