@@ -514,7 +514,10 @@ isa! {
     /// Requantize accumulator lines to 8-bit output lines: for lane c,
     /// out = clamp(round_shift(acc * mult[c], shift[c]) + zp, lo, hi), where mult is lane c of
     /// accumulator line `param` and shift (0..=62) lane c of line `param+1`; the product is
-    /// exact (64-bit). With `unsigned` the output byte and lo/hi are uint8, else int8.
+    /// exact (64-bit). With `fp32` lane c of line `param` is instead an IEEE binary32 scale and
+    /// out = clamp(round(f32(acc) * scale) + zp, lo, hi) with every step rounded as binary32
+    /// does (onnxruntime's QLinear* rule); `round` applies to the final rounding to integer.
+    /// With `unsigned` the output byte and lo/hi are uint8, else int8.
     Requant = 0x06, "requant", Some(Unit::Compute), {
         dst: u32 = 16, "first output line",
         src: u32 = 16, "first accumulator line",
@@ -525,6 +528,7 @@ isa! {
         hi: u32 = 8, "upper clamp (output type's bit pattern)",
         unsigned: bool = 1, "uint8 output instead of int8",
         round: Round = 2, "rounding of the shift",
+        fp32: bool = 1, "binary32 scale in line `param` instead of multiplier and shift",
     }
     /// Do nothing for one cycle on the given unit: carries dependency tokens.
     Nop = 0x07, "nop", None, {
@@ -784,9 +788,9 @@ pub(crate) mod strategies {
             bits(8),
             bits(8),
             any::<bool>(),
-            0usize..4,
+            (0usize..4, any::<bool>()),
         )
-            .prop_map(|(dst, src, param, m, zp, lo, hi, unsigned, r)| {
+            .prop_map(|(dst, src, param, m, zp, lo, hi, unsigned, (r, fp32))| {
                 Op::Requant(Requant {
                     dst,
                     src,
@@ -797,6 +801,7 @@ pub(crate) mod strategies {
                     hi,
                     unsigned,
                     round: Round::ALL[r],
+                    fp32,
                 })
             });
         let nop = (0usize..3).prop_map(|u| {

@@ -332,6 +332,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                         hi: layer.out_hi as u8 as u32,
                         unsigned: false,
                         round: Round::HalfEven,
+                        fp32: false,
                     };
                     let deps = Deps {
                         pop_next: out_idx >= 2,

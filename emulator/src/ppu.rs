@@ -36,9 +36,38 @@ pub fn round_shift(x: i64, shift: u32, round: Round) -> i64 {
     floor + up as i64
 }
 
-/// One lane of `requant`.
+/// Rounds a binary32 value to an integer with the requantizer's rounding mode; NaN gives 0 and
+/// out-of-range values saturate (the clamp that follows makes the exact bound irrelevant).
+pub fn round_f32(v: f32, round: Round) -> i64 {
+    let r = match round {
+        Round::HalfEven => v.round_ties_even(),
+        Round::HalfAway => v.round(),
+        Round::HalfUp => {
+            let f = v.floor();
+            if v - f >= 0.5 {
+                f + 1.0
+            } else {
+                f
+            }
+        }
+        Round::Floor => v.floor(),
+    };
+    r as i64
+}
+
+/// The binary32 requantization of one lane: f32(acc) * scale, each rounded to nearest even.
+pub fn requant_fp32(acc: i32, scale_bits: i32, round: Round) -> i64 {
+    round_f32(acc as f32 * f32::from_bits(scale_bits as u32), round)
+}
+
+/// One lane of `requant`. `mult` holds the f32 scale bits when `op.fp32`.
 pub fn requant_lane(acc: i32, mult: i32, shift: u32, op: &Requant) -> u8 {
-    let v = round_shift(acc as i64 * mult as i64, shift, op.round) + op.zp as i64;
+    let r = if op.fp32 {
+        requant_fp32(acc, mult, op.round)
+    } else {
+        round_shift(acc as i64 * mult as i64, shift, op.round)
+    };
+    let v = r.saturating_add(op.zp as i64);
     if op.unsigned {
         v.clamp(0, 255).max(op.lo as i64).min(op.hi as i64) as u8
     } else {
@@ -102,7 +131,7 @@ impl Ppu {
         let p = op.param as usize * c;
         let mult = bufs.acc[p..p + c].to_vec();
         let shift = bufs.acc[p + c..p + 2 * c].to_vec();
-        if op.m > 0 {
+        if op.m > 0 && !op.fp32 {
             if let Some((lane, s)) = shift
                 .iter()
                 .enumerate()
@@ -118,7 +147,8 @@ impl Ppu {
             let s = (op.src as usize + i) * c;
             let d = (op.dst as usize + i) * c;
             for l in 0..c {
-                bufs.out[d + l] = requant_lane(bufs.acc[s + l], mult[l], shift[l] as u32, op);
+                bufs.out[d + l] =
+                    requant_lane(bufs.acc[s + l], mult[l], shift[l].clamp(0, 62) as u32, op);
             }
         }
         self.requant_lane_ops += op.m as u64 * c as u64;

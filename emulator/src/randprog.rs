@@ -84,9 +84,10 @@ impl Gen<'_> {
     fn lines(&self, k: BufferKind) -> u64 {
         self.arch.lines(k) as u64
     }
-    /// Accumulator lines usable as destinations (the last two hold requant parameters).
+    /// Accumulator lines usable as destinations (the last four hold requant parameters:
+    /// multipliers and shifts, then binary32 scales and an unused line).
     fn acc_free(&self) -> u64 {
-        self.lines(BufferKind::Accumulator) - 2
+        self.lines(BufferKind::Accumulator) - 4
     }
 
     fn push(&mut self, insn: Insn, fp: Vec<Access>) {
@@ -424,7 +425,8 @@ impl Gen<'_> {
                 let m = self.m(12.min(out_lines));
                 let src = self.rng.range(0, acc_all - m);
                 let dst = self.rng.range(0, out_lines - m);
-                let param = acc_all - 2;
+                let fp32 = self.rng.chance(50);
+                let param = if fp32 { acc_all - 2 } else { acc_all - 4 };
                 let op = Requant {
                     dst: dst as u32,
                     src: src as u32,
@@ -435,6 +437,7 @@ impl Gen<'_> {
                     hi: self.rng.range(0, 255) as u32,
                     unsigned: self.rng.chance(50),
                     round: self.rng.pick(Round::ALL),
+                    fp32,
                 };
                 let fp = vec![
                     Access {
@@ -484,6 +487,18 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         let shift = rng.range(0, 62) as i32;
         params.extend_from_slice(&shift.to_le_bytes());
     }
+    // Binary32 scales: normal, either sign, 2^-24 .. 2^3, a quarter of them powers of two.
+    for _ in 0..c {
+        let mant = if rng.chance(25) {
+            0
+        } else {
+            rng.next_u64() as u32 & 0x7f_ffff
+        };
+        let exp = rng.range(127 - 24, 127 + 3) as u32;
+        let sign = (rng.chance(20) as u32) << 31;
+        params.extend_from_slice(&(sign | exp << 23 | mant).to_le_bytes());
+    }
+    params.extend_from_slice(&vec![0u8; 4 * c as usize]);
     let param_base = SRC_BYTES;
     let out_base = SRC_BYTES + params.len() as u64;
     let mut g = Gen {
@@ -498,24 +513,24 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
     let acc_lines = g.lines(BufferKind::Accumulator);
     let pl = Load {
         buf: LoadBuf::Acc,
-        sram: (acc_lines - 2) as u32,
+        sram: (acc_lines - 4) as u32,
         dram: param_base as u32,
         rows: 1,
-        cols: 2,
-        stride: 8 * c as u32,
+        cols: 4,
+        stride: 16 * c as u32,
         ..Default::default()
     };
     let fp = vec![
         Access {
             res: BufferKind::Accumulator.index() as u8,
-            lo: acc_lines - 2,
+            lo: acc_lines - 4,
             hi: acc_lines,
             write: true,
         },
         Access {
             res: DRAM,
             lo: param_base,
-            hi: param_base + 8 * c,
+            hi: param_base + 16 * c,
             write: false,
         },
     ];

@@ -194,13 +194,29 @@ impl Golden {
             Op::Requant(q) => {
                 for i in 0..q.m as usize {
                     for k in 0..c {
-                        let mult = self.acc[q.param as usize][k] as i128;
-                        let shift = self.acc[q.param as usize + 1][k] as u32;
-                        let v = rshift(
-                            self.acc[q.src as usize + i][k] as i128 * mult,
-                            shift,
-                            q.round,
-                        ) + q.zp as i128;
+                        let acc = self.acc[q.src as usize + i][k];
+                        let v = if q.fp32 {
+                            // binary32: convert, multiply (both round to nearest even), round.
+                            let x =
+                                acc as f32 * f32::from_bits(self.acc[q.param as usize][k] as u32);
+                            let r = match q.round {
+                                Round::HalfEven => x.round_ties_even(),
+                                Round::HalfAway => x.round(),
+                                Round::HalfUp => {
+                                    if x - x.floor() >= 0.5 {
+                                        x.floor() + 1.0
+                                    } else {
+                                        x.floor()
+                                    }
+                                }
+                                Round::Floor => x.floor(),
+                            };
+                            (r as i64 as i128).saturating_add(q.zp as i128)
+                        } else {
+                            let mult = self.acc[q.param as usize][k] as i128;
+                            let shift = self.acc[q.param as usize + 1][k] as u32;
+                            rshift(acc as i128 * mult, shift, q.round) + q.zp as i128
+                        };
                         self.out[q.dst as usize + i][k] = if q.unsigned {
                             v.clamp(0, 255).max(q.lo as i128).min(q.hi as i128) as u8
                         } else {
