@@ -146,68 +146,42 @@ impl Tiling {
     }
 }
 
-/// DRAM addresses of the GEMM's regions.
-#[derive(Debug, Clone, Copy)]
-pub struct GemmLayout {
-    pub a: u64,
-    pub k_pad: u64,
-    pub b: u64,
-    pub params: u64,
-    pub y: u64,
-    pub n_pad: u64,
-    pub total: u64,
+/// What a dense layer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutMode {
+    /// Requantized int8 lines (`fp32`: binary32 scales, else multiplier and shift).
+    Int8 { zp: i32, lo: i8, hi: i8, fp32: bool },
+    /// The int32 accumulators (plus bias), as MatMulInteger produces them.
+    Int32,
+}
+
+/// Where a dense layer's operands live in DRAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenseGeom {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// A: m rows, `a_pitch` bytes apart, zero (or don't-care times zero weights) past k.
+    pub a_addr: u64,
+    pub a_pitch: u64,
+    /// Weight tiles from `pack_weights`.
+    pub b_addr: u64,
+    /// Parameter lines from `pack_params`.
+    pub p_addr: u64,
+    /// Y: m rows, `y_pitch` bytes apart.
+    pub y_addr: u64,
+    pub y_pitch: u64,
 }
 
 fn align(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
 
-/// Builds the program for `layer` on `arch`.
-pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, GemmError> {
-    let (m, k, n) = (layer.m, layer.k, layer.n);
-    if layer.weights.len() != k * n {
-        return Err(GemmError::Invalid(format!(
-            "weights hold {} values, expected {k}x{n}",
-            layer.weights.len()
-        )));
-    }
-    if layer.channels.len() != n {
-        return Err(GemmError::Invalid(format!(
-            "{} channel parameters for {n} output channels",
-            layer.channels.len()
-        )));
-    }
-    if let Some(ch) = layer.channels.iter().position(|c| c.shift > 62) {
-        return Err(GemmError::Invalid(format!(
-            "channel {ch}: shift {} > 62",
-            layer.channels[ch].shift
-        )));
-    }
-    let t = Tiling::new(arch, m, k, n)?;
+/// Weight tiles in DRAM order: tile (nt, kt) line kk lane nn = B[kt*rows + kk][nt*cols + nn]
+/// (`weights` row-major [k][n]), zero padded.
+pub fn pack_weights(arch: &ArchConfig, t: &Tiling, k: usize, n: usize, weights: &[i8]) -> Vec<u8> {
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
-    let k_pad = (t.k_tiles * r) as u64;
-    let n_pad = (t.n_tiles * c) as u64;
-    // Layout.
-    let a_addr = 0u64;
-    let b_addr = align(a_addr + m as u64 * k_pad, 64);
-    let b_bytes = (t.n_tiles * t.k_tiles * r * c) as u64;
-    let p_addr = align(b_addr + b_bytes, 64);
-    let p_bytes = (t.n_tiles * 3 * 4 * c) as u64;
-    let y_addr = align(p_addr + p_bytes, 64);
-    let total = align(y_addr + m as u64 * n_pad, 64);
-    if total > arch.dram.size_bytes {
-        return Err(GemmError::DoesNotFit {
-            m,
-            k,
-            n,
-            msg: format!(
-                "needs {total} bytes of DRAM, arch has {}",
-                arch.dram.size_bytes
-            ),
-        });
-    }
-    // Weight tiles: tile (nt, kt) line kk lane nn = B[kt*r + kk][nt*c + nn], zero padded.
-    let mut bt = vec![0u8; b_bytes as usize];
+    let mut bt = vec![0u8; t.n_tiles * t.k_tiles * r * c];
     for nt in 0..t.n_tiles {
         for kt in 0..t.k_tiles {
             let base = (nt * t.k_tiles + kt) * r * c;
@@ -215,36 +189,50 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                 for nn in 0..c {
                     let (row, col) = (kt * r + kk, nt * c + nn);
                     if row < k && col < n {
-                        bt[base + kk * c + nn] = layer.weights[row * n + col] as u8;
+                        bt[base + kk * c + nn] = weights[row * n + col] as u8;
                     }
                 }
             }
         }
     }
-    let mut params = vec![0u8; p_bytes as usize];
+    bt
+}
+
+/// Per n-tile three int32 lines: bias, then the requant line pair (multiplier and shift, or
+/// binary32 scale bits and zero).
+pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], p1: &[i32], p2: &[i32]) -> Vec<u8> {
+    let c = arch.array.cols as usize;
+    let mut params = vec![0u8; t.n_tiles * 3 * 4 * c];
     for nt in 0..t.n_tiles {
         for nn in 0..c {
             let ch = nt * c + nn;
-            let q = layer.channels.get(ch).copied().unwrap_or(ChannelQuant {
-                bias: 0,
-                mult: 0,
-                shift: 0,
-            });
-            for (line, v) in [q.bias, q.mult, q.shift as i32].into_iter().enumerate() {
+            for (line, src) in [bias, p1, p2].into_iter().enumerate() {
+                let v = src.get(ch).copied().unwrap_or(0);
                 let at = ((nt * 3 + line) * c + nn) * 4;
                 params[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
         }
     }
+    params
+}
 
-    // Buffer plan.
+/// Emits one dense layer (see the module docs for the token protocol), followed by a barrier
+/// after which every store has completed and every token queue is empty, so layers can be
+/// chained through DRAM.
+pub fn emit_dense(
+    arch: &ArchConfig,
+    t: &Tiling,
+    g: &DenseGeom,
+    out: OutMode,
+    code: &mut Vec<Insn>,
+) {
+    let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+    let m = g.m;
     let inp_half = arch.lines(BufferKind::Input) / 2;
     let wgt_half = arch.lines(BufferKind::Weight) / 2;
     let out_half = arch.lines(BufferKind::Output) / 2;
     let param_slot = |i: usize| (i % 2) as u32 * 3;
     let acc_slot = |o: usize| 6 + (o % 2) as u32 * t.tm as u32;
-
-    let mut code: Vec<Insn> = Vec::new();
     let mut item = 0usize;
     let mut out_idx = 0usize;
     for mt in 0..t.m_tiles {
@@ -262,17 +250,17 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Inp,
                         sram: half * inp_half + (j * t.tm) as u32,
-                        dram: (a_addr + m0 as u64 * k_pad + ((k0 + j) * r) as u64) as u32,
+                        dram: (g.a_addr + m0 as u64 * g.a_pitch + ((k0 + j) * r) as u64) as u32,
                         rows: rows as u32,
                         cols: 1,
-                        stride: k_pad as u32,
+                        stride: g.a_pitch as u32,
                         ..Default::default()
                     }));
                 }
                 loads.push(Op::Load(Load {
                     buf: LoadBuf::Wgt,
                     sram: half * wgt_half,
-                    dram: (b_addr + ((nt * t.k_tiles + k0) * r * c) as u64) as u32,
+                    dram: (g.b_addr + ((nt * t.k_tiles + k0) * r * c) as u64) as u32,
                     rows: tiles as u32,
                     cols: r as u32,
                     stride: (r * c) as u32,
@@ -282,7 +270,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Acc,
                         sram: param_slot(item),
-                        dram: (p_addr + (nt * 3 * 4 * c) as u64) as u32,
+                        dram: (g.p_addr + (nt * 3 * 4 * c) as u64) as u32,
                         rows: 1,
                         cols: 3,
                         stride: (3 * 4 * c) as u32,
@@ -312,6 +300,10 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                     })));
                 }
                 comp[0].deps.pop_prev = true;
+                if kc == 0 && out == OutMode::Int32 && out_idx >= 2 {
+                    // The store of output o-2 reads this accumulator slot.
+                    comp[0].deps.pop_next = true;
+                }
                 if last_chunk {
                     comp.push(Insn::new(Op::Alu(Alu {
                         func: AluFunc::Add,
@@ -322,33 +314,39 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                         b_stride: 0,
                         m: rows as u32,
                     })));
-                    let rq = Requant {
-                        dst: (out_idx % 2) as u32 * out_half,
-                        src: acc_slot(out_idx),
-                        param: param_slot(item) + 1,
-                        m: rows as u32,
-                        zp: layer.out_zp,
-                        lo: layer.out_lo as u8 as u32,
-                        hi: layer.out_hi as u8 as u32,
-                        unsigned: false,
-                        round: Round::HalfEven,
-                        fp32: false,
-                    };
-                    let deps = Deps {
-                        pop_next: out_idx >= 2,
-                        push_next: true,
-                        ..Default::default()
-                    };
-                    comp.push(Insn {
-                        deps,
-                        op: Op::Requant(rq),
-                    });
+                    if let OutMode::Int8 { zp, lo, hi, fp32 } = out {
+                        let rq = Requant {
+                            dst: (out_idx % 2) as u32 * out_half,
+                            src: acc_slot(out_idx),
+                            param: param_slot(item) + 1,
+                            m: rows as u32,
+                            zp,
+                            lo: lo as u8 as u32,
+                            hi: hi as u8 as u32,
+                            unsigned: false,
+                            round: Round::HalfEven,
+                            fp32,
+                        };
+                        let deps = Deps {
+                            pop_next: out_idx >= 2,
+                            ..Default::default()
+                        };
+                        comp.push(Insn {
+                            deps,
+                            op: Op::Requant(rq),
+                        });
+                    }
+                    comp.last_mut().unwrap().deps.push_next = true;
                 }
                 // Release the input/weight/parameter half once nothing reads it any more.
                 comp.last_mut().unwrap().deps.push_prev = true;
                 code.extend(comp);
                 // --- store ---
                 if last_chunk {
+                    let (buf, sram, lane_bytes) = match out {
+                        OutMode::Int8 { .. } => (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1),
+                        OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
+                    };
                     code.push(Insn {
                         deps: Deps {
                             pop_prev: true,
@@ -356,12 +354,13 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
                             ..Default::default()
                         },
                         op: Op::Store(Store {
-                            buf: StoreBuf::Out,
-                            sram: (out_idx % 2) as u32 * out_half,
-                            dram: (y_addr + m0 as u64 * n_pad + (nt * c) as u64) as u32,
+                            buf,
+                            sram,
+                            dram: (g.y_addr + m0 as u64 * g.y_pitch + (nt * c * lane_bytes) as u64)
+                                as u32,
                             rows: rows as u32,
                             cols: 1,
-                            stride: n_pad as u32,
+                            stride: g.y_pitch as u32,
                         }),
                     });
                     out_idx += 1;
@@ -370,6 +369,106 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
             }
         }
     }
+    // Barrier: compute consumes the store tokens nobody popped (waiting for the last stores),
+    // then hands one token to load, which first consumes its own leftovers.
+    for _ in 0..out_idx.min(2) {
+        code.push(Insn {
+            deps: Deps {
+                pop_next: true,
+                ..Default::default()
+            },
+            op: Op::Nop(Nop {
+                unit: UnitSel::Compute,
+            }),
+        });
+    }
+    code.push(Insn {
+        deps: Deps {
+            push_prev: true,
+            ..Default::default()
+        },
+        op: Op::Nop(Nop {
+            unit: UnitSel::Compute,
+        }),
+    });
+    for _ in 0..item.min(2) + 1 {
+        code.push(Insn {
+            deps: Deps {
+                pop_next: true,
+                ..Default::default()
+            },
+            op: Op::Nop(Nop {
+                unit: UnitSel::Load,
+            }),
+        });
+    }
+}
+
+/// Builds the program for `layer` on `arch`.
+pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, GemmError> {
+    let (m, k, n) = (layer.m, layer.k, layer.n);
+    if layer.weights.len() != k * n {
+        return Err(GemmError::Invalid(format!(
+            "weights hold {} values, expected {k}x{n}",
+            layer.weights.len()
+        )));
+    }
+    if layer.channels.len() != n {
+        return Err(GemmError::Invalid(format!(
+            "{} channel parameters for {n} output channels",
+            layer.channels.len()
+        )));
+    }
+    if let Some(ch) = layer.channels.iter().position(|c| c.shift > 62) {
+        return Err(GemmError::Invalid(format!(
+            "channel {ch}: shift {} > 62",
+            layer.channels[ch].shift
+        )));
+    }
+    let t = Tiling::new(arch, m, k, n)?;
+    let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+    let a_pitch = (t.k_tiles * r) as u64;
+    let y_pitch = (t.n_tiles * c) as u64;
+    let bt = pack_weights(arch, &t, k, n, &layer.weights);
+    let bias: Vec<i32> = layer.channels.iter().map(|q| q.bias).collect();
+    let mult: Vec<i32> = layer.channels.iter().map(|q| q.mult).collect();
+    let shift: Vec<i32> = layer.channels.iter().map(|q| q.shift as i32).collect();
+    let params = pack_params(arch, &t, &bias, &mult, &shift);
+    let a_addr = 0u64;
+    let b_addr = align(a_addr + m as u64 * a_pitch, 64);
+    let p_addr = align(b_addr + bt.len() as u64, 64);
+    let y_addr = align(p_addr + params.len() as u64, 64);
+    let total = align(y_addr + m as u64 * y_pitch, 64);
+    if total > arch.dram.size_bytes {
+        return Err(GemmError::DoesNotFit {
+            m,
+            k,
+            n,
+            msg: format!(
+                "needs {total} bytes of DRAM, arch has {}",
+                arch.dram.size_bytes
+            ),
+        });
+    }
+    let g = DenseGeom {
+        m,
+        k,
+        n,
+        a_addr,
+        a_pitch,
+        b_addr,
+        p_addr,
+        y_addr,
+        y_pitch,
+    };
+    let mut code = Vec::new();
+    let out = OutMode::Int8 {
+        zp: layer.out_zp,
+        lo: layer.out_lo,
+        hi: layer.out_hi,
+        fp32: false,
+    };
+    emit_dense(arch, &t, &g, out, &mut code);
     code.push(Insn::new(Op::Finish(Finish {})));
     if code.len() > arch.controller.imem_instructions as usize {
         return Err(GemmError::DoesNotFit {
@@ -397,10 +496,10 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         },
     ];
     let mut a = TensorDesc::dense("A", Role::Input, DType::I8, &[m as u64, k as u64], a_addr);
-    a.row_pitch = k_pad;
+    a.row_pitch = a_pitch;
     a.quant = layer.in_quant;
     let mut y = TensorDesc::dense("Y", Role::Output, DType::I8, &[m as u64, n as u64], y_addr);
-    y.row_pitch = n_pad;
+    y.row_pitch = y_pitch;
     y.quant = layer.out_quant;
     p.tensors = vec![a, y];
     p.meta.insert("kernel".into(), format!("gemm {m}x{k}x{n}"));
