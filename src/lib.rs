@@ -29,11 +29,13 @@ pub fn io_for_input(t: &Tensor, d: &TensorDesc) -> Result<IoData> {
             t.len()
         );
     }
+    // Range of the stored type, and of the logical type (stored = logical + offset).
     let (lo, hi) = match d.dtype {
         DType::I8 => (-128i64, 127i64),
         DType::U8 => (0, 255),
         DType::I32 => (i32::MIN as i64, i32::MAX as i64),
     };
+    let off = d.offset as i64;
     let ints: Vec<i64> = match &t.data {
         TensorData::F32(_) | TensorData::F64(_) => {
             let Some(q) = d.quant else {
@@ -46,7 +48,15 @@ pub fn io_for_input(t: &Tensor, d: &TensorDesc) -> Result<IoData> {
             };
             t.to_f32_vec()
                 .iter()
-                .map(|&x| quantize(x, q.scale, q.zero_point, lo as i32, hi as i32) as i64)
+                .map(|&x| {
+                    quantize(
+                        x,
+                        q.scale,
+                        q.zero_point,
+                        (lo - off) as i32,
+                        (hi - off) as i32,
+                    ) as i64
+                })
                 .collect()
         }
         TensorData::I8(v) => v.iter().map(|&x| x as i64).collect(),
@@ -55,34 +65,39 @@ pub fn io_for_input(t: &Tensor, d: &TensorDesc) -> Result<IoData> {
         TensorData::I64(v) => v.clone(),
         TensorData::Bool(v) => v.iter().map(|&x| x as i64).collect(),
     };
-    if let Some((i, v)) = ints.iter().enumerate().find(|(_, &v)| v < lo || v > hi) {
+    if let Some((i, v)) = ints
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| v + off < lo || v + off > hi)
+    {
         bail!(
-            "input '{}': element {i} = {v} does not fit {}",
-            d.name,
-            d.dtype.name()
+            "input '{}': element {i} = {v} is out of range for the program's input",
+            d.name
         );
     }
     Ok(match d.dtype {
-        DType::I8 => IoData::I8(ints.iter().map(|&v| v as i8).collect()),
-        DType::U8 => IoData::U8(ints.iter().map(|&v| v as u8).collect()),
-        DType::I32 => IoData::I32(ints.iter().map(|&v| v as i32).collect()),
+        DType::I8 => IoData::I8(ints.iter().map(|&v| (v + off) as i8).collect()),
+        DType::U8 => IoData::U8(ints.iter().map(|&v| (v + off) as u8).collect()),
+        DType::I32 => IoData::I32(ints.iter().map(|&v| (v + off) as i32).collect()),
     })
 }
 
 /// The tensor to save for an output: its integer data, or dequantized float32 on request.
 pub fn output_tensor(d: &TensorDesc, v: &IoData, dequantize: bool) -> Result<Tensor> {
     let shape: Vec<usize> = d.shape.iter().map(|&x| x as usize).collect();
+    let logical: Vec<i64> = v.to_i64().iter().map(|&x| x - d.offset as i64).collect();
     let data = match (dequantize, d.quant) {
         (true, Some(q)) => TensorData::F32(
-            v.to_i64()
+            logical
                 .iter()
                 .map(|&x| (x as i32 - q.zero_point) as f32 * q.scale)
                 .collect(),
         ),
-        _ => match v {
-            IoData::I8(x) => TensorData::I8(x.clone()),
-            IoData::U8(x) => TensorData::U8(x.clone()),
-            IoData::I32(x) => TensorData::I32(x.clone()),
+        _ => match (v, d.offset) {
+            (IoData::I8(_), -128) => TensorData::U8(logical.iter().map(|&x| x as u8).collect()),
+            (IoData::I8(x), _) => TensorData::I8(x.clone()),
+            (IoData::U8(x), _) => TensorData::U8(x.clone()),
+            (IoData::I32(x), _) => TensorData::I32(x.clone()),
         },
     };
     Ok(Tensor::new(shape, data)?)

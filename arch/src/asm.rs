@@ -38,7 +38,7 @@
 //!   Exactly one `.arch` or `.arch_toml` is required, before the first instruction.
 //! * `.dram BYTES` — `Program::dram_bytes` (0 when absent). At most once.
 //! * `.meta KEY "VALUE"` — one metadata entry; keys must be distinct.
-//! * `.input NAME DTYPE [D0,D1,...] @ADDR [perm=[P0,...]] [pitch=N] [scale=F zp=Z]` and
+//! * `.input NAME DTYPE [D0,D1,...] @ADDR [perm=[P0,...]] [pitch=N] [scale=F zp=Z] [offset=O]` and
 //!   `.output ...` — one I/O tensor (`TensorDesc`), in image order. DTYPE is `i8`, `u8` or
 //!   `i32`; the shape may be `[]` (a scalar). `perm` defaults to the identity, `pitch` to dense
 //!   rows (innermost stored dimension x element size), and `scale`/`zp` (quantization, both or
@@ -204,6 +204,9 @@ fn write_tensor(s: &mut String, t: &TensorDesc) {
     }
     if let Some(q) = t.quant {
         let _ = write!(s, " scale={:?} zp={}", q.scale, q.zero_point);
+    }
+    if t.offset != 0 {
+        let _ = write!(s, " offset={}", t.offset);
     }
     s.push('\n');
 }
@@ -742,6 +745,7 @@ fn parse_tensor(role: Role, toks: &[Tok]) -> Result<TensorDesc, String> {
     let mut pitch: Option<u64> = None;
     let mut scale: Option<f32> = None;
     let mut zp: Option<i32> = None;
+    let mut offset: Option<i32> = None;
     for opt in opts {
         let text = bare(opt)?;
         let (key, val) = text
@@ -778,9 +782,15 @@ fn parse_tensor(role: Role, toks: &[Tok]) -> Result<TensorDesc, String> {
                 let v = i32::try_from(v).map_err(|_| format!("zp {val} does not fit in int32"))?;
                 zp.replace(v).is_some()
             }
+            "offset" => {
+                let v = parse_int(val)?;
+                let v =
+                    i32::try_from(v).map_err(|_| format!("offset {val} does not fit in int32"))?;
+                offset.replace(v).is_some()
+            }
             _ => {
                 return Err(format!(
-                    "unknown tensor option '{key}' (options: perm, pitch, scale, zp)"
+                    "unknown tensor option '{key}' (options: perm, pitch, scale, zp, offset)"
                 ))
             }
         };
@@ -802,6 +812,7 @@ fn parse_tensor(role: Role, toks: &[Tok]) -> Result<TensorDesc, String> {
         dram_addr,
         row_pitch: 0,
         quant,
+        offset: offset.unwrap_or(0),
     };
     t.row_pitch = match pitch {
         Some(p) => p,
@@ -1290,6 +1301,7 @@ mod tests {
                         dram_addr: addr,
                         row_pitch: 0,
                         quant,
+                        offset: if dt == 0 { -128 } else { 0 },
                     };
                     t.row_pitch = dense_pitch(&t).unwrap() + extra;
                     t

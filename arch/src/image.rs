@@ -112,6 +112,9 @@ pub struct TensorDesc {
     pub dram_addr: u64,
     pub row_pitch: u64,
     pub quant: Option<Quant>,
+    /// Stored value = logical value + offset. uint8 tensors are held on chip as int8 biased by
+    /// -128 (offset -128): a host giving or reading uint8 data adds or removes it.
+    pub offset: i32,
 }
 
 impl TensorDesc {
@@ -133,6 +136,7 @@ impl TensorDesc {
             dram_addr,
             row_pitch: inner * dtype.size() as u64,
             quant: None,
+            offset: 0,
         }
     }
     pub fn elements(&self) -> u64 {
@@ -473,6 +477,7 @@ impl Program {
                     tens.extend_from_slice(&q.zero_point.to_le_bytes());
                 }
             }
+            tens.extend_from_slice(&t.offset.to_le_bytes());
         }
         let mut meta = Vec::new();
         meta.extend_from_slice(&(self.meta.len() as u32).to_le_bytes());
@@ -752,6 +757,7 @@ fn parse_tensors(p: &[u8]) -> Result<Vec<TensorDesc>, ImageError> {
                 ))
             }
         };
+        let offset = r.u32()? as i32;
         v.push(TensorDesc {
             name,
             role,
@@ -761,6 +767,7 @@ fn parse_tensors(p: &[u8]) -> Result<Vec<TensorDesc>, ImageError> {
             dram_addr,
             row_pitch,
             quant,
+            offset,
         });
     }
     if !r.done() {
