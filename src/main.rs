@@ -68,6 +68,59 @@ enum Cmd {
         #[arg(long)]
         max_cycles: Option<u64>,
     },
+    /// Compile an ONNX model to a program image.
+    Compile {
+        model: PathBuf,
+        #[arg(long, default_value = "ulx3s")]
+        arch: String,
+        /// Output image (required unless --check-only).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Print a per-layer table: shape, MACs, tiles, instructions, weights, exact cycles.
+        #[arg(long)]
+        report: bool,
+        /// Only print what imports and what lowers; exit 0 if the model compiles, 1 if not.
+        #[arg(long)]
+        check_only: bool,
+    },
+    /// Conformance: compile each ONNX backend-test folder, run every data set on the emulator,
+    /// compare with the expected outputs.
+    Check {
+        #[arg(required = true)]
+        cases: Vec<PathBuf>,
+        #[arg(long, default_value = "ulx3s")]
+        arch: String,
+        /// One JSON object per case instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Tolerances for float graphs compiled through post-training quantization.
+        #[arg(long, default_value_t = 0.0)]
+        atol: f64,
+        #[arg(long, default_value_t = 0.0)]
+        rtol: f64,
+    },
+    /// Top-1 accuracy of the emulated program over an MNIST IDX folder.
+    Eval {
+        model: PathBuf,
+        /// Folder with t10k-images-idx3-ubyte(.gz) and t10k-labels-idx1-ubyte(.gz).
+        #[arg(long)]
+        mnist: PathBuf,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value = "ulx3s")]
+        arch: String,
+        /// Pixel scaling: the model sees pixel * scale (Brevitas/torchvision: 1/255).
+        #[arg(long, default_value_t = 1.0 / 255.0)]
+        pixel_scale: f32,
+    },
+    /// The main job on the bundled model: compile, emulate the bundled test images, report.
+    Demo {
+        #[arg(long, default_value = "ulx3s")]
+        arch: String,
+        /// Write the compiled program here too.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Print the ISA reference (the generated part of docs/isa.md).
     Isa,
     /// Measure emulator speed on a large GEMM program.
@@ -248,6 +301,83 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Compile { model, arch, output, report, check_only } => {
+            let arch = resolve_arch(&arch)?;
+            if check_only {
+                let (ok, text) = systole::model::coverage(&model, &arch)?;
+                print!("{text}");
+                std::process::exit(if ok { 0 } else { 1 });
+            }
+            let Some(output) = output else { bail!("give -o OUT.sysb (or --check-only)") };
+            let t0 = Instant::now();
+            let c = systole::model::compile(&model, &arch)?;
+            let secs = t0.elapsed().as_secs_f64();
+            let bytes = c.program.to_bytes()?;
+            if report {
+                print!("{}", systole::model::report(&c, &arch)?);
+            }
+            write_atomic(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "{}: {} layers, {} instructions, {} bytes, compiled in {:.3} s",
+                output.display(),
+                c.qmodel.layers.len(),
+                c.program.code.len(),
+                bytes.len(),
+                secs
+            );
+        }
+        Cmd::Check { cases, arch, json, atol, rtol } => {
+            let arch = resolve_arch(&arch)?;
+            if !json {
+                println!("{:<40} {:>6} {:>5} {:>12} {:>12} {:>10}", "case", "result", "sets", "max |diff|", "mismatches", "cycles");
+            }
+            let mut all = true;
+            for dir in &cases {
+                let r = systole::model::check_case(dir, &arch, atol, rtol);
+                all &= r.pass;
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "{:<40} {:>6} {:>5} {:>12.6} {:>12} {:>10}{}",
+                        r.case,
+                        if r.pass { "pass" } else { "FAIL" },
+                        r.data_sets,
+                        r.max_abs_diff,
+                        format!("{}/{}", r.mismatches, r.elements),
+                        r.cycles,
+                        r.error.as_ref().map(|e| format!("  {e}")).unwrap_or_default()
+                    );
+                }
+            }
+            if !all {
+                std::process::exit(1);
+            }
+        }
+        Cmd::Eval { model, mnist, limit, arch, pixel_scale } => {
+            let arch = resolve_arch(&arch)?;
+            let c = systole::model::compile(&model, &arch)?;
+            let find = |stem: &str| -> Result<PathBuf> {
+                [mnist.join(stem), mnist.join(format!("{stem}.gz"))]
+                    .into_iter()
+                    .find(|p| p.exists())
+                    .ok_or_else(|| anyhow::anyhow!("{}: no {stem}(.gz)", mnist.display()))
+            };
+            let data = systole_compiler::tensor::read_mnist_idx(find("t10k-images-idx3-ubyte")?, find("t10k-labels-idx1-ubyte")?, limit)?;
+            let pixels: Vec<u8> = match &data.images.data {
+                systole_compiler::tensor::TensorData::U8(v) => v.clone(),
+                _ => bail!("MNIST images are not uint8"),
+            };
+            let per = pixels.len() / data.labels.len().max(1);
+            let images: Vec<Vec<f32>> = pixels.chunks(per).map(|im| im.iter().map(|&p| p as f32 * pixel_scale).collect()).collect();
+            let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
+            let shape: Vec<usize> = c.qmodel.input.shape.clone();
+            let r = systole::model::eval_images(&c.program, &arch, &images, &labels, &shape, true)?;
+            println!("model: {}  arch: {}  images: {}", model.display(), arch.name, r.total);
+            println!("cycles per image: {} ({:.2} us at {} MHz)", r.cycles, r.cycles as f64 / arch.clock_mhz, arch.clock_mhz);
+            println!("accuracy: {:.2}% ({}/{})", 100.0 * r.correct as f64 / r.total.max(1) as f64, r.correct, r.total);
+        }
+        Cmd::Demo { arch, output } => systole::model::demo(&resolve_arch(&arch)?, output.as_deref())?,
         Cmd::Isa => print!("{}", systole_arch::isa::markdown_reference()),
         Cmd::Bench {
             arch,

@@ -4,5 +4,7 @@ pub mod frontend;
 pub mod gemm;
 pub mod interp;
 pub mod ir;
+pub mod lower;
 pub mod onnx;
+pub mod qir;
 pub mod tensor;

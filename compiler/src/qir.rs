@@ -1,0 +1,118 @@
+//! The quantized IR: a network as the accelerator computes it, with explicit integer
+//! semantics, and its reference interpreter.
+//!
+//! Activations on chip are int8. A uint8 tensor of the model is held biased by -128 (its bit
+//! pattern XOR 0x80), so `hw = logical + offset` with `offset` = -128 for uint8 and 0 for int8;
+//! zero points and clamp bounds are moved into the hw domain the same way.
+//!
+//! A dense layer computes, for each row x (int8) and output channel n:
+//!
+//! ```text
+//! acc[n] = bias[n] + sum_k x[k] * w[k][n]                  (int32, wrapping)
+//! y[n]   = clamp(round_half_even(f32(acc[n]) * scale[n]) + zp, lo, hi)   (binary32 steps)
+//! ```
+//!
+//! or keeps `acc` as an int32 output. Zero points of inputs and weights are folded into
+//! `bias` and `w` by the lowering, so this is all the hardware needs.
+
+use crate::tensor::DType;
+
+/// A model input or output at the host boundary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QIo {
+    pub name: String,
+    /// The model's shape for this tensor.
+    pub shape: Vec<usize>,
+    /// The model's element type: F32 for float tensors (quantized or dequantized on the host
+    /// with `quant`), or the integer type.
+    pub dtype: DType,
+    /// (scale, zero point in the logical domain).
+    pub quant: Option<(f32, i32)>,
+    /// hw = logical + offset.
+    pub offset: i32,
+}
+
+/// Requantization of one layer's outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QOut {
+    Int8 { scales: Vec<f32>, zp: i32, lo: i8, hi: i8 },
+    Int32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QDense {
+    pub name: String,
+    pub k: usize,
+    pub n: usize,
+    /// Row-major [k][n].
+    pub weights: Vec<i8>,
+    pub bias: Vec<i32>,
+    pub out: QOut,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QModel {
+    pub name: String,
+    /// Rows streamed through every layer (batch x leading dims).
+    pub m: usize,
+    pub input: QIo,
+    pub layers: Vec<QDense>,
+    pub output: QIo,
+}
+
+/// Integer data on chip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QData {
+    I8(Vec<i8>),
+    I32(Vec<i32>),
+}
+
+/// binary32 requantization: convert, multiply, round half to even, each as IEEE does.
+pub fn requant_f32(acc: i32, scale: f32, zp: i32, lo: i8, hi: i8) -> i8 {
+    let v = (acc as f32 * scale).round_ties_even() as i64 + zp as i64;
+    v.clamp(lo as i64, hi as i64) as i8
+}
+
+impl QDense {
+    /// The layer on `m` rows of `x` (row-major [m][k]).
+    pub fn run(&self, m: usize, x: &[i8]) -> QData {
+        let (k, n) = (self.k, self.n);
+        let mut acc = vec![0i32; m * n];
+        for i in 0..m {
+            let row = &mut acc[i * n..(i + 1) * n];
+            row.copy_from_slice(&self.bias);
+            for kk in 0..k {
+                let a = x[i * k + kk] as i32;
+                if a == 0 {
+                    continue;
+                }
+                for (r, &w) in row.iter_mut().zip(&self.weights[kk * n..(kk + 1) * n]) {
+                    *r = r.wrapping_add(a * w as i32);
+                }
+            }
+        }
+        match &self.out {
+            QOut::Int32 => QData::I32(acc),
+            QOut::Int8 { scales, zp, lo, hi } => QData::I8(
+                acc.iter()
+                    .enumerate()
+                    .map(|(i, &a)| requant_f32(a, scales[i % n], *zp, *lo, *hi))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl QModel {
+    /// Runs every layer on the hw-domain input; the reference the emulator must equal.
+    pub fn run(&self, x: &[i8]) -> QData {
+        let mut cur = QData::I8(x.to_vec());
+        for l in &self.layers {
+            cur = match cur {
+                QData::I8(v) => l.run(self.m, &v),
+                QData::I32(_) => unreachable!("lowering ends the chain at an int32 layer"),
+            };
+        }
+        cur
+    }
+}

@@ -1,0 +1,344 @@
+//! Model-level commands: compile, check (conformance), eval (accuracy) and demo.
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use systole_arch::image::TensorDesc;
+use systole_arch::{ArchConfig, Program};
+use systole_compiler::frontend::{self, ImportOptions};
+use systole_compiler::ir::Graph;
+use systole_compiler::lower::{self, LayerReport};
+use systole_compiler::qir::{QData, QModel};
+use systole_compiler::tensor::{Tensor, TensorData};
+use systole_emulator::{run, IoData, RunOptions, Stats};
+
+use crate::{io_for_input, output_tensor};
+
+/// Reads and imports an ONNX model; the error names the file and every problem.
+pub fn import(path: &Path) -> Result<Graph> {
+    let model = systole_compiler::onnx::load_model(path)?;
+    frontend::import(&model, &ImportOptions::default()).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// A compiled model.
+pub struct Compiled {
+    pub program: Program,
+    pub qmodel: QModel,
+    pub layers: Vec<LayerReport>,
+}
+
+pub fn compile(path: &Path, arch: &ArchConfig) -> Result<Compiled> {
+    let g = import(path)?;
+    let (program, qmodel, layers) =
+        lower::compile(arch, &g).map_err(|e| anyhow!("{}: cannot compile for arch '{}': {e}", path.display(), arch.name))?;
+    Ok(Compiled { program, qmodel, layers })
+}
+
+/// Runs a compiled program on one set of host tensors; returns the outputs as host tensors.
+pub fn run_tensors(p: &Program, arch: &ArchConfig, inputs: &[Tensor], dequantize: bool) -> Result<(Vec<Tensor>, Stats)> {
+    let (t, _, s) = run_tensors_raw(p, arch, inputs, dequantize)?;
+    Ok((t, s))
+}
+
+/// As `run_tensors`, also returning the outputs as stored on chip.
+pub fn run_tensors_raw(p: &Program, arch: &ArchConfig, inputs: &[Tensor], dequantize: bool) -> Result<(Vec<Tensor>, Vec<IoData>, Stats)> {
+    let descs: Vec<TensorDesc> = p.inputs().cloned().collect();
+    if descs.len() != inputs.len() {
+        bail!("the program takes {} input(s), {} given", descs.len(), inputs.len());
+    }
+    let data: Vec<IoData> = inputs.iter().zip(&descs).map(|(t, d)| io_for_input(t, d)).collect::<Result<_>>()?;
+    let r = run(p, arch, &data, &RunOptions::default())?;
+    let outs: Vec<TensorDesc> = p.outputs().cloned().collect();
+    let tensors = outs.iter().zip(&r.outputs).map(|(d, v)| output_tensor(d, v, dequantize)).collect::<Result<_>>()?;
+    Ok((tensors, r.outputs, r.stats))
+}
+
+/// Per-layer table for `systole compile --report`, with exact cycles from one emulated run.
+pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
+    // Timing does not depend on data: one run on zeros gives every layer's exact cycles.
+    let zeros: Vec<IoData> = c
+        .program
+        .inputs()
+        .map(|d| match d.dtype {
+            systole_arch::image::DType::I32 => IoData::I32(vec![0; d.elements() as usize]),
+            systole_arch::image::DType::U8 => IoData::U8(vec![0; d.elements() as usize]),
+            systole_arch::image::DType::I8 => IoData::I8(vec![0; d.elements() as usize]),
+        })
+        .collect();
+    let r = run(&c.program, arch, &zeros, &RunOptions { trace: true, max_cycles: None })?;
+    let spans = r.spans.unwrap_or_default();
+    let mut s = String::new();
+    s.push_str(&format!(
+        "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>8}\n",
+        "layer", "m x k x n", "MACs", "tiles m/n/k (kc)", "insns", "weights B", "cycles", "util"
+    ));
+    let mut first = 0usize;
+    let mut prev_end = 0u64;
+    for l in &c.layers {
+        let last = first + l.instructions;
+        let end = spans.iter().filter(|x| x.insn >= first && x.insn < last).map(|x| x.end + 1).max().unwrap_or(prev_end);
+        let cycles = end.saturating_sub(prev_end);
+        let t = &l.tiling;
+        s.push_str(&format!(
+            "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>7.1}%\n",
+            truncate(&l.name, 24),
+            format!("{}x{}x{}", l.m, l.k, l.n),
+            l.macs,
+            format!("{}/{}/{} ({})", t.m_tiles, t.n_tiles, t.k_tiles, t.kc),
+            l.instructions,
+            l.weight_bytes,
+            cycles,
+            100.0 * l.macs as f64 / (cycles.max(1) as f64 * arch.peak_macs_per_cycle() as f64)
+        ));
+        first = last;
+        prev_end = end;
+    }
+    let st = &r.stats;
+    s.push_str(&format!(
+        "total: {} instructions, {} cycles = {:.2} us at {} MHz, {:.3} nJ, DRAM {} B\n",
+        c.program.code.len(),
+        st.cycles,
+        st.latency_us,
+        arch.clock_mhz,
+        st.energy.total_pj / 1000.0,
+        c.program.dram_bytes
+    ));
+    Ok(s)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}~")
+    }
+}
+
+/// The coverage report of `compile --check-only`: what imports, what lowers.
+pub fn coverage(path: &Path, arch: &ArchConfig) -> Result<(bool, String)> {
+    let model = systole_compiler::onnx::load_model(path)?;
+    let mut s = String::new();
+    let g = match frontend::import(&model, &ImportOptions::default()) {
+        Ok(g) => g,
+        Err(e) => {
+            s.push_str(&format!("{}: {} problem(s)\n", path.display(), e.issues.len()));
+            for i in &e.issues {
+                s.push_str(&format!("  {i}\n"));
+            }
+            return Ok((false, s));
+        }
+    };
+    let mut ops = std::collections::BTreeMap::<&str, usize>::new();
+    for n in &g.nodes {
+        *ops.entry(n.op.op_type()).or_default() += 1;
+    }
+    s.push_str(&format!("{}: imports: {} nodes (", path.display(), g.nodes.len()));
+    s.push_str(&ops.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "));
+    s.push_str(")\n");
+    match lower::compile(arch, &g) {
+        Ok((p, q, _)) => {
+            s.push_str(&format!(
+                "  compiles for '{}': {} layers, {} instructions, {} bytes of DRAM\n",
+                arch.name,
+                q.layers.len(),
+                p.code.len(),
+                p.dram_bytes
+            ));
+            Ok((true, s))
+        }
+        Err(e) => {
+            for p in &e.problems {
+                s.push_str(&format!("  cannot lower: {p}\n"));
+            }
+            Ok((false, s))
+        }
+    }
+}
+
+/// One row of `systole check`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseResult {
+    pub case: String,
+    pub pass: bool,
+    pub data_sets: usize,
+    pub max_abs_diff: f64,
+    pub mismatches: usize,
+    pub elements: usize,
+    pub cycles: u64,
+    pub error: Option<String>,
+}
+
+fn tensor_f64(t: &Tensor) -> Vec<f64> {
+    match &t.data {
+        TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::F64(v) => v.clone(),
+        TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::Bool(v) => v.iter().map(|&x| x as u8 as f64).collect(),
+    }
+}
+
+fn data_sets(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).collect()
+}
+
+/// Compiles and runs one backend-test case folder; never fails, errors go in the row.
+pub fn check_case(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64) -> CaseResult {
+    let case = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
+    let mut row = CaseResult { case, pass: false, data_sets: 0, max_abs_diff: 0.0, mismatches: 0, elements: 0, cycles: 0, error: None };
+    if let Err(e) = check_case_inner(dir, arch, atol, rtol, &mut row) {
+        let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+        row.error = Some(msg.join(": "));
+        row.pass = false;
+    }
+    row
+}
+
+fn check_case_inner(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64, row: &mut CaseResult) -> Result<()> {
+    let c = compile(&dir.join("model.onnx"), arch)?;
+    let sets = data_sets(dir)?;
+    if sets.is_empty() {
+        bail!("no test_data_set_* folders in {}", dir.display());
+    }
+    // Integer results and the dequantized outputs of quantized graphs must match exactly.
+    let exact = true;
+    let (atol, rtol) = if exact { (0.0, 0.0) } else { (atol, rtol) };
+    for set in &sets {
+        let inputs: Vec<Tensor> = numbered(set, "input")
+            .iter()
+            .map(systole_compiler::tensor::read_tensor_pb)
+            .collect::<Result<_, _>>()?;
+        let expected: Vec<Tensor> = numbered(set, "output")
+            .iter()
+            .map(systole_compiler::tensor::read_tensor_pb)
+            .collect::<Result<_, _>>()?;
+        let float_out = expected.iter().any(|t| matches!(t.data, TensorData::F32(_) | TensorData::F64(_)));
+        let (got, raw, stats) = run_tensors_raw(&c.program, arch, &inputs, float_out)?;
+        if got.len() != expected.len() {
+            bail!("{}: the program has {} outputs, the case expects {}", set.display(), got.len(), expected.len());
+        }
+        // The emulator must also equal the quantized reference interpreter.
+        let hw_in = lower::input_to_hw(&c.qmodel.input, &inputs[0]).map_err(|e| anyhow!(e))?;
+        let reference = c.qmodel.run(&hw_in);
+        let same = match (&reference, &raw[0]) {
+            (QData::I8(a), IoData::I8(b)) => a == b,
+            (QData::I32(a), IoData::I32(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            bail!("{}: emulator and quantized reference interpreter disagree", set.display());
+        }
+        for (g, e) in got.iter().zip(&expected) {
+            if g.len() != e.len() {
+                bail!("{}: output has {} elements, expected {}", set.display(), g.len(), e.len());
+            }
+            for (a, b) in tensor_f64(g).iter().zip(tensor_f64(e)) {
+                let d = (a - b).abs();
+                row.max_abs_diff = row.max_abs_diff.max(d);
+                if d > atol + rtol * b.abs() || d.is_nan() {
+                    row.mismatches += 1;
+                }
+                row.elements += 1;
+            }
+        }
+        row.cycles = row.cycles.max(stats.cycles);
+        row.data_sets += 1;
+    }
+    row.pass = row.mismatches == 0;
+    Ok(())
+}
+
+/// Accuracy over an MNIST IDX folder: the emulated program's top-1.
+pub struct EvalResult {
+    pub correct: usize,
+    pub total: usize,
+    pub cycles: u64,
+    pub stats: Option<Stats>,
+}
+
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Runs `program` over images (u8, [N, pixels]) scaled by `scale`, counting top-1 hits.
+pub fn eval_images(p: &Program, arch: &ArchConfig, images: &[Vec<f32>], labels: &[usize], shape: &[usize], progress: bool) -> Result<EvalResult> {
+    let pb = if progress {
+        let pb = ProgressBar::new(images.len() as u64);
+        pb.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} images, {per_sec}, eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        pb
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut res = EvalResult { correct: 0, total: 0, cycles: 0, stats: None };
+    for (img, &label) in images.iter().zip(labels) {
+        let t = Tensor::new(shape.to_vec(), TensorData::F32(img.clone()))?;
+        let (out, stats) = run_tensors(p, arch, &[t], true)?;
+        if argmax(&tensor_f64(&out[0])) == label {
+            res.correct += 1;
+        }
+        res.total += 1;
+        res.cycles = stats.cycles;
+        res.stats = Some(stats);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(res)
+}
+
+/// Folder of the bundled demo model (trained by models/train_demo.py).
+pub fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("demo")
+}
+
+/// `systole demo`: compile the bundled quantized MLP, run the bundled test images on the
+/// emulator, and report accuracy, cycles, latency and energy.
+pub fn demo(arch: &ArchConfig, output: Option<&Path>) -> Result<()> {
+    let dir = demo_dir();
+    let model = dir.join("mlp_qdq.onnx");
+    println!("model: {} (8x8 digits MLP, int8, trained by models/train_demo.py)", model.display());
+    println!("arch: {} ({}x{} array at {} MHz)", arch.name, arch.array.rows, arch.array.cols, arch.clock_mhz);
+    let t0 = std::time::Instant::now();
+    let c = compile(&model, arch)?;
+    println!("compiled in {:.3} s: {} layers, {} instructions", t0.elapsed().as_secs_f64(), c.qmodel.layers.len(), c.program.code.len());
+    print!("{}", report(&c, arch)?);
+    if let Some(out) = output {
+        systole_arch::image::write_atomic(out, &c.program.to_bytes()?).with_context(|| format!("cannot write {}", out.display()))?;
+    }
+    let images = systole_compiler::tensor::read_npy(dir.join("test_images.npy"))?;
+    let labels = systole_compiler::tensor::read_npy(dir.join("test_labels.npy"))?;
+    let per: usize = images.shape.iter().skip(1).product();
+    let imgs: Vec<Vec<f32>> = images.to_f32_vec().chunks(per).map(|c| c.to_vec()).collect();
+    let labels: Vec<usize> = tensor_f64(&labels).iter().map(|&l| l as usize).collect();
+    let t0 = std::time::Instant::now();
+    let r = eval_images(&c.program, arch, &imgs, &labels, &c.qmodel.input.shape, true)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let st = r.stats.as_ref().ok_or_else(|| anyhow!("no test images"))?;
+    println!("emulated {} images in {:.2} s", r.total, wall);
+    println!("cycles per image: {}", st.cycles);
+    println!("latency per image: {:.2} us at {} MHz ({:.0} images/s)", st.latency_us, arch.clock_mhz, 1e6 / st.latency_us);
+    println!("energy per image: {:.3} nJ (DRAM {:.1}%)", st.energy.total_pj / 1000.0, 100.0 * st.energy.dram_pj / st.energy.total_pj.max(1e-12));
+    println!("accuracy: {:.2}% ({}/{})", 100.0 * r.correct as f64 / r.total.max(1) as f64, r.correct, r.total);
+    Ok(())
+}
