@@ -536,6 +536,19 @@ isa! {
     }
     /// End of program: the controller waits until every queue is empty and every unit idle.
     Finish = 0x08, "finish", Some(Unit::Controller), {}
+    /// Multi-threshold activation (FINN's MultiThreshold): for lane c,
+    /// out = clamp(base + #{j < count : acc[src+i][c] >= thr[j][c]}, -128, 127) as int8, where
+    /// thr[j] is accumulator line `thr + j`. Any monotone function of the accumulator with at
+    /// most 255 steps (requantization with float rounding, batch norm, clipping, low-bit
+    /// quantizers) is exactly such a threshold set.
+    Thresh = 0x09, "thresh", Some(Unit::Compute), {
+        dst: u32 = 16, "first output line",
+        src: u32 = 16, "first accumulator line",
+        thr: u32 = 16, "first threshold line (one line per threshold)",
+        count: u32 = 8, "number of thresholds",
+        m: u32 = 12, "lines to produce",
+        base: i32 = 8, "output when no threshold is reached",
+    }
 }
 
 /// One instruction: dependency flags plus an operation.
@@ -562,7 +575,9 @@ impl Insn {
         match &self.op {
             Op::Load(_) => Unit::Load,
             Op::Store(_) => Unit::Store,
-            Op::LoadWeights(_) | Op::MatMul(_) | Op::Alu(_) | Op::Requant(_) => Unit::Compute,
+            Op::LoadWeights(_) | Op::MatMul(_) | Op::Alu(_) | Op::Requant(_) | Op::Thresh(_) => {
+                Unit::Compute
+            }
             Op::Nop(n) => n.unit.unit(),
             Op::Finish(_) => Unit::Controller,
         }
@@ -809,6 +824,24 @@ pub(crate) mod strategies {
                 unit: UnitSel::ALL[u],
             })
         });
+        let th = (
+            bits(16),
+            bits(16),
+            bits(16),
+            bits(8),
+            bits(12),
+            -128i32..128,
+        )
+            .prop_map(|(dst, src, thr, count, m, base)| {
+                Op::Thresh(Thresh {
+                    dst,
+                    src,
+                    thr,
+                    count,
+                    m,
+                    base,
+                })
+            });
         prop_oneof![
             load,
             store,
@@ -817,7 +850,8 @@ pub(crate) mod strategies {
             alu,
             rq,
             nop,
-            Just(Op::Finish(Finish {}))
+            Just(Op::Finish(Finish {})),
+            th
         ]
     }
 }

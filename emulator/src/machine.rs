@@ -279,6 +279,7 @@ impl Machine {
                     Op::MatMul(op) => self.array.matmul_access(op, o, &mut claim),
                     Op::Alu(op) => Ppu::alu_access(op, o, &mut claim),
                     Op::Requant(op) => Ppu::requant_access(op, o, &mut claim),
+                    Op::Thresh(op) => Ppu::thresh_access(op, o, &mut claim),
                     _ => {}
                 }
                 Step {
@@ -673,6 +674,31 @@ impl Machine {
                     },
                 )
             }
+            Op::Thresh(op) => {
+                let m = op.m as u64;
+                let fs =
+                    self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
+                let ft = self.check_lines(
+                    idx,
+                    BufferKind::Accumulator,
+                    op.thr as u64,
+                    op.count as u64,
+                    "threshold",
+                )?;
+                let fd = w(self.check_lines(
+                    idx,
+                    BufferKind::Output,
+                    op.dst as u64,
+                    m,
+                    "destination",
+                )?);
+                (
+                    vec![fs, ft, fd],
+                    Exec::Fixed {
+                        cycles: Ppu::thresh_cycles(op),
+                    },
+                )
+            }
             Op::Nop(_) => (vec![], Exec::Fixed { cycles: 1 }),
             Op::Finish(_) => unreachable!("finish is not queued"),
         };
@@ -825,6 +851,7 @@ impl Machine {
                 .ppu
                 .requant(&op, &mut self.bufs)
                 .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?,
+            Op::Thresh(op) => self.ppu.thresh(&op, &mut self.bufs),
             Op::Nop(_) | Op::Finish(_) => {}
         }
         Ok(())
@@ -872,6 +899,7 @@ impl Machine {
             alu_lane_ops: self.ppu.alu_lane_ops,
             alu_mul_lane_ops: self.ppu.alu_mul_lane_ops,
             requant_lane_ops: self.ppu.requant_lane_ops,
+            thresh_compares: self.ppu.thresh_compares,
             energy: Default::default(),
         };
         s.compute_energy(arch);

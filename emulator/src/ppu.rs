@@ -8,7 +8,7 @@
 //! round/shift, clamp): m + 5 cycles.
 
 use crate::buffer::Buffers;
-use systole_arch::isa::{Alu, AluFunc, Requant, Round};
+use systole_arch::isa::{Alu, AluFunc, Requant, Round, Thresh};
 use systole_arch::BufferKind;
 
 #[derive(Default)]
@@ -17,6 +17,8 @@ pub struct Ppu {
     pub alu_lane_ops: u64,
     pub alu_mul_lane_ops: u64,
     pub requant_lane_ops: u64,
+    /// Threshold comparisons (lanes x thresholds).
+    pub thresh_compares: u64,
 }
 
 /// Rounding right shift of an exact product, as the requantizer's shifter does it.
@@ -153,6 +155,50 @@ impl Ppu {
         }
         self.requant_lane_ops += op.m as u64 * c as u64;
         Ok(())
+    }
+
+    /// `thresh` reads its `count` threshold lines into the per-lane threshold registers
+    /// (cycles 0..count), then src_i in count + i, and writes output line i in count + i + 3
+    /// (compare, count, clamp): count + m + 3 cycles.
+    pub fn thresh_cycles(op: &Thresh) -> u64 {
+        if op.m == 0 {
+            1
+        } else {
+            op.count as u64 + op.m as u64 + 3
+        }
+    }
+
+    /// Functional effect of `thresh`.
+    pub fn thresh(&mut self, op: &Thresh, bufs: &mut Buffers) {
+        let c = bufs.cols;
+        for i in 0..op.m as usize {
+            let s = (op.src as usize + i) * c;
+            let d = (op.dst as usize + i) * c;
+            for l in 0..c {
+                let a = bufs.acc[s + l];
+                let n = (0..op.count as usize)
+                    .filter(|&j| a >= bufs.acc[(op.thr as usize + j) * c + l])
+                    .count();
+                bufs.out[d + l] = (op.base as i64 + n as i64).clamp(-128, 127) as i8 as u8;
+            }
+        }
+        self.thresh_compares += op.m as u64 * c as u64 * op.count as u64;
+    }
+
+    pub fn thresh_access(op: &Thresh, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {
+        let (m, t) = (op.m as u64, op.count as u64);
+        if m == 0 {
+            return;
+        }
+        if o < t {
+            f(BufferKind::Accumulator, op.thr + o as u32, false);
+        }
+        if o >= t && o - t < m {
+            f(BufferKind::Accumulator, op.src + (o - t) as u32, false);
+        }
+        if o >= t + 3 && o - t - 3 < m {
+            f(BufferKind::Output, op.dst + (o - t - 3) as u32, true);
+        }
     }
 
     pub fn alu_access(op: &Alu, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {

@@ -329,7 +329,7 @@ impl Gen<'_> {
         let acc_free = self.acc_free();
         let acc_all = self.lines(BufferKind::Accumulator);
         let acc = BufferKind::Accumulator.index() as u8;
-        match self.rng.range(0, 4) {
+        match self.rng.range(0, 5) {
             0 => {
                 let wgt = self.rng.range(0, self.lines(BufferKind::Weight) - r);
                 let fp = vec![Access {
@@ -419,6 +419,47 @@ impl Gen<'_> {
                     },
                 ];
                 self.emit(Op::Alu(op), fp);
+            }
+            4 => {
+                let out_lines = self.lines(BufferKind::Output);
+                let m = self.m(12.min(out_lines));
+                let count = if self.rng.chance(10) {
+                    self.rng.range(0, 255.min(acc_all))
+                } else {
+                    self.rng.range(0, 8)
+                };
+                let thr = self.rng.range(0, acc_all - count);
+                let src = self.rng.range(0, acc_all - m);
+                let dst = self.rng.range(0, out_lines - m);
+                let op = Thresh {
+                    dst: dst as u32,
+                    src: src as u32,
+                    thr: thr as u32,
+                    count: count as u32,
+                    m: m as u32,
+                    base: self.rng.range(0, 255) as i32 - 128,
+                };
+                let fp = vec![
+                    Access {
+                        res: acc,
+                        lo: src,
+                        hi: src + m,
+                        write: false,
+                    },
+                    Access {
+                        res: acc,
+                        lo: thr,
+                        hi: thr + count,
+                        write: false,
+                    },
+                    Access {
+                        res: BufferKind::Output.index() as u8,
+                        lo: dst,
+                        hi: dst + m,
+                        write: true,
+                    },
+                ];
+                self.emit(Op::Thresh(op), fp);
             }
             _ => {
                 let out_lines = self.lines(BufferKind::Output);

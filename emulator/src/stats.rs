@@ -64,6 +64,7 @@ pub struct Stats {
     pub alu_lane_ops: u64,
     pub alu_mul_lane_ops: u64,
     pub requant_lane_ops: u64,
+    pub thresh_compares: u64,
     pub energy: Energy,
 }
 
@@ -86,7 +87,9 @@ impl Stats {
             // add and two compares (priced as int32 adds).
             ppu_pj: self.alu_lane_ops as f64 * e.int32_add_pj
                 + self.alu_mul_lane_ops as f64 * e.int32_mul_pj
-                + self.requant_lane_ops as f64 * (e.int32_mul_pj + 4.0 * e.int32_add_pj),
+                + self.requant_lane_ops as f64 * (e.int32_mul_pj + 4.0 * e.int32_add_pj)
+                // A 32-bit compare costs about a 32-bit add.
+                + self.thresh_compares as f64 * e.int32_add_pj,
             ..Default::default()
         };
         for k in BufferKind::ALL {

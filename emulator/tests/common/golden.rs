@@ -227,6 +227,20 @@ impl Golden {
                     }
                 }
             }
+            Op::Thresh(t) => {
+                for i in 0..t.m as usize {
+                    for k in 0..c {
+                        let a = self.acc[t.src as usize + i][k];
+                        let mut n = t.base as i64;
+                        for j in 0..t.count as usize {
+                            if a >= self.acc[t.thr as usize + j][k] {
+                                n += 1;
+                            }
+                        }
+                        self.out[t.dst as usize + i][k] = n.clamp(-128, 127) as i8 as u8;
+                    }
+                }
+            }
             Op::Nop(_) | Op::Finish(_) => {}
         }
     }
