@@ -301,14 +301,22 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Compile { model, arch, output, report, check_only } => {
+        Cmd::Compile {
+            model,
+            arch,
+            output,
+            report,
+            check_only,
+        } => {
             let arch = resolve_arch(&arch)?;
             if check_only {
                 let (ok, text) = systole::model::coverage(&model, &arch)?;
                 print!("{text}");
                 std::process::exit(if ok { 0 } else { 1 });
             }
-            let Some(output) = output else { bail!("give -o OUT.sysb (or --check-only)") };
+            let Some(output) = output else {
+                bail!("give -o OUT.sysb (or --check-only)")
+            };
             let t0 = Instant::now();
             let c = systole::model::compile(&model, &arch)?;
             let secs = t0.elapsed().as_secs_f64();
@@ -316,7 +324,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             if report {
                 print!("{}", systole::model::report(&c, &arch)?);
             }
-            write_atomic(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            write_atomic(&output, &bytes)
+                .with_context(|| format!("cannot write {}", output.display()))?;
             println!(
                 "{}: {} layers, {} instructions, {} bytes, compiled in {:.3} s",
                 output.display(),
@@ -326,10 +335,19 @@ fn dispatch(cli: Cli) -> Result<()> {
                 secs
             );
         }
-        Cmd::Check { cases, arch, json, atol, rtol } => {
+        Cmd::Check {
+            cases,
+            arch,
+            json,
+            atol,
+            rtol,
+        } => {
             let arch = resolve_arch(&arch)?;
             if !json {
-                println!("{:<40} {:>6} {:>5} {:>12} {:>12} {:>10}", "case", "result", "sets", "max |diff|", "mismatches", "cycles");
+                println!(
+                    "{:<40} {:>6} {:>5} {:>12} {:>12} {:>10}",
+                    "case", "result", "sets", "max |diff|", "mismatches", "cycles"
+                );
             }
             let mut all = true;
             for dir in &cases {
@@ -346,7 +364,10 @@ fn dispatch(cli: Cli) -> Result<()> {
                         r.max_abs_diff,
                         format!("{}/{}", r.mismatches, r.elements),
                         r.cycles,
-                        r.error.as_ref().map(|e| format!("  {e}")).unwrap_or_default()
+                        r.error
+                            .as_ref()
+                            .map(|e| format!("  {e}"))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -354,7 +375,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 std::process::exit(1);
             }
         }
-        Cmd::Eval { model, mnist, limit, arch, pixel_scale } => {
+        Cmd::Eval {
+            model,
+            mnist,
+            limit,
+            arch,
+            pixel_scale,
+        } => {
             let arch = resolve_arch(&arch)?;
             let c = systole::model::compile(&model, &arch)?;
             let find = |stem: &str| -> Result<PathBuf> {
@@ -363,21 +390,45 @@ fn dispatch(cli: Cli) -> Result<()> {
                     .find(|p| p.exists())
                     .ok_or_else(|| anyhow::anyhow!("{}: no {stem}(.gz)", mnist.display()))
             };
-            let data = systole_compiler::tensor::read_mnist_idx(find("t10k-images-idx3-ubyte")?, find("t10k-labels-idx1-ubyte")?, limit)?;
+            let data = systole_compiler::tensor::read_mnist_idx(
+                find("t10k-images-idx3-ubyte")?,
+                find("t10k-labels-idx1-ubyte")?,
+                limit,
+            )?;
             let pixels: Vec<u8> = match &data.images.data {
                 systole_compiler::tensor::TensorData::U8(v) => v.clone(),
                 _ => bail!("MNIST images are not uint8"),
             };
             let per = pixels.len() / data.labels.len().max(1);
-            let images: Vec<Vec<f32>> = pixels.chunks(per).map(|im| im.iter().map(|&p| p as f32 * pixel_scale).collect()).collect();
+            let images: Vec<Vec<f32>> = pixels
+                .chunks(per)
+                .map(|im| im.iter().map(|&p| p as f32 * pixel_scale).collect())
+                .collect();
             let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
             let shape: Vec<usize> = c.qmodel.input.shape.clone();
-            let r = systole::model::eval_images(&c.program, &arch, &images, &labels, &shape, true)?;
-            println!("model: {}  arch: {}  images: {}", model.display(), arch.name, r.total);
-            println!("cycles per image: {} ({:.2} us at {} MHz)", r.cycles, r.cycles as f64 / arch.clock_mhz, arch.clock_mhz);
-            println!("accuracy: {:.2}% ({}/{})", 100.0 * r.correct as f64 / r.total.max(1) as f64, r.correct, r.total);
+            let r = systole::model::eval_images(&c, &arch, &images, &labels, &shape, true)?;
+            println!(
+                "model: {}  arch: {}  images: {}",
+                model.display(),
+                arch.name,
+                r.total
+            );
+            println!(
+                "cycles per image: {} ({:.2} us at {} MHz)",
+                r.cycles,
+                r.cycles as f64 / arch.clock_mhz,
+                arch.clock_mhz
+            );
+            println!(
+                "accuracy: {:.2}% ({}/{})",
+                100.0 * r.correct as f64 / r.total.max(1) as f64,
+                r.correct,
+                r.total
+            );
         }
-        Cmd::Demo { arch, output } => systole::model::demo(&resolve_arch(&arch)?, output.as_deref())?,
+        Cmd::Demo { arch, output } => {
+            systole::model::demo(&resolve_arch(&arch)?, output.as_deref())?
+        }
         Cmd::Isa => print!("{}", systole_arch::isa::markdown_reference()),
         Cmd::Bench {
             arch,

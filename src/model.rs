@@ -17,7 +17,8 @@ use crate::{io_for_input, output_tensor};
 /// Reads and imports an ONNX model; the error names the file and every problem.
 pub fn import(path: &Path) -> Result<Graph> {
     let model = systole_compiler::onnx::load_model(path)?;
-    frontend::import(&model, &ImportOptions::default()).map_err(|e| anyhow!("{}: {e}", path.display()))
+    frontend::import(&model, &ImportOptions::default())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
 /// A compiled model.
@@ -29,28 +30,83 @@ pub struct Compiled {
 
 pub fn compile(path: &Path, arch: &ArchConfig) -> Result<Compiled> {
     let g = import(path)?;
-    let (program, qmodel, layers) =
-        lower::compile(arch, &g).map_err(|e| anyhow!("{}: cannot compile for arch '{}': {e}", path.display(), arch.name))?;
-    Ok(Compiled { program, qmodel, layers })
+    let (program, qmodel, layers) = lower::compile(arch, &g).map_err(|e| {
+        anyhow!(
+            "{}: cannot compile for arch '{}': {e}",
+            path.display(),
+            arch.name
+        )
+    })?;
+    Ok(Compiled {
+        program,
+        qmodel,
+        layers,
+    })
 }
 
 /// Runs a compiled program on one set of host tensors; returns the outputs as host tensors.
-pub fn run_tensors(p: &Program, arch: &ArchConfig, inputs: &[Tensor], dequantize: bool) -> Result<(Vec<Tensor>, Stats)> {
+pub fn run_tensors(
+    p: &Program,
+    arch: &ArchConfig,
+    inputs: &[Tensor],
+    dequantize: bool,
+) -> Result<(Vec<Tensor>, Stats)> {
     let (t, _, s) = run_tensors_raw(p, arch, inputs, dequantize)?;
     Ok((t, s))
 }
 
 /// As `run_tensors`, also returning the outputs as stored on chip.
-pub fn run_tensors_raw(p: &Program, arch: &ArchConfig, inputs: &[Tensor], dequantize: bool) -> Result<(Vec<Tensor>, Vec<IoData>, Stats)> {
+pub fn run_tensors_raw(
+    p: &Program,
+    arch: &ArchConfig,
+    inputs: &[Tensor],
+    dequantize: bool,
+) -> Result<(Vec<Tensor>, Vec<IoData>, Stats)> {
     let descs: Vec<TensorDesc> = p.inputs().cloned().collect();
     if descs.len() != inputs.len() {
-        bail!("the program takes {} input(s), {} given", descs.len(), inputs.len());
+        bail!(
+            "the program takes {} input(s), {} given",
+            descs.len(),
+            inputs.len()
+        );
     }
-    let data: Vec<IoData> = inputs.iter().zip(&descs).map(|(t, d)| io_for_input(t, d)).collect::<Result<_>>()?;
+    let data: Vec<IoData> = inputs
+        .iter()
+        .zip(&descs)
+        .map(|(t, d)| io_for_input(t, d))
+        .collect::<Result<_>>()?;
     let r = run(p, arch, &data, &RunOptions::default())?;
     let outs: Vec<TensorDesc> = p.outputs().cloned().collect();
-    let tensors = outs.iter().zip(&r.outputs).map(|(d, v)| output_tensor(d, v, dequantize)).collect::<Result<_>>()?;
+    let tensors = outs
+        .iter()
+        .zip(&r.outputs)
+        .map(|(d, v)| output_tensor(d, v, dequantize))
+        .collect::<Result<_>>()?;
     Ok((tensors, r.outputs, r.stats))
+}
+
+/// Runs a compiled model on one host input: the host side of the model (quantization or
+/// pre-processing, dequantization or a float tail) exactly as the model defines it, the rest
+/// on the emulator. Also checks the emulator against the quantized reference interpreter.
+pub fn run_model(c: &Compiled, arch: &ArchConfig, input: &Tensor) -> Result<(Tensor, Stats)> {
+    let hw = lower::input_to_hw(&c.qmodel.input, input).map_err(|e| anyhow!(e))?;
+    let r = run(
+        &c.program,
+        arch,
+        &[IoData::I8(hw.clone())],
+        &RunOptions::default(),
+    )?;
+    let raw = match &r.outputs[0] {
+        IoData::I8(v) => QData::I8(v.clone()),
+        IoData::I32(v) => QData::I32(v.clone()),
+        IoData::U8(v) => QData::I8(v.iter().map(|&x| x as i8).collect()),
+    };
+    let reference = c.qmodel.run(&hw);
+    if raw != reference {
+        bail!("the emulator and the quantized reference interpreter disagree (a compiler or emulator bug)");
+    }
+    let out = lower::output_from_hw(&c.qmodel.output, c.qmodel.m, &raw).map_err(|e| anyhow!(e))?;
+    Ok((out, r.stats))
 }
 
 /// Per-layer table for `systole compile --report`, with exact cycles from one emulated run.
@@ -65,7 +121,15 @@ pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
             systole_arch::image::DType::I8 => IoData::I8(vec![0; d.elements() as usize]),
         })
         .collect();
-    let r = run(&c.program, arch, &zeros, &RunOptions { trace: true, max_cycles: None })?;
+    let r = run(
+        &c.program,
+        arch,
+        &zeros,
+        &RunOptions {
+            trace: true,
+            max_cycles: None,
+        },
+    )?;
     let spans = r.spans.unwrap_or_default();
     let mut s = String::new();
     s.push_str(&format!(
@@ -76,7 +140,12 @@ pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
     let mut prev_end = 0u64;
     for l in &c.layers {
         let last = first + l.instructions;
-        let end = spans.iter().filter(|x| x.insn >= first && x.insn < last).map(|x| x.end + 1).max().unwrap_or(prev_end);
+        let end = spans
+            .iter()
+            .filter(|x| x.insn >= first && x.insn < last)
+            .map(|x| x.end + 1)
+            .max()
+            .unwrap_or(prev_end);
         let cycles = end.saturating_sub(prev_end);
         let t = &l.tiling;
         s.push_str(&format!(
@@ -122,7 +191,11 @@ pub fn coverage(path: &Path, arch: &ArchConfig) -> Result<(bool, String)> {
     let g = match frontend::import(&model, &ImportOptions::default()) {
         Ok(g) => g,
         Err(e) => {
-            s.push_str(&format!("{}: {} problem(s)\n", path.display(), e.issues.len()));
+            s.push_str(&format!(
+                "{}: {} problem(s)\n",
+                path.display(),
+                e.issues.len()
+            ));
             for i in &e.issues {
                 s.push_str(&format!("  {i}\n"));
             }
@@ -133,8 +206,17 @@ pub fn coverage(path: &Path, arch: &ArchConfig) -> Result<(bool, String)> {
     for n in &g.nodes {
         *ops.entry(n.op.op_type()).or_default() += 1;
     }
-    s.push_str(&format!("{}: imports: {} nodes (", path.display(), g.nodes.len()));
-    s.push_str(&ops.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", "));
+    s.push_str(&format!(
+        "{}: imports: {} nodes (",
+        path.display(),
+        g.nodes.len()
+    ));
+    s.push_str(
+        &ops.iter()
+            .map(|(k, v)| format!("{k} x{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
     s.push_str(")\n");
     match lower::compile(arch, &g) {
         Ok((p, q, _)) => {
@@ -185,20 +267,39 @@ fn data_sets(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
+        })
         .collect();
     v.sort();
     Ok(v)
 }
 
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    (0..).map(|i| dir.join(format!("{prefix}_{i}.pb"))).take_while(|p| p.exists()).collect()
+    (0..)
+        .map(|i| dir.join(format!("{prefix}_{i}.pb")))
+        .take_while(|p| p.exists())
+        .collect()
 }
 
 /// Compiles and runs one backend-test case folder; never fails, errors go in the row.
 pub fn check_case(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64) -> CaseResult {
-    let case = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| dir.display().to_string());
-    let mut row = CaseResult { case, pass: false, data_sets: 0, max_abs_diff: 0.0, mismatches: 0, elements: 0, cycles: 0, error: None };
+    let case = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string());
+    let mut row = CaseResult {
+        case,
+        pass: false,
+        data_sets: 0,
+        max_abs_diff: 0.0,
+        mismatches: 0,
+        elements: 0,
+        cycles: 0,
+        error: None,
+    };
     if let Err(e) = check_case_inner(dir, arch, atol, rtol, &mut row) {
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         row.error = Some(msg.join(": "));
@@ -207,7 +308,13 @@ pub fn check_case(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64) -> CaseRe
     row
 }
 
-fn check_case_inner(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64, row: &mut CaseResult) -> Result<()> {
+fn check_case_inner(
+    dir: &Path,
+    arch: &ArchConfig,
+    atol: f64,
+    rtol: f64,
+    row: &mut CaseResult,
+) -> Result<()> {
     let c = compile(&dir.join("model.onnx"), arch)?;
     let sets = data_sets(dir)?;
     if sets.is_empty() {
@@ -225,25 +332,22 @@ fn check_case_inner(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64, row: &m
             .iter()
             .map(systole_compiler::tensor::read_tensor_pb)
             .collect::<Result<_, _>>()?;
-        let float_out = expected.iter().any(|t| matches!(t.data, TensorData::F32(_) | TensorData::F64(_)));
-        let (got, raw, stats) = run_tensors_raw(&c.program, arch, &inputs, float_out)?;
-        if got.len() != expected.len() {
-            bail!("{}: the program has {} outputs, the case expects {}", set.display(), got.len(), expected.len());
+        if inputs.len() != 1 || expected.len() != 1 {
+            bail!(
+                "{}: only one input and one output are supported",
+                set.display()
+            );
         }
-        // The emulator must also equal the quantized reference interpreter.
-        let hw_in = lower::input_to_hw(&c.qmodel.input, &inputs[0]).map_err(|e| anyhow!(e))?;
-        let reference = c.qmodel.run(&hw_in);
-        let same = match (&reference, &raw[0]) {
-            (QData::I8(a), IoData::I8(b)) => a == b,
-            (QData::I32(a), IoData::I32(b)) => a == b,
-            _ => false,
-        };
-        if !same {
-            bail!("{}: emulator and quantized reference interpreter disagree", set.display());
-        }
+        let (out, stats) = run_model(&c, arch, &inputs[0])?;
+        let got = [out];
         for (g, e) in got.iter().zip(&expected) {
             if g.len() != e.len() {
-                bail!("{}: output has {} elements, expected {}", set.display(), g.len(), e.len());
+                bail!(
+                    "{}: output has {} elements, expected {}",
+                    set.display(),
+                    g.len(),
+                    e.len()
+                );
             }
             for (a, b) in tensor_f64(g).iter().zip(tensor_f64(e)) {
                 let d = (a - b).abs();
@@ -280,7 +384,14 @@ pub fn argmax(v: &[f64]) -> usize {
 }
 
 /// Runs `program` over images (u8, [N, pixels]) scaled by `scale`, counting top-1 hits.
-pub fn eval_images(p: &Program, arch: &ArchConfig, images: &[Vec<f32>], labels: &[usize], shape: &[usize], progress: bool) -> Result<EvalResult> {
+pub fn eval_images(
+    c: &Compiled,
+    arch: &ArchConfig,
+    images: &[Vec<f32>],
+    labels: &[usize],
+    shape: &[usize],
+    progress: bool,
+) -> Result<EvalResult> {
     let pb = if progress {
         let pb = ProgressBar::new(images.len() as u64);
         pb.set_style(
@@ -291,11 +402,16 @@ pub fn eval_images(p: &Program, arch: &ArchConfig, images: &[Vec<f32>], labels: 
     } else {
         ProgressBar::hidden()
     };
-    let mut res = EvalResult { correct: 0, total: 0, cycles: 0, stats: None };
+    let mut res = EvalResult {
+        correct: 0,
+        total: 0,
+        cycles: 0,
+        stats: None,
+    };
     for (img, &label) in images.iter().zip(labels) {
         let t = Tensor::new(shape.to_vec(), TensorData::F32(img.clone()))?;
-        let (out, stats) = run_tensors(p, arch, &[t], true)?;
-        if argmax(&tensor_f64(&out[0])) == label {
+        let (out, stats) = run_model(c, arch, &t)?;
+        if argmax(&tensor_f64(&out)) == label {
             res.correct += 1;
         }
         res.total += 1;
@@ -309,7 +425,9 @@ pub fn eval_images(p: &Program, arch: &ArchConfig, images: &[Vec<f32>], labels: 
 
 /// Folder of the bundled demo model (trained by models/train_demo.py).
 pub fn demo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join("demo")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join("demo")
 }
 
 /// `systole demo`: compile the bundled quantized MLP, run the bundled test images on the
@@ -317,28 +435,58 @@ pub fn demo_dir() -> PathBuf {
 pub fn demo(arch: &ArchConfig, output: Option<&Path>) -> Result<()> {
     let dir = demo_dir();
     let model = dir.join("mlp_qdq.onnx");
-    println!("model: {} (8x8 digits MLP, int8, trained by models/train_demo.py)", model.display());
-    println!("arch: {} ({}x{} array at {} MHz)", arch.name, arch.array.rows, arch.array.cols, arch.clock_mhz);
+    println!(
+        "model: {} (8x8 digits MLP, int8, trained by models/train_demo.py)",
+        model.display()
+    );
+    println!(
+        "arch: {} ({}x{} array at {} MHz)",
+        arch.name, arch.array.rows, arch.array.cols, arch.clock_mhz
+    );
     let t0 = std::time::Instant::now();
     let c = compile(&model, arch)?;
-    println!("compiled in {:.3} s: {} layers, {} instructions", t0.elapsed().as_secs_f64(), c.qmodel.layers.len(), c.program.code.len());
+    println!(
+        "compiled in {:.3} s: {} layers, {} instructions",
+        t0.elapsed().as_secs_f64(),
+        c.qmodel.layers.len(),
+        c.program.code.len()
+    );
     print!("{}", report(&c, arch)?);
     if let Some(out) = output {
-        systole_arch::image::write_atomic(out, &c.program.to_bytes()?).with_context(|| format!("cannot write {}", out.display()))?;
+        systole_arch::image::write_atomic(out, &c.program.to_bytes()?)
+            .with_context(|| format!("cannot write {}", out.display()))?;
     }
     let images = systole_compiler::tensor::read_npy(dir.join("test_images.npy"))?;
     let labels = systole_compiler::tensor::read_npy(dir.join("test_labels.npy"))?;
     let per: usize = images.shape.iter().skip(1).product();
-    let imgs: Vec<Vec<f32>> = images.to_f32_vec().chunks(per).map(|c| c.to_vec()).collect();
+    let imgs: Vec<Vec<f32>> = images
+        .to_f32_vec()
+        .chunks(per)
+        .map(|c| c.to_vec())
+        .collect();
     let labels: Vec<usize> = tensor_f64(&labels).iter().map(|&l| l as usize).collect();
     let t0 = std::time::Instant::now();
-    let r = eval_images(&c.program, arch, &imgs, &labels, &c.qmodel.input.shape, true)?;
+    let r = eval_images(&c, arch, &imgs, &labels, &c.qmodel.input.shape, true)?;
     let wall = t0.elapsed().as_secs_f64();
     let st = r.stats.as_ref().ok_or_else(|| anyhow!("no test images"))?;
     println!("emulated {} images in {:.2} s", r.total, wall);
     println!("cycles per image: {}", st.cycles);
-    println!("latency per image: {:.2} us at {} MHz ({:.0} images/s)", st.latency_us, arch.clock_mhz, 1e6 / st.latency_us);
-    println!("energy per image: {:.3} nJ (DRAM {:.1}%)", st.energy.total_pj / 1000.0, 100.0 * st.energy.dram_pj / st.energy.total_pj.max(1e-12));
-    println!("accuracy: {:.2}% ({}/{})", 100.0 * r.correct as f64 / r.total.max(1) as f64, r.correct, r.total);
+    println!(
+        "latency per image: {:.2} us at {} MHz ({:.0} images/s)",
+        st.latency_us,
+        arch.clock_mhz,
+        1e6 / st.latency_us
+    );
+    println!(
+        "energy per image: {:.3} nJ (DRAM {:.1}%)",
+        st.energy.total_pj / 1000.0,
+        100.0 * st.energy.dram_pj / st.energy.total_pj.max(1e-12)
+    );
+    println!(
+        "accuracy: {:.2}% ({}/{})",
+        100.0 * r.correct as f64 / r.total.max(1) as f64,
+        r.correct,
+        r.total
+    );
     Ok(())
 }

@@ -101,10 +101,24 @@ pub struct Tiling {
     pub k_tiles: usize,
     pub n_tiles: usize,
     pub k_chunks: usize,
+    /// Accumulator lines of parameters per n-tile.
+    pub param_lines: usize,
 }
 
 impl Tiling {
     pub fn new(arch: &ArchConfig, m: usize, k: usize, n: usize) -> Result<Tiling, GemmError> {
+        Self::with_params(arch, m, k, n, 3)
+    }
+
+    /// Tiling when each n-tile needs `param_lines` accumulator lines of parameters (bias plus
+    /// requantization or thresholds), double-buffered.
+    pub fn with_params(
+        arch: &ArchConfig,
+        m: usize,
+        k: usize,
+        n: usize,
+        param_lines: usize,
+    ) -> Result<Tiling, GemmError> {
         let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
         let fit = |msg: String| GemmError::DoesNotFit { m, k, n, msg };
         if m == 0 || k == 0 || n == 0 {
@@ -121,7 +135,7 @@ impl Tiling {
         // output half tm lines, a load moves at most 1023 rows.
         let tm = m
             .min(inp_half)
-            .min(acc_lines.saturating_sub(6) / 2)
+            .min(acc_lines.saturating_sub(2 * param_lines) / 2)
             .min(out_half)
             .min(1023);
         if tm == 0 {
@@ -142,6 +156,7 @@ impl Tiling {
             k_tiles,
             n_tiles,
             k_chunks: k_tiles.div_ceil(kc),
+            param_lines,
         })
     }
 }
@@ -153,6 +168,9 @@ pub enum OutMode {
     Int8 { zp: i32, lo: i8, hi: i8, fp32: bool },
     /// The int32 accumulators (plus bias), as MatMulInteger produces them.
     Int32,
+    /// Multi-threshold activation: base + number of thresholds reached (`count` threshold
+    /// lines follow the bias line in each n-tile's parameters).
+    Thresh { count: u32, base: i8 },
 }
 
 /// Where a dense layer's operands live in DRAM.
@@ -198,17 +216,20 @@ pub fn pack_weights(arch: &ArchConfig, t: &Tiling, k: usize, n: usize, weights: 
     bt
 }
 
-/// Per n-tile three int32 lines: bias, then the requant line pair (multiplier and shift, or
-/// binary32 scale bits and zero).
-pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], p1: &[i32], p2: &[i32]) -> Vec<u8> {
+/// Per n-tile `t.param_lines` int32 lines: bias, then the requantization lines (multiplier
+/// and shift, or binary32 scale bits and zero) or the threshold lines. `extra[j][ch]` is line
+/// 1 + j for output channel ch.
+pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], extra: &[Vec<i32>]) -> Vec<u8> {
     let c = arch.array.cols as usize;
-    let mut params = vec![0u8; t.n_tiles * 3 * 4 * c];
+    let pl = t.param_lines;
+    let mut params = vec![0u8; t.n_tiles * pl * 4 * c];
     for nt in 0..t.n_tiles {
         for nn in 0..c {
             let ch = nt * c + nn;
-            for (line, src) in [bias, p1, p2].into_iter().enumerate() {
+            for line in 0..pl {
+                let src = if line == 0 { bias } else { &extra[line - 1] };
                 let v = src.get(ch).copied().unwrap_or(0);
-                let at = ((nt * 3 + line) * c + nn) * 4;
+                let at = ((nt * pl + line) * c + nn) * 4;
                 params[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
         }
@@ -231,8 +252,9 @@ pub fn emit_dense(
     let inp_half = arch.lines(BufferKind::Input) / 2;
     let wgt_half = arch.lines(BufferKind::Weight) / 2;
     let out_half = arch.lines(BufferKind::Output) / 2;
-    let param_slot = |i: usize| (i % 2) as u32 * 3;
-    let acc_slot = |o: usize| 6 + (o % 2) as u32 * t.tm as u32;
+    let pl = t.param_lines as u32;
+    let param_slot = |i: usize| (i % 2) as u32 * pl;
+    let acc_slot = |o: usize| 2 * pl + (o % 2) as u32 * t.tm as u32;
     let mut item = 0usize;
     let mut out_idx = 0usize;
     for mt in 0..t.m_tiles {
@@ -270,10 +292,10 @@ pub fn emit_dense(
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Acc,
                         sram: param_slot(item),
-                        dram: (g.p_addr + (nt * 3 * 4 * c) as u64) as u32,
+                        dram: (g.p_addr + (nt * t.param_lines * 4 * c) as u64) as u32,
                         rows: 1,
-                        cols: 3,
-                        stride: (3 * 4 * c) as u32,
+                        cols: pl,
+                        stride: pl * 4 * c as u32,
                         ..Default::default()
                     }));
                 }
@@ -314,6 +336,24 @@ pub fn emit_dense(
                         b_stride: 0,
                         m: rows as u32,
                     })));
+                    if let OutMode::Thresh { count, base } = out {
+                        let th = Thresh {
+                            dst: (out_idx % 2) as u32 * out_half,
+                            src: acc_slot(out_idx),
+                            thr: param_slot(item) + 1,
+                            count,
+                            m: rows as u32,
+                            base: base as i32,
+                        };
+                        let deps = Deps {
+                            pop_next: out_idx >= 2,
+                            ..Default::default()
+                        };
+                        comp.push(Insn {
+                            deps,
+                            op: Op::Thresh(th),
+                        });
+                    }
                     if let OutMode::Int8 { zp, lo, hi, fp32 } = out {
                         let rq = Requant {
                             dst: (out_idx % 2) as u32 * out_half,
@@ -344,7 +384,9 @@ pub fn emit_dense(
                 // --- store ---
                 if last_chunk {
                     let (buf, sram, lane_bytes) = match out {
-                        OutMode::Int8 { .. } => (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1),
+                        OutMode::Int8 { .. } | OutMode::Thresh { .. } => {
+                            (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1)
+                        }
                         OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
                     };
                     code.push(Insn {
@@ -433,7 +475,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
     let bias: Vec<i32> = layer.channels.iter().map(|q| q.bias).collect();
     let mult: Vec<i32> = layer.channels.iter().map(|q| q.mult).collect();
     let shift: Vec<i32> = layer.channels.iter().map(|q| q.shift as i32).collect();
-    let params = pack_params(arch, &t, &bias, &mult, &shift);
+    let params = pack_params(arch, &t, &bias, &[mult, shift]);
     let a_addr = 0u64;
     let b_addr = align(a_addr + m as u64 * a_pitch, 64);
     let p_addr = align(b_addr + bt.len() as u64, 64);

@@ -30,7 +30,9 @@ pub struct LowerError {
 }
 
 fn err(msg: impl Into<String>) -> LowerError {
-    LowerError { problems: vec![msg.into()] }
+    LowerError {
+        problems: vec![msg.into()],
+    }
 }
 
 /// Quantization parameters of an 8-bit tensor in the logical domain.
@@ -66,65 +68,55 @@ impl QParams {
     }
 }
 
-/// A dense layer whose accumulator is known but not yet requantized.
-#[derive(Debug, Clone)]
-struct Pending {
-    name: String,
-    k: usize,
-    n: usize,
-    /// Weights with their zero point removed, [k][n].
-    weights: Vec<i32>,
-    /// Input zero point (hw domain) still to fold.
-    x_zp_hw: i32,
-    /// Integer bias in units of x_scale * w_scale.
-    bias: Vec<i32>,
-    x_scale: f32,
-    w_scales: Vec<f32>,
-    /// Float clamp applied before quantization (Relu/Clip).
-    lo: Option<f32>,
-    hi: Option<f32>,
-}
-
-/// What the lowering knows about a value.
-#[derive(Debug, Clone)]
-enum Sym {
-    /// An 8-bit activation held on chip (the current chain tensor).
-    Q(QParams),
-    /// The float dequantization of the chain tensor.
-    Deq(QParams),
-    /// The float output of a matrix product on the chain tensor, not yet requantized.
-    Acc(Pending),
-    /// The int32 output of MatMulInteger (ends the chain).
-    Int32,
-}
-
 fn const_f32(g: &Graph, id: Option<ValueId>, what: &str) -> Result<Vec<f32>, LowerError> {
     let id = id.ok_or_else(|| err(format!("{what} is missing")))?;
-    let t = g.constant(id).ok_or_else(|| err(format!("{what} ('{}') must be a constant", g.value(id).name)))?;
+    let t = g.constant(id).ok_or_else(|| {
+        err(format!(
+            "{what} ('{}') must be a constant",
+            g.value(id).name
+        ))
+    })?;
     Ok(t.to_f32_vec())
 }
 
 fn const_ints(g: &Graph, id: Option<ValueId>, what: &str) -> Result<(Vec<i64>, DType), LowerError> {
     let id = id.ok_or_else(|| err(format!("{what} is missing")))?;
-    let t = g.constant(id).ok_or_else(|| err(format!("{what} ('{}') must be a constant", g.value(id).name)))?;
+    let t = g.constant(id).ok_or_else(|| {
+        err(format!(
+            "{what} ('{}') must be a constant",
+            g.value(id).name
+        ))
+    })?;
     let v = match &t.data {
         TensorData::I8(v) => v.iter().map(|&x| x as i64).collect(),
         TensorData::U8(v) => v.iter().map(|&x| x as i64).collect(),
         TensorData::I32(v) => v.iter().map(|&x| x as i64).collect(),
         TensorData::I64(v) => v.clone(),
-        _ => return Err(err(format!("{what} must be an integer tensor, not {}", t.dtype_name()))),
+        _ => {
+            return Err(err(format!(
+                "{what} must be an integer tensor, not {}",
+                t.dtype_name()
+            )))
+        }
     };
     Ok((v, t.dtype()))
 }
 
 /// Zero point input (absent = 0) with the type of the quantized tensor.
-fn zero_point(g: &Graph, id: Option<ValueId>, default_dtype: DType, what: &str) -> Result<(i32, DType), LowerError> {
+fn zero_point(
+    g: &Graph,
+    id: Option<ValueId>,
+    default_dtype: DType,
+    what: &str,
+) -> Result<(i32, DType), LowerError> {
     match id {
         None => Ok((0, default_dtype)),
         Some(_) => {
             let (v, dt) = const_ints(g, id, what)?;
             if v.iter().any(|&x| x != v[0]) {
-                return Err(err(format!("{what}: per-axis zero points are not supported")));
+                return Err(err(format!(
+                    "{what}: per-axis zero points are not supported"
+                )));
             }
             Ok((v.first().copied().unwrap_or(0) as i32, dt))
         }
@@ -134,10 +126,16 @@ fn zero_point(g: &Graph, id: Option<ValueId>, default_dtype: DType, what: &str) 
 fn scalar_f32(g: &Graph, id: Option<ValueId>, what: &str) -> Result<f32, LowerError> {
     let v = const_f32(g, id, what)?;
     if v.len() != 1 {
-        return Err(err(format!("{what}: expected a per-tensor scale, got {} values", v.len())));
+        return Err(err(format!(
+            "{what}: expected a per-tensor scale, got {} values",
+            v.len()
+        )));
     }
     if !(v[0].is_finite() && v[0] > 0.0) {
-        return Err(err(format!("{what}: scale {} must be positive and finite", v[0])));
+        return Err(err(format!(
+            "{what}: scale {} must be positive and finite",
+            v[0]
+        )));
     }
     Ok(v[0])
 }
@@ -151,322 +149,925 @@ fn per_channel(v: Vec<f32>, n: usize, what: &str) -> Result<Vec<f32>, LowerError
     }
 }
 
+/// The layer being built: a matrix product and the elementwise operators after it.
+#[derive(Debug, Clone)]
+struct Open {
+    name: String,
+    k: usize,
+    n: usize,
+    /// Weights with their zero point removed, [k][n].
+    weights: Vec<i32>,
+    /// Integer bias added to the accumulator (before the input zero point is folded).
+    bias: Vec<i32>,
+    /// Input zero point (hw domain) still to fold into the bias.
+    x_zp_hw: i32,
+    /// Range of the input in the hw domain (for accumulator bounds).
+    x_range: (i32, i32),
+    /// Per-channel scale of the matrix product's float value: x_scale * w_scale.
+    mm_scale: Vec<f32>,
+    /// The matrix product's output value and the elementwise nodes applied to it since.
+    mm_value: ValueId,
+    epi: Vec<usize>,
+    /// The chain's current value, and its quantization once a QuantizeLinear produced it.
+    cur: ValueId,
+    cur_q: Option<QParams>,
+    /// For a reopened QLinearMatMul: the accumulator first goes through its binary32
+    /// requantization (scales, output quantization) and `mm_value` is that int8 output.
+    prefix: Option<(Vec<f32>, QParams)>,
+}
+
+/// What the lowering knows about a value.
+#[derive(Debug, Clone, Copy)]
+enum Sym {
+    /// Host-side value computed from the graph input before the first quantizer.
+    Pre,
+    /// An 8-bit activation in DRAM (the input of the next layer), with its hw range.
+    Q(QParams, (i32, i32)),
+    /// Its float dequantization.
+    Deq(QParams, (i32, i32)),
+    /// A value inside the open layer's epilogue.
+    Epi,
+    /// The int32 output of MatMulInteger (ends the chain).
+    Int32,
+}
+
+fn elementwise(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Relu
+            | Op::Clip
+            | Op::BatchNormalization { .. }
+            | Op::Identity
+    )
+}
+
+fn shape_only(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Flatten { .. } | Op::Reshape | Op::Identity | Op::Squeeze { .. } | Op::Unsqueeze { .. }
+    )
+}
+
 struct Lowerer<'g> {
     g: &'g Graph,
     syms: HashMap<ValueId, Sym>,
     layers: Vec<QDense>,
     input: Option<QIo>,
-    /// The graph input feeding the chain.
     input_id: ValueId,
+    /// Host pre-processing nodes (graph input -> first QuantizeLinear and its Clip).
+    pre: Vec<usize>,
+    open: Option<Open>,
+    /// The last layer if it ended in a fused requantization (QLinearMatMul): elementwise
+    /// operators on its dequantized output reopen it. (its Open, its output value)
+    reopen: Option<(Open, ValueId)>,
+    /// The last DequantizeLinear of a closed layer's output: (node index, its output value).
+    last_dq: Option<(usize, ValueId)>,
+}
+
+/// A sub-graph of `g` with `inputs` replaced by fresh float inputs of shape `rows x n`, the
+/// given nodes, and `output` as its output; every chain value gets shape `rows x n`.
+fn subgraph(g: &Graph, inputs: &[ValueId], nodes: &[usize], output: ValueId, rows: usize) -> Graph {
+    let mut sg = Graph {
+        name: format!("{}-sub", g.name),
+        opset: g.opset,
+        ..Default::default()
+    };
+    let mut map: HashMap<ValueId, ValueId> = HashMap::new();
+    let remap = |sg: &mut Graph, id: ValueId, map: &mut HashMap<ValueId, ValueId>| -> ValueId {
+        if let Some(&x) = map.get(&id) {
+            return x;
+        }
+        let v = g.value(id);
+        let nid = if let Some(t) = g.constant(id) {
+            let nid = sg.add_value(&v.name, v.shape.clone(), v.dtype);
+            sg.consts.insert(nid, t.clone());
+            nid
+        } else {
+            let mut shape = v.shape.clone();
+            if shape.is_empty() {
+                shape = vec![rows];
+            } else {
+                let last = *shape.last().unwrap();
+                shape = vec![rows, last];
+            }
+            sg.add_value(&v.name, shape, v.dtype)
+        };
+        map.insert(id, nid);
+        nid
+    };
+    for &i in inputs {
+        let nid = remap(&mut sg, i, &mut map);
+        sg.inputs.push(nid);
+    }
+    for &ni in nodes {
+        let n = &g.nodes[ni];
+        let ins = n
+            .inputs
+            .iter()
+            .map(|i| i.map(|id| remap(&mut sg, id, &mut map)))
+            .collect();
+        let outs = n
+            .outputs
+            .iter()
+            .map(|&o| remap(&mut sg, o, &mut map))
+            .collect();
+        sg.nodes.push(Node {
+            name: n.name.clone(),
+            op: n.op.clone(),
+            inputs: ins,
+            outputs: outs,
+        });
+    }
+    let o = remap(&mut sg, output, &mut map);
+    sg.outputs.push(o);
+    sg
 }
 
 impl Lowerer<'_> {
-    fn sym(&self, id: Option<ValueId>, node: &Node) -> Result<Sym, LowerError> {
-        let id = id.ok_or_else(|| err(format!("node '{}' ({}): input missing", node.name, node.op.op_type())))?;
-        self.syms.get(&id).cloned().ok_or_else(|| {
-            err(format!(
-                "node '{}' ({}): input '{}' is not on the quantized chain the accelerator runs",
-                node.name,
-                node.op.op_type(),
-                self.g.value(id).name
-            ))
+    fn problem(&self, node: &Node, msg: impl std::fmt::Display) -> LowerError {
+        err(format!(
+            "node '{}' ({}): {msg}",
+            node.name,
+            node.op.op_type()
+        ))
+    }
+
+    /// The data input of an elementwise node; the others must be constants.
+    fn data_input(&self, node: &Node) -> Result<ValueId, LowerError> {
+        let mut data = None;
+        for i in node.inputs.iter().flatten() {
+            if self.g.constant(*i).is_none() {
+                if data.is_some() {
+                    return Err(self.problem(
+                        node,
+                        "two computed inputs: only constants can be combined with a layer's output",
+                    ));
+                }
+                data = Some(*i);
+            }
+        }
+        data.ok_or_else(|| self.problem(node, "no computed input"))
+    }
+
+    fn node(&mut self, ni: usize) -> Result<(), LowerError> {
+        let g = self.g;
+        let node = &g.nodes[ni];
+        let out = node.outputs[0];
+        // Nodes whose data input is a constant only (weights, biases) are evaluated by their
+        // consumers.
+        if node
+            .inputs
+            .iter()
+            .flatten()
+            .all(|i| g.constant(*i).is_some())
+        {
+            return Ok(());
+        }
+        match &node.op {
+            Op::MatMul | Op::Gemm { .. } => return self.matmul(node),
+            Op::QLinearMatMul => return self.qlinear_matmul(node),
+            Op::MatMulInteger => return self.matmul_integer(node),
+            _ => {}
+        }
+        let x = match &node.op {
+            Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => node
+                .input(0)
+                .ok_or_else(|| self.problem(node, "input missing"))?,
+            op if elementwise(op) || shape_only(op) => self.data_input(node)?,
+            other => {
+                return Err(self.problem(
+                    node,
+                    format!("{} has no lowering to the accelerator yet", other.op_type()),
+                ))
+            }
+        };
+        let sym = if x == self.input_id {
+            Some(Sym::Pre)
+        } else {
+            self.syms.get(&x).copied()
+        };
+        let sym = sym.ok_or_else(|| {
+            self.problem(
+                node,
+                format!(
+                    "input '{}' is not on the chain the accelerator runs",
+                    g.value(x).name
+                ),
+            )
+        })?;
+        let new = match (sym, &node.op) {
+            // Host pre-processing up to the first quantizer (and a Clip of its integers).
+            (Sym::Pre, Op::QuantizeLinear { .. }) => {
+                let qp = self.qparams(node, 1, 2)?;
+                self.pre.push(ni);
+                Sym::Q(qp, qp.hw_range())
+            }
+            (Sym::Pre, op) if elementwise(op) || shape_only(op) => {
+                self.pre.push(ni);
+                Sym::Pre
+            }
+            (Sym::Pre, Op::DequantizeLinear { .. }) => {
+                // Integer graph input.
+                let qp = self.qparams(node, 1, 2)?;
+                Sym::Deq(qp, qp.hw_range())
+            }
+            (Sym::Q(q, r), Op::Clip) if self.open.is_none() => {
+                // Clip of the quantized input on the host.
+                self.pre.push(ni);
+                let (lo, hi) = self.int_clip(node, q)?;
+                Sym::Q(q, (r.0.max(lo), r.1.min(hi)))
+            }
+            (Sym::Q(q, r), Op::DequantizeLinear { .. }) => {
+                let d = self.qparams(node, 1, 2)?;
+                if d.scale != q.scale || d.zp != q.zp {
+                    return Err(self.problem(
+                        node,
+                        "dequantizes with other parameters than the quantizer used",
+                    ));
+                }
+                if self.input.is_none() {
+                    self.bind_input(q, r)?;
+                }
+                self.last_dq = Some((ni, x));
+                Sym::Deq(q, r)
+            }
+            (Sym::Deq(..), op) if elementwise(op) && self.can_reopen(x) => {
+                // Elementwise operators on the dequantized output of a fused layer: the layer
+                // reopens and they join its epilogue.
+                let (mut o, _) = self.reopen.take().unwrap();
+                let (dq_ni, _) = self.last_dq.unwrap();
+                self.layers.pop();
+                o.epi.push(dq_ni);
+                o.epi.push(ni);
+                o.cur = out;
+                o.cur_q = None;
+                self.open = Some(o);
+                Sym::Epi
+            }
+            (Sym::Q(q, r), op) | (Sym::Deq(q, r), op) if shape_only(op) => {
+                if matches!(sym, Sym::Q(..)) {
+                    Sym::Q(q, r)
+                } else {
+                    Sym::Deq(q, r)
+                }
+            }
+            (Sym::Epi, op)
+                if elementwise(op)
+                    || matches!(op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. }) =>
+            {
+                let open = self.open.as_mut().expect("epilogue without a layer");
+                if open.cur != x {
+                    return Err(self.problem(node, "the layer's output is used twice"));
+                }
+                match op {
+                    Op::QuantizeLinear { .. } => {
+                        open.epi.push(ni);
+                        open.cur = out;
+                        let qp = self.qparams(node, 1, 2)?;
+                        self.open.as_mut().unwrap().cur_q = Some(qp);
+                        Sym::Epi
+                    }
+                    Op::DequantizeLinear { .. } => {
+                        // Dequantizing the epilogue's integers: the layer ends here.
+                        let Some(q) = open.cur_q else {
+                            return Err(
+                                self.problem(node, "dequantizes a value that was not quantized")
+                            );
+                        };
+                        let d = self.qparams(node, 1, 2)?;
+                        if d.scale != q.scale || d.zp != q.zp {
+                            return Err(self.problem(
+                                node,
+                                "dequantizes with other parameters than the quantizer used",
+                            ));
+                        }
+                        let r = self.close(x)?;
+                        self.last_dq = Some((ni, x));
+                        Sym::Deq(q, r)
+                    }
+                    _ => {
+                        open.epi.push(ni);
+                        open.cur = out;
+                        if matches!(op, Op::Clip | Op::Identity) && open.cur_q.is_some() {
+                            // Clip of the quantized integers: stays quantized.
+                        } else {
+                            open.cur_q = None;
+                        }
+                        Sym::Epi
+                    }
+                }
+            }
+            (Sym::Epi, op) if shape_only(op) => {
+                let open = self.open.as_mut().expect("epilogue without a layer");
+                open.epi.push(ni);
+                open.cur = out;
+                Sym::Epi
+            }
+            (_, op) => {
+                return Err(self.problem(
+                    node,
+                    format!(
+                        "{} cannot follow here (input '{}')",
+                        op.op_type(),
+                        g.value(x).name
+                    ),
+                ))
+            }
+        };
+        self.syms.insert(out, new);
+        Ok(())
+    }
+
+    /// Whether `x` is the DequantizeLinear output of the last (fused) layer's output.
+    fn can_reopen(&self, x: ValueId) -> bool {
+        let (Some((dq_ni, q_in)), Some((_, out))) = (self.last_dq, &self.reopen) else {
+            return false;
+        };
+        self.g.nodes[dq_ni].outputs[0] == x && q_in == *out
+    }
+
+    fn qparams(&self, node: &Node, si: usize, zi: usize) -> Result<QParams, LowerError> {
+        let scale =
+            scalar_f32(self.g, node.input(si), "scale").map_err(|e| self.problem(node, e))?;
+        let (zp, dt) = zero_point(self.g, node.input(zi), DType::U8, "zero point")
+            .map_err(|e| self.problem(node, e))?;
+        if !matches!(dt, DType::I8 | DType::U8) {
+            return Err(self.problem(node, "only 8-bit quantization is supported"));
+        }
+        Ok(QParams {
+            scale,
+            zp,
+            dtype: dt,
         })
     }
 
-    /// Records the graph input's quantization the first time a node consumes it.
-    fn bind_input(&mut self, qp: QParams, float_input: bool) {
-        if self.input.is_none() {
-            let v = self.g.value(self.input_id);
-            self.input = Some(QIo {
-                name: v.name.clone(),
-                shape: v.shape.clone(),
-                dtype: if float_input { DType::F32 } else { qp.dtype },
-                quant: Some((qp.scale, qp.zp)),
-                offset: qp.offset(),
-            });
-        }
+    /// Integer bounds of a Clip on quantized values (logical domain -> hw).
+    fn int_clip(&self, node: &Node, q: QParams) -> Result<(i32, i32), LowerError> {
+        let lo = node
+            .input(1)
+            .map(|_| const_ints(self.g, node.input(1), "Clip min"))
+            .transpose()?
+            .map(|v| v.0[0] as i32);
+        let hi = node
+            .input(2)
+            .map(|_| const_ints(self.g, node.input(2), "Clip max"))
+            .transpose()?
+            .map(|v| v.0[0] as i32);
+        let (a, b) = q.range();
+        Ok((lo.unwrap_or(a) + q.offset(), hi.unwrap_or(b) + q.offset()))
     }
 
-    /// Weights of a matrix product: constant B [k][n] (already DequantizeLinear'd or raw).
-    fn weights_from(&self, id: Option<ValueId>, node: &Node) -> Result<(Vec<i64>, DType, Vec<f32>, i32, usize, usize), LowerError> {
-        let id = id.ok_or_else(|| err(format!("node '{}': weight input missing", node.name)))?;
-        // B = DequantizeLinear(const int, scale, zp)?
-        if let Some(p) = self.g.producer(id) {
-            let pn = &self.g.nodes[p];
-            if let Op::DequantizeLinear { .. } = pn.op {
-                let (w, dt) = const_ints(self.g, pn.input(0), "weight")?;
-                let shape = &self.g.value(pn.input(0).unwrap()).shape;
-                if shape.len() != 2 {
-                    return Err(err(format!("node '{}': weights must be 2-D, got {:?}", node.name, shape)));
+    fn bind_input(&mut self, q: QParams, range: (i32, i32)) -> Result<(), LowerError> {
+        let v = self.g.value(self.input_id);
+        let float_input = matches!(v.dtype, DType::F32 | DType::F64);
+        let host = if self
+            .pre
+            .iter()
+            .any(|&i| !matches!(self.g.nodes[i].op, Op::QuantizeLinear { .. }))
+            || range != q.hw_range()
+        {
+            // Elementwise operators or a clip before the quantizer run on the host.
+            let last = *self.pre.last().unwrap();
+            let out = self.g.nodes[last].outputs[0];
+            let mut sg = subgraph(self.g, &[self.input_id], &self.pre, out, 1);
+            // The sub-graph keeps the model's input shape.
+            sg.values[sg.inputs[0]].shape = v.shape.clone();
+            for n in sg.nodes.clone() {
+                let o = n.outputs[0];
+                let src = self
+                    .g
+                    .nodes
+                    .iter()
+                    .find(|x| x.name == n.name)
+                    .map(|x| x.outputs[0]);
+                if let Some(src) = src {
+                    sg.values[o].shape = self.g.value(src).shape.clone();
                 }
-                let scales = const_f32(self.g, pn.input(1), "weight scale")?;
-                let (zp, _) = zero_point(self.g, pn.input(2), dt, "weight zero point")?;
-                return Ok((w, dt, scales, zp, shape[0], shape[1]));
+            }
+            Some(sg)
+        } else {
+            None
+        };
+        self.input = Some(QIo {
+            name: v.name.clone(),
+            shape: v.shape.clone(),
+            dtype: if float_input { DType::F32 } else { q.dtype },
+            quant: Some((q.scale, q.zp)),
+            offset: q.offset(),
+            host,
+        });
+        Ok(())
+    }
+
+    fn weights_of(
+        &self,
+        id: ValueId,
+        node: &Node,
+    ) -> Result<(Vec<i64>, Vec<f32>, i32, usize, usize), LowerError> {
+        let g = self.g;
+        if let Some(p) = g.producer(id) {
+            let pn = &g.nodes[p];
+            if let Op::DequantizeLinear { .. } = pn.op {
+                let (w, dt) = const_ints(g, pn.input(0), "weight")?;
+                let shape = &g.value(pn.input(0).unwrap()).shape;
+                if shape.len() != 2 {
+                    return Err(self.problem(node, format!("weights must be 2-D, got {shape:?}")));
+                }
+                let scales = const_f32(g, pn.input(1), "weight scale")?;
+                let (zp, _) = zero_point(g, pn.input(2), dt, "weight zero point")?;
+                return Ok((w, scales, zp, shape[0], shape[1]));
             }
         }
-        Err(err(format!(
-            "node '{}' ({}): weights '{}' must be a DequantizeLinear of a constant (float weights need --calib)",
-            node.name,
-            node.op.op_type(),
-            self.g.value(id).name
-        )))
+        // Float weights that hold integers (e.g. Brevitas' ternary weights after folding).
+        if let Some(t) = g.constant(id) {
+            if t.shape.len() == 2 {
+                let f = t.to_f32_vec();
+                if f.iter()
+                    .all(|x| x.fract() == 0.0 && (-128.0..=127.0).contains(x))
+                {
+                    return Ok((
+                        f.iter().map(|&x| x as i64).collect(),
+                        vec![1.0],
+                        0,
+                        t.shape[0],
+                        t.shape[1],
+                    ));
+                }
+            }
+        }
+        Err(self.problem(
+            node,
+            format!("weights '{}' must be a DequantizeLinear of integer constants, or integer-valued constants (float weights need --calib)", g.value(id).name),
+        ))
     }
 
-    fn pending(&self, name: &str, a: QParams, w: Vec<i64>, w_zp: i32, k: usize, n: usize, w_scales: Vec<f32>) -> Result<Pending, LowerError> {
+    /// Starts a layer; closes nothing (the previous one closed at its DequantizeLinear).
+    fn start(
+        &mut self,
+        node: &Node,
+        a: QParams,
+        range: (i32, i32),
+        w: Vec<i64>,
+        w_zp: i32,
+        k: usize,
+        n: usize,
+        mm_scale: Vec<f32>,
+    ) -> Result<(), LowerError> {
+        if self.open.is_some() {
+            return Err(self.problem(
+                node,
+                "the previous layer's output is not requantized to 8 bits",
+            ));
+        }
+        self.reopen = None;
+        if self.input.is_none() {
+            self.bind_input(a, range)?;
+        }
         let weights: Vec<i32> = w.iter().map(|&x| (x - w_zp as i64) as i32).collect();
         if let Some(x) = weights.iter().find(|&&x| !(-128..=127).contains(&x)) {
-            return Err(err(format!("node '{name}': weight minus zero point ({x}) does not fit int8")));
+            return Err(self.problem(
+                node,
+                format!("weight minus zero point ({x}) does not fit int8"),
+            ));
         }
-        Ok(Pending {
-            name: name.to_string(),
+        self.open = Some(Open {
+            name: node.name.clone(),
             k,
             n,
             weights,
-            x_zp_hw: a.zp + a.offset(),
             bias: vec![0; n],
-            x_scale: a.scale,
-            w_scales,
-            lo: None,
-            hi: None,
-        })
-    }
-
-    /// Closes a pending layer into a QDense with int8 output `y` (or int32 when None).
-    fn finish(&mut self, p: Pending, y: Option<QParams>, fused_scale: Option<Vec<f32>>) -> Result<(), LowerError> {
-        let (k, n) = (p.k, p.n);
-        let mut bias = p.bias.clone();
-        // Fold the input zero point: sum_k (x - z) w = sum_k x w - z sum_k w.
-        for (col, b) in bias.iter_mut().enumerate() {
-            let s: i64 = (0..k).map(|r| p.weights[r * n + col] as i64).sum();
-            *b = (*b as i64 - p.x_zp_hw as i64 * s) as i32;
-        }
-        let out = match y {
-            None => QOut::Int32,
-            Some(y) => {
-                let scales = fused_scale.unwrap_or_else(|| p.w_scales.iter().map(|&ws| (p.x_scale * ws) / y.scale).collect());
-                let off = y.offset();
-                let (mut lo, mut hi) = y.range();
-                if let Some(l) = p.lo {
-                    lo = lo.max(y.quantize(l));
-                }
-                if let Some(h) = p.hi {
-                    hi = hi.min(y.quantize(h));
-                }
-                QOut::Int8 { scales, zp: y.zp + off, lo: (lo + off).clamp(-128, 127) as i8, hi: (hi + off).clamp(-128, 127) as i8 }
-            }
-        };
-        self.layers.push(QDense { name: p.name, k, n, weights: p.weights.iter().map(|&w| w as i8).collect(), bias, out });
+            x_zp_hw: a.zp + a.offset(),
+            x_range: range,
+            mm_scale,
+            mm_value: node.outputs[0],
+            epi: Vec::new(),
+            cur: node.outputs[0],
+            cur_q: None,
+            prefix: None,
+        });
+        self.syms.insert(node.outputs[0], Sym::Epi);
         Ok(())
     }
 
-    fn node(&mut self, node: &Node) -> Result<(), LowerError> {
+    fn matmul(&mut self, node: &Node) -> Result<(), LowerError> {
+        let (alpha, beta, trans_a, trans_b) = match node.op {
+            Op::Gemm {
+                alpha,
+                beta,
+                trans_a,
+                trans_b,
+            } => (alpha, beta, trans_a, trans_b),
+            _ => (1.0, 1.0, false, false),
+        };
+        if alpha != 1.0 || trans_a {
+            return Err(self.problem(node, "alpha != 1 or transA is not supported"));
+        }
+        let x = node
+            .input(0)
+            .ok_or_else(|| self.problem(node, "input missing"))?;
+        let Some(Sym::Deq(a, range)) = self.syms.get(&x).copied() else {
+            return Err(self.problem(node, "input A must be a dequantized 8-bit activation"));
+        };
+        let wid = node
+            .input(1)
+            .ok_or_else(|| self.problem(node, "weights missing"))?;
+        let (mut w, scales, w_zp, mut k, mut n) = self.weights_of(wid, node)?;
+        if trans_b {
+            let mut t = vec![0i64; w.len()];
+            for r in 0..k {
+                for c in 0..n {
+                    t[c * k + r] = w[r * n + c];
+                }
+            }
+            w = t;
+            std::mem::swap(&mut k, &mut n);
+        }
+        let w_scales = per_channel(scales, n, "weight scale")?;
+        let mm_scale = w_scales.iter().map(|&ws| a.scale * ws).collect();
+        self.start(node, a, range, w, w_zp, k, n, mm_scale)?;
+        if let (Op::Gemm { .. }, Some(c)) = (&node.op, node.input(2)) {
+            if beta != 1.0 {
+                return Err(self.problem(node, "beta != 1 with a bias is not supported"));
+            }
+            // The bias joins the epilogue as an Add evaluated exactly like the graph would.
+            let _ = c;
+            return Err(self.problem(
+                node,
+                "Gemm with a bias input: not lowered yet (export MatMul + Add)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn qlinear_matmul(&mut self, node: &Node) -> Result<(), LowerError> {
         let g = self.g;
-        let out = node.outputs[0];
-        let x = node.input(0);
-        let sym = match &node.op {
-            Op::QuantizeLinear { .. } => {
-                let scale = scalar_f32(g, node.input(1), "y_scale")?;
-                let (zp, dt) = zero_point(g, node.input(2), DType::U8, "y_zero_point")?;
-                if !matches!(dt, DType::I8 | DType::U8) {
-                    return Err(err(format!("node '{}': only 8-bit quantization is supported", node.name)));
-                }
-                let y = QParams { scale, zp, dtype: dt };
-                if x == Some(self.input_id) && !self.syms.contains_key(&self.input_id) {
-                    // Host-side quantization of the float input.
-                    self.bind_input(y, true);
-                    Sym::Q(y)
-                } else {
-                    match self.sym(x, node)? {
-                        Sym::Acc(p) => {
-                            self.finish(p, Some(y), None)?;
-                            Sym::Q(y)
-                        }
-                        Sym::Deq(q) if q == y => Sym::Q(q),
-                        _ => return Err(err(format!("node '{}' (QuantizeLinear): only the output of a matrix product or of the same quantization can be quantized", node.name))),
-                    }
-                }
-            }
-            Op::DequantizeLinear { .. } => {
-                if x.is_some_and(|i| g.constant(i).is_some()) {
-                    return Ok(()); // weights or bias: read by their consumer
-                }
-                let scale = scalar_f32(g, node.input(1), "x_scale")?;
-                let (zp, dt) = zero_point(g, node.input(2), DType::U8, "x_zero_point")?;
-                let qp = QParams { scale, zp, dtype: dt };
-                if x == Some(self.input_id) && !self.syms.contains_key(&self.input_id) {
-                    self.bind_input(qp, false);
-                    self.syms.insert(self.input_id, Sym::Q(qp));
-                }
-                match self.sym(x, node)? {
-                    Sym::Q(q) if q.scale == qp.scale && q.zp == qp.zp => Sym::Deq(q),
-                    Sym::Q(q) => return Err(err(format!("node '{}': dequantizes with scale {}/zp {} a tensor quantized with {}/{}", node.name, qp.scale, qp.zp, q.scale, q.zp))),
-                    _ => return Err(err(format!("node '{}' (DequantizeLinear): input is not an 8-bit activation", node.name))),
+        let a = self.qparams(node, 1, 2)?;
+        let x = node
+            .input(0)
+            .ok_or_else(|| self.problem(node, "input missing"))?;
+        if matches!(self.syms.get(&x), Some(Sym::Epi))
+            && self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.cur == x && o.cur_q.is_some())
+        {
+            // The previous layer's epilogue ends in this quantized value: close it.
+            let q = self.open.as_ref().unwrap().cur_q.unwrap();
+            let r = self.close(x)?;
+            self.syms.insert(x, Sym::Q(q, r));
+        }
+        let range = if x == self.input_id {
+            self.syms.insert(x, Sym::Q(a, a.hw_range()));
+            a.hw_range()
+        } else {
+            match self.syms.get(&x) {
+                Some(Sym::Q(q, r)) if q.scale == a.scale && q.zp == a.zp => *r,
+                _ => {
+                    return Err(
+                        self.problem(node, "input A must be an 8-bit activation with its scale")
+                    )
                 }
             }
-            Op::MatMul | Op::Gemm { .. } => {
-                let (alpha, beta, trans_a, trans_b) = match node.op {
-                    Op::Gemm { alpha, beta, trans_a, trans_b } => (alpha, beta, trans_a, trans_b),
-                    _ => (1.0, 1.0, false, false),
-                };
-                if alpha != 1.0 || trans_a {
-                    return Err(err(format!("node '{}' (Gemm): alpha != 1 or transA is not supported", node.name)));
-                }
-                let Sym::Deq(a) = self.sym(x, node)? else {
-                    return Err(err(format!("node '{}' ({}): input A must be a dequantized 8-bit activation", node.name, node.op.op_type())));
-                };
-                let (mut w, dt, scales, w_zp, mut k, mut n) = self.weights_from(node.input(1), node)?;
-                if trans_b {
-                    let mut t = vec![0i64; w.len()];
-                    for r in 0..k {
-                        for c in 0..n {
-                            t[c * k + r] = w[r * n + c];
-                        }
-                    }
-                    w = t;
-                    std::mem::swap(&mut k, &mut n);
-                }
-                let _ = dt;
-                let w_scales = per_channel(scales, n, "weight scale")?;
-                let mut p = self.pending(&node.name, a, w, w_zp, k, n, w_scales)?;
-                if let Op::Gemm { .. } = node.op {
-                    if let Some(c) = node.input(2) {
-                        if beta != 1.0 {
-                            return Err(err(format!("node '{}' (Gemm): beta != 1 with a bias is not supported", node.name)));
-                        }
-                        self.add_bias(&mut p, c, node)?;
-                    }
-                }
-                Sym::Acc(p)
-            }
-            Op::Add => {
-                let (acc_in, other) = match (self.syms.get(&node.input(0).unwrap_or(usize::MAX)), self.syms.get(&node.input(1).unwrap_or(usize::MAX))) {
-                    (Some(Sym::Acc(_)), _) => (node.input(0), node.input(1)),
-                    (_, Some(Sym::Acc(_))) => (node.input(1), node.input(0)),
-                    _ => return Err(err(format!("node '{}' (Add): only a bias added to a matrix product is supported", node.name))),
-                };
-                let Sym::Acc(mut p) = self.sym(acc_in, node)? else { unreachable!() };
-                let other = other.ok_or_else(|| err(format!("node '{}': input missing", node.name)))?;
-                self.add_bias(&mut p, other, node)?;
-                Sym::Acc(p)
-            }
-            Op::Relu => match self.sym(x, node)? {
-                Sym::Acc(mut p) => {
-                    p.lo = Some(p.lo.unwrap_or(0.0).max(0.0));
-                    Sym::Acc(p)
-                }
-                _ => return Err(err(format!("node '{}' (Relu): only a ReLU fused after a matrix product is supported", node.name))),
+        };
+        let (w, dt) = const_ints(g, node.input(3), "B")?;
+        let shape = &g.value(node.input(3).unwrap()).shape;
+        if shape.len() != 2 {
+            return Err(self.problem(node, "B must be a 2-D constant"));
+        }
+        let (k, n) = (shape[0], shape[1]);
+        let b_scales = per_channel(const_f32(g, node.input(4), "b_scale")?, n, "b_scale")?;
+        let (b_zp, _) = zero_point(g, node.input(5), dt, "b_zero_point")?;
+        let y = self.qparams(node, 6, 7)?;
+        // onnxruntime: (a_scale * b_scale) / y_scale in binary32, then the fp32 requantizer.
+        let scales: Vec<f32> = b_scales
+            .iter()
+            .map(|&bs| (a.scale * bs) / y.scale)
+            .collect();
+        self.start(node, a, range, w, b_zp, k, n, vec![1.0; n])?;
+        let open = self.open.take().unwrap();
+        let bias = self.fold_bias(&open);
+        let off = y.offset();
+        let (lo, hi) = y.hw_range();
+        let mut again = open.clone();
+        again.prefix = Some((scales.clone(), y));
+        self.reopen = Some((again, node.outputs[0]));
+        self.layers.push(QDense {
+            name: open.name,
+            k,
+            n,
+            weights: open.weights.iter().map(|&w| w as i8).collect(),
+            bias,
+            out: QOut::Int8 {
+                scales,
+                zp: y.zp + off,
+                lo: lo as i8,
+                hi: hi as i8,
             },
-            Op::Clip => {
-                let lo = node.input(1).map(|_| const_f32(g, node.input(1), "Clip min")).transpose()?.map(|v| v[0]);
-                let hi = node.input(2).map(|_| const_f32(g, node.input(2), "Clip max")).transpose()?.map(|v| v[0]);
-                match self.sym(x, node)? {
-                    Sym::Acc(mut p) => {
-                        if let Some(l) = lo {
-                            p.lo = Some(p.lo.map_or(l, |x| x.max(l)));
-                        }
-                        if let Some(h) = hi {
-                            p.hi = Some(p.hi.map_or(h, |x| x.min(h)));
-                        }
-                        Sym::Acc(p)
-                    }
-                    _ => return Err(err(format!("node '{}' (Clip): only a clip fused after a matrix product is supported", node.name))),
-                }
-            }
-            Op::Flatten { .. } | Op::Reshape | Op::Identity | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
-                if x == Some(self.input_id) && !self.syms.contains_key(&self.input_id) {
-                    return Err(err(format!("node '{}' ({}): reshaping the raw graph input is not supported; quantize first", node.name, node.op.op_type())));
-                }
-                self.sym(x, node)?
-            }
-            Op::QLinearMatMul => {
-                let a_scale = scalar_f32(g, node.input(1), "a_scale")?;
-                let (a_zp, a_dt) = zero_point(g, node.input(2), DType::U8, "a_zero_point")?;
-                let a = QParams { scale: a_scale, zp: a_zp, dtype: a_dt };
-                if x == Some(self.input_id) && !self.syms.contains_key(&self.input_id) {
-                    self.bind_input(a, false);
-                    self.syms.insert(self.input_id, Sym::Q(a));
-                }
-                match self.sym(x, node)? {
-                    Sym::Q(q) if q.scale == a.scale && q.zp == a.zp => {}
-                    _ => return Err(err(format!("node '{}' (QLinearMatMul): input A must be an 8-bit activation with its scale", node.name))),
-                }
-                let (w, dt) = const_ints(g, node.input(3), "B")?;
-                let shape = &g.value(node.input(3).unwrap()).shape;
-                if shape.len() != 2 {
-                    return Err(err(format!("node '{}' (QLinearMatMul): B must be a 2-D constant", node.name)));
-                }
-                let (k, n) = (shape[0], shape[1]);
-                let b_scales = per_channel(const_f32(g, node.input(4), "b_scale")?, n, "b_scale")?;
-                let (b_zp, _) = zero_point(g, node.input(5), dt, "b_zero_point")?;
-                let y_scale = scalar_f32(g, node.input(6), "y_scale")?;
-                let (y_zp, y_dt) = zero_point(g, node.input(7), DType::U8, "y_zero_point")?;
-                let y = QParams { scale: y_scale, zp: y_zp, dtype: y_dt };
-                let p = self.pending(&node.name, a, w, b_zp, k, n, b_scales.clone())?;
-                // onnxruntime: (a_scale * b_scale) / y_scale in binary32.
-                let fused: Vec<f32> = b_scales.iter().map(|&bs| (a_scale * bs) / y_scale).collect();
-                self.finish(p, Some(y), Some(fused))?;
-                Sym::Q(y)
-            }
-            Op::MatMulInteger => {
-                let (a_zp, a_dt) = zero_point(g, node.input(2), DType::U8, "a_zero_point")?;
-                let a = QParams { scale: 1.0, zp: a_zp, dtype: a_dt };
-                if x == Some(self.input_id) && !self.syms.contains_key(&self.input_id) {
-                    let v = g.value(self.input_id);
-                    let a = QParams { dtype: v.dtype, ..a };
-                    self.input = Some(QIo { name: v.name.clone(), shape: v.shape.clone(), dtype: v.dtype, quant: None, offset: a.offset() });
-                    self.syms.insert(self.input_id, Sym::Q(a));
-                }
-                let Sym::Q(q) = self.sym(x, node)? else {
-                    return Err(err(format!("node '{}' (MatMulInteger): input A must be an 8-bit activation", node.name)));
-                };
-                let a = QParams { dtype: q.dtype, ..a };
-                let (w, dt) = const_ints(g, node.input(1), "B")?;
-                let shape = &g.value(node.input(1).unwrap()).shape;
-                if shape.len() != 2 {
-                    return Err(err(format!("node '{}' (MatMulInteger): B must be a 2-D constant", node.name)));
-                }
-                let (b_zp, _) = zero_point(g, node.input(3), dt, "b_zero_point")?;
-                let p = self.pending(&node.name, a, w, b_zp, shape[0], shape[1], vec![1.0; shape[1]])?;
-                self.finish(p, None, None)?;
-                Sym::Int32
-            }
-            other => {
-                return Err(err(format!(
-                    "node '{}' ({}): no lowering to the accelerator yet",
-                    node.name,
-                    other.op_type()
-                )))
-            }
-        };
-        self.syms.insert(out, sym);
+        });
+        self.syms.insert(node.outputs[0], Sym::Q(y, y.hw_range()));
         Ok(())
     }
 
-    fn add_bias(&self, p: &mut Pending, id: ValueId, node: &Node) -> Result<(), LowerError> {
+    fn matmul_integer(&mut self, node: &Node) -> Result<(), LowerError> {
         let g = self.g;
-        // DequantizeLinear(int32 bias) with scale x_scale * w_scale: exact integers.
-        if let Some(pi) = g.producer(id) {
-            let pn = &g.nodes[pi];
-            if let Op::DequantizeLinear { .. } = pn.op {
-                let (b, _) = const_ints(g, pn.input(0), "bias")?;
-                if b.len() != p.n {
-                    return Err(err(format!("node '{}': bias has {} values for {} channels", node.name, b.len(), p.n)));
-                }
-                for (acc, v) in p.bias.iter_mut().zip(b) {
-                    *acc = acc.wrapping_add(v as i32);
-                }
-                return Ok(());
+        let x = node
+            .input(0)
+            .ok_or_else(|| self.problem(node, "input missing"))?;
+        let xv = g.value(x);
+        let (a_zp, a_dt) = zero_point(g, node.input(2), xv.dtype, "a_zero_point")?;
+        let a = QParams {
+            scale: 1.0,
+            zp: a_zp,
+            dtype: a_dt,
+        };
+        let range = if x == self.input_id {
+            self.syms.insert(x, Sym::Q(a, a.hw_range()));
+            a.hw_range()
+        } else {
+            match self.syms.get(&x) {
+                Some(Sym::Q(_, r)) => *r,
+                _ => return Err(self.problem(node, "input A must be an 8-bit activation")),
             }
+        };
+        let (w, dt) = const_ints(g, node.input(1), "B")?;
+        let shape = &g.value(node.input(1).unwrap()).shape;
+        if shape.len() != 2 {
+            return Err(self.problem(node, "B must be a 2-D constant"));
         }
-        // A float constant bias: quantize to the accumulator's scale (round half to even).
-        let b = const_f32(g, Some(id), "bias")?;
-        let b = per_channel(b, p.n, "bias")?;
-        for (col, acc) in p.bias.iter_mut().enumerate() {
-            let s = p.x_scale * p.w_scales[col];
-            *acc = acc.wrapping_add((b[col] / s).round_ties_even() as i32);
-        }
+        let (b_zp, _) = zero_point(g, node.input(3), dt, "b_zero_point")?;
+        let (k, n) = (shape[0], shape[1]);
+        self.start(node, a, range, w, b_zp, k, n, vec![1.0; n])?;
+        let open = self.open.take().unwrap();
+        let bias = self.fold_bias(&open);
+        self.layers.push(QDense {
+            name: open.name,
+            k,
+            n,
+            weights: open.weights.iter().map(|&w| w as i8).collect(),
+            bias,
+            out: QOut::Int32,
+        });
+        self.syms.insert(node.outputs[0], Sym::Int32);
         Ok(())
     }
+
+    /// Bias with the input zero point folded in: sum_k (x - z) w = sum_k x w - z sum_k w.
+    fn fold_bias(&self, o: &Open) -> Vec<i32> {
+        let (k, n) = (o.k, o.n);
+        (0..n)
+            .map(|col| {
+                let s: i64 = (0..k).map(|r| o.weights[r * n + col] as i64).sum();
+                (o.bias[col] as i64 - o.x_zp_hw as i64 * s) as i32
+            })
+            .collect()
+    }
+
+    /// Closes the open layer whose epilogue ends in the quantized value `q_value`: the
+    /// epilogue becomes a per-channel threshold set. Returns the output's hw range.
+    fn close(&mut self, q_value: ValueId) -> Result<(i32, i32), LowerError> {
+        let mut o = self.open.take().expect("open layer");
+        let q = o.cur_q.expect("quantized epilogue");
+        // Elementwise operators on this layer's dequantized output may reopen it.
+        self.reopen = Some((o.clone(), q_value));
+        let (k, n) = (o.k, o.n);
+        let mut bias = self.fold_bias(&o);
+        // Accumulator bounds per channel from the input's hw range.
+        let (xl, xh) = (o.x_range.0 as i64, o.x_range.1 as i64);
+        let mut bounds: Vec<(i64, i64)> = (0..n)
+            .map(|c| {
+                let (mut lo, mut hi) = (bias[c] as i64, bias[c] as i64);
+                for r in 0..k {
+                    let w = o.weights[r * n + c] as i64;
+                    lo += (w * xl).min(w * xh);
+                    hi += (w * xl).max(w * xh);
+                }
+                // The f32 conversion of acc (exact below 2^24) is what the epilogue sees.
+                (lo, hi)
+            })
+            .collect();
+        // The epilogue, evaluated exactly as the reference interpreter does, on batches of
+        // accumulator values (one row per probe, one column per channel).
+        let x_zp_hw = o.x_zp_hw;
+        let _ = x_zp_hw;
+        let eval = |accs: &[Vec<i64>]| -> Result<Vec<Vec<i32>>, LowerError> {
+            let rows = accs.len();
+            let sg = subgraph(self.g, &[o.mm_value], &o.epi, q_value, rows);
+            let t = match &o.prefix {
+                None => {
+                    let mut data = Vec::with_capacity(rows * n);
+                    for row in accs {
+                        for c in 0..n {
+                            data.push(row[c] as f32 * o.mm_scale[c]);
+                        }
+                    }
+                    Tensor::new(vec![rows, n], TensorData::F32(data))
+                }
+                Some((scales, y)) => {
+                    // The fused layer's own binary32 requantization, in the logical domain.
+                    let (lo, hi) = y.range();
+                    let q: Vec<i32> = accs
+                        .iter()
+                        .flat_map(|row| {
+                            (0..n).map(move |c| {
+                                let a = row[c].clamp(i32::MIN as i64, i32::MAX as i64) as i32;
+                                ((a as f32 * scales[c]).round_ties_even() as i64 + y.zp as i64)
+                                    .clamp(lo as i64, hi as i64)
+                                    as i32
+                            })
+                        })
+                        .collect();
+                    let data = if y.dtype == DType::U8 {
+                        TensorData::U8(q.iter().map(|&v| v as u8).collect())
+                    } else {
+                        TensorData::I8(q.iter().map(|&v| v as i8).collect())
+                    };
+                    Tensor::new(vec![rows, n], data)
+                }
+            }
+            .map_err(|e| err(e.to_string()))?;
+            let out = crate::interp::run(&sg, &[t])
+                .map_err(|e| err(format!("layer '{}': evaluating its epilogue: {e}", o.name)))?;
+            let v = tensor_ints(&out[0]).ok_or_else(|| {
+                err(format!(
+                    "layer '{}': epilogue does not end in integers",
+                    o.name
+                ))
+            })?;
+            Ok(v.chunks(n).map(|c| c.to_vec()).collect())
+        };
+        let ends = eval(&[
+            bounds.iter().map(|b| b.0).collect(),
+            bounds.iter().map(|b| b.1).collect(),
+        ])?;
+        // Decreasing channels: negate their weights and bias so every channel increases.
+        let mut neg = vec![false; n];
+        for c in 0..n {
+            if ends[0][c] > ends[1][c] {
+                neg[c] = true;
+                for r in 0..k {
+                    o.weights[r * n + c] = -o.weights[r * n + c];
+                }
+                bias[c] = -bias[c];
+                bounds[c] = (-bounds[c].1, -bounds[c].0);
+            }
+        }
+        let f_lo: Vec<i32> = (0..n)
+            .map(|c| if neg[c] { ends[1][c] } else { ends[0][c] })
+            .collect();
+        let f_hi: Vec<i32> = (0..n)
+            .map(|c| if neg[c] { ends[0][c] } else { ends[1][c] })
+            .collect();
+        let base = *f_lo.iter().min().unwrap();
+        let top = *f_hi.iter().max().unwrap();
+        let count = (top - base) as usize;
+        if count > 255 {
+            return Err(err(format!(
+                "layer '{}': its output takes {} levels; thresholds hold at most 255",
+                o.name,
+                count + 1
+            )));
+        }
+        // Bisection for every level and channel at once: thr[j][c] = min acc with f >= base+1+j.
+        let mut lo: Vec<Vec<i64>> = vec![bounds.iter().map(|b| b.0).collect(); count];
+        let mut hi: Vec<Vec<i64>> = vec![bounds.iter().map(|b| b.1 + 1).collect(); count];
+        loop {
+            let mut mids = vec![vec![0i64; n]; count];
+            let mut active = false;
+            for j in 0..count {
+                for c in 0..n {
+                    mids[j][c] = lo[j][c] + (hi[j][c] - lo[j][c]) / 2;
+                    active |= lo[j][c] < hi[j][c];
+                }
+            }
+            if !active || count == 0 {
+                break;
+            }
+            let probes: Vec<Vec<i64>> = mids
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .enumerate()
+                        .map(|(c, &a)| if neg[c] { -a } else { a })
+                        .collect()
+                })
+                .collect();
+            let f = eval(&probes)?;
+            for j in 0..count {
+                for c in 0..n {
+                    if lo[j][c] >= hi[j][c] {
+                        continue;
+                    }
+                    if f[j][c] >= base + 1 + j as i32 {
+                        hi[j][c] = mids[j][c];
+                    } else {
+                        lo[j][c] = mids[j][c] + 1;
+                    }
+                }
+            }
+        }
+        let thresholds: Vec<Vec<i32>> = (0..count)
+            .map(|j| {
+                (0..n)
+                    .map(|c| {
+                        let t = lo[j][c];
+                        if t > bounds[c].1 {
+                            i32::MAX
+                        } else if t <= bounds[c].0 && f_lo[c] >= base + 1 + j as i32 {
+                            i32::MIN
+                        } else {
+                            t.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let off = q.offset();
+        let layer = QDense {
+            name: o.name.clone(),
+            k,
+            n,
+            weights: o.weights.iter().map(|&w| w as i8).collect(),
+            bias,
+            out: QOut::Thresh {
+                thresholds,
+                base: (base + off).clamp(-128, 127) as i8,
+            },
+        };
+        // Output range in the hw domain.
+        let range = ((base + off).clamp(-128, 127), (top + off).clamp(-128, 127));
+        self.layers.push(layer);
+        Ok(range)
+    }
+}
+
+fn tensor_ints(t: &Tensor) -> Option<Vec<i32>> {
+    match &t.data {
+        TensorData::I8(v) => Some(v.iter().map(|&x| x as i32).collect()),
+        TensorData::U8(v) => Some(v.iter().map(|&x| x as i32).collect()),
+        TensorData::I32(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+impl QParams {
+    fn hw_range(&self) -> (i32, i32) {
+        (-128, 127)
+    }
+}
+
+/// Evaluates every node whose inputs are all constants (weight quantizers, bias
+/// DequantizeLinear, ...) with the reference interpreter and makes its outputs constants.
+fn fold_constants(g: &Graph) -> Result<Graph, LowerError> {
+    let mut g = g.clone();
+    for ni in 0..g.nodes.len() {
+        let n = &g.nodes[ni];
+        if n.inputs.iter().flatten().all(|i| g.consts.contains_key(i))
+            && n.outputs.iter().all(|o| !g.consts.contains_key(o))
+        {
+            let mut sg = Graph {
+                name: "fold".into(),
+                opset: g.opset,
+                ..Default::default()
+            };
+            let mut map = HashMap::new();
+            let mut ins = Vec::new();
+            for i in &n.inputs {
+                ins.push(i.map(|id| {
+                    *map.entry(id).or_insert_with(|| {
+                        let v = g.value(id);
+                        let nid = sg.add_value(&v.name, v.shape.clone(), v.dtype);
+                        sg.consts.insert(nid, g.consts[&id].clone());
+                        nid
+                    })
+                }));
+            }
+            let outs: Vec<ValueId> = n
+                .outputs
+                .iter()
+                .map(|&o| {
+                    let v = g.value(o);
+                    sg.add_value(&v.name, v.shape.clone(), v.dtype)
+                })
+                .collect();
+            sg.outputs = outs.clone();
+            sg.nodes.push(Node {
+                name: n.name.clone(),
+                op: n.op.clone(),
+                inputs: ins,
+                outputs: outs,
+            });
+            let res = crate::interp::run(&sg, &[])
+                .map_err(|e| err(format!("node '{}': folding constants: {e}", n.name)))?;
+            for (o, t) in n.outputs.clone().into_iter().zip(res) {
+                g.consts.insert(o, t);
+            }
+        }
+    }
+    Ok(g)
 }
 
 /// Lowers a graph to the quantized IR.
@@ -478,48 +1079,177 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             g.outputs.len()
         )));
     }
-    let mut l = Lowerer { g, syms: HashMap::new(), layers: Vec::new(), input: None, input_id: g.inputs[0] };
-    let mut problems = Vec::new();
-    for node in &g.nodes {
-        if let Err(e) = l.node(node) {
-            problems.extend(e.problems);
-            break; // later nodes depend on this one; the first cause is the useful one
-        }
-    }
-    if !problems.is_empty() {
-        return Err(LowerError { problems });
+    let folded = fold_constants(g)?;
+    let g = &folded;
+    let mut l = Lowerer {
+        g,
+        syms: HashMap::new(),
+        layers: Vec::new(),
+        input: None,
+        input_id: g.inputs[0],
+        pre: Vec::new(),
+        open: None,
+        reopen: None,
+        last_dq: None,
+    };
+    for ni in 0..g.nodes.len() {
+        l.node(ni)?;
     }
     let out_id = g.outputs[0];
     let v = g.value(out_id);
-    let output = match l.syms.get(&out_id) {
-        Some(Sym::Deq(q)) => QIo { name: v.name.clone(), shape: v.shape.clone(), dtype: DType::F32, quant: Some((q.scale, q.zp)), offset: q.offset() },
-        Some(Sym::Q(q)) => QIo { name: v.name.clone(), shape: v.shape.clone(), dtype: q.dtype, quant: Some((q.scale, q.zp)), offset: q.offset() },
-        Some(Sym::Int32) => QIo { name: v.name.clone(), shape: v.shape.clone(), dtype: DType::I32, quant: None, offset: 0 },
-        _ => return Err(err(format!("output '{}' is not produced by a quantized layer", v.name))),
+    let output = match (l.syms.get(&out_id).copied(), l.open.take()) {
+        (Some(Sym::Deq(q, _)), None) => QIo {
+            name: v.name.clone(),
+            shape: v.shape.clone(),
+            dtype: DType::F32,
+            quant: Some((q.scale, q.zp)),
+            offset: q.offset(),
+            host: None,
+        },
+        (Some(Sym::Q(q, _)), None) => QIo {
+            name: v.name.clone(),
+            shape: v.shape.clone(),
+            dtype: q.dtype,
+            quant: Some((q.scale, q.zp)),
+            offset: q.offset(),
+            host: None,
+        },
+        (Some(Sym::Int32), None) => QIo {
+            name: v.name.clone(),
+            shape: v.shape.clone(),
+            dtype: DType::I32,
+            quant: None,
+            offset: 0,
+            host: None,
+        },
+        (Some(Sym::Epi), Some(o)) if o.prefix.is_some() => {
+            // A fused layer followed by a float tail: keep its int8 output, the host runs the
+            // tail from there.
+            let (scales, y) = o.prefix.clone().unwrap();
+            let bias = l.fold_bias(&o);
+            let (lo, hi) = y.hw_range();
+            l.layers.push(QDense {
+                name: o.name.clone(),
+                k: o.k,
+                n: o.n,
+                weights: o.weights.iter().map(|&w| w as i8).collect(),
+                bias,
+                out: QOut::Int8 {
+                    scales,
+                    zp: y.zp + y.offset(),
+                    lo: lo as i8,
+                    hi: hi as i8,
+                },
+            });
+            let sg = subgraph(g, &[o.mm_value], &o.epi, out_id, 1);
+            QIo {
+                name: v.name.clone(),
+                shape: v.shape.clone(),
+                dtype: DType::F32,
+                quant: Some((y.scale, y.zp)),
+                offset: y.offset(),
+                host: Some(sg),
+            }
+        }
+        (Some(Sym::Epi), Some(o)) => {
+            // A float tail after the last matrix product: the program returns the int32
+            // accumulators and the host applies the tail (as FINN leaves a final scale to the host).
+            if o.cur_q.is_some() {
+                return Err(err(format!(
+                    "output '{}': a quantized output without its DequantizeLinear is not supported",
+                    v.name
+                )));
+            }
+            let bias = l.fold_bias(&o);
+            let (k, n) = (o.k, o.n);
+            // Host graph: int32 acc -> float value of the matrix product -> the tail.
+            let mut sg = subgraph(g, &[o.mm_value], &o.epi, out_id, 1);
+            let scale_id = sg.add_value("systole_mm_scale", vec![n], DType::F32);
+            sg.consts.insert(
+                scale_id,
+                Tensor::new(vec![n], TensorData::F32(o.mm_scale.clone()))
+                    .map_err(|e| err(e.to_string()))?,
+            );
+            let acc_in = sg.add_value("systole_acc", vec![1, n], DType::F32);
+            let mm_in = sg.inputs[0];
+            sg.nodes.insert(
+                0,
+                Node {
+                    name: "systole_scale".into(),
+                    op: Op::Mul,
+                    inputs: vec![Some(acc_in), Some(scale_id)],
+                    outputs: vec![mm_in],
+                },
+            );
+            sg.inputs = vec![acc_in];
+            l.layers.push(QDense {
+                name: o.name.clone(),
+                k,
+                n,
+                weights: o.weights.iter().map(|&w| w as i8).collect(),
+                bias,
+                out: QOut::Int32,
+            });
+            QIo {
+                name: v.name.clone(),
+                shape: v.shape.clone(),
+                dtype: DType::F32,
+                quant: None,
+                offset: 0,
+                host: Some(sg),
+            }
+        }
+        _ => {
+            return Err(err(format!(
+                "output '{}' is not produced by a quantized layer",
+                v.name
+            )))
+        }
     };
-    let input = l.input.ok_or_else(|| err("the graph input is never quantized"))?;
+    let input = l
+        .input
+        .ok_or_else(|| err("the graph input is never quantized"))?;
     if l.layers.is_empty() {
         return Err(err("the network has no matrix product to run on the array"));
     }
     let k0 = l.layers[0].k;
     let numel: usize = input.shape.iter().product();
     if numel % k0 != 0 {
-        return Err(err(format!("input of {numel} elements is not a whole number of {k0}-element rows")));
+        return Err(err(format!(
+            "input of {numel} elements is not a whole number of {k0}-element rows"
+        )));
     }
     let m = numel / k0;
     for w in l.layers.windows(2) {
         if w[0].n != w[1].k {
-            return Err(err(format!("layer '{}' produces {} channels but '{}' expects {}", w[0].name, w[0].n, w[1].name, w[1].k)));
+            return Err(err(format!(
+                "layer '{}' produces {} channels but '{}' expects {}",
+                w[0].name, w[0].n, w[1].name, w[1].k
+            )));
         }
         if matches!(w[0].out, QOut::Int32) {
-            return Err(err(format!("layer '{}' has an int32 output that another layer consumes", w[0].name)));
+            return Err(err(format!(
+                "layer '{}' has an int32 output that another layer consumes",
+                w[0].name
+            )));
         }
     }
     let n_last = l.layers.last().unwrap().n;
-    if output.shape.last().copied() != Some(n_last) || output.shape.iter().product::<usize>() != m * n_last {
-        return Err(err(format!("output '{}' {:?} is not the last layer's {m}x{n_last} matrix", output.name, output.shape)));
+    if output.shape.last().copied() != Some(n_last)
+        || output.shape.iter().product::<usize>() != m * n_last
+    {
+        return Err(err(format!(
+            "output '{}' {:?} is not the last layer's {m}x{n_last} matrix",
+            output.name, output.shape
+        )));
     }
-    Ok(QModel { name: g.name.clone(), m, input, layers: l.layers, output })
+    Ok(QModel {
+        name: g.name.clone(),
+        m,
+        input,
+        layers: l.layers,
+        output,
+    })
 }
 
 fn align(x: u64, a: u64) -> u64 {
@@ -540,7 +1270,10 @@ pub struct LayerReport {
 }
 
 /// Emits the program for a quantized model.
-pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerReport>), LowerError> {
+pub fn to_program(
+    arch: &ArchConfig,
+    q: &QModel,
+) -> Result<(Program, Vec<LayerReport>), LowerError> {
     let (r, c) = (arch.array.rows as u64, arch.array.cols as u64);
     let m = q.m;
     let mut data = Vec::new();
@@ -555,17 +1288,32 @@ pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerRe
     let mut out_desc_addr = 0;
     let mut out_pitch = 0;
     for (i, l) in q.layers.iter().enumerate() {
-        let t = Tiling::new(arch, m, l.k, l.n).map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
-        let bt = pack_weights(arch, &t, l.k, l.n, &l.weights);
-        let (p1, p2, out) = match &l.out {
+        let (extra, out): (Vec<Vec<i32>>, OutMode) = match &l.out {
             QOut::Int8 { scales, zp, lo, hi } => (
-                scales.iter().map(|s| s.to_bits() as i32).collect::<Vec<_>>(),
-                vec![0; l.n],
-                OutMode::Int8 { zp: *zp, lo: *lo, hi: *hi, fp32: true },
+                vec![
+                    scales.iter().map(|s| s.to_bits() as i32).collect(),
+                    vec![0; l.n],
+                ],
+                OutMode::Int8 {
+                    zp: *zp,
+                    lo: *lo,
+                    hi: *hi,
+                    fp32: true,
+                },
             ),
-            QOut::Int32 => (vec![0; l.n], vec![0; l.n], OutMode::Int32),
+            QOut::Thresh { thresholds, base } => (
+                thresholds.clone(),
+                OutMode::Thresh {
+                    count: thresholds.len() as u32,
+                    base: *base,
+                },
+            ),
+            QOut::Int32 => (vec![], OutMode::Int32),
         };
-        let params = pack_params(arch, &t, &l.bias, &p1, &p2);
+        let t = Tiling::with_params(arch, m, l.k, l.n, 1 + extra.len())
+            .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
+        let bt = pack_weights(arch, &t, l.k, l.n, &l.weights);
+        let params = pack_params(arch, &t, &l.bias, &extra);
         let b_addr = next;
         next = align(b_addr + bt.len() as u64, 64);
         let p_addr = next;
@@ -574,7 +1322,17 @@ pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerRe
         let y_pitch = align(l.n as u64, pitch_unit) * lane;
         let y_addr = next;
         next = align(y_addr + m as u64 * y_pitch + r, 64);
-        let g = DenseGeom { m, k: l.k, n: l.n, a_addr: a.0, a_pitch: a.1, b_addr, p_addr, y_addr, y_pitch };
+        let g = DenseGeom {
+            m,
+            k: l.k,
+            n: l.n,
+            a_addr: a.0,
+            a_pitch: a.1,
+            b_addr,
+            p_addr,
+            y_addr,
+            y_pitch,
+        };
         let before = code.len();
         emit_dense(arch, &t, &g, out, &mut code);
         report.push(LayerReport {
@@ -587,8 +1345,14 @@ pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerRe
             instructions: code.len() - before,
             weight_bytes: bt.len(),
         });
-        data.push(Segment { dram_addr: b_addr, bytes: bt });
-        data.push(Segment { dram_addr: p_addr, bytes: params });
+        data.push(Segment {
+            dram_addr: b_addr,
+            bytes: bt,
+        });
+        data.push(Segment {
+            dram_addr: p_addr,
+            bytes: params,
+        });
         a = (y_addr, y_pitch);
         if i + 1 == q.layers.len() {
             out_desc_addr = y_addr;
@@ -605,7 +1369,10 @@ pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerRe
         )));
     }
     if next > arch.dram.size_bytes {
-        return Err(err(format!("the program needs {next} bytes of DRAM; arch '{}' has {}", arch.name, arch.dram.size_bytes)));
+        return Err(err(format!(
+            "the program needs {next} bytes of DRAM; arch '{}' has {}",
+            arch.name, arch.dram.size_bytes
+        )));
     }
     let mut p = Program::new(arch);
     p.dram_bytes = next;
@@ -617,11 +1384,17 @@ pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerRe
         if let Some(pitch) = pitch {
             d.row_pitch = pitch;
         }
-        d.quant = io.quant.map(|(scale, zero_point)| Quant { scale, zero_point });
+        d.quant = io
+            .quant
+            .map(|(scale, zero_point)| Quant { scale, zero_point });
         d.offset = io.offset;
         d
     };
-    let out_dtype = if matches!(q.layers.last().unwrap().out, QOut::Int32) { image::DType::I32 } else { image::DType::I8 };
+    let out_dtype = if matches!(q.layers.last().unwrap().out, QOut::Int32) {
+        image::DType::I32
+    } else {
+        image::DType::I8
+    };
     let out_rank = q.output.shape.len();
     let out_pitch = if out_rank >= 2 { Some(out_pitch) } else { None };
     p.tensors = vec![
@@ -629,7 +1402,10 @@ pub fn to_program(arch: &ArchConfig, q: &QModel) -> Result<(Program, Vec<LayerRe
         io_desc(&q.output, Role::Output, out_desc_addr, out_pitch, out_dtype),
     ];
     p.meta.insert("model".into(), q.name.clone());
-    p.meta.insert("compiler".into(), format!("systole {}", env!("CARGO_PKG_VERSION")));
+    p.meta.insert(
+        "compiler".into(),
+        format!("systole {}", env!("CARGO_PKG_VERSION")),
+    );
     Ok((p, report))
 }
 
@@ -642,27 +1418,56 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 /// The whole way from a graph to a program.
-pub fn compile(arch: &ArchConfig, g: &Graph) -> Result<(Program, QModel, Vec<LayerReport>), LowerError> {
+pub fn compile(
+    arch: &ArchConfig,
+    g: &Graph,
+) -> Result<(Program, QModel, Vec<LayerReport>), LowerError> {
     let q = to_qir(g)?;
     let (p, r) = to_program(arch, &q)?;
     Ok((p, q, r))
 }
 
-/// Converts a host tensor to the hw-domain int8 input of a quantized model.
+/// Converts a host tensor to the hw-domain int8 input of a quantized model (running the
+/// host pre-processing graph when the model has one).
 pub fn input_to_hw(io: &QIo, t: &Tensor) -> Result<Vec<i8>, String> {
     let n: usize = io.shape.iter().product();
     if t.len() != n {
-        return Err(format!("input '{}' expects shape {:?}, got {:?}", io.name, io.shape, t.shape));
+        return Err(format!(
+            "input '{}' expects shape {:?}, got {:?}",
+            io.name, io.shape, t.shape
+        ));
     }
     let off = io.offset;
-    let vals: Vec<i32> = match (&t.data, io.quant) {
-        (TensorData::F32(_) | TensorData::F64(_), Some((scale, zp))) => {
-            let qp = QParams { scale, zp, dtype: if off == -128 { DType::U8 } else { DType::I8 } };
-            t.to_f32_vec().iter().map(|&x| qp.quantize(x)).collect()
+    let vals: Vec<i32> = if let Some(host) = &io.host {
+        let t = Tensor::new(io.shape.clone(), t.data.clone()).map_err(|e| e.to_string())?;
+        let out = crate::interp::run(host, &[t])
+            .map_err(|e| format!("input '{}': host pre-processing: {e}", io.name))?;
+        tensor_ints(&out[0]).ok_or_else(|| {
+            format!(
+                "input '{}': pre-processing does not end in integers",
+                io.name
+            )
+        })?
+    } else {
+        match (&t.data, io.quant) {
+            (TensorData::F32(_) | TensorData::F64(_), Some((scale, zp))) => {
+                let qp = QParams {
+                    scale,
+                    zp,
+                    dtype: if off == -128 { DType::U8 } else { DType::I8 },
+                };
+                t.to_f32_vec().iter().map(|&x| qp.quantize(x)).collect()
+            }
+            (TensorData::I8(v), _) => v.iter().map(|&x| x as i32).collect(),
+            (TensorData::U8(v), _) => v.iter().map(|&x| x as i32).collect(),
+            _ => {
+                return Err(format!(
+                    "input '{}': cannot use a {} tensor",
+                    io.name,
+                    t.dtype_name()
+                ))
+            }
         }
-        (TensorData::I8(v), _) => v.iter().map(|&x| x as i32).collect(),
-        (TensorData::U8(v), _) => v.iter().map(|&x| x as i32).collect(),
-        _ => return Err(format!("input '{}': cannot use a {} tensor", io.name, t.dtype_name())),
     };
     vals.iter()
         .map(|&v| {
@@ -670,4 +1475,50 @@ pub fn input_to_hw(io: &QIo, t: &Tensor) -> Result<Vec<i8>, String> {
             i8::try_from(h).map_err(|_| format!("input '{}': value {v} is out of range", io.name))
         })
         .collect()
+}
+
+/// Converts the program's output (hw domain) to the model's output tensor: removes the offset,
+/// dequantizes (exactly as DequantizeLinear) or runs the host tail graph.
+pub fn output_from_hw(io: &QIo, m: usize, data: &crate::qir::QData) -> Result<Tensor, String> {
+    use crate::qir::QData;
+    let logical: Vec<i64> = match data {
+        QData::I8(v) => v.iter().map(|&x| x as i64 - io.offset as i64).collect(),
+        QData::I32(v) => v.iter().map(|&x| x as i64).collect(),
+    };
+    if let Some(host) = &io.host {
+        let n = logical.len() / m.max(1);
+        let mut outs = Vec::new();
+        let in_dtype = host.value(host.inputs[0]).dtype;
+        for row in logical.chunks(n.max(1)) {
+            let data = match in_dtype {
+                DType::U8 => TensorData::U8(row.iter().map(|&x| x as u8).collect()),
+                DType::I8 => TensorData::I8(row.iter().map(|&x| x as i8).collect()),
+                _ => TensorData::F32(row.iter().map(|&x| x as f32).collect()),
+            };
+            let t = Tensor::new(vec![1, n], data).map_err(|e| e.to_string())?;
+            let o = crate::interp::run(host, &[t])
+                .map_err(|e| format!("output '{}': host tail: {e}", io.name))?;
+            outs.extend(o[0].to_f32_vec());
+        }
+        return Tensor::new(io.shape.clone(), TensorData::F32(outs)).map_err(|e| e.to_string());
+    }
+    let data = match (io.dtype, io.quant) {
+        (DType::F32, Some((scale, zp))) => TensorData::F32(
+            logical
+                .iter()
+                .map(|&x| (x as i32 - zp) as f32 * scale)
+                .collect(),
+        ),
+        (DType::U8, _) => TensorData::U8(logical.iter().map(|&x| x as u8).collect()),
+        (DType::I8, _) => TensorData::I8(logical.iter().map(|&x| x as i8).collect()),
+        (DType::I32, _) => TensorData::I32(logical.iter().map(|&x| x as i32).collect()),
+        (d, _) => {
+            return Err(format!(
+                "output '{}': unsupported type {}",
+                io.name,
+                d.name()
+            ))
+        }
+    };
+    Tensor::new(io.shape.clone(), data).map_err(|e| e.to_string())
 }

@@ -15,6 +15,7 @@
 //! or keeps `acc` as an int32 output. Zero points of inputs and weights are folded into
 //! `bias` and `w` by the lowering, so this is all the hardware needs.
 
+use crate::ir::Graph;
 use crate::tensor::DType;
 
 /// A model input or output at the host boundary.
@@ -30,12 +31,28 @@ pub struct QIo {
     pub quant: Option<(f32, i32)>,
     /// hw = logical + offset.
     pub offset: i32,
+    /// Host-side computation between the model's tensor and the program's: for an input, a
+    /// graph from the model input (float) to the logical integer the program takes (elementwise
+    /// operators before the first quantizer); for an output, a graph from the program's
+    /// integer output (logical domain) to the model's output (a float tail such as a final
+    /// scale and offset).
+    pub host: Option<Graph>,
 }
 
 /// Requantization of one layer's outputs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QOut {
-    Int8 { scales: Vec<f32>, zp: i32, lo: i8, hi: i8 },
+    Int8 {
+        scales: Vec<f32>,
+        zp: i32,
+        lo: i8,
+        hi: i8,
+    },
+    /// y = clamp(base + #{j : acc >= thresholds[j][n]}, -128, 127).
+    Thresh {
+        thresholds: Vec<Vec<i32>>,
+        base: i8,
+    },
     Int32,
 }
 
@@ -93,6 +110,15 @@ impl QDense {
         }
         match &self.out {
             QOut::Int32 => QData::I32(acc),
+            QOut::Thresh { thresholds, base } => QData::I8(
+                acc.iter()
+                    .enumerate()
+                    .map(|(i, &a)| {
+                        let c = thresholds.iter().filter(|t| a >= t[i % n]).count() as i64;
+                        (*base as i64 + c).clamp(-128, 127) as i8
+                    })
+                    .collect(),
+            ),
             QOut::Int8 { scales, zp, lo, hi } => QData::I8(
                 acc.iter()
                     .enumerate()
