@@ -189,6 +189,9 @@ pub struct DenseGeom {
     /// Y: m rows, `y_pitch` bytes apart.
     pub y_addr: u64,
     pub y_pitch: u64,
+    /// k-tiles from this one on read the input again from its first column (a split weight
+    /// matrix: the second half of the k-tiles holds the second int8 half of the weights).
+    pub k_wrap: Option<usize>,
 }
 
 fn align(x: u64, a: u64) -> u64 {
@@ -272,7 +275,10 @@ pub fn emit_dense(
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Inp,
                         sram: half * inp_half + (j * t.tm) as u32,
-                        dram: (g.a_addr + m0 as u64 * g.a_pitch + ((k0 + j) * r) as u64) as u32,
+                        dram: (g.a_addr
+                            + m0 as u64 * g.a_pitch
+                            + (((k0 + j) % g.k_wrap.unwrap_or(usize::MAX)) * r) as u64)
+                            as u32,
                         rows: rows as u32,
                         cols: 1,
                         stride: g.a_pitch as u32,
@@ -502,6 +508,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         p_addr,
         y_addr,
         y_pitch,
+        k_wrap: None,
     };
     let mut code = Vec::new();
     let out = OutMode::Int8 {

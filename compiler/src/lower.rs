@@ -628,10 +628,10 @@ impl Lowerer<'_> {
             self.bind_input(a, range)?;
         }
         let weights: Vec<i32> = w.iter().map(|&x| (x - w_zp as i64) as i32).collect();
-        if let Some(x) = weights.iter().find(|&&x| !(-128..=127).contains(&x)) {
+        if let Some(x) = weights.iter().find(|&&x| !(-255..=255).contains(&x)) {
             return Err(self.problem(
                 node,
-                format!("weight minus zero point ({x}) does not fit int8"),
+                format!("weight minus zero point ({x}) does not fit two int8 halves"),
             ));
         }
         self.open = Some(Open {
@@ -759,7 +759,8 @@ impl Lowerer<'_> {
             name: open.name,
             k,
             n,
-            weights: open.weights.iter().map(|&w| w as i8).collect(),
+            weights: split_weights(&open.weights).0,
+            weights2: split_weights(&open.weights).1,
             bias,
             out: QOut::Int8 {
                 scales,
@@ -807,7 +808,8 @@ impl Lowerer<'_> {
             name: open.name,
             k,
             n,
-            weights: open.weights.iter().map(|&w| w as i8).collect(),
+            weights: split_weights(&open.weights).0,
+            weights2: split_weights(&open.weights).1,
             bias,
             out: QOut::Int32,
         });
@@ -990,7 +992,8 @@ impl Lowerer<'_> {
             name: o.name.clone(),
             k,
             n,
-            weights: o.weights.iter().map(|&w| w as i8).collect(),
+            weights: split_weights(&o.weights).0,
+            weights2: split_weights(&o.weights).1,
             bias,
             out: QOut::Thresh {
                 thresholds,
@@ -1002,6 +1005,21 @@ impl Lowerer<'_> {
         self.layers.push(layer);
         Ok(range)
     }
+}
+
+/// int8 weights, plus a second int8 matrix when some weight (after its zero point) lies outside
+/// int8: w = w1 + w2, and the layer runs the input through both (twice the k-tiles).
+fn split_weights(w: &[i32]) -> (Vec<i8>, Option<Vec<i8>>) {
+    let w1: Vec<i8> = w.iter().map(|&x| x.clamp(-128, 127) as i8).collect();
+    if w.iter().all(|&x| (-128..=127).contains(&x)) {
+        return (w1, None);
+    }
+    let w2 = w
+        .iter()
+        .zip(&w1)
+        .map(|(&x, &a)| (x - a as i32) as i8)
+        .collect();
+    (w1, Some(w2))
 }
 
 fn tensor_ints(t: &Tensor) -> Option<Vec<i32>> {
@@ -1132,7 +1150,8 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 name: o.name.clone(),
                 k: o.k,
                 n: o.n,
-                weights: o.weights.iter().map(|&w| w as i8).collect(),
+                weights: split_weights(&o.weights).0,
+                weights2: split_weights(&o.weights).1,
                 bias,
                 out: QOut::Int8 {
                     scales,
@@ -1186,7 +1205,8 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 name: o.name.clone(),
                 k,
                 n,
-                weights: o.weights.iter().map(|&w| w as i8).collect(),
+                weights: split_weights(&o.weights).0,
+                weights2: split_weights(&o.weights).1,
                 bias,
                 out: QOut::Int32,
             });
@@ -1310,9 +1330,20 @@ pub fn to_program(
             ),
             QOut::Int32 => (vec![], OutMode::Int32),
         };
-        let t = Tiling::with_params(arch, m, l.k, l.n, 1 + extra.len())
+        // A split weight matrix doubles k: [w1 (k padded to whole tiles); w2].
+        let (k_eff, weights, k_wrap) = match &l.weights2 {
+            None => (l.k, l.weights.clone(), None),
+            Some(w2) => {
+                let kp = l.k.div_ceil(arch.array.rows as usize) * arch.array.rows as usize;
+                let mut w = vec![0i8; 2 * kp * l.n];
+                w[..l.k * l.n].copy_from_slice(&l.weights);
+                w[kp * l.n..kp * l.n + l.k * l.n].copy_from_slice(w2);
+                (2 * kp, w, Some(kp / arch.array.rows as usize))
+            }
+        };
+        let t = Tiling::with_params(arch, m, k_eff, l.n, 1 + extra.len())
             .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
-        let bt = pack_weights(arch, &t, l.k, l.n, &l.weights);
+        let bt = pack_weights(arch, &t, k_eff, l.n, &weights);
         let params = pack_params(arch, &t, &l.bias, &extra);
         let b_addr = next;
         next = align(b_addr + bt.len() as u64, 64);
@@ -1332,6 +1363,7 @@ pub fn to_program(
             p_addr,
             y_addr,
             y_pitch,
+            k_wrap,
         };
         let before = code.len();
         emit_dense(arch, &t, &g, out, &mut code);

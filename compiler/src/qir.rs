@@ -63,6 +63,9 @@ pub struct QDense {
     pub n: usize,
     /// Row-major [k][n].
     pub weights: Vec<i8>,
+    /// When weights minus their zero point exceed int8: the rest, w = weights + weights2
+    /// (the input streams through the array twice).
+    pub weights2: Option<Vec<i8>>,
     pub bias: Vec<i32>,
     pub out: QOut,
 }
@@ -105,6 +108,11 @@ impl QDense {
                 }
                 for (r, &w) in row.iter_mut().zip(&self.weights[kk * n..(kk + 1) * n]) {
                     *r = r.wrapping_add(a * w as i32);
+                }
+                if let Some(w2) = &self.weights2 {
+                    for (r, &w) in row.iter_mut().zip(&w2[kk * n..(kk + 1) * n]) {
+                        *r = r.wrapping_add(a * w as i32);
+                    }
                 }
             }
         }
