@@ -9,6 +9,9 @@ if [ ! -d "$fixtures" ]; then
     echo "warning: $fixtures is missing: the tests that read it will fail" >&2
 fi
 
+# The ONNX backend node tests ship in the onnx==1.22.0 wheel (PyPI); unpacked into target/.
+./scripts/fetch_onnx_node_tests.sh
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace

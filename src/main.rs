@@ -152,7 +152,8 @@ fn main() {
     if let Err(e) = dispatch(cli) {
         // One line: the chain of causes joined, so scripts can grep it.
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        eprintln!("error: {}", msg.join(": "));
+        let one_line = msg.join(": ").replace("\n  - ", "; ").replace('\n', "; ");
+        eprintln!("error: {one_line}");
         std::process::exit(1);
     }
 }
