@@ -8,8 +8,23 @@
 //!   and QLinearConv) are exact, with wrapping int32 arithmetic as MLAS's SIMD kernels have.
 //! * Quantization follows onnxruntime bit for bit; see [`quantize_value`] and [`requantize`].
 //!
+//! * AveragePool's `count_include_pad` divisor counts the positions of a window inside the padded
+//!   input `[-pad_begin, size + pad_end)`; positions past that (a `ceil_mode` overhang, which the
+//!   frontend keeps only for AveragePool-19+, see `frontend`) are not counted.
+//!
 //! Errors (wrong input count, shape or type, inconsistent graphs) are [`InterpError`]s; the
 //! interpreter does not panic on any graph or inputs.
+//!
+//! Known differences from onnxruntime 1.22 (where the interpreter follows the operator
+//! definitions instead):
+//! * on x86-64 CPUs without VNNI, onnxruntime's uint8 x int8 GEMM and convolution kernels
+//!   (QLinearMatMul, QLinearConv, MatMulInteger) add pairs of products with int16 saturation
+//!   (`pmaddubsw`), so with full-range int8 weights their results depend on the machine; the
+//!   interpreter accumulates exactly in int32 (as onnxruntime does with VNNI, or with weights in
+//!   [-63, 63], which cannot saturate);
+//! * onnxruntime's 2-D AveragePool-19+ with `count_include_pad` clips windows at
+//!   `height + pads[1]` (the left pad) instead of the bottom pad, so with a bottom pad larger than
+//!   the left pad it undercounts the divisor; the interpreter counts the bottom padding.
 
 use crate::frontend::shape;
 use crate::ir::{ConvAttrs, Graph, Op, PoolAttrs};

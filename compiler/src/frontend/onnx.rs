@@ -247,7 +247,7 @@ impl<'m> Importer<'m> {
         self.names.insert(name.clone(), Slot::Value(id));
     }
 
-    /// Compares a graph output's declared type and static dimensions with the inferred ones.
+    /// Compares a graph output's declared element type with the inferred one.
     fn check_declared(&mut self, out: &ValueInfoProto, id: ValueId) {
         let Some(tt) = out.r#type.as_ref().and_then(|t| t.tensor_type()) else {
             return;
@@ -265,37 +265,9 @@ impl<'m> Importer<'m> {
                 ),
             );
         }
-        let Some(shape) = &tt.shape else { return };
-        let matches = shape.dim.len() == v.shape.len()
-            && shape
-                .dim
-                .iter()
-                .zip(&v.shape)
-                .all(|(d, &n)| match &d.value {
-                    Some(dimension::Value::DimValue(x)) => usize::try_from(*x) == Ok(n),
-                    _ => true,
-                });
-        if !matches {
-            let declared: Vec<String> = shape
-                .dim
-                .iter()
-                .map(|d| match &d.value {
-                    Some(dimension::Value::DimValue(x)) => x.to_string(),
-                    Some(dimension::Value::DimParam(p)) => p.clone(),
-                    None => "?".into(),
-                })
-                .collect();
-            self.issue(
-                IssueKind::ShapeMismatch,
-                None,
-                format!(
-                    "graph output '{}' is declared with shape [{}] but the inferred shape is {:?}",
-                    out.name,
-                    declared.join(", "),
-                    v.shape
-                ),
-            );
-        }
+        // Declared dimensions are not checked: exporters write what ONNX shape inference says,
+        // which can differ from what onnxruntime computes (e.g. pools with ceil_mode, where
+        // onnxruntime drops a last window starting in the padding, and itself only warns).
     }
 
     /// Node indices in a topological order (the model order when it already is one).
@@ -1464,13 +1436,14 @@ impl Cx<'_, '_> {
             resolved[d] = pb;
             // With ceil_mode the last window may reach past the end padding. For MaxPool and for
             // AveragePool without count_include_pad those positions behave exactly like padding,
-            // so fold them into the end pad; otherwise keep ceil_mode (the positions are ignored
-            // but, unlike padding, not counted).
+            // so fold them into the end pad. With count_include_pad, onnxruntime's AveragePool
+            // before opset 19 (MLAS) divides by the whole kernel, i.e. counts them like padding
+            // too (fold), while AveragePool-19+ does not count them: keep ceil_mode for that case.
             let dk = dilations[d].saturating_mul(kernel[d] - 1).saturating_add(1);
             let need = (o - 1).saturating_mul(strides[d]).saturating_add(dk);
             let have = xs[2 + d].saturating_add(pb).saturating_add(pe);
             let extra = need.saturating_sub(have);
-            if extra > 0 && count_include_pad {
+            if extra > 0 && count_include_pad && self.opset() >= 19 {
                 overhang = true;
                 resolved[2 + d] = pe;
             } else {
