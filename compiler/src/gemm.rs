@@ -110,6 +110,38 @@ impl Tiling {
         Self::with_params(arch, m, k, n, 3)
     }
 
+    /// Tiling of a convolution: items hold whole output rows of `ow` pixels.
+    pub fn conv(
+        arch: &ArchConfig,
+        m: usize,
+        ow: usize,
+        k: usize,
+        n: usize,
+        param_lines: usize,
+    ) -> Result<Tiling, GemmError> {
+        let t = Self::with_params(arch, m, k, n, param_lines)?;
+        let tm = (t.tm / ow) * ow;
+        if tm == 0 {
+            return Err(GemmError::DoesNotFit {
+                m,
+                k,
+                n,
+                msg: format!("an output row of {ow} pixels does not fit the buffers"),
+            });
+        }
+        let (r, _) = (arch.array.rows as usize, arch.array.cols as usize);
+        let inp_half = arch.lines(BufferKind::Input) as usize / 2;
+        let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
+        let kc = (wgt_half / r).min(inp_half / tm).min(t.k_tiles).min(1023);
+        Ok(Tiling {
+            tm,
+            kc,
+            m_tiles: m.div_ceil(tm),
+            k_chunks: t.k_tiles.div_ceil(kc),
+            ..t
+        })
+    }
+
     /// Tiling when each n-tile needs `param_lines` accumulator lines of parameters (bias plus
     /// requantization or thresholds), double-buffered.
     pub fn with_params(
@@ -192,6 +224,85 @@ pub struct DenseGeom {
     /// k-tiles from this one on read the input again from its first column (a split weight
     /// matrix: the second half of the k-tiles holds the second int8 half of the weights).
     pub k_wrap: Option<usize>,
+    /// A convolution (implicit GEMM): A rows are output pixels, k-tiles enumerate (ky, kx,
+    /// input-channel tile), and each output row's input pixels are gathered by a strided load
+    /// with the borders filled by padding lines.
+    pub conv: Option<ConvLoad>,
+}
+
+/// Geometry of a convolution's input gather (NHWC input, `a_pitch` bytes per pixel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvLoad {
+    pub h: usize,
+    pub w: usize,
+    pub ow: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    /// top, left
+    pub pad: [usize; 2],
+    pub ci_tiles: usize,
+    /// The input zero point (hw domain): what padding holds.
+    pub pad_value: i8,
+}
+
+impl ConvLoad {
+    /// Loads filling `sram..` with the A lines of output pixels m0..m0+rows (whole output
+    /// rows) for k-tile kt.
+    fn loads(
+        &self,
+        g: &DenseGeom,
+        r: usize,
+        m0: usize,
+        rows: usize,
+        kt: usize,
+        sram: u32,
+    ) -> Vec<Load> {
+        let (ct, kk) = (kt % self.ci_tiles, kt / self.ci_tiles);
+        let (ky, kx) = (kk / self.kw, kk % self.kw);
+        let (sy, sx) = (self.stride[0] as i64, self.stride[1] as i64);
+        let ow = self.ow as i64;
+        let mut v = Vec::new();
+        let oy0 = m0 / self.ow;
+        for (i, oy) in (oy0..oy0 + rows / self.ow).enumerate() {
+            let base = sram + (i * self.ow) as u32;
+            let iy = oy as i64 * sy + ky as i64 - self.pad[0] as i64;
+            // First and last output column whose input column is inside the image.
+            let lo = (self.pad[1] as i64 - kx as i64 + sx - 1)
+                .div_euclid(sx)
+                .max(0);
+            let hi =
+                ((self.w as i64 - 1 + self.pad[1] as i64 - kx as i64).div_euclid(sx)).min(ow - 1);
+            if iy < 0 || iy >= self.h as i64 || hi < lo {
+                v.push(Load {
+                    buf: LoadBuf::Inp,
+                    sram: base,
+                    cols: self.ow as u32,
+                    rows: 0,
+                    pad_top: 1,
+                    pad_value: self.pad_value as i32,
+                    ..Default::default()
+                });
+                continue;
+            }
+            let ix0 = lo * sx + kx as i64 - self.pad[1] as i64;
+            v.push(Load {
+                buf: LoadBuf::Inp,
+                sram: base,
+                dram: (g.a_addr
+                    + (iy as u64 * self.w as u64 + ix0 as u64) * g.a_pitch
+                    + (ct * r) as u64) as u32,
+                rows: (hi - lo + 1) as u32,
+                cols: 1,
+                stride: (sx as u64 * g.a_pitch) as u32,
+                pad_top: lo as u32,
+                pad_bottom: (ow - 1 - hi) as u32,
+                pad_value: self.pad_value as i32,
+                ..Default::default()
+            });
+        }
+        v
+    }
 }
 
 fn align(x: u64, a: u64) -> u64 {
@@ -272,6 +383,22 @@ pub fn emit_dense(
                 // --- load ---
                 let mut loads = Vec::new();
                 for j in 0..tiles {
+                    if let Some(cv) = &g.conv {
+                        let sram = half * inp_half + (j * t.tm) as u32;
+                        loads.extend(
+                            cv.loads(
+                                g,
+                                r,
+                                m0,
+                                rows,
+                                (k0 + j) % g.k_wrap.unwrap_or(usize::MAX),
+                                sram,
+                            )
+                            .into_iter()
+                            .map(Op::Load),
+                        );
+                        continue;
+                    }
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Inp,
                         sram: half * inp_half + (j * t.tm) as u32,
@@ -509,6 +636,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         y_addr,
         y_pitch,
         k_wrap: None,
+        conv: None,
     };
     let mut code = Vec::new();
     let out = OutMode::Int8 {

@@ -13,9 +13,9 @@
 //! y_scale`, rounded half to even, offset by the zero point and saturated; `requant fp32` does
 //! exactly that in hardware.
 
-use crate::gemm::{emit_dense, pack_params, pack_weights, DenseGeom, OutMode, Tiling};
+use crate::gemm::{emit_dense, pack_params, pack_weights, ConvLoad, DenseGeom, OutMode, Tiling};
 use crate::ir::{Graph, Node, Op, ValueId};
-use crate::qir::{QDense, QIo, QModel, QOut};
+use crate::qir::{ConvGeom, QDense, QIo, QModel, QOut};
 use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::HashMap;
 use systole_arch::image::{self, Program, Quant, Role, Segment, TensorDesc};
@@ -174,6 +174,8 @@ struct Open {
     /// For a reopened QLinearMatMul: the accumulator first goes through its binary32
     /// requantization (scales, output quantization) and `mm_value` is that int8 output.
     prefix: Option<(Vec<f32>, QParams)>,
+    /// Set for a convolution.
+    conv: Option<ConvGeom>,
 }
 
 /// What the lowering knows about a value.
@@ -331,6 +333,7 @@ impl Lowerer<'_> {
             Op::MatMul | Op::Gemm { .. } => return self.matmul(node),
             Op::QLinearMatMul => return self.qlinear_matmul(node),
             Op::MatMulInteger => return self.matmul_integer(node),
+            Op::Conv(_) | Op::QLinearConv(_) | Op::ConvInteger(_) => return self.conv(node),
             _ => {}
         }
         let x = match &node.op {
@@ -648,6 +651,7 @@ impl Lowerer<'_> {
             cur: node.outputs[0],
             cur_q: None,
             prefix: None,
+            conv: None,
         });
         self.syms.insert(node.outputs[0], Sym::Epi);
         Ok(())
@@ -701,6 +705,233 @@ impl Lowerer<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// Conv (QDQ), QLinearConv and ConvInteger: an implicit GEMM over output pixels.
+    fn conv(&mut self, node: &Node) -> Result<(), LowerError> {
+        let g = self.g;
+        let attrs = match &node.op {
+            Op::Conv(a) | Op::QLinearConv(a) | Op::ConvInteger(a) => a.clone(),
+            _ => unreachable!(),
+        };
+        if attrs.group != 1 || attrs.dilations != [1, 1] {
+            return Err(self.problem(node, "grouped or dilated convolutions are not lowered yet"));
+        }
+        let x = node
+            .input(0)
+            .ok_or_else(|| self.problem(node, "input missing"))?;
+        let xs = g.value(x).shape.clone();
+        let ys = g.value(node.outputs[0]).shape.clone();
+        if xs.len() != 4 || xs[0] != 1 {
+            return Err(self.problem(
+                node,
+                format!("only single 2-D images are lowered (input {xs:?})"),
+            ));
+        }
+        let (cin, h, w) = (xs[1], xs[2], xs[3]);
+        let (cout, oh, ow) = (ys[1], ys[2], ys[3]);
+        // Operand positions per op: (weights, w_scale, w_zp), bias.
+        let qlinear = matches!(node.op, Op::QLinearConv(_));
+        let integer = matches!(node.op, Op::ConvInteger(_));
+        // The input activation.
+        let (a, range) = if qlinear {
+            let a = self.qparams(node, 1, 2)?;
+            if matches!(self.syms.get(&x), Some(Sym::Epi))
+                && self
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| o.cur == x && o.cur_q.is_some())
+            {
+                let q = self.open.as_ref().unwrap().cur_q.unwrap();
+                let r = self.close(x)?;
+                self.syms.insert(x, Sym::Q(q, r));
+            }
+            if x == self.input_id {
+                self.syms.insert(x, Sym::Q(a, a.hw_range()));
+            }
+            match self.syms.get(&x) {
+                Some(Sym::Q(q, r)) if q.scale == a.scale && q.zp == a.zp => (a, *r),
+                _ => {
+                    return Err(
+                        self.problem(node, "input must be an 8-bit activation with its scale")
+                    )
+                }
+            }
+        } else if integer {
+            let xv = g.value(x);
+            let (zp, dt) = zero_point(g, node.input(2), xv.dtype, "x_zero_point")?;
+            let a = QParams {
+                scale: 1.0,
+                zp,
+                dtype: dt,
+            };
+            if x == self.input_id {
+                self.syms.insert(x, Sym::Q(a, a.hw_range()));
+            }
+            match self.syms.get(&x) {
+                Some(Sym::Q(_, r)) => (a, *r),
+                _ => return Err(self.problem(node, "input must be an 8-bit activation")),
+            }
+        } else {
+            match self.syms.get(&x) {
+                Some(Sym::Deq(a, r)) => (*a, *r),
+                _ => return Err(self.problem(node, "input must be a dequantized 8-bit activation (float convolutions need --calib)")),
+            }
+        };
+        // Weights [cout][cin][kh][kw] -> [(ky, kx, ci)][cout].
+        let (wv, wscales, wzp) = if qlinear {
+            let (wv, dt) = const_ints(g, node.input(3), "w")?;
+            let sc = const_f32(g, node.input(4), "w_scale")?;
+            let (zp, _) = zero_point(g, node.input(5), dt, "w_zero_point")?;
+            (wv, sc, zp)
+        } else if integer {
+            let (wv, dt) = const_ints(g, node.input(1), "w")?;
+            let (zp, _) = zero_point(g, node.input(3), dt, "w_zero_point")?;
+            (wv, vec![1.0], zp)
+        } else {
+            let wid = node
+                .input(1)
+                .ok_or_else(|| self.problem(node, "weights missing"))?;
+            let (wv, sc, zp, _, _) = self.weights_of_any(wid, node)?;
+            (wv, sc, zp)
+        };
+        let (kh, kw) = (attrs.kernel[0], attrs.kernel[1]);
+        if wv.len() != cout * cin * kh * kw {
+            return Err(self.problem(node, "weight tensor does not match the convolution's shape"));
+        }
+        let k = kh * kw * cin;
+        let mut wt = vec![0i64; k * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        wt[((ky * kw + kx) * cin + ci) * cout + co] =
+                            wv[((co * cin + ci) * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        let w_scales = per_channel(wscales, cout, "weight scale")?;
+        let mm_scale: Vec<f32> = w_scales.iter().map(|&ws| a.scale * ws).collect();
+        let pad_value = (a.zp + a.offset()).clamp(-128, 127) as i8;
+        let geom = ConvGeom {
+            cin,
+            h,
+            w,
+            kh,
+            kw,
+            stride: attrs.strides,
+            pads: attrs.pads,
+            oh,
+            ow,
+            pad_value,
+        };
+        if let Some(last) = self.layers.last() {
+            if last.conv.is_none() {
+                return Err(self.problem(
+                    node,
+                    "a convolution after a fully connected layer is not lowered",
+                ));
+            }
+        }
+        self.start(node, a, range, wt, wzp, k, cout, mm_scale)?;
+        self.open.as_mut().unwrap().conv = Some(geom);
+        // Bias: int32 (QLinearConv input 8, or a DequantizeLinear'd int32 for QDQ Conv).
+        let bias_in = if qlinear {
+            node.input(8)
+        } else if integer {
+            None
+        } else {
+            node.input(2)
+        };
+        if let Some(b) = bias_in {
+            let bias = match g.producer(b).map(|p| &g.nodes[p]) {
+                Some(pn)
+                    if matches!(pn.op, Op::DequantizeLinear { .. })
+                        && g.constant(pn.input(0).unwrap_or(usize::MAX)).is_some() =>
+                {
+                    const_ints(g, pn.input(0), "bias")?.0
+                }
+                _ => {
+                    const_ints(g, Some(b), "bias")
+                        .map_err(|_| self.problem(node, "the bias must be int32 (quantized)"))?
+                        .0
+                }
+            };
+            let open = self.open.as_mut().unwrap();
+            for (acc, v) in open.bias.iter_mut().zip(bias) {
+                *acc = acc.wrapping_add(v as i32);
+            }
+        }
+        if qlinear {
+            let y = self.qparams(node, 6, 7)?;
+            let w_sc = per_channel(const_f32(g, node.input(4), "w_scale")?, cout, "w_scale")?;
+            let scales: Vec<f32> = w_sc.iter().map(|&ws| (a.scale * ws) / y.scale).collect();
+            let open = self.open.take().unwrap();
+            let bias = self.fold_bias(&open);
+            let mut again = open.clone();
+            again.prefix = Some((scales.clone(), y));
+            self.reopen = Some((again, node.outputs[0]));
+            let (lo, hi) = y.hw_range();
+            self.layers.push(QDense {
+                name: open.name.clone(),
+                k,
+                n: cout,
+                weights: split_weights(&open.weights).0,
+                weights2: split_weights(&open.weights).1,
+                bias,
+                out: QOut::Int8 {
+                    scales,
+                    zp: y.zp + y.offset(),
+                    lo: lo as i8,
+                    hi: hi as i8,
+                },
+                conv: Some(geom),
+            });
+            self.syms.insert(node.outputs[0], Sym::Q(y, y.hw_range()));
+        } else if integer {
+            let open = self.open.take().unwrap();
+            let bias = self.fold_bias(&open);
+            self.layers.push(QDense {
+                name: open.name.clone(),
+                k,
+                n: cout,
+                weights: split_weights(&open.weights).0,
+                weights2: split_weights(&open.weights).1,
+                bias,
+                out: QOut::Int32,
+                conv: Some(geom),
+            });
+            self.syms.insert(node.outputs[0], Sym::Int32);
+        }
+        Ok(())
+    }
+
+    /// Weights of any rank from a DequantizeLinear of integer constants (or integer floats).
+    fn weights_of_any(
+        &self,
+        id: ValueId,
+        node: &Node,
+    ) -> Result<(Vec<i64>, Vec<f32>, i32, usize, usize), LowerError> {
+        let g = self.g;
+        if let Some(p) = g.producer(id) {
+            let pn = &g.nodes[p];
+            if let Op::DequantizeLinear { .. } = pn.op {
+                let (w, dt) = const_ints(g, pn.input(0), "weight")?;
+                let scales = const_f32(g, pn.input(1), "weight scale")?;
+                let (zp, _) = zero_point(g, pn.input(2), dt, "weight zero point")?;
+                return Ok((w, scales, zp, 0, 0));
+            }
+        }
+        if let Some(t) = g.constant(id) {
+            let f = t.to_f32_vec();
+            if f.iter()
+                .all(|x| x.fract() == 0.0 && (-128.0..=127.0).contains(x))
+            {
+                return Ok((f.iter().map(|&x| x as i64).collect(), vec![1.0], 0, 0, 0));
+            }
+        }
+        Err(self.problem(node, format!("weights '{}' must be a DequantizeLinear of integer constants (float weights need --calib)", g.value(id).name)))
     }
 
     fn qlinear_matmul(&mut self, node: &Node) -> Result<(), LowerError> {
@@ -761,6 +992,7 @@ impl Lowerer<'_> {
             n,
             weights: split_weights(&open.weights).0,
             weights2: split_weights(&open.weights).1,
+            conv: open.conv,
             bias,
             out: QOut::Int8 {
                 scales,
@@ -810,6 +1042,7 @@ impl Lowerer<'_> {
             n,
             weights: split_weights(&open.weights).0,
             weights2: split_weights(&open.weights).1,
+            conv: open.conv,
             bias,
             out: QOut::Int32,
         });
@@ -994,6 +1227,7 @@ impl Lowerer<'_> {
             n,
             weights: split_weights(&o.weights).0,
             weights2: split_weights(&o.weights).1,
+            conv: o.conv,
             bias,
             out: QOut::Thresh {
                 thresholds,
@@ -1152,6 +1386,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 n: o.n,
                 weights: split_weights(&o.weights).0,
                 weights2: split_weights(&o.weights).1,
+                conv: o.conv,
                 bias,
                 out: QOut::Int8 {
                     scales,
@@ -1207,6 +1442,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 n,
                 weights: split_weights(&o.weights).0,
                 weights2: split_weights(&o.weights).1,
+                conv: o.conv,
                 bias,
                 out: QOut::Int32,
             });
@@ -1232,20 +1468,36 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
     if l.layers.is_empty() {
         return Err(err("the network has no matrix product to run on the array"));
     }
-    let k0 = l.layers[0].k;
     let numel: usize = input.shape.iter().product();
-    if numel % k0 != 0 {
-        return Err(err(format!(
-            "input of {numel} elements is not a whole number of {k0}-element rows"
-        )));
-    }
-    let m = numel / k0;
+    let m = match &l.layers[0].conv {
+        Some(cv) => {
+            if numel != cv.cin * cv.h * cv.w {
+                return Err(err(format!(
+                    "input of {numel} elements is not the first convolution's {}x{}x{} image",
+                    cv.cin, cv.h, cv.w
+                )));
+            }
+            1
+        }
+        None => {
+            let k0 = l.layers[0].k;
+            if numel % k0 != 0 {
+                return Err(err(format!(
+                    "input of {numel} elements is not a whole number of {k0}-element rows"
+                )));
+            }
+            numel / k0
+        }
+    };
     for w in l.layers.windows(2) {
-        if w[0].n != w[1].k {
-            return Err(err(format!(
-                "layer '{}' produces {} channels but '{}' expects {}",
-                w[0].name, w[0].n, w[1].name, w[1].k
-            )));
+        let ok = match (&w[0].conv, &w[1].conv) {
+            (Some(_), None) => false,
+            (None, None) => w[0].n == w[1].k,
+            (Some(a), Some(b)) => w[0].n == b.cin && a.oh == b.h && a.ow == b.w,
+            (None, Some(_)) => false,
+        };
+        if !ok {
+            return Err(err(format!("layer '{}' does not feed '{}' the way they are lowered (dense after convolution needs a Flatten reorder, not lowered yet)", w[0].name, w[1].name)));
         }
         if matches!(w[0].out, QOut::Int32) {
             return Err(err(format!(
@@ -1254,12 +1506,17 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             )));
         }
     }
-    let n_last = l.layers.last().unwrap().n;
-    if output.shape.last().copied() != Some(n_last)
-        || output.shape.iter().product::<usize>() != m * n_last
+    let last = l.layers.last().unwrap();
+    let n_last = last.n;
+    let expect = match &last.conv {
+        Some(cv) => n_last * cv.oh * cv.ow,
+        None => m * n_last,
+    };
+    if output.shape.iter().product::<usize>() != expect
+        || (last.conv.is_none() && output.shape.last().copied() != Some(n_last))
     {
         return Err(err(format!(
-            "output '{}' {:?} is not the last layer's {m}x{n_last} matrix",
+            "output '{}' {:?} is not what the last layer produces",
             output.name, output.shape
         )));
     }
@@ -1300,9 +1557,13 @@ pub fn to_program(
     let mut code = Vec::new();
     let mut report = Vec::new();
     // The input: dense rows of k0 bytes (+ slack: the last tile of the last row reads past k).
-    let k0 = q.layers[0].k as u64;
+    // (a convolution's input is NHWC with `cin` bytes per pixel).
+    let (in_rows, k0) = match &q.layers[0].conv {
+        Some(cv) => ((cv.h * cv.w) as u64, cv.cin as u64),
+        None => (m as u64, q.layers[0].k as u64),
+    };
     let a_addr = 0u64;
-    let mut next = align(m as u64 * k0 + r, 64);
+    let mut next = align(in_rows * k0 + r, 64);
     let mut a = (a_addr, k0);
     let pitch_unit = r.max(c) * r.min(c) / gcd(r, c);
     let mut out_desc_addr = 0;
@@ -1330,19 +1591,51 @@ pub fn to_program(
             ),
             QOut::Int32 => (vec![], OutMode::Int32),
         };
-        // A split weight matrix doubles k: [w1 (k padded to whole tiles); w2].
-        let (k_eff, weights, k_wrap) = match &l.weights2 {
-            None => (l.k, l.weights.clone(), None),
-            Some(w2) => {
-                let kp = l.k.div_ceil(arch.array.rows as usize) * arch.array.rows as usize;
-                let mut w = vec![0i8; 2 * kp * l.n];
-                w[..l.k * l.n].copy_from_slice(&l.weights);
-                w[kp * l.n..kp * l.n + l.k * l.n].copy_from_slice(w2);
-                (2 * kp, w, Some(kp / arch.array.rows as usize))
+        let ru = arch.array.rows as usize;
+        // A convolution's k runs over (ky, kx, ci) with ci padded to whole input lines, so
+        // each k-tile is one kernel position and one input-channel tile.
+        let (k_log, w1, w2) = match &l.conv {
+            None => (l.k, l.weights.clone(), l.weights2.clone()),
+            Some(cv) => {
+                let cip = cv.cin.div_ceil(ru) * ru;
+                let pad = |w: &[i8]| {
+                    let mut o = vec![0i8; cv.kh * cv.kw * cip * l.n];
+                    for pos in 0..cv.kh * cv.kw {
+                        for ci in 0..cv.cin {
+                            let src = (pos * cv.cin + ci) * l.n;
+                            let dst = (pos * cip + ci) * l.n;
+                            o[dst..dst + l.n].copy_from_slice(&w[src..src + l.n]);
+                        }
+                    }
+                    o
+                };
+                (
+                    cv.kh * cv.kw * cip,
+                    pad(&l.weights),
+                    l.weights2.as_ref().map(|w| pad(w)),
+                )
             }
         };
-        let t = Tiling::with_params(arch, m, k_eff, l.n, 1 + extra.len())
-            .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
+        // A split weight matrix doubles k: [w1 (k padded to whole tiles); w2].
+        let (k_eff, weights, k_wrap) = match &w2 {
+            None => (k_log, w1, None),
+            Some(w2) => {
+                let kp = k_log.div_ceil(ru) * ru;
+                let mut w = vec![0i8; 2 * kp * l.n];
+                w[..k_log * l.n].copy_from_slice(&w1);
+                w[kp * l.n..kp * l.n + k_log * l.n].copy_from_slice(w2);
+                (2 * kp, w, Some(kp / ru))
+            }
+        };
+        let m = match &l.conv {
+            Some(cv) => cv.oh * cv.ow,
+            None => m,
+        };
+        let t = match &l.conv {
+            Some(cv) => Tiling::conv(arch, m, cv.ow, k_eff, l.n, 1 + extra.len()),
+            None => Tiling::with_params(arch, m, k_eff, l.n, 1 + extra.len()),
+        }
+        .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
         let bt = pack_weights(arch, &t, k_eff, l.n, &weights);
         let params = pack_params(arch, &t, &l.bias, &extra);
         let b_addr = next;
@@ -1364,6 +1657,17 @@ pub fn to_program(
             y_addr,
             y_pitch,
             k_wrap,
+            conv: l.conv.map(|cv| ConvLoad {
+                h: cv.h,
+                w: cv.w,
+                ow: cv.ow,
+                kh: cv.kh,
+                kw: cv.kw,
+                stride: cv.stride,
+                pad: [cv.pads[0], cv.pads[1]],
+                ci_tiles: cv.cin.div_ceil(ru),
+                pad_value: cv.pad_value,
+            }),
         };
         let before = code.len();
         emit_dense(arch, &t, &g, out, &mut code);
@@ -1429,10 +1733,17 @@ pub fn to_program(
     };
     let out_rank = q.output.shape.len();
     let out_pitch = if out_rank >= 2 { Some(out_pitch) } else { None };
-    p.tensors = vec![
-        io_desc(&q.input, Role::Input, a_addr, None, image::DType::I8),
-        io_desc(&q.output, Role::Output, out_desc_addr, out_pitch, out_dtype),
-    ];
+    let mut din = io_desc(&q.input, Role::Input, a_addr, None, image::DType::I8);
+    if q.layers[0].conv.is_some() && din.shape.len() == 4 {
+        // NCHW image stored NHWC, one pixel of channels per row.
+        din.perm = vec![0, 2, 3, 1];
+        din.row_pitch = din.shape[1];
+    }
+    let mut dout = io_desc(&q.output, Role::Output, out_desc_addr, out_pitch, out_dtype);
+    if q.layers.last().unwrap().conv.is_some() && dout.shape.len() == 4 {
+        dout.perm = vec![0, 2, 3, 1];
+    }
+    p.tensors = vec![din, dout];
     p.meta.insert("model".into(), q.name.clone());
     p.meta.insert(
         "compiler".into(),

@@ -56,6 +56,49 @@ pub enum QOut {
     Int32,
 }
 
+/// A convolution's geometry: the layer's rows are output pixels (NHWC order), its k index is
+/// (ky, kx, ci).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    /// top, left, bottom, right
+    pub pads: [usize; 4],
+    pub oh: usize,
+    pub ow: usize,
+    /// What padding holds: the input zero point, hw domain.
+    pub pad_value: i8,
+}
+
+impl ConvGeom {
+    /// im2col of one image (`x` pixel-major [h*w][cin]): [oh*ow][kh*kw*cin].
+    pub fn im2col(&self, x: &[i8]) -> Vec<i8> {
+        let k = self.kh * self.kw * self.cin;
+        let mut out = vec![self.pad_value; self.oh * self.ow * k];
+        for oy in 0..self.oh {
+            for ox in 0..self.ow {
+                let row = &mut out[(oy * self.ow + ox) * k..][..k];
+                for ky in 0..self.kh {
+                    for kx in 0..self.kw {
+                        let iy = (oy * self.stride[0] + ky) as i64 - self.pads[0] as i64;
+                        let ix = (ox * self.stride[1] + kx) as i64 - self.pads[1] as i64;
+                        if iy < 0 || ix < 0 || iy >= self.h as i64 || ix >= self.w as i64 {
+                            continue;
+                        }
+                        let src = &x[(iy as usize * self.w + ix as usize) * self.cin..][..self.cin];
+                        row[(ky * self.kw + kx) * self.cin..][..self.cin].copy_from_slice(src);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct QDense {
     pub name: String,
@@ -68,6 +111,8 @@ pub struct QDense {
     pub weights2: Option<Vec<i8>>,
     pub bias: Vec<i32>,
     pub out: QOut,
+    /// Set for a convolution (implicit GEMM over output pixels).
+    pub conv: Option<ConvGeom>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +123,27 @@ pub struct QModel {
     pub input: QIo,
     pub layers: Vec<QDense>,
     pub output: QIo,
+}
+
+/// Reorders an NCHW image (c, h, w) to pixel-major NHWC, or back.
+pub fn nchw_to_nhwc<T: Copy>(x: &[T], c: usize, h: usize, w: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for p in 0..h * w {
+        for ch in 0..c {
+            out.push(x[ch * h * w + p]);
+        }
+    }
+    out
+}
+
+pub fn nhwc_to_nchw<T: Copy>(x: &[T], c: usize, h: usize, w: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(x.len());
+    for ch in 0..c {
+        for p in 0..h * w {
+            out.push(x[p * c + ch]);
+        }
+    }
+    out
 }
 
 /// Integer data on chip.
@@ -94,8 +160,16 @@ pub fn requant_f32(acc: i32, scale: f32, zp: i32, lo: i8, hi: i8) -> i8 {
 }
 
 impl QDense {
-    /// The layer on `m` rows of `x` (row-major [m][k]).
+    /// The layer on `m` rows of `x` (row-major [m][k]; for a convolution, the image).
     pub fn run(&self, m: usize, x: &[i8]) -> QData {
+        if let Some(cv) = &self.conv {
+            let cols = cv.im2col(x);
+            let dense = QDense {
+                conv: None,
+                ..self.clone()
+            };
+            return dense.run(cv.oh * cv.ow, &cols);
+        }
         let (k, n) = (self.k, self.n);
         let mut acc = vec![0i32; m * n];
         for i in 0..m {
@@ -138,15 +212,30 @@ impl QDense {
 }
 
 impl QModel {
-    /// Runs every layer on the hw-domain input; the reference the emulator must equal.
+    /// Runs every layer on the hw-domain input (in the model's logical order); the reference
+    /// the emulator must equal. Convolutions work on NHWC images: an NCHW model input is
+    /// reordered first, and an image output is reordered back.
     pub fn run(&self, x: &[i8]) -> QData {
-        let mut cur = QData::I8(x.to_vec());
+        let x = match self.layers.first().and_then(|l| l.conv) {
+            Some(cv) => nchw_to_nhwc(x, cv.cin, cv.h, cv.w),
+            None => x.to_vec(),
+        };
+        let mut cur = QData::I8(x);
         for l in &self.layers {
             cur = match cur {
                 QData::I8(v) => l.run(self.m, &v),
                 QData::I32(_) => unreachable!("lowering ends the chain at an int32 layer"),
             };
         }
-        cur
+        match self.layers.last().and_then(|l| l.conv) {
+            Some(cv) => {
+                let n = self.layers.last().unwrap().n;
+                match cur {
+                    QData::I8(v) => QData::I8(nhwc_to_nchw(&v, n, cv.oh, cv.ow)),
+                    QData::I32(v) => QData::I32(nhwc_to_nchw(&v, n, cv.oh, cv.ow)),
+                }
+            }
+            None => cur,
+        }
     }
 }

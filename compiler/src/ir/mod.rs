@@ -52,7 +52,12 @@ pub enum Op {
     /// X, W, B?
     Conv(ConvAttrs),
     /// A, B, C?
-    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
     MatMul,
     Relu,
     /// input, min?, max? (opset >= 11 takes them as inputs; older attrs are converted)
@@ -60,26 +65,42 @@ pub enum Op {
     MaxPool(PoolAttrs),
     AveragePool(PoolAttrs),
     GlobalAveragePool,
-    Flatten { axis: usize },
+    Flatten {
+        axis: usize,
+    },
     /// data, shape (constant)
     Reshape,
-    Transpose { perm: Vec<usize> },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// data, axes? (constant) — axes resolved at import into the op
-    Squeeze { axes: Vec<usize> },
-    Unsqueeze { axes: Vec<usize> },
+    Squeeze {
+        axes: Vec<usize>,
+    },
+    Unsqueeze {
+        axes: Vec<usize>,
+    },
     Identity,
     /// A, B with numpy broadcasting
     Add,
     Sub,
     Mul,
     Div,
-    Concat { axis: usize },
+    Concat {
+        axis: usize,
+    },
     /// X, scale, B, mean, var
-    BatchNormalization { epsilon: f32 },
+    BatchNormalization {
+        epsilon: f32,
+    },
     /// x, y_scale, y_zero_point? ; axis for per-axis scales
-    QuantizeLinear { axis: usize },
+    QuantizeLinear {
+        axis: usize,
+    },
     /// x, x_scale, x_zero_point?
-    DequantizeLinear { axis: usize },
+    DequantizeLinear {
+        axis: usize,
+    },
     /// x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B?
     QLinearConv(ConvAttrs),
     /// a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp
@@ -153,7 +174,11 @@ pub struct Graph {
 
 impl Graph {
     pub fn add_value(&mut self, name: &str, shape: Vec<usize>, dtype: DType) -> ValueId {
-        self.values.push(Value { name: name.to_string(), shape, dtype });
+        self.values.push(Value {
+            name: name.to_string(),
+            shape,
+            dtype,
+        });
         self.values.len() - 1
     }
 
@@ -202,7 +227,14 @@ impl fmt::Display for Graph {
                 })
                 .collect();
             let outs: Vec<String> = n.outputs.iter().map(v).collect();
-            writeln!(f, "  {} = {}({})  # {}", outs.join(", "), n.op.op_type(), ins.join(", "), n.name)?;
+            writeln!(
+                f,
+                "  {} = {}({})  # {}",
+                outs.join(", "),
+                n.op.op_type(),
+                ins.join(", "),
+                n.name
+            )?;
         }
         for o in &self.outputs {
             writeln!(f, "  output {}", v(o))?;
