@@ -6,5 +6,6 @@ pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod onnx;
+pub mod ptq;
 pub mod qir;
 pub mod tensor;

@@ -123,6 +123,29 @@ fn zero_point(
     }
 }
 
+/// Zero points per output channel (a scalar broadcasts), with the quantized tensor's type.
+fn zero_points(
+    g: &Graph,
+    id: Option<ValueId>,
+    default_dtype: DType,
+    n: usize,
+    what: &str,
+) -> Result<(Vec<i32>, DType), LowerError> {
+    match id {
+        None => Ok((vec![0], default_dtype)),
+        Some(_) => {
+            let (v, dt) = const_ints(g, id, what)?;
+            if v.len() != 1 && v.len() != n {
+                return Err(err(format!(
+                    "{what}: {} zero points for {n} channels",
+                    v.len()
+                )));
+            }
+            Ok((v.iter().map(|&x| x as i32).collect(), dt))
+        }
+    }
+}
+
 fn scalar_f32(g: &Graph, id: Option<ValueId>, what: &str) -> Result<f32, LowerError> {
     let v = const_f32(g, id, what)?;
     if v.len() != 1 {
@@ -615,7 +638,7 @@ impl Lowerer<'_> {
         a: QParams,
         range: (i32, i32),
         w: Vec<i64>,
-        w_zp: i32,
+        w_zp: Vec<i32>,
         k: usize,
         n: usize,
         mm_scale: Vec<f32>,
@@ -630,7 +653,11 @@ impl Lowerer<'_> {
         if self.input.is_none() {
             self.bind_input(a, range)?;
         }
-        let weights: Vec<i32> = w.iter().map(|&x| (x - w_zp as i64) as i32).collect();
+        let weights: Vec<i32> = w
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x - w_zp[(i % n) % w_zp.len()] as i64) as i32)
+            .collect();
         if let Some(x) = weights.iter().find(|&&x| !(-255..=255).contains(&x)) {
             return Err(self.problem(
                 node,
@@ -692,7 +719,7 @@ impl Lowerer<'_> {
         }
         let w_scales = per_channel(scales, n, "weight scale")?;
         let mm_scale = w_scales.iter().map(|&ws| a.scale * ws).collect();
-        self.start(node, a, range, w, w_zp, k, n, mm_scale)?;
+        self.start(node, a, range, w, vec![w_zp], k, n, mm_scale)?;
         if let (Op::Gemm { .. }, Some(c)) = (&node.op, node.input(2)) {
             if beta != 1.0 {
                 return Err(self.problem(node, "beta != 1 with a bias is not supported"));
@@ -782,18 +809,18 @@ impl Lowerer<'_> {
         let (wv, wscales, wzp) = if qlinear {
             let (wv, dt) = const_ints(g, node.input(3), "w")?;
             let sc = const_f32(g, node.input(4), "w_scale")?;
-            let (zp, _) = zero_point(g, node.input(5), dt, "w_zero_point")?;
+            let (zp, _) = zero_points(g, node.input(5), dt, cout, "w_zero_point")?;
             (wv, sc, zp)
         } else if integer {
             let (wv, dt) = const_ints(g, node.input(1), "w")?;
-            let (zp, _) = zero_point(g, node.input(3), dt, "w_zero_point")?;
+            let (zp, _) = zero_points(g, node.input(3), dt, cout, "w_zero_point")?;
             (wv, vec![1.0], zp)
         } else {
             let wid = node
                 .input(1)
                 .ok_or_else(|| self.problem(node, "weights missing"))?;
             let (wv, sc, zp, _, _) = self.weights_of_any(wid, node)?;
-            (wv, sc, zp)
+            (wv, sc, vec![zp])
         };
         let (kh, kw) = (attrs.kernel[0], attrs.kernel[1]);
         if wv.len() != cout * cin * kh * kw {
@@ -971,7 +998,7 @@ impl Lowerer<'_> {
         }
         let (k, n) = (shape[0], shape[1]);
         let b_scales = per_channel(const_f32(g, node.input(4), "b_scale")?, n, "b_scale")?;
-        let (b_zp, _) = zero_point(g, node.input(5), dt, "b_zero_point")?;
+        let (b_zp, _) = zero_points(g, node.input(5), dt, n, "b_zero_point")?;
         let y = self.qparams(node, 6, 7)?;
         // onnxruntime: (a_scale * b_scale) / y_scale in binary32, then the fp32 requantizer.
         let scales: Vec<f32> = b_scales
@@ -1031,7 +1058,7 @@ impl Lowerer<'_> {
         if shape.len() != 2 {
             return Err(self.problem(node, "B must be a 2-D constant"));
         }
-        let (b_zp, _) = zero_point(g, node.input(3), dt, "b_zero_point")?;
+        let (b_zp, _) = zero_points(g, node.input(3), dt, shape[1], "b_zero_point")?;
         let (k, n) = (shape[0], shape[1]);
         self.start(node, a, range, w, b_zp, k, n, vec![1.0; n])?;
         let open = self.open.take().unwrap();
