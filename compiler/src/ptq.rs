@@ -110,7 +110,7 @@ pub fn activation_qparams(min: f32, max: f32, signed: bool) -> (f32, i32) {
     let hi = max.max(0.0);
     let dr = f64::from(hi - lo);
     let scale = dr / f64::from(qmax - qmin);
-    if !(scale >= f64::from(f32::MIN_POSITIVE)) || !scale.is_finite() {
+    if !scale.is_finite() || scale < f64::from(f32::MIN_POSITIVE) {
         return (1.0, 0);
     }
     let zp = (f64::from(qmin) - f64::from(lo) / scale).round_ties_even();
