@@ -4,10 +4,10 @@
 
 use systole_compiler::frontend::{import, ImportOptions};
 use systole_compiler::interp;
-use systole_compiler::ir::{Graph, Op};
+use systole_compiler::ir::{Graph, Node, Op, ValueId};
 use systole_compiler::lower;
 use systole_compiler::onnx::load_model;
-use systole_compiler::ptq::{self, PtqOptions};
+use systole_compiler::ptq::{self, Calib, PtqError, PtqOptions};
 use systole_compiler::qir::QData;
 use systole_compiler::tensor::{read_npy, DType, Tensor, TensorData};
 use systole_emulator::IoData;
@@ -157,4 +157,403 @@ fn mlp_float_ptq_keeps_accuracy_compiles_and_emulates_exactly() {
         (acc_float - acc_emu).abs() <= 1.0,
         "float {acc_float}% vs emulated {acc_emu}%"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small synthetic graphs
+
+struct Builder {
+    g: Graph,
+    seed: u64,
+}
+
+impl Builder {
+    fn new() -> Builder {
+        Builder {
+            g: Graph {
+                name: "synthetic".into(),
+                opset: 17,
+                ..Default::default()
+            },
+            seed: 0x2545_f491_4f6c_dd1d,
+        }
+    }
+
+    /// Uniform in [-1, 1).
+    fn rand(&mut self) -> f32 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        (self.seed >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+
+    fn rands(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.rand()).collect()
+    }
+
+    fn input(&mut self, name: &str, shape: &[usize]) -> ValueId {
+        let id = self.g.add_value(name, shape.to_vec(), DType::F32);
+        self.g.inputs.push(id);
+        id
+    }
+
+    fn cst(&mut self, name: &str, shape: &[usize], v: Vec<f32>) -> ValueId {
+        let id = self.g.add_value(name, shape.to_vec(), DType::F32);
+        self.g
+            .consts
+            .insert(id, Tensor::new(shape.to_vec(), TensorData::F32(v)).unwrap());
+        id
+    }
+
+    fn node(&mut self, op: Op, inputs: &[Option<ValueId>], out: &str, shape: &[usize]) -> ValueId {
+        let o = self.g.add_value(out, shape.to_vec(), DType::F32);
+        self.g.nodes.push(Node {
+            name: format!("{out}_node"),
+            op,
+            inputs: inputs.to_vec(),
+            outputs: vec![o],
+        });
+        o
+    }
+
+    fn samples(&mut self, n: usize, shape: &[usize], scale: f32) -> Vec<Tensor> {
+        let numel = shape.iter().product();
+        (0..n)
+            .map(|_| {
+                let v = self.rands(numel).into_iter().map(|x| x * scale).collect();
+                Tensor::new(shape.to_vec(), TensorData::F32(v)).unwrap()
+            })
+            .collect()
+    }
+}
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0f32, |m, x| m.max(x.abs()))
+}
+
+/// PTQ of `g` stays close to the float graph, compiles for ulx3s, and the emulator equals the
+/// quantized reference; the program's output equals the PTQ graph's up to float rounding.
+fn check_end_to_end(g: &Graph, q: &Graph, xs: &[Tensor], tol: f32) {
+    check_well_formed(q);
+    let arch = systole_arch::ArchConfig::preset("ulx3s").unwrap();
+    let (program, qmodel, _) =
+        lower::compile(&arch, q).unwrap_or_else(|e| panic!("lowering the PTQ graph: {e}\n{q}"));
+    for x in xs {
+        let f = interp::run(g, std::slice::from_ref(x)).unwrap()[0].to_f32_vec();
+        let p = interp::run(q, std::slice::from_ref(x)).unwrap()[0].to_f32_vec();
+        let err = max_abs(&f.iter().zip(&p).map(|(a, b)| a - b).collect::<Vec<_>>());
+        assert!(
+            err <= tol * max_abs(&f),
+            "PTQ error {err} for outputs up to {}",
+            max_abs(&f)
+        );
+        let hw = lower::input_to_hw(&qmodel.input, x).unwrap();
+        let r = systole_emulator::run(
+            &program,
+            &arch,
+            &[IoData::I8(hw.clone())],
+            &Default::default(),
+        )
+        .unwrap();
+        let raw = match &r.outputs[0] {
+            IoData::I8(v) => QData::I8(v.clone()),
+            IoData::I32(v) => QData::I32(v.clone()),
+            IoData::U8(v) => QData::I8(v.iter().map(|&b| b as i8).collect()),
+        };
+        assert_eq!(raw, qmodel.run(&hw), "emulator vs quantized reference");
+        let e = lower::output_from_hw(&qmodel.output, qmodel.m, &raw)
+            .unwrap()
+            .to_f32_vec();
+        let err = max_abs(&e.iter().zip(&p).map(|(a, b)| a - b).collect::<Vec<_>>());
+        assert!(
+            err <= 1e-4 * max_abs(&p).max(1.0),
+            "program {e:?} vs PTQ graph {p:?}"
+        );
+    }
+}
+
+/// Gemm with transB, alpha, beta and C biases: C moves into an Add, alpha into the weights,
+/// weights are quantized per row (axis 0) under transB.
+#[test]
+fn gemm_bias_alpha_beta_trans_b() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 16]);
+    let w1v = b.rands(8 * 16);
+    let w1 = b.cst("w1", &[8, 16], w1v);
+    let c1v = b.rands(8);
+    let c1 = b.cst("c1", &[8], c1v);
+    let gemm1 = Op::Gemm {
+        alpha: 1.0,
+        beta: 1.0,
+        trans_a: false,
+        trans_b: true,
+    };
+    let h = b.node(gemm1, &[Some(x), Some(w1), Some(c1)], "h", &[1, 8]);
+    let r = b.node(Op::Relu, &[Some(h)], "r", &[1, 8]);
+    let w2v = b.rands(8 * 4);
+    let w2 = b.cst("w2", &[8, 4], w2v);
+    let c2v = b.rands(4);
+    let c2 = b.cst("c2", &[1, 4], c2v);
+    let gemm2 = Op::Gemm {
+        alpha: 0.5,
+        beta: 2.0,
+        trans_a: false,
+        trans_b: false,
+    };
+    let y = b.node(gemm2, &[Some(r), Some(w2), Some(c2)], "y", &[1, 4]);
+    b.g.outputs.push(y);
+    let xs = b.samples(64, &[1, 16], 2.0);
+    let g = b.g;
+    let q = ptq::quantize(&g, &xs, &PtqOptions::default()).unwrap();
+    for n in &q.nodes {
+        if let Op::Gemm { alpha, .. } = n.op {
+            assert_eq!(alpha, 1.0);
+            assert_eq!(n.input(2), None, "Gemm '{}' still has C", n.name);
+        }
+    }
+    // The first layer's weights: per row under transB.
+    let dq = q
+        .nodes
+        .iter()
+        .find(|n| {
+            matches!(n.op, Op::DequantizeLinear { .. }) && q.value(n.outputs[0]).shape == [8, 16]
+        })
+        .unwrap();
+    assert_eq!(dq.op, Op::DequantizeLinear { axis: 0 });
+    assert_eq!(q.value(dq.input(1).unwrap()).shape, vec![8]);
+    assert_eq!(count(&q, |o| matches!(o, Op::Add)), 2);
+    assert_eq!(count(&q, |o| matches!(o, Op::QuantizeLinear { .. })), 2);
+    check_end_to_end(&g, &q, &xs, 0.05);
+}
+
+/// Float pre-processing (Sub) stays before the input quantizer, shape-only operators pass
+/// through, BatchNormalization and Clip join the epilogue; uint8 activations.
+#[test]
+fn preprocessing_batchnorm_clip_uint8() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 2, 8]);
+    let mean = b.cst("mean", &[1, 2, 8], vec![0.25; 16]);
+    let s = b.node(Op::Sub, &[Some(x), Some(mean)], "centred", &[1, 2, 8]);
+    let f = b.node(Op::Flatten { axis: 1 }, &[Some(s)], "flat", &[1, 16]);
+    let w1v = b.rands(16 * 8);
+    let w1 = b.cst("w1", &[16, 8], w1v);
+    let m1 = b.node(Op::MatMul, &[Some(f), Some(w1)], "m1", &[1, 8]);
+    let bn: Vec<ValueId> = ["bn_scale", "bn_bias", "bn_mean", "bn_var"]
+        .iter()
+        .map(|name| {
+            let v = b.rands(8);
+            let v = if name.ends_with("var") {
+                v.iter().map(|x| x.abs() + 0.5).collect()
+            } else {
+                v
+            };
+            b.cst(name, &[8], v)
+        })
+        .collect();
+    let mut ins = vec![Some(m1)];
+    ins.extend(bn.iter().map(|&v| Some(v)));
+    let n1 = b.node(
+        Op::BatchNormalization { epsilon: 1e-5 },
+        &ins,
+        "bn",
+        &[1, 8],
+    );
+    let lo = b.cst("lo", &[], vec![0.0]);
+    let hi = b.cst("hi", &[], vec![6.0]);
+    let c = b.node(Op::Clip, &[Some(n1), Some(lo), Some(hi)], "clip", &[1, 8]);
+    let w2v = b.rands(8 * 4);
+    let w2 = b.cst("w2", &[8, 4], w2v);
+    let m2 = b.node(Op::MatMul, &[Some(c), Some(w2)], "m2", &[1, 4]);
+    let bias = b.cst("bias", &[4], vec![0.1, -0.2, 0.3, -0.4]);
+    let y = b.node(Op::Add, &[Some(m2), Some(bias)], "y", &[1, 4]);
+    b.g.outputs.push(y);
+    let xs = b.samples(64, &[1, 2, 8], 1.5);
+    let g = b.g;
+    let opts = PtqOptions {
+        activation_signed: false,
+        ..Default::default()
+    };
+    let q = ptq::quantize(&g, &xs, &opts).unwrap();
+    let quantizers: Vec<&Node> = q
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::QuantizeLinear { .. }))
+        .collect();
+    assert_eq!(quantizers.len(), 2);
+    let names: Vec<&str> = quantizers
+        .iter()
+        .map(|n| q.value(n.input(0).unwrap()).name.as_str())
+        .collect();
+    assert_eq!(names, ["centred", "clip"]);
+    for n in &quantizers {
+        assert_eq!(q.value(n.outputs[0]).dtype, DType::U8);
+    }
+    check_end_to_end(&g, &q, &xs, 0.05);
+}
+
+/// The scale and zero point of the quantizer of value `name`.
+fn qparams_of(q: &Graph, name: &str) -> (f32, i32) {
+    let n = q
+        .nodes
+        .iter()
+        .find(|n| {
+            matches!(n.op, Op::QuantizeLinear { .. }) && q.value(n.input(0).unwrap()).name == name
+        })
+        .unwrap_or_else(|| panic!("no quantizer of '{name}'"));
+    let s = q.constant(n.input(1).unwrap()).unwrap().to_f32_vec();
+    let z = q.constant(n.input(2).unwrap()).unwrap().to_f32_vec();
+    (s[0], z[0] as i32)
+}
+
+/// x -> MatMul -> y with inputs 0, 1, ..., 399 spread over 100 samples (negated on odd ones).
+fn ramp_graph() -> (Graph, Vec<Tensor>) {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 4]);
+    let w = b.cst("w", &[4, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+    let y = b.node(Op::MatMul, &[Some(x), Some(w)], "y", &[1, 2]);
+    b.g.outputs.push(y);
+    let xs = (0..100)
+        .map(|i| {
+            let v = (0..4)
+                .map(|j| {
+                    let k = (4 * i + j) as f32;
+                    if k as usize % 2 == 1 {
+                        -k
+                    } else {
+                        k
+                    }
+                })
+                .collect();
+            Tensor::new(vec![1, 4], TensorData::F32(v)).unwrap()
+        })
+        .collect();
+    (b.g, xs)
+}
+
+#[test]
+fn calibration_rules() {
+    let (g, xs) = ramp_graph();
+    // MinMax: [-399, 398].
+    let q = ptq::quantize(&g, &xs, &PtqOptions::default()).unwrap();
+    assert_eq!(
+        qparams_of(&q, "x"),
+        ptq::activation_qparams(-399.0, 398.0, true)
+    );
+    // Percentile 99 of |x| in {0..399}: nearest rank ceil(0.99 * 400) = 396 -> 395.
+    let opts = PtqOptions {
+        method: Calib::Percentile(99.0),
+        activation_signed: true,
+    };
+    let q = ptq::quantize(&g, &xs, &opts).unwrap();
+    assert_eq!(
+        qparams_of(&q, "x"),
+        ptq::activation_qparams(-395.0, 395.0, true)
+    );
+    // uint8.
+    let opts = PtqOptions {
+        method: Calib::MinMax,
+        activation_signed: false,
+    };
+    let q = ptq::quantize(&g, &xs, &opts).unwrap();
+    assert_eq!(
+        qparams_of(&q, "x"),
+        ptq::activation_qparams(-399.0, 398.0, false)
+    );
+}
+
+#[test]
+fn scale_and_zero_point_follow_onnxruntime() {
+    // [-1, 3]: scale 4/255, zero point round(-128 + 63.75) = -64 (int8), 64 (uint8).
+    assert_eq!(ptq::activation_qparams(-1.0, 3.0, true), (4.0 / 255.0, -64));
+    assert_eq!(ptq::activation_qparams(-1.0, 3.0, false), (4.0 / 255.0, 64));
+    // The range is widened to include 0.
+    assert_eq!(ptq::activation_qparams(0.5, 2.0, true), (2.0 / 255.0, -128));
+    assert_eq!(ptq::activation_qparams(0.5, 2.0, false), (2.0 / 255.0, 0));
+    assert_eq!(
+        ptq::activation_qparams(-2.0, -0.5, true),
+        (2.0 / 255.0, 127)
+    );
+    assert_eq!(
+        ptq::activation_qparams(-2.0, -0.5, false),
+        (2.0 / 255.0, 255)
+    );
+    // A zero range: scale 1, zero point 0 (as onnxruntime).
+    assert_eq!(ptq::activation_qparams(0.0, 0.0, true), (1.0, 0));
+    // Scale 0.5 (a range of 127.5): -128 + 0.5/0.5 = -127 exactly; -128 + 0.75/0.5 = -126.5
+    // is a tie and rounds to even, -126 (-127 in uint8 terms: 1.5 -> 2).
+    assert_eq!(ptq::activation_qparams(-0.5, 127.0, true), (0.5, -127));
+    assert_eq!(ptq::activation_qparams(-0.75, 126.75, true), (0.5, -126));
+    assert_eq!(ptq::activation_qparams(-0.75, 126.75, false), (0.5, 2));
+
+    // Weights: absmax / 127, round half to even, clamp to [-127, 127].
+    assert_eq!(ptq::weight_scale(127.0), 1.0);
+    assert_eq!(ptq::weight_scale(0.0), 1.0);
+    assert_eq!(ptq::weight_scale(0.3), 0.3f32 / 127.0);
+    assert_eq!(ptq::quantize_weight(0.5, 1.0), 0);
+    assert_eq!(ptq::quantize_weight(1.5, 1.0), 2);
+    assert_eq!(ptq::quantize_weight(-2.5, 1.0), -2);
+    assert_eq!(ptq::quantize_weight(-300.0, 1.0), -127);
+    let s = ptq::weight_scale(0.3);
+    assert_eq!(ptq::quantize_weight(0.3, s), 127);
+    assert_eq!(ptq::quantize_weight(-0.3, s), -127);
+}
+
+#[test]
+fn bad_calibration_and_options() {
+    let (g, xs) = ramp_graph();
+    let opts = PtqOptions::default();
+    assert_eq!(
+        ptq::quantize(&g, &[], &opts).unwrap_err(),
+        PtqError::NoCalibration
+    );
+    let wrong = Tensor::new(vec![4], TensorData::F32(vec![0.0; 4])).unwrap();
+    let e = ptq::quantize(&g, &[xs[0].clone(), wrong], &opts).unwrap_err();
+    assert!(matches!(e, PtqError::CalibInput { index: 1, .. }), "{e}");
+    let nan = Tensor::new(vec![1, 4], TensorData::F32(vec![f32::NAN; 4])).unwrap();
+    let e = ptq::quantize(&g, &[nan], &opts).unwrap_err();
+    assert!(matches!(e, PtqError::Value { .. }), "{e}");
+    for p in [0.0, -1.0, 100.5, f32::NAN] {
+        let opts = PtqOptions {
+            method: Calib::Percentile(p),
+            activation_signed: true,
+        };
+        let e = ptq::quantize(&g, &xs, &opts).unwrap_err();
+        assert!(matches!(e, PtqError::Options(_)), "{e}");
+    }
+}
+
+/// An already quantized QDQ model gets no further quantizers.
+#[test]
+fn qdq_model_is_left_as_it_is() {
+    let model = load_model(format!("{DEMO}/mlp_qdq.onnx")).unwrap();
+    let g = import(&model, &ImportOptions::default()).unwrap();
+    let (xs, _) = images();
+    let q = ptq::quantize(&g, &xs[..10], &PtqOptions::default()).unwrap();
+    assert_eq!(q.nodes, g.nodes);
+}
+
+/// The other calibration settings on the demo MLP: accuracy through the interpreter, and the
+/// uint8 variant on the emulator.
+#[test]
+fn mlp_float_percentile_and_uint8() {
+    let g = mlp_float();
+    let (xs, labels) = images();
+    let acc_float = accuracy(&g, &xs, &labels);
+    for (method, signed) in [
+        (Calib::Percentile(99.99), true),
+        (Calib::Percentile(99.9), true),
+        (Calib::MinMax, false),
+    ] {
+        let opts = PtqOptions {
+            method,
+            activation_signed: signed,
+        };
+        let q = ptq::quantize(&g, &xs[..100], &opts).unwrap();
+        let acc = accuracy(&q, &xs, &labels);
+        eprintln!("{opts:?}: {acc:.2}% (float {acc_float:.2}%)");
+        assert!((acc - acc_float).abs() <= 1.0, "{opts:?}: {acc}%");
+        if !signed {
+            check_end_to_end(&g, &q, &xs[..20], 0.2);
+        }
+    }
 }
