@@ -56,8 +56,13 @@ fn assert_check_passes(cases: &[String], arch: &str) {
     assert_eq!(rows.len(), cases.len(), "{t}");
     for r in rows {
         let cols: Vec<&str> = r.split_whitespace().collect();
-        assert_eq!(cols[1], "pass", "{r}");
-        assert_eq!(cols[3], "0.000000", "not exact: {r}");
+        // "pass~": a float tail on the host, compared within the default 1e-5 tolerance.
+        assert!(cols[1] == "pass" || cols[1] == "pass~", "{r}");
+        if cols[1] == "pass" {
+            assert_eq!(cols[3], "0.000000", "not exact: {r}");
+        } else {
+            assert!(cols[3].parse::<f64>().unwrap() <= 1e-5, "{r}");
+        }
     }
 }
 
@@ -228,8 +233,8 @@ fn check_only_reports_coverage() {
     let o = systole(&[
         "compile",
         "--check-only",
-        repo("models/demo/cnn_qop.onnx").to_str().unwrap(),
+        repo("models/demo/cnn_float.onnx").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("QLinearConv"), "{}", text(&o));
+    assert!(text(&o).contains("Conv") && text(&o).contains("--calib"), "{}", text(&o));
 }

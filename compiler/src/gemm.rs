@@ -544,39 +544,214 @@ pub fn emit_dense(
             }
         }
     }
-    // Barrier: compute consumes the store tokens nobody popped (waiting for the last stores),
-    // then hands one token to load, which first consumes its own leftovers.
-    for _ in 0..out_idx.min(2) {
-        code.push(Insn {
-            deps: Deps {
+    barrier(code, item, out_idx);
+}
+
+/// End-of-layer barrier after `items` load/compute items and `outs` stores of the 2-deep
+/// token protocol: compute consumes the store tokens nobody popped (waiting for the last
+/// stores), then hands one token to load, which first consumes its own leftovers. Afterwards
+/// every store has completed and every token queue is empty.
+pub fn barrier(code: &mut Vec<Insn>, items: usize, outs: usize) {
+    let nop = |unit, deps| Insn {
+        deps,
+        op: Op::Nop(Nop { unit }),
+    };
+    for _ in 0..outs.min(2) {
+        code.push(nop(
+            UnitSel::Compute,
+            Deps {
                 pop_next: true,
                 ..Default::default()
             },
-            op: Op::Nop(Nop {
-                unit: UnitSel::Compute,
-            }),
-        });
+        ));
     }
-    code.push(Insn {
-        deps: Deps {
+    code.push(nop(
+        UnitSel::Compute,
+        Deps {
             push_prev: true,
             ..Default::default()
         },
-        op: Op::Nop(Nop {
-            unit: UnitSel::Compute,
-        }),
-    });
-    for _ in 0..item.min(2) + 1 {
-        code.push(Insn {
-            deps: Deps {
+    ));
+    for _ in 0..items.min(2) + 1 {
+        code.push(nop(
+            UnitSel::Load,
+            Deps {
                 pop_next: true,
                 ..Default::default()
             },
-            op: Op::Nop(Nop {
-                unit: UnitSel::Load,
-            }),
+        ));
+    }
+}
+
+/// Geometry of a max pooling pass over an NHWC int8 image in DRAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolPass {
+    pub h: usize,
+    pub w: usize,
+    pub channels: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// top, left
+    pub pad: [usize; 2],
+    pub oh: usize,
+    pub ow: usize,
+    pub in_addr: u64,
+    pub in_pitch: u64,
+    pub out_addr: u64,
+    pub out_pitch: u64,
+    /// Two accumulator lines: binary32 1.0 per lane, then zeros (an identity requantization).
+    pub param_addr: u64,
+}
+
+/// The parameter lines `PoolPass::param_addr` points at.
+pub fn pool_params(arch: &ArchConfig) -> Vec<u8> {
+    let c = arch.array.cols as usize;
+    let mut v = Vec::with_capacity(8 * c);
+    for _ in 0..c {
+        v.extend_from_slice(&1.0f32.to_bits().to_le_bytes());
+    }
+    v.extend(std::iter::repeat_n(0u8, 4 * c));
+    v
+}
+
+/// Emits a max pooling pass: per output row and channel tile, the window's input rows are
+/// gathered into accumulator lines (int8 sign-extended, padding -128), reduced with `alu max`,
+/// converted back to int8 by an identity `requant` and stored. Same token protocol and
+/// barrier as `emit_dense`.
+pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Result<(), GemmError> {
+    let c = arch.array.cols as usize;
+    let kk = p.kernel[0] * p.kernel[1];
+    let out_half = arch.lines(BufferKind::Output) as usize / 2;
+    let acc_lines = arch.lines(BufferKind::Accumulator) as usize;
+    let slot_lines = kk * p.ow;
+    if 2 + 2 * slot_lines > acc_lines || p.ow > out_half || p.ow > 1023 {
+        return Err(GemmError::DoesNotFit {
+            m: p.oh * p.ow,
+            k: kk,
+            n: p.channels,
+            msg: "a pooled output row does not fit the buffers".into(),
         });
     }
+    let ct_n = p.channels.div_ceil(c);
+    let slot = |i: usize| (2 + (i % 2) * slot_lines) as u32;
+    let (sy, sx) = (p.stride[0] as i64, p.stride[1] as i64);
+    let mut item = 0usize;
+    for oy in 0..p.oh {
+        for ct in 0..ct_n {
+            let mut loads = Vec::new();
+            if item == 0 {
+                loads.push(Load {
+                    buf: LoadBuf::Acc,
+                    sram: 0,
+                    dram: p.param_addr as u32,
+                    rows: 1,
+                    cols: 2,
+                    stride: (8 * c) as u32,
+                    ..Default::default()
+                });
+            }
+            for ky in 0..p.kernel[0] {
+                for kx in 0..p.kernel[1] {
+                    let j = ky * p.kernel[1] + kx;
+                    let base = slot(item) + (j * p.ow) as u32;
+                    let iy = oy as i64 * sy + ky as i64 - p.pad[0] as i64;
+                    let lo = (p.pad[1] as i64 - kx as i64 + sx - 1).div_euclid(sx).max(0);
+                    let hi = ((p.w as i64 - 1 + p.pad[1] as i64 - kx as i64).div_euclid(sx))
+                        .min(p.ow as i64 - 1);
+                    if iy < 0 || iy >= p.h as i64 || hi < lo {
+                        loads.push(Load {
+                            buf: LoadBuf::Acc8,
+                            sram: base,
+                            rows: 0,
+                            cols: p.ow as u32,
+                            pad_top: 1,
+                            pad_value: -128,
+                            ..Default::default()
+                        });
+                        continue;
+                    }
+                    let ix0 = lo * sx + kx as i64 - p.pad[1] as i64;
+                    loads.push(Load {
+                        buf: LoadBuf::Acc8,
+                        sram: base,
+                        dram: (p.in_addr
+                            + (iy as u64 * p.w as u64 + ix0 as u64) * p.in_pitch
+                            + (ct * c) as u64) as u32,
+                        rows: (hi - lo + 1) as u32,
+                        cols: 1,
+                        stride: (sx as u64 * p.in_pitch) as u32,
+                        pad_top: lo as u32,
+                        pad_bottom: (p.ow as i64 - 1 - hi) as u32,
+                        pad_value: -128,
+                        ..Default::default()
+                    });
+                }
+            }
+            let nl = loads.len();
+            for (x, l) in loads.into_iter().enumerate() {
+                code.push(Insn {
+                    deps: Deps {
+                        pop_next: x == 0 && item >= 2,
+                        push_next: x + 1 == nl,
+                        ..Default::default()
+                    },
+                    op: Op::Load(l),
+                });
+            }
+            let mut comp = Vec::new();
+            for j in 1..kk {
+                comp.push(Insn::new(Op::Alu(Alu {
+                    func: AluFunc::Max,
+                    dst: slot(item),
+                    a: slot(item),
+                    a_stride: 1,
+                    b: slot(item) + (j * p.ow) as u32,
+                    b_stride: 1,
+                    m: p.ow as u32,
+                })));
+            }
+            comp.push(Insn {
+                deps: Deps {
+                    pop_next: item >= 2,
+                    push_next: true,
+                    ..Default::default()
+                },
+                op: Op::Requant(Requant {
+                    dst: ((item % 2) * out_half) as u32,
+                    src: slot(item),
+                    param: 0,
+                    m: p.ow as u32,
+                    zp: 0,
+                    lo: 0x80,
+                    hi: 0x7f,
+                    unsigned: false,
+                    round: Round::HalfEven,
+                    fp32: true,
+                }),
+            });
+            comp[0].deps.pop_prev = true;
+            comp.last_mut().unwrap().deps.push_prev = true;
+            code.extend(comp);
+            code.push(Insn {
+                deps: Deps {
+                    pop_prev: true,
+                    push_prev: true,
+                    ..Default::default()
+                },
+                op: Op::Store(Store {
+                    buf: StoreBuf::Out,
+                    sram: ((item % 2) * out_half) as u32,
+                    dram: (p.out_addr + (oy * p.ow) as u64 * p.out_pitch + (ct * c) as u64) as u32,
+                    rows: p.ow as u32,
+                    cols: 1,
+                    stride: p.out_pitch as u32,
+                }),
+            });
+            item += 1;
+        }
+    }
+    barrier(code, item, item);
+    Ok(())
 }
 
 /// Builds the program for `layer` on `arch`.

@@ -271,6 +271,9 @@ fn subgraph(g: &Graph, inputs: &[ValueId], nodes: &[usize], output: ValueId, row
             let nid = sg.add_value(&v.name, v.shape.clone(), v.dtype);
             sg.consts.insert(nid, t.clone());
             nid
+        } else if rows == 0 {
+            // Keep the model's shapes (a host tail on whole tensors).
+            sg.add_value(&v.name, v.shape.clone(), v.dtype)
         } else {
             let mut shape = v.shape.clone();
             if shape.is_empty() {
@@ -360,7 +363,7 @@ impl Lowerer<'_> {
             _ => {}
         }
         let x = match &node.op {
-            Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => node
+            Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } | Op::MaxPool(_) => node
                 .input(0)
                 .ok_or_else(|| self.problem(node, "input missing"))?,
             op if elementwise(op) || shape_only(op) => self.data_input(node)?,
@@ -406,6 +409,44 @@ impl Lowerer<'_> {
                 self.pre.push(ni);
                 let (lo, hi) = self.int_clip(node, q)?;
                 Sym::Q(q, (r.0.max(lo), r.1.min(hi)))
+            }
+            (Sym::Q(q, r), Op::MaxPool(pa)) | (Sym::Deq(q, r), Op::MaxPool(pa))
+                if self.open.is_none()
+                    && self
+                        .layers
+                        .last()
+                        .is_some_and(|l| l.conv.is_some() && l.pool.is_none()) =>
+            {
+                // Max pooling of the last convolution's int8 output (max commutes with the
+                // monotone dequantization).
+                if pa.dilations != [1, 1] {
+                    return Err(self.problem(node, "dilated pooling is not lowered"));
+                }
+                let ys = &g.value(out).shape;
+                let pool = crate::qir::PoolGeom {
+                    kernel: pa.kernel,
+                    stride: pa.strides,
+                    pads: pa.pads,
+                    oh: ys[2],
+                    ow: ys[3],
+                };
+                self.layers.last_mut().unwrap().pool = Some(pool);
+                self.reopen = None;
+                if matches!(sym, Sym::Q(..)) {
+                    Sym::Q(q, r)
+                } else {
+                    Sym::Deq(q, r)
+                }
+            }
+            (Sym::Deq(q, r), Op::QuantizeLinear { .. }) => {
+                let y = self.qparams(node, 1, 2)?;
+                if y != q {
+                    return Err(self.problem(
+                        node,
+                        "requantizes a pooled value with new parameters (not lowered)",
+                    ));
+                }
+                Sym::Q(q, r)
             }
             (Sym::Q(q, r), Op::DequantizeLinear { .. }) => {
                 let d = self.qparams(node, 1, 2)?;
@@ -914,6 +955,7 @@ impl Lowerer<'_> {
                     hi: hi as i8,
                 },
                 conv: Some(geom),
+                pool: None,
             });
             self.syms.insert(node.outputs[0], Sym::Q(y, y.hw_range()));
         } else if integer {
@@ -928,6 +970,7 @@ impl Lowerer<'_> {
                 bias,
                 out: QOut::Int32,
                 conv: Some(geom),
+                pool: None,
             });
             self.syms.insert(node.outputs[0], Sym::Int32);
         }
@@ -1020,6 +1063,7 @@ impl Lowerer<'_> {
             weights: split_weights(&open.weights).0,
             weights2: split_weights(&open.weights).1,
             conv: open.conv,
+            pool: None,
             bias,
             out: QOut::Int8 {
                 scales,
@@ -1070,6 +1114,7 @@ impl Lowerer<'_> {
             weights: split_weights(&open.weights).0,
             weights2: split_weights(&open.weights).1,
             conv: open.conv,
+            pool: None,
             bias,
             out: QOut::Int32,
         });
@@ -1255,6 +1300,7 @@ impl Lowerer<'_> {
             weights: split_weights(&o.weights).0,
             weights2: split_weights(&o.weights).1,
             conv: o.conv,
+            pool: None,
             bias,
             out: QOut::Thresh {
                 thresholds,
@@ -1371,11 +1417,67 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         reopen: None,
         last_dq: None,
     };
+    let mut tail: Option<usize> = None;
     for ni in 0..g.nodes.len() {
-        l.node(ni)?;
+        if let Err(e) = l.node(ni) {
+            // Operators the accelerator does not run, after the last layer's dequantized
+            // output, form a float tail that the host computes (as FINN leaves its tails).
+            let data = g.nodes[ni]
+                .inputs
+                .iter()
+                .flatten()
+                .find(|i| g.constant(**i).is_none())
+                .copied();
+            let on_output = data.is_some_and(|x| {
+                matches!(l.syms.get(&x), Some(Sym::Deq(..)))
+                    && l.last_dq.is_some_and(|(d, _)| g.nodes[d].outputs[0] == x)
+            });
+            if l.open.is_none() && on_output {
+                tail = Some(ni);
+                break;
+            }
+            return Err(e);
+        }
     }
     let out_id = g.outputs[0];
     let v = g.value(out_id);
+    if let Some(start) = tail {
+        let (dq_ni, q_value) = l.last_dq.unwrap();
+        let mut nodes = vec![dq_ni];
+        nodes.extend((start..g.nodes.len()).filter(|&i| {
+            !g.nodes[i]
+                .inputs
+                .iter()
+                .flatten()
+                .all(|x| g.constant(*x).is_some())
+        }));
+        let sg = subgraph(g, &[q_value], &nodes, out_id, 0);
+        let Some(Sym::Deq(q, _)) = l.syms.get(&g.nodes[dq_ni].outputs[0]).copied() else {
+            unreachable!()
+        };
+        let output = QIo {
+            name: v.name.clone(),
+            shape: v.shape.clone(),
+            dtype: DType::F32,
+            quant: Some((q.scale, q.zp)),
+            offset: q.offset(),
+            host: Some(sg),
+        };
+        let input = l
+            .input
+            .ok_or_else(|| err("the graph input is never quantized"))?;
+        let m = match &l.layers[0].conv {
+            Some(_) => 1,
+            None => input.shape.iter().product::<usize>() / l.layers[0].k.max(1),
+        };
+        return Ok(QModel {
+            name: g.name.clone(),
+            m,
+            input,
+            layers: l.layers,
+            output,
+        });
+    }
     let output = match (l.syms.get(&out_id).copied(), l.open.take()) {
         (Some(Sym::Deq(q, _)), None) => QIo {
             name: v.name.clone(),
@@ -1414,6 +1516,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 weights: split_weights(&o.weights).0,
                 weights2: split_weights(&o.weights).1,
                 conv: o.conv,
+                pool: None,
                 bias,
                 out: QOut::Int8 {
                     scales,
@@ -1470,6 +1573,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 weights: split_weights(&o.weights).0,
                 weights2: split_weights(&o.weights).1,
                 conv: o.conv,
+                pool: None,
                 bias,
                 out: QOut::Int32,
             });
@@ -1520,7 +1624,10 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         let ok = match (&w[0].conv, &w[1].conv) {
             (Some(_), None) => false,
             (None, None) => w[0].n == w[1].k,
-            (Some(a), Some(b)) => w[0].n == b.cin && a.oh == b.h && a.ow == b.w,
+            (Some(a), Some(b)) => {
+                let (oh, ow) = w[0].pool.map_or((a.oh, a.ow), |p| (p.oh, p.ow));
+                w[0].n == b.cin && oh == b.h && ow == b.w
+            }
             (None, Some(_)) => false,
         };
         if !ok {
@@ -1536,7 +1643,9 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
     let last = l.layers.last().unwrap();
     let n_last = last.n;
     let expect = match &last.conv {
-        Some(cv) => n_last * cv.oh * cv.ow,
+        Some(cv) => last
+            .pool
+            .map_or(n_last * cv.oh * cv.ow, |p| n_last * p.oh * p.ow),
         None => m * n_last,
     };
     if output.shape.iter().product::<usize>() != expect
@@ -1671,8 +1780,17 @@ pub fn to_program(
         next = align(p_addr + params.len() as u64, 64);
         let lane = if out == OutMode::Int32 { 4 } else { 1 };
         let y_pitch = align(l.n as u64, pitch_unit) * lane;
-        let y_addr = next;
+        let mut y_addr = next;
         next = align(y_addr + m as u64 * y_pitch + r, 64);
+        // A pooled convolution writes its full output here first, the pool pass the final.
+        let pooled_to = match (&l.pool, &l.conv) {
+            (Some(p), Some(_)) => {
+                let pa = next;
+                next = align(pa + (p.oh * p.ow) as u64 * y_pitch + r, 64);
+                Some(pa)
+            }
+            _ => None,
+        };
         let g = DenseGeom {
             m,
             k: l.k,
@@ -1698,6 +1816,33 @@ pub fn to_program(
         };
         let before = code.len();
         emit_dense(arch, &t, &g, out, &mut code);
+        if let (Some(pa), Some(p), Some(cv)) = (pooled_to, &l.pool, &l.conv) {
+            let params = crate::gemm::pool_params(arch);
+            let param_addr = next;
+            next = align(param_addr + params.len() as u64, 64);
+            data.push(Segment {
+                dram_addr: param_addr,
+                bytes: params,
+            });
+            let pass = crate::gemm::PoolPass {
+                h: cv.oh,
+                w: cv.ow,
+                channels: l.n,
+                kernel: p.kernel,
+                stride: p.stride,
+                pad: [p.pads[0], p.pads[1]],
+                oh: p.oh,
+                ow: p.ow,
+                in_addr: y_addr,
+                in_pitch: y_pitch,
+                out_addr: pa,
+                out_pitch: y_pitch,
+                param_addr,
+            };
+            crate::gemm::emit_pool(arch, &pass, &mut code)
+                .map_err(|e| err(format!("layer '{}' max pooling: {e}", l.name)))?;
+            y_addr = pa;
+        }
         report.push(LayerReport {
             name: l.name.clone(),
             m,
@@ -1758,15 +1903,40 @@ pub fn to_program(
     } else {
         image::DType::I8
     };
-    let out_rank = q.output.shape.len();
-    let out_pitch = if out_rank >= 2 { Some(out_pitch) } else { None };
+    let raw_out_pitch = out_pitch;
     let mut din = io_desc(&q.input, Role::Input, a_addr, None, image::DType::I8);
     if q.layers[0].conv.is_some() && din.shape.len() == 4 {
         // NCHW image stored NHWC, one pixel of channels per row.
         din.perm = vec![0, 2, 3, 1];
         din.row_pitch = din.shape[1];
     }
-    let mut dout = io_desc(&q.output, Role::Output, out_desc_addr, out_pitch, out_dtype);
+    // With a host tail the program returns the tail's input (the last layer's output).
+    let out_io = match &q.output.host {
+        Some(h) => {
+            let hin = h.value(h.inputs[0]);
+            let mut shape = hin.shape.clone();
+            if shape.iter().product::<usize>()
+                != q.layers.last().map_or(0, |l| {
+                    l.conv.map_or(q.m * l.n, |cv| {
+                        l.pool.map_or(cv.oh * cv.ow, |p| p.oh * p.ow) * l.n
+                    })
+                })
+            {
+                shape = vec![q.m, q.layers.last().unwrap().n];
+            }
+            QIo {
+                shape,
+                ..q.output.clone()
+            }
+        }
+        None => q.output.clone(),
+    };
+    let out_pitch = if out_io.shape.len() >= 2 {
+        Some(raw_out_pitch)
+    } else {
+        None
+    };
+    let mut dout = io_desc(&out_io, Role::Output, out_desc_addr, out_pitch, out_dtype);
     if q.layers.last().unwrap().conv.is_some() && dout.shape.len() == 4 {
         dout.perm = vec![0, 2, 3, 1];
     }
@@ -1856,6 +2026,19 @@ pub fn output_from_hw(io: &QIo, m: usize, data: &crate::qir::QData) -> Result<Te
         QData::I32(v) => v.iter().map(|&x| x as i64).collect(),
     };
     if let Some(host) = &io.host {
+        let hin = host.value(host.inputs[0]);
+        if hin.shape.iter().product::<usize>() == logical.len() && hin.shape.len() != 2 {
+            let data = match hin.dtype {
+                DType::U8 => TensorData::U8(logical.iter().map(|&x| x as u8).collect()),
+                DType::I8 => TensorData::I8(logical.iter().map(|&x| x as i8).collect()),
+                DType::I32 => TensorData::I32(logical.iter().map(|&x| x as i32).collect()),
+                _ => TensorData::F32(logical.iter().map(|&x| x as f32).collect()),
+            };
+            let t = Tensor::new(hin.shape.clone(), data).map_err(|e| e.to_string())?;
+            let o = crate::interp::run(host, &[t])
+                .map_err(|e| format!("output '{}': host tail: {e}", io.name))?;
+            return Tensor::new(io.shape.clone(), o[0].data.clone()).map_err(|e| e.to_string());
+        }
         let n = logical.len() / m.max(1);
         let mut outs = Vec::new();
         let in_dtype = host.value(host.inputs[0]).dtype;

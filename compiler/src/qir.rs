@@ -99,6 +99,43 @@ impl ConvGeom {
     }
 }
 
+/// Max pooling applied to a convolution's int8 output (NHWC, `n` channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolGeom {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    /// top, left, bottom, right
+    pub pads: [usize; 4],
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl PoolGeom {
+    /// Max pooling of an NHWC image [h*w][n]; padding never wins.
+    pub fn run(&self, x: &[i8], h: usize, w: usize, n: usize) -> Vec<i8> {
+        let mut out = vec![i8::MIN; self.oh * self.ow * n];
+        for oy in 0..self.oh {
+            for ox in 0..self.ow {
+                for ky in 0..self.kernel[0] {
+                    for kx in 0..self.kernel[1] {
+                        let iy = (oy * self.stride[0] + ky) as i64 - self.pads[0] as i64;
+                        let ix = (ox * self.stride[1] + kx) as i64 - self.pads[1] as i64;
+                        if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
+                            continue;
+                        }
+                        for c in 0..n {
+                            let v = x[(iy as usize * w + ix as usize) * n + c];
+                            let o = &mut out[(oy * self.ow + ox) * n + c];
+                            *o = (*o).max(v);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct QDense {
     pub name: String,
@@ -113,6 +150,8 @@ pub struct QDense {
     pub out: QOut,
     /// Set for a convolution (implicit GEMM over output pixels).
     pub conv: Option<ConvGeom>,
+    /// Max pooling of the (convolution's) int8 output.
+    pub pool: Option<PoolGeom>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -166,9 +205,14 @@ impl QDense {
             let cols = cv.im2col(x);
             let dense = QDense {
                 conv: None,
+                pool: None,
                 ..self.clone()
             };
-            return dense.run(cv.oh * cv.ow, &cols);
+            let y = dense.run(cv.oh * cv.ow, &cols);
+            return match (y, &self.pool) {
+                (QData::I8(v), Some(p)) => QData::I8(p.run(&v, cv.oh, cv.ow, self.n)),
+                (y, _) => y,
+            };
         }
         let (k, n) = (self.k, self.n);
         let mut acc = vec![0i32; m * n];
@@ -227,12 +271,14 @@ impl QModel {
                 QData::I32(_) => unreachable!("lowering ends the chain at an int32 layer"),
             };
         }
-        match self.layers.last().and_then(|l| l.conv) {
+        let last = self.layers.last();
+        match last.and_then(|l| l.conv) {
             Some(cv) => {
-                let n = self.layers.last().unwrap().n;
+                let n = last.unwrap().n;
+                let (oh, ow) = last.unwrap().pool.map_or((cv.oh, cv.ow), |p| (p.oh, p.ow));
                 match cur {
-                    QData::I8(v) => QData::I8(nhwc_to_nchw(&v, n, cv.oh, cv.ow)),
-                    QData::I32(v) => QData::I32(nhwc_to_nchw(&v, n, cv.oh, cv.ow)),
+                    QData::I8(v) => QData::I8(nhwc_to_nchw(&v, n, oh, ow)),
+                    QData::I32(v) => QData::I32(nhwc_to_nchw(&v, n, oh, ow)),
                 }
             }
             None => cur,
