@@ -172,6 +172,10 @@ fn per_channel(v: Vec<f32>, n: usize, what: &str) -> Result<Vec<f32>, LowerError
     }
 }
 
+/// Constant weights: values, scales, zero point, rows, columns (rows/columns 0 when the
+/// caller knows the shape).
+type Weights = (Vec<i64>, Vec<f32>, i32, usize, usize);
+
 /// The layer being built: a matrix product and the elementwise operators after it.
 #[derive(Debug, Clone)]
 struct Open {
@@ -630,11 +634,7 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    fn weights_of(
-        &self,
-        id: ValueId,
-        node: &Node,
-    ) -> Result<(Vec<i64>, Vec<f32>, i32, usize, usize), LowerError> {
+    fn weights_of(&self, id: ValueId, node: &Node) -> Result<Weights, LowerError> {
         let g = self.g;
         if let Some(p) = g.producer(id) {
             let pn = &g.nodes[p];
@@ -673,6 +673,8 @@ impl Lowerer<'_> {
     }
 
     /// Starts a layer; closes nothing (the previous one closed at its DequantizeLinear).
+    // The arguments are the layer's independent facts; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
         node: &Node,
@@ -978,11 +980,7 @@ impl Lowerer<'_> {
     }
 
     /// Weights of any rank from a DequantizeLinear of integer constants (or integer floats).
-    fn weights_of_any(
-        &self,
-        id: ValueId,
-        node: &Node,
-    ) -> Result<(Vec<i64>, Vec<f32>, i32, usize, usize), LowerError> {
+    fn weights_of_any(&self, id: ValueId, node: &Node) -> Result<Weights, LowerError> {
         let g = self.g;
         if let Some(p) = g.producer(id) {
             let pn = &g.nodes[p];
@@ -1167,9 +1165,7 @@ impl Lowerer<'_> {
                 None => {
                     let mut data = Vec::with_capacity(rows * n);
                     for row in accs {
-                        for c in 0..n {
-                            data.push(row[c] as f32 * o.mm_scale[c]);
-                        }
+                        data.extend(row.iter().zip(&o.mm_scale).map(|(&a, &s)| a as f32 * s));
                     }
                     Tensor::new(vec![rows, n], TensorData::F32(data))
                 }
@@ -1612,7 +1608,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         }
         None => {
             let k0 = l.layers[0].k;
-            if numel % k0 != 0 {
+            if !numel.is_multiple_of(k0) {
                 return Err(err(format!(
                     "input of {numel} elements is not a whole number of {k0}-element rows"
                 )));
