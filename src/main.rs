@@ -82,6 +82,16 @@ enum Cmd {
         /// Only print what imports and what lowers; exit 0 if the model compiles, 1 if not.
         #[arg(long)]
         check_only: bool,
+        /// Post-training quantization of a float model: calibration data (.npy/.pb file or
+        /// folder, or an MNIST IDX folder).
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// Calibration samples to use.
+        #[arg(long, default_value_t = 200)]
+        calib_limit: usize,
+        /// Clip activation ranges at this percentile of |x| (e.g. 99.99) instead of min/max.
+        #[arg(long)]
+        percentile: Option<f32>,
     },
     /// Conformance: compile each ONNX backend-test folder, run every data set on the emulator,
     /// compare with the expected outputs.
@@ -114,6 +124,22 @@ enum Cmd {
         /// Pixel scaling: the model sees pixel * scale (Brevitas/torchvision: 1/255).
         #[arg(long, default_value_t = 1.0 / 255.0)]
         pixel_scale: f32,
+        /// Skip this many test images (e.g. the ones used for calibration).
+        #[arg(long, default_value_t = 0)]
+        skip: usize,
+        /// Also report the float model's accuracy through the reference interpreter.
+        #[arg(long)]
+        float: bool,
+        /// Post-training quantization of a float model: calibration data (.npy/.pb file or
+        /// folder, or an MNIST IDX folder).
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        /// Calibration samples to use.
+        #[arg(long, default_value_t = 200)]
+        calib_limit: usize,
+        /// Clip activation ranges at this percentile of |x| (e.g. 99.99) instead of min/max.
+        #[arg(long)]
+        percentile: Option<f32>,
     },
     /// The main job on the bundled model: compile, emulate the bundled test images, report.
     Demo {
@@ -158,6 +184,10 @@ fn main() {
         eprintln!("error: {one_line}");
         std::process::exit(1);
     }
+}
+
+fn shape_of(g: &systole_compiler::ir::Graph) -> Vec<usize> {
+    g.value(g.inputs[0]).shape.clone()
 }
 
 fn resolve_arch(spec: &str) -> Result<ArchConfig> {
@@ -310,6 +340,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             output,
             report,
             check_only,
+            calib,
+            calib_limit,
+            percentile,
         } => {
             let arch = resolve_arch(&arch)?;
             if check_only {
@@ -321,7 +354,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                 bail!("give -o OUT.sysb (or --check-only)")
             };
             let t0 = Instant::now();
-            let c = systole::model::compile(&model, &arch)?;
+            let ca = calib.map(|path| systole::model::CalibArgs {
+                path,
+                limit: calib_limit,
+                percentile,
+                pixel_scale: 1.0 / 255.0,
+            });
+            let c = systole::model::compile_calibrated(&model, &arch, ca.as_ref())?;
             let secs = t0.elapsed().as_secs_f64();
             let bytes = c.program.to_bytes()?;
             if report {
@@ -388,9 +427,20 @@ fn dispatch(cli: Cli) -> Result<()> {
             limit,
             arch,
             pixel_scale,
+            skip,
+            float,
+            calib,
+            calib_limit,
+            percentile,
         } => {
             let arch = resolve_arch(&arch)?;
-            let c = systole::model::compile(&model, &arch)?;
+            let ca = calib.map(|path| systole::model::CalibArgs {
+                path,
+                limit: calib_limit,
+                percentile,
+                pixel_scale,
+            });
+            let c = systole::model::compile_calibrated(&model, &arch, ca.as_ref())?;
             let find = |stem: &str| -> Result<PathBuf> {
                 [mnist.join(stem), mnist.join(format!("{stem}.gz"))]
                     .into_iter()
@@ -400,7 +450,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let data = systole_compiler::tensor::read_mnist_idx(
                 find("t10k-images-idx3-ubyte")?,
                 find("t10k-labels-idx1-ubyte")?,
-                limit,
+                limit.map(|l| l + skip),
             )?;
             let pixels: Vec<u8> = match &data.images.data {
                 systole_compiler::tensor::TensorData::U8(v) => v.clone(),
@@ -409,9 +459,29 @@ fn dispatch(cli: Cli) -> Result<()> {
             let per = pixels.len() / data.labels.len().max(1);
             let images: Vec<Vec<f32>> = pixels
                 .chunks(per)
+                .skip(skip)
                 .map(|im| im.iter().map(|&p| p as f32 * pixel_scale).collect())
                 .collect();
-            let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
+            let labels: Vec<usize> = data.labels.iter().skip(skip).map(|&l| l as usize).collect();
+            if float {
+                let g = systole::model::import(&model)?;
+                let mut correct = 0;
+                for (im, &l) in images.iter().zip(&labels) {
+                    let t = systole_compiler::tensor::Tensor::new(
+                        shape_of(&g),
+                        systole_compiler::tensor::TensorData::F32(im.clone()),
+                    )?;
+                    let out = systole_compiler::interp::run(&g, &[t])?;
+                    let v: Vec<f64> = out[0].to_f32_vec().iter().map(|&x| x as f64).collect();
+                    correct += (systole::model::argmax(&v) == l) as usize;
+                }
+                println!(
+                    "float model (reference interpreter): {:.2}% ({}/{})",
+                    100.0 * correct as f64 / images.len().max(1) as f64,
+                    correct,
+                    images.len()
+                );
+            }
             let shape: Vec<usize> = c.qmodel.input.shape.clone();
             let r = systole::model::eval_images(&c, &arch, &images, &labels, &shape, true)?;
             println!(

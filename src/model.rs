@@ -33,6 +33,112 @@ pub fn compile(path: &Path, arch: &ArchConfig) -> Result<Compiled> {
     compile_graph(&g, path, arch)
 }
 
+/// Post-training quantization settings from the command line.
+#[derive(Debug, Clone)]
+pub struct CalibArgs {
+    /// A .npy/.pb file (one sample, or a batch whose first dimension is the sample), a folder of
+    /// such files, or a folder with MNIST IDX files (t10k-images-idx3-ubyte[.gz]).
+    pub path: PathBuf,
+    pub limit: usize,
+    /// Percentile clipping (e.g. 99.99) instead of min/max.
+    pub percentile: Option<f32>,
+    /// Pixel scaling for MNIST IDX calibration images.
+    pub pixel_scale: f32,
+}
+
+/// Calibration samples shaped like the graph's input.
+pub fn calib_samples(g: &Graph, c: &CalibArgs) -> Result<Vec<Tensor>> {
+    let shape = g
+        .value(
+            *g.inputs
+                .first()
+                .ok_or_else(|| anyhow!("the model has no input"))?,
+        )
+        .shape
+        .clone();
+    let per: usize = shape.iter().product();
+    let mut flat: Vec<f32> = Vec::new();
+    let mut push_tensor = |t: &Tensor| -> Result<()> {
+        if t.len() % per != 0 {
+            bail!(
+                "calibration tensor {:?} is not a whole number of {:?} samples",
+                t.shape,
+                shape
+            );
+        }
+        flat.extend(t.to_f32_vec());
+        Ok(())
+    };
+    let p = &c.path;
+    if p.is_dir() {
+        let idx = [
+            "t10k-images-idx3-ubyte",
+            "t10k-images-idx3-ubyte.gz",
+            "train-images-idx3-ubyte",
+            "train-images-idx3-ubyte.gz",
+        ]
+        .iter()
+        .map(|n| p.join(n))
+        .find(|f| f.exists());
+        if let Some(images) = idx {
+            let t = systole_compiler::tensor::read_idx(&images)?;
+            let v: Vec<f32> = t
+                .to_f32_vec()
+                .iter()
+                .take(c.limit * per)
+                .map(|&x| x * c.pixel_scale)
+                .collect();
+            flat.extend(v);
+        } else {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("npy" | "pb")))
+                .collect();
+            files.sort();
+            for f in files {
+                push_tensor(&systole_compiler::tensor::read_tensor_file(&f)?)?;
+            }
+        }
+    } else {
+        push_tensor(&systole_compiler::tensor::read_tensor_file(p)?)?;
+    }
+    let samples: Vec<Tensor> = flat
+        .chunks(per)
+        .take(c.limit)
+        .map(|s| Tensor::new(shape.clone(), TensorData::F32(s.to_vec())))
+        .collect::<Result<_, _>>()?;
+    if samples.is_empty() {
+        bail!("{}: no calibration samples", p.display());
+    }
+    Ok(samples)
+}
+
+/// Compiles a model, quantizing it first when `calib` is given (float models).
+pub fn compile_calibrated(
+    path: &Path,
+    arch: &ArchConfig,
+    calib: Option<&CalibArgs>,
+) -> Result<Compiled> {
+    let g = import(path)?;
+    let g = match calib {
+        None => g,
+        Some(c) => {
+            let samples = calib_samples(&g, c)?;
+            let opts = systole_compiler::ptq::PtqOptions {
+                method: match c.percentile {
+                    Some(p) => systole_compiler::ptq::Calib::Percentile(p),
+                    None => systole_compiler::ptq::Calib::MinMax,
+                },
+                ..Default::default()
+            };
+            systole_compiler::ptq::quantize(&g, &samples, &opts)
+                .map_err(|e| anyhow!("{}: post-training quantization: {e}", path.display()))?
+        }
+    };
+    compile_graph(&g, path, arch)
+}
+
 pub fn compile_graph(g: &Graph, path: &Path, arch: &ArchConfig) -> Result<Compiled> {
     let (program, qmodel, layers) = lower::compile(arch, g).map_err(|e| {
         anyhow!(
