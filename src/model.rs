@@ -59,7 +59,7 @@ pub fn calib_samples(g: &Graph, c: &CalibArgs) -> Result<Vec<Tensor>> {
     let per: usize = shape.iter().product();
     let mut flat: Vec<f32> = Vec::new();
     let mut push_tensor = |t: &Tensor| -> Result<()> {
-        if t.len() % per != 0 {
+        if !t.len().is_multiple_of(per) {
             bail!(
                 "calibration tensor {:?} is not a whole number of {:?} samples",
                 t.shape,
