@@ -203,6 +203,8 @@ struct Open {
     prefix: Option<(Vec<f32>, QParams)>,
     /// Set for a convolution.
     conv: Option<ConvGeom>,
+    /// Set for a dense layer reading a convolution's image: (h, w, c), weights in (y, x, c).
+    flat_image: Option<[usize; 3]>,
 }
 
 /// What the lowering knows about a value.
@@ -272,8 +274,21 @@ fn subgraph(g: &Graph, inputs: &[ValueId], nodes: &[usize], output: ValueId, row
         }
         let v = g.value(id);
         let nid = if let Some(t) = g.constant(id) {
-            let nid = sg.add_value(&v.name, v.shape.clone(), v.dtype);
-            sg.consts.insert(nid, t.clone());
+            // On [rows, channels] chains a per-channel constant of an image ([C,1,1] or
+            // [1,C,1,1]) becomes [C].
+            let mut t = t.clone();
+            if rows > 0 && t.shape.len() >= 3 {
+                let mut sh = t.shape.clone();
+                while sh.len() > 1 && sh.last() == Some(&1) {
+                    sh.pop();
+                }
+                while sh.len() > 1 && sh.first() == Some(&1) {
+                    sh.remove(0);
+                }
+                t.shape = sh;
+            }
+            let nid = sg.add_value(&v.name, t.shape.clone(), v.dtype);
+            sg.consts.insert(nid, t);
             nid
         } else if rows == 0 {
             // Keep the model's shapes (a host tail on whole tensors).
@@ -722,6 +737,7 @@ impl Lowerer<'_> {
             cur_q: None,
             prefix: None,
             conv: None,
+            flat_image: None,
         });
         self.syms.insert(node.outputs[0], Sym::Epi);
         Ok(())
@@ -762,7 +778,32 @@ impl Lowerer<'_> {
         }
         let w_scales = per_channel(scales, n, "weight scale")?;
         let mm_scale = w_scales.iter().map(|&ws| a.scale * ws).collect();
+        // A dense layer after a convolution reads its image flattened in NCHW order; the image
+        // is NHWC in DRAM, so reorder the weight rows to (y, x, c).
+        let mut flat = None;
+        if let Some(last) = self.layers.last() {
+            if let Some(cv) = last.conv {
+                let (h, wd) = last.pool.map_or((cv.oh, cv.ow), |p| (p.oh, p.ow));
+                let c = last.n;
+                if k != c * h * wd {
+                    return Err(
+                        self.problem(node, format!("reads {k} values from a {c}x{h}x{wd} image"))
+                    );
+                }
+                let mut re = vec![0i64; k * n];
+                for ch in 0..c {
+                    for pix in 0..h * wd {
+                        let src = (ch * h * wd + pix) * n;
+                        let dst = (pix * c + ch) * n;
+                        re[dst..dst + n].copy_from_slice(&w[src..src + n]);
+                    }
+                }
+                w = re;
+                flat = Some([h, wd, c]);
+            }
+        }
         self.start(node, a, range, w, vec![w_zp], k, n, mm_scale)?;
+        self.open.as_mut().unwrap().flat_image = flat;
         if let (Op::Gemm { .. }, Some(c)) = (&node.op, node.input(2)) {
             if beta != 1.0 {
                 return Err(self.problem(node, "beta != 1 with a bias is not supported"));
@@ -958,6 +999,7 @@ impl Lowerer<'_> {
                 },
                 conv: Some(geom),
                 pool: None,
+                flat_image: None,
             });
             self.syms.insert(node.outputs[0], Sym::Q(y, y.hw_range()));
         } else if integer {
@@ -973,6 +1015,7 @@ impl Lowerer<'_> {
                 out: QOut::Int32,
                 conv: Some(geom),
                 pool: None,
+                flat_image: None,
             });
             self.syms.insert(node.outputs[0], Sym::Int32);
         }
@@ -1062,6 +1105,7 @@ impl Lowerer<'_> {
             weights2: split_weights(&open.weights).1,
             conv: open.conv,
             pool: None,
+            flat_image: open.flat_image,
             bias,
             out: QOut::Int8 {
                 scales,
@@ -1113,6 +1157,7 @@ impl Lowerer<'_> {
             weights2: split_weights(&open.weights).1,
             conv: open.conv,
             pool: None,
+            flat_image: open.flat_image,
             bias,
             out: QOut::Int32,
         });
@@ -1297,6 +1342,7 @@ impl Lowerer<'_> {
             weights2: split_weights(&o.weights).1,
             conv: o.conv,
             pool: None,
+            flat_image: o.flat_image,
             bias,
             out: QOut::Thresh {
                 thresholds,
@@ -1513,6 +1559,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 weights2: split_weights(&o.weights).1,
                 conv: o.conv,
                 pool: None,
+                flat_image: o.flat_image,
                 bias,
                 out: QOut::Int8 {
                     scales,
@@ -1570,6 +1617,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 weights2: split_weights(&o.weights).1,
                 conv: o.conv,
                 pool: None,
+                flat_image: o.flat_image,
                 bias,
                 out: QOut::Int32,
             });
@@ -1618,7 +1666,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
     };
     for w in l.layers.windows(2) {
         let ok = match (&w[0].conv, &w[1].conv) {
-            (Some(_), None) => false,
+            (Some(_), None) => w[1].flat_image.is_some(),
             (None, None) => w[0].n == w[1].k,
             (Some(a), Some(b)) => {
                 let (oh, ow) = w[0].pool.map_or((a.oh, a.ow), |p| (p.oh, p.ow));
@@ -1727,6 +1775,27 @@ pub fn to_program(
         // A convolution's k runs over (ky, kx, ci) with ci padded to whole input lines, so
         // each k-tile is one kernel position and one input-channel tile.
         let (k_log, w1, w2) = match &l.conv {
+            None if l.flat_image.is_some() => {
+                // The image in DRAM has `a.1` bytes (channels padded) per pixel.
+                let [h, wd, ch] = l.flat_image.unwrap();
+                let p = a.1 as usize;
+                let pad = |w: &[i8]| {
+                    let mut o = vec![0i8; h * wd * p * l.n];
+                    for pix in 0..h * wd {
+                        for c in 0..ch {
+                            let src = (pix * ch + c) * l.n;
+                            let dst = (pix * p + c) * l.n;
+                            o[dst..dst + l.n].copy_from_slice(&w[src..src + l.n]);
+                        }
+                    }
+                    o
+                };
+                (
+                    h * wd * p,
+                    pad(&l.weights),
+                    l.weights2.as_ref().map(|w| pad(w)),
+                )
+            }
             None => (l.k, l.weights.clone(), l.weights2.clone()),
             Some(cv) => {
                 let cip = cv.cin.div_ceil(ru) * ru;

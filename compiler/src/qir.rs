@@ -152,6 +152,8 @@ pub struct QDense {
     pub conv: Option<ConvGeom>,
     /// Max pooling of the (convolution's) int8 output.
     pub pool: Option<PoolGeom>,
+    /// A dense layer over a convolution's whole image (h, w, c): k runs over (y, x, c).
+    pub flat_image: Option<[usize; 3]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -557,3 +557,12 @@ fn mlp_float_percentile_and_uint8() {
         }
     }
 }
+
+#[test]
+fn zz_dump() {
+    for f in ["cnn_float", "cnn_qdq"] {
+        let model = load_model(format!("{DEMO}/{f}.onnx")).unwrap();
+        let g = import(&model, &ImportOptions::default()).unwrap();
+        eprintln!("{g}");
+    }
+}
