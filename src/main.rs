@@ -401,7 +401,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     println!(
                         "{:<40} {:>6} {:>5} {:>12.6} {:>12} {:>10}{}",
                         r.case,
-                        match (r.pass, r.tolerance) {
+                        match (r.pass, r.tolerance && r.max_abs_diff > 0.0) {
                             (true, false) => "pass",
                             (true, true) => "pass~",
                             _ => "FAIL",
