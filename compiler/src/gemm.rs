@@ -230,6 +230,62 @@ pub struct DenseGeom {
     pub conv: Option<ConvLoad>,
 }
 
+/// One output row's worth of window inputs: output column ox reads input column
+/// ox*sx + kx - pad_left of input row iy (padding outside the image).
+struct RowGather {
+    buf: LoadBuf,
+    sram: u32,
+    image: u64,
+    pitch: u64,
+    h: usize,
+    w: usize,
+    ow: usize,
+    iy: i64,
+    kx: usize,
+    sx: usize,
+    pad_left: usize,
+    /// Byte offset inside a pixel (the channel tile).
+    lane_offset: u64,
+    pad_value: i32,
+}
+
+/// A strided load for one row of a convolution or pooling window, with padding lines for
+/// the columns (or the whole row) outside the image.
+fn gather_row(g: &RowGather) -> Load {
+    let (sx, ow) = (g.sx as i64, g.ow as i64);
+    // First and last output column whose input column is inside the image.
+    let lo = (g.pad_left as i64 - g.kx as i64 + sx - 1)
+        .div_euclid(sx)
+        .max(0);
+    let hi = (g.w as i64 - 1 + g.pad_left as i64 - g.kx as i64)
+        .div_euclid(sx)
+        .min(ow - 1);
+    if g.iy < 0 || g.iy >= g.h as i64 || hi < lo {
+        return Load {
+            buf: g.buf,
+            sram: g.sram,
+            cols: g.ow as u32,
+            rows: 0,
+            pad_top: 1,
+            pad_value: g.pad_value,
+            ..Default::default()
+        };
+    }
+    let ix0 = lo * sx + g.kx as i64 - g.pad_left as i64;
+    Load {
+        buf: g.buf,
+        sram: g.sram,
+        dram: (g.image + (g.iy as u64 * g.w as u64 + ix0 as u64) * g.pitch + g.lane_offset) as u32,
+        rows: (hi - lo + 1) as u32,
+        cols: 1,
+        stride: (sx as u64 * g.pitch) as u32,
+        pad_top: lo as u32,
+        pad_bottom: (ow - 1 - hi) as u32,
+        pad_value: g.pad_value,
+        ..Default::default()
+    }
+}
+
 /// Geometry of a convolution's input gather (NHWC input, `a_pitch` bytes per pixel).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvLoad {
@@ -260,46 +316,27 @@ impl ConvLoad {
     ) -> Vec<Load> {
         let (ct, kk) = (kt % self.ci_tiles, kt / self.ci_tiles);
         let (ky, kx) = (kk / self.kw, kk % self.kw);
-        let (sy, sx) = (self.stride[0] as i64, self.stride[1] as i64);
-        let ow = self.ow as i64;
+        let sy = self.stride[0] as i64;
         let mut v = Vec::new();
         let oy0 = m0 / self.ow;
         for (i, oy) in (oy0..oy0 + rows / self.ow).enumerate() {
             let base = sram + (i * self.ow) as u32;
             let iy = oy as i64 * sy + ky as i64 - self.pad[0] as i64;
-            // First and last output column whose input column is inside the image.
-            let lo = (self.pad[1] as i64 - kx as i64 + sx - 1)
-                .div_euclid(sx)
-                .max(0);
-            let hi =
-                ((self.w as i64 - 1 + self.pad[1] as i64 - kx as i64).div_euclid(sx)).min(ow - 1);
-            if iy < 0 || iy >= self.h as i64 || hi < lo {
-                v.push(Load {
-                    buf: LoadBuf::Inp,
-                    sram: base,
-                    cols: self.ow as u32,
-                    rows: 0,
-                    pad_top: 1,
-                    pad_value: self.pad_value as i32,
-                    ..Default::default()
-                });
-                continue;
-            }
-            let ix0 = lo * sx + kx as i64 - self.pad[1] as i64;
-            v.push(Load {
+            v.push(gather_row(&RowGather {
                 buf: LoadBuf::Inp,
                 sram: base,
-                dram: (g.a_addr
-                    + (iy as u64 * self.w as u64 + ix0 as u64) * g.a_pitch
-                    + (ct * r) as u64) as u32,
-                rows: (hi - lo + 1) as u32,
-                cols: 1,
-                stride: (sx as u64 * g.a_pitch) as u32,
-                pad_top: lo as u32,
-                pad_bottom: (ow - 1 - hi) as u32,
+                image: g.a_addr,
+                pitch: g.a_pitch,
+                h: self.h,
+                w: self.w,
+                ow: self.ow,
+                iy,
+                kx,
+                sx: self.stride[1],
+                pad_left: self.pad[1],
+                lane_offset: (ct * r) as u64,
                 pad_value: self.pad_value as i32,
-                ..Default::default()
-            });
+            }));
         }
         v
     }
@@ -634,7 +671,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
     }
     let ct_n = p.channels.div_ceil(c);
     let slot = |i: usize| (2 + (i % 2) * slot_lines) as u32;
-    let (sy, sx) = (p.stride[0] as i64, p.stride[1] as i64);
+    let sy = p.stride[0] as i64;
     let mut item = 0usize;
     for oy in 0..p.oh {
         for ct in 0..ct_n {
@@ -655,36 +692,21 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                     let j = ky * p.kernel[1] + kx;
                     let base = slot(item) + (j * p.ow) as u32;
                     let iy = oy as i64 * sy + ky as i64 - p.pad[0] as i64;
-                    let lo = (p.pad[1] as i64 - kx as i64 + sx - 1).div_euclid(sx).max(0);
-                    let hi = ((p.w as i64 - 1 + p.pad[1] as i64 - kx as i64).div_euclid(sx))
-                        .min(p.ow as i64 - 1);
-                    if iy < 0 || iy >= p.h as i64 || hi < lo {
-                        loads.push(Load {
-                            buf: LoadBuf::Acc8,
-                            sram: base,
-                            rows: 0,
-                            cols: p.ow as u32,
-                            pad_top: 1,
-                            pad_value: -128,
-                            ..Default::default()
-                        });
-                        continue;
-                    }
-                    let ix0 = lo * sx + kx as i64 - p.pad[1] as i64;
-                    loads.push(Load {
+                    loads.push(gather_row(&RowGather {
                         buf: LoadBuf::Acc8,
                         sram: base,
-                        dram: (p.in_addr
-                            + (iy as u64 * p.w as u64 + ix0 as u64) * p.in_pitch
-                            + (ct * c) as u64) as u32,
-                        rows: (hi - lo + 1) as u32,
-                        cols: 1,
-                        stride: (sx as u64 * p.in_pitch) as u32,
-                        pad_top: lo as u32,
-                        pad_bottom: (p.ow as i64 - 1 - hi) as u32,
+                        image: p.in_addr,
+                        pitch: p.in_pitch,
+                        h: p.h,
+                        w: p.w,
+                        ow: p.ow,
+                        iy,
+                        kx,
+                        sx: p.stride[1],
+                        pad_left: p.pad[1],
+                        lane_offset: (ct * c) as u64,
                         pad_value: -128,
-                        ..Default::default()
-                    });
+                    }));
                 }
             }
             let nl = loads.len();
