@@ -264,6 +264,11 @@ fn dispatch(cli: Cli) -> Result<()> {
                 }
                 None => prog.arch()?,
             };
+            for (key, side) in [("host.input", "before"), ("host.output", "after")] {
+                if let Some(ops) = prog.meta.get(key) {
+                    eprintln!("note: the model runs {ops} on the host {side} this program; `systole run` does not (use `systole check` or `eval` for the whole model)");
+                }
+            }
             let descs: Vec<_> = prog.inputs().cloned().collect();
             if input.len() != descs.len() {
                 let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();

@@ -124,6 +124,9 @@ pub fn compile_calibrated(
     let g = match calib {
         None => g,
         Some(c) => {
+            // Fold constant sub-graphs first (e.g. a Reshape of the weights) so the pass sees
+            // every weight as a constant.
+            let g = lower::fold_constants(&g).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             let samples = calib_samples(&g, c)?;
             let opts = systole_compiler::ptq::PtqOptions {
                 method: match c.percentile {
@@ -271,6 +274,11 @@ pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
         ));
         first = last;
         prev_end = end;
+    }
+    for (key, side) in [("host.input", "before"), ("host.output", "after")] {
+        if let Some(ops) = c.program.meta.get(key) {
+            s.push_str(&format!("host {side} the program: {ops}\n"));
+        }
     }
     let st = &r.stats;
     s.push_str(&format!(

@@ -298,8 +298,13 @@ fn subgraph(g: &Graph, inputs: &[ValueId], nodes: &[usize], output: ValueId, row
             if shape.is_empty() {
                 shape = vec![rows];
             } else {
-                let last = *shape.last().unwrap();
-                shape = vec![rows, last];
+                // Channels: the last dim of a matrix, dim 1 of an NCHW image.
+                let ch = if shape.len() == 4 {
+                    shape[1]
+                } else {
+                    *shape.last().unwrap()
+                };
+                shape = vec![rows, ch];
             }
             sg.add_value(&v.name, shape, v.dtype)
         };
@@ -1388,7 +1393,7 @@ impl QParams {
 
 /// Evaluates every node whose inputs are all constants (weight quantizers, bias
 /// DequantizeLinear, ...) with the reference interpreter and makes its outputs constants.
-fn fold_constants(g: &Graph) -> Result<Graph, LowerError> {
+pub fn fold_constants(g: &Graph) -> Result<Graph, LowerError> {
     let mut g = g.clone();
     for ni in 0..g.nodes.len() {
         let n = &g.nodes[ni];
@@ -2006,6 +2011,21 @@ pub fn to_program(
         dout.perm = vec![0, 2, 3, 1];
     }
     p.tensors = vec![din, dout];
+    // What the host must do around the program (`systole check`/`eval` do it; `systole run`
+    // takes and returns the program's own tensors).
+    let ops = |g: &Graph| {
+        g.nodes
+            .iter()
+            .map(|n| n.op.op_type())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if let Some(h) = &q.input.host {
+        p.meta.insert("host.input".into(), ops(h));
+    }
+    if let Some(h) = &q.output.host {
+        p.meta.insert("host.output".into(), ops(h));
+    }
     p.meta.insert("model".into(), q.name.clone());
     p.meta.insert(
         "compiler".into(),

@@ -300,7 +300,6 @@ fn cnn_ptq() -> (Graph, Graph, Vec<Tensor>, Vec<i64>) {
 /// tail from GlobalAveragePool on the host), the emulator equals the quantized reference, and
 /// the emulated accuracy stays within 1.5 points of the float model's.
 #[test]
-#[ignore = "the lowering probes a convolution's epilogue with [rows, last dim] instead of [rows, channels]: conv2 [1,16,4,4] fails to compile (as the onnxruntime cnn_qdq.onnx does)"]
 fn cnn_float_ptq_compiles_and_emulates_exactly() {
     let (g, q, xs, labels) = cnn_ptq();
     let acc_float = accuracy(&g, &xs, &labels);
@@ -809,7 +808,6 @@ fn conv_dense_graph() -> (Graph, Vec<Tensor>) {
 }
 
 #[test]
-#[ignore = "the lowering probes a convolution's epilogue with [rows, last dim] instead of [rows, channels]"]
 fn conv_without_bias_batchnorm_then_dense_end_to_end() {
     let (g, xs) = conv_dense_graph();
     let q = ptq::quantize(&g, &xs, &PtqOptions::default()).unwrap();
