@@ -11,6 +11,8 @@ fi
 
 # The ONNX backend node tests ship in the onnx==1.22.0 wheel (PyPI); unpacked into target/.
 ./scripts/fetch_onnx_node_tests.sh
+# The float mnist-conv CNN ships in the qonnx==1.0.0 wheel (PyPI); unpacked into target/.
+./scripts/fetch_qonnx_models.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

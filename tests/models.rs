@@ -236,5 +236,46 @@ fn check_only_reports_coverage() {
         repo("models/demo/cnn_float.onnx").to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("Conv") && text(&o).contains("--calib"), "{}", text(&o));
+    assert!(
+        text(&o).contains("Conv") && text(&o).contains("--calib"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn float_cnn_through_post_training_quantization() {
+    // qonnx's float mnist-conv (scripts/fetch_qonnx_models.sh), calibrated on the first 200
+    // MNIST test images and evaluated on the next 300: the emulated int8 program against the
+    // float model through the reference interpreter.
+    let model = repo("target/qonnx-data/onnx/mnist-conv/model.onnx");
+    assert!(
+        model.exists(),
+        "{} is missing: run scripts/fetch_qonnx_models.sh",
+        model.display()
+    );
+    let mnist = fixtures().join("mnist");
+    let o = systole(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--mnist",
+        mnist.to_str().unwrap(),
+        "--skip",
+        "200",
+        "--limit",
+        "300",
+        "--calib",
+        mnist.to_str().unwrap(),
+        "--calib-limit",
+        "200",
+        "--float",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    // Measured: both 98.33% (295/300) on these images.
+    assert!(
+        t.contains("float model (reference interpreter): 98.33% (295/300)"),
+        "{t}"
+    );
+    assert!(t.trim_end().ends_with("accuracy: 98.33% (295/300)"), "{t}");
 }
