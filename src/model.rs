@@ -423,7 +423,7 @@ pub fn check_case(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64) -> CaseRe
     };
     if let Err(e) = check_case_inner(dir, arch, atol, rtol, &mut row) {
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-        row.error = Some(msg.join(": "));
+        row.error = Some(msg.join(": ").replace("\n  - ", "; ").replace('\n', "; "));
         row.pass = false;
     }
     row
