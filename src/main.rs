@@ -110,6 +110,10 @@ enum Cmd {
         atol: f64,
         #[arg(long, default_value_t = 1e-5)]
         rtol: f64,
+        /// Compile float graphs through post-training quantization calibrated on each data
+        /// set's own input (outputs compared within --atol/--rtol).
+        #[arg(long)]
+        ptq: bool,
     },
     /// Top-1 accuracy of the emulated program over an MNIST IDX folder.
     Eval {
@@ -388,6 +392,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             json,
             atol,
             rtol,
+            ptq,
         } => {
             let arch = resolve_arch(&arch)?;
             if !json {
@@ -398,7 +403,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let mut all = true;
             for dir in &cases {
-                let r = systole::model::check_case(dir, &arch, atol, rtol);
+                let r = systole::model::check_case_with(dir, &arch, atol, rtol, ptq);
                 all &= r.pass;
                 if json {
                     println!("{}", serde_json::to_string(&r)?);

@@ -406,6 +406,18 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 /// Compiles and runs one backend-test case folder; never fails, errors go in the row.
 pub fn check_case(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64) -> CaseResult {
+    check_case_with(dir, arch, atol, rtol, false)
+}
+
+/// As `check_case`; with `ptq`, float graphs are compiled through post-training quantization
+/// calibrated on each data set's own input, and compared within the tolerances.
+pub fn check_case_with(
+    dir: &Path,
+    arch: &ArchConfig,
+    atol: f64,
+    rtol: f64,
+    ptq: bool,
+) -> CaseResult {
     let case = dir
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -421,7 +433,7 @@ pub fn check_case(dir: &Path, arch: &ArchConfig, atol: f64, rtol: f64) -> CaseRe
         tolerance: false,
         error: None,
     };
-    if let Err(e) = check_case_inner(dir, arch, atol, rtol, &mut row) {
+    if let Err(e) = check_case_inner(dir, arch, atol, rtol, ptq, &mut row) {
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
         row.error = Some(msg.join(": ").replace("\n  - ", "; ").replace('\n', "; "));
         row.pass = false;
@@ -434,6 +446,7 @@ fn check_case_inner(
     arch: &ArchConfig,
     atol: f64,
     rtol: f64,
+    ptq: bool,
     row: &mut CaseResult,
 ) -> Result<()> {
     let model_path = dir.join("model.onnx");
@@ -444,7 +457,7 @@ fn check_case_inner(
     }
     // A model whose parameters are graph inputs (the ONNX node tests) is specialised to each
     // data set: every input but the first becomes a constant, the first stays the data.
-    let specialise = graph.inputs.len() > 1;
+    let specialise = graph.inputs.len() > 1 || ptq;
     let mut compiled = if specialise {
         None
     } else {
@@ -483,13 +496,18 @@ fn check_case_inner(
                 g.consts.insert(*id, t.clone());
             }
             g.inputs.truncate(1);
+            if ptq {
+                let f = lower::fold_constants(&g).map_err(|e| anyhow!("{e}"))?;
+                g = systole_compiler::ptq::quantize(&f, &inputs[..1], &Default::default())
+                    .map_err(|e| anyhow!("post-training quantization: {e}"))?;
+            }
             compiled = Some(compile_graph(&g, &model_path, arch)?);
         }
         let c = compiled.as_ref().expect("compiled");
         if expected.len() != 1 {
             bail!("{}: only one output is supported", set.display());
         }
-        let (atol, rtol) = if float_tail(c) {
+        let (atol, rtol) = if float_tail(c) || ptq {
             (atol, rtol)
         } else {
             (0.0, 0.0)

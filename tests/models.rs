@@ -279,3 +279,32 @@ fn float_cnn_through_post_training_quantization() {
     );
     assert!(t.trim_end().ends_with("accuracy: 98.33% (295/300)"), "{t}");
 }
+
+#[test]
+fn float_node_tests_through_post_training_quantization() {
+    // Float Gemm/MatMul/Conv node tests, quantized on their own input: the emulator equals the
+    // quantized reference exactly (checked inside), the outputs stay within int8 error.
+    let mut args = vec![
+        "check".to_string(),
+        "--ptq".into(),
+        "--atol".into(),
+        "0.05".into(),
+        "--rtol".into(),
+        "0.02".into(),
+    ];
+    for n in [
+        "test_gemm_default_no_bias",
+        "test_gemm_transposeB",
+        "test_matmul_2d",
+        "test_basic_conv_with_padding",
+        "test_conv_with_strides_padding",
+        "test_conv_with_autopad_same",
+    ] {
+        args.push(node_test(n));
+    }
+    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let o = systole(&args);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert_eq!(t.lines().filter(|l| l.contains(" pass")).count(), 6, "{t}");
+}

@@ -1513,6 +1513,9 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         let input = l
             .input
             .ok_or_else(|| err("the graph input is never quantized"))?;
+        if l.layers.is_empty() {
+            return Err(err("the network has no matrix product to run on the array"));
+        }
         let m = match &l.layers[0].conv {
             Some(_) => 1,
             None => input.shape.iter().product::<usize>() / l.layers[0].k.max(1),
@@ -1595,14 +1598,22 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             let bias = l.fold_bias(&o);
             let (k, n) = (o.k, o.n);
             // Host graph: int32 acc -> float value of the matrix product -> the tail.
-            let mut sg = subgraph(g, &[o.mm_value], &o.epi, out_id, 1);
-            let scale_id = sg.add_value("systole_mm_scale", vec![n], DType::F32);
+            // (a convolution keeps its NCHW image shape; its scale broadcasts per channel).
+            let image = o.conv.is_some();
+            let mut sg = subgraph(g, &[o.mm_value], &o.epi, out_id, if image { 0 } else { 1 });
+            let scale_shape = if image { vec![n, 1, 1] } else { vec![n] };
+            let scale_id = sg.add_value("systole_mm_scale", scale_shape.clone(), DType::F32);
             sg.consts.insert(
                 scale_id,
-                Tensor::new(vec![n], TensorData::F32(o.mm_scale.clone()))
+                Tensor::new(scale_shape, TensorData::F32(o.mm_scale.clone()))
                     .map_err(|e| err(e.to_string()))?,
             );
-            let acc_in = sg.add_value("systole_acc", vec![1, n], DType::F32);
+            let acc_shape = if image {
+                g.value(o.mm_value).shape.clone()
+            } else {
+                vec![1, n]
+            };
+            let acc_in = sg.add_value("systole_acc", acc_shape, DType::F32);
             let mm_in = sg.inputs[0];
             sg.nodes.insert(
                 0,
@@ -1992,7 +2003,14 @@ pub fn to_program(
                     })
                 })
             {
-                shape = vec![q.m, q.layers.last().unwrap().n];
+                let l = q.layers.last().unwrap();
+                shape = match l.conv {
+                    Some(cv) => {
+                        let (oh, ow) = l.pool.map_or((cv.oh, cv.ow), |p| (p.oh, p.ow));
+                        vec![1, l.n, oh, ow]
+                    }
+                    None => vec![q.m, l.n],
+                };
             }
             QIo {
                 shape,
