@@ -537,7 +537,7 @@ isa! {
     /// End of program: the controller waits until every queue is empty and every unit idle.
     Finish = 0x08, "finish", Some(Unit::Controller), {}
     /// Multi-threshold activation (FINN's MultiThreshold): for lane c,
-    /// out = clamp(base + #{j < count : acc[src+i][c] >= thr[j][c]}, -128, 127) as int8, where
+    /// out = clamp(base + step * #{j < count : acc[src+i][c] >= thr[j][c]}, -128, 127), where
     /// thr[j] is accumulator line `thr + j`. Any monotone function of the accumulator with at
     /// most 255 steps (requantization with float rounding, batch norm, clipping, low-bit
     /// quantizers) is exactly such a threshold set.
@@ -548,6 +548,7 @@ isa! {
         count: u32 = 8, "number of thresholds",
         m: u32 = 12, "lines to produce",
         base: i32 = 8, "output when no threshold is reached",
+        step: i32 = 8, "output increment per threshold reached (bipolar outputs use 2)",
     }
 }
 

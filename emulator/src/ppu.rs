@@ -179,7 +179,8 @@ impl Ppu {
                 let n = (0..op.count as usize)
                     .filter(|&j| a >= bufs.acc[(op.thr as usize + j) * c + l])
                     .count();
-                bufs.out[d + l] = (op.base as i64 + n as i64).clamp(-128, 127) as i8 as u8;
+                bufs.out[d + l] =
+                    (op.base as i64 + op.step as i64 * n as i64).clamp(-128, 127) as i8 as u8;
             }
         }
         self.thresh_compares += op.m as u64 * c as u64 * op.count as u64;

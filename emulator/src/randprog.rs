@@ -438,6 +438,11 @@ impl Gen<'_> {
                     count: count as u32,
                     m: m as u32,
                     base: self.rng.range(0, 255) as i32 - 128,
+                    step: if self.rng.chance(70) {
+                        1
+                    } else {
+                        self.rng.range(0, 255) as i32 - 128
+                    },
                 };
                 let fp = vec![
                     Access {

@@ -234,7 +234,7 @@ impl Golden {
                         let mut n = t.base as i64;
                         for j in 0..t.count as usize {
                             if a >= self.acc[t.thr as usize + j][k] {
-                                n += 1;
+                                n += t.step as i64;
                             }
                         }
                         self.out[t.dst as usize + i][k] = n.clamp(-128, 127) as i8 as u8;
