@@ -12,6 +12,11 @@
 //!   input `[-pad_begin, size + pad_end)`; positions past that (a `ceil_mode` overhang, which the
 //!   frontend keeps only for AveragePool-19+, see `frontend`) are not counted.
 //!
+//! * The QONNX / FINN operators (Quant, BipolarQuant, Trunc, MultiThreshold) follow qonnx 1.0's
+//!   numpy code step by step, including its element types: each step computes in float32 unless
+//!   numpy (>= 2, NEP 50 promotion) would compute it in float64 because an operand is float64 or
+//!   a 32/64-bit integer (e.g. an int64 zero point); the result is float32. See [`qonnx_quant`].
+//!
 //! Errors (wrong input count, shape or type, inconsistent graphs) are [`InterpError`]s; the
 //! interpreter does not panic on any graph or inputs.
 //!
@@ -27,7 +32,7 @@
 //!   the left pad it undercounts the divisor; the interpreter counts the bottom padding.
 
 use crate::frontend::shape;
-use crate::ir::{ConvAttrs, Graph, Op, PoolAttrs};
+use crate::ir::{ConvAttrs, Graph, Op, PoolAttrs, QonnxRounding};
 use crate::tensor::{DType, Tensor, TensorData};
 
 /// Why a graph could not be evaluated.
@@ -283,6 +288,24 @@ fn eval(op: &Op, ins: &[Option<&Tensor>], outs: &[(Vec<usize>, DType)]) -> R<Vec
             quantize_linear(ins, *axis, dt)?
         }
         Op::DequantizeLinear { axis } => dequantize_linear(ins, *axis)?,
+        Op::QonnxQuant {
+            signed,
+            narrow,
+            rounding,
+        } => qonnx_quant(ins, *signed, *narrow, *rounding)?,
+        Op::BipolarQuant => bipolar_quant(ins)?,
+        Op::Trunc { rounding } => qonnx_trunc(ins, *rounding)?,
+        Op::MultiThreshold {
+            out_scale,
+            out_bias,
+            channels_last,
+        } => multi_threshold(
+            req(ins, 0, "v")?,
+            req(ins, 1, "thresholds")?,
+            *out_scale,
+            *out_bias,
+            *channels_last,
+        )?,
     };
     Ok(vec![t])
 }
@@ -1320,6 +1343,308 @@ fn dequantize_linear(ins: &[Option<&Tensor>], axis: usize) -> R<Tensor> {
         .map(|(i, &v)| {
             let k = ch(i);
             v.wrapping_sub(zp[k]) as f32 * s[k]
+        })
+        .collect();
+    tensor(x.shape.clone(), TensorData::F32(y))
+}
+
+// ---------------------------------------------------------------------------------------------
+// QONNX / FINN custom operators, as qonnx 1.0 computes them with numpy.
+//
+// Values are carried as f64; a step that numpy computes in float32 is rounded to f32 right after
+// it ([`at`]). For one IEEE operation (+, -, *, /) the f64 result rounded to f32 equals the f32
+// result, so this reproduces float32 arithmetic exactly.
+
+/// Whether numpy (>= 2, NEP 50) computes a float32 array combined with an array of type `dt` in
+/// float64: float64 and the 32/64-bit integers promote float32 to float64; 8-bit integers and
+/// booleans do not.
+fn widens_f32(dt: DType) -> bool {
+    matches!(dt, DType::F64 | DType::I32 | DType::I64)
+}
+
+/// The result of a numpy step: rounded to float32 unless the step computes in float64.
+fn at(v: f64, wide: bool) -> f64 {
+    if wide {
+        v
+    } else {
+        v as f32 as f64
+    }
+}
+
+/// The elements of a numeric tensor as f64 (as numpy converts them for float64 arithmetic).
+fn as_f64s(t: &Tensor, what: &str) -> R<Vec<f64>> {
+    Ok(match &t.data {
+        TensorData::F32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::F64(v) => v.clone(),
+        TensorData::I8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::U8(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::I32(v) => v.iter().map(|&x| f64::from(x)).collect(),
+        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::Bool(_) => return Err(format!("{what} must be numeric, not bool")),
+    })
+}
+
+/// numpy's rounding functions for QONNX's rounding modes (`np.round` is half to even).
+fn qonnx_round(v: f64, r: QonnxRounding) -> f64 {
+    match r {
+        QonnxRounding::Round => v.round_ties_even(),
+        QonnxRounding::Ceil => v.ceil(),
+        QonnxRounding::Floor => v.floor(),
+    }
+}
+
+/// The numpy broadcast of several shapes.
+fn broadcast_all(shapes: &[&[usize]]) -> R<Vec<usize>> {
+    let mut out: Vec<usize> = Vec::new();
+    for s in shapes {
+        out = shape::broadcast(&out, s)
+            .ok_or_else(|| format!("shapes {out:?} and {s:?} do not broadcast"))?;
+    }
+    Ok(out)
+}
+
+/// For each element of the broadcast shape `out` (row-major), the flat index of the element of
+/// an operand of shape `s` that numpy broadcasting pairs with it.
+fn broadcast_indices(s: &[usize], out: &[usize]) -> R<Vec<usize>> {
+    if !shape::broadcasts_to(s, out) {
+        return Err(format!("shape {s:?} does not broadcast to {out:?}"));
+    }
+    let n = shape::numel(out).ok_or("output too large")?;
+    let rank = out.len();
+    let strides = shape::broadcast_strides(s, rank);
+    let mut idx = vec![0usize; rank];
+    let mut flat = 0usize;
+    let mut res = Vec::with_capacity(n);
+    for _ in 0..n {
+        res.push(flat);
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            flat += strides[d];
+            if idx[d] < out[d] {
+                break;
+            }
+            flat -= strides[d] * out[d];
+            idx[d] = 0;
+        }
+    }
+    Ok(res)
+}
+
+/// A bit width input: one integer-valued element in `1..=32`.
+fn bit_width(t: &Tensor, what: &str) -> R<u32> {
+    let v = as_f64s(t, what)?;
+    let [b] = v.as_slice() else {
+        return Err(format!("{what} must have one element, not {}", v.len()));
+    };
+    if b.fract() != 0.0 || !(1.0..=32.0).contains(b) {
+        return Err(format!("{what} = {b} is not an integer in 1..=32"));
+    }
+    Ok(*b as u32)
+}
+
+/// qonnx's `min_int` and `max_int` for `bits`, computed in the type numpy uses: float32
+/// arithmetic (rounded) when the bit width is a float32 tensor, exact otherwise.
+fn int_range(signed: bool, narrow: bool, bits: u32, bits_dtype: DType) -> (f64, f64) {
+    let p = |e: u32| 2f64.powi(e as i32);
+    let (lo, hi) = match (signed, narrow) {
+        (true, true) => (1.0 - p(bits - 1), p(bits - 1) - 1.0),
+        (true, false) => (-p(bits - 1), p(bits - 1) - 1.0),
+        (false, true) => (0.0, p(bits) - 2.0),
+        (false, false) => (0.0, p(bits) - 1.0),
+    };
+    let f32_math = bits_dtype == DType::F32;
+    (at(lo, !f32_math), at(hi, !f32_math))
+}
+
+/// QONNX Quant (qonnx 1.0 `int_quant`):
+///
+/// ```text
+/// y = x / scale + zeropt
+/// if bitwidth == 1 and signed: y = (y >= 0 ? 1 : -1)          (qonnx's bipolar special case)
+/// else: y = round(clamp(y, min_int, max_int))                  (clamp, then round)
+/// out = float32((y - zeropt) * scale)
+/// ```
+///
+/// `x / scale` is float32 unless the scale widens it; the later steps are float32 unless the
+/// scale or the zero point widens them (see [`widens_f32`]). scale and zeropt broadcast against
+/// x (numpy), and must not enlarge it.
+fn qonnx_quant(
+    ins: &[Option<&Tensor>],
+    signed: bool,
+    narrow: bool,
+    rounding: QonnxRounding,
+) -> R<Tensor> {
+    let x = req(ins, 0, "x")?;
+    let xv = f32s(x, "x")?;
+    let (s, z, b) = (
+        req(ins, 1, "scale")?,
+        req(ins, 2, "zeropt")?,
+        req(ins, 3, "bitwidth")?,
+    );
+    let bits = bit_width(b, "bitwidth")?;
+    let out = broadcast_all(&[&x.shape, &s.shape, &z.shape, &b.shape])?;
+    if out != x.shape {
+        return Err(format!(
+            "scale {:?}, zeropt {:?} and bitwidth {:?} broadcast x {:?} to {out:?}",
+            s.shape, z.shape, b.shape, x.shape
+        ));
+    }
+    let (sv, zv) = (as_f64s(s, "scale")?, as_f64s(z, "zeropt")?);
+    let (is, iz) = (
+        broadcast_indices(&s.shape, &out)?,
+        broadcast_indices(&z.shape, &out)?,
+    );
+    let w_div = widens_f32(s.dtype());
+    let w = w_div || widens_f32(z.dtype());
+    let bipolar = bits == 1 && signed;
+    let (lo, hi) = int_range(signed, narrow, bits, b.dtype());
+    let y: Vec<f32> = xv
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let (s, z) = (sv[is[i]], zv[iz[i]]);
+            let mut y = at(at(f64::from(x) / s, w_div) + z, w);
+            if bipolar {
+                y = if y >= 0.0 { 1.0 } else { -1.0 };
+            } else {
+                // np.where(y > max, max, y); np.where(y < min, min, y): NaN stays NaN.
+                if y > hi {
+                    y = at(hi, w);
+                }
+                if y < lo {
+                    y = at(lo, w);
+                }
+                y = qonnx_round(y, rounding);
+            }
+            at(at(y - z, w) * s, w) as f32
+        })
+        .collect();
+    tensor(out, TensorData::F32(y))
+}
+
+/// QONNX BipolarQuant: `(x >= 0 ? 1 : -1) * scale` (NaN gives -scale).
+fn bipolar_quant(ins: &[Option<&Tensor>]) -> R<Tensor> {
+    let x = req(ins, 0, "x")?;
+    let xv = f32s(x, "x")?;
+    let s = req(ins, 1, "scale")?;
+    let out = broadcast_all(&[&x.shape, &s.shape])?;
+    if out != x.shape {
+        return Err(format!(
+            "scale {:?} broadcasts x {:?} to {out:?}",
+            s.shape, x.shape
+        ));
+    }
+    let sv = as_f64s(s, "scale")?;
+    let is = broadcast_indices(&s.shape, &out)?;
+    let w = widens_f32(s.dtype());
+    let y: Vec<f32> = xv
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let sign = if x >= 0.0 { 1.0 } else { -1.0 };
+            at(sign * sv[is[i]], w) as f32
+        })
+        .collect();
+    tensor(out, TensorData::F32(y))
+}
+
+/// numpy's type of `a - b` for two bit-width tensors is float32 (so that `2.0 ** (a - b)` is
+/// float32 too); any other combination gives a float64 power.
+fn f32_difference(a: DType, b: DType) -> bool {
+    let small = |d: DType| matches!(d, DType::F32 | DType::I8 | DType::U8 | DType::Bool);
+    (a == DType::F32 && small(b)) || (b == DType::F32 && small(a))
+}
+
+/// QONNX Trunc (qonnx 1.0 `trunc_v1`, the operator at opset 1 of its domain):
+///
+/// ```text
+/// y = round_half_even(x / scale + zeropt)
+/// y = rounding(y / 2 ** (in_bitwidth - out_bitwidth))
+/// out = float32((y - zeropt) * scale)
+/// ```
+///
+/// with numpy's per-step types as in [`qonnx_quant`] (the power of two is float32 only for two
+/// float32 bit widths).
+fn qonnx_trunc(ins: &[Option<&Tensor>], rounding: QonnxRounding) -> R<Tensor> {
+    let x = req(ins, 0, "x")?;
+    let xv = f32s(x, "x")?;
+    let (s, z, ib, ob) = (
+        req(ins, 1, "scale")?,
+        req(ins, 2, "zeropt")?,
+        req(ins, 3, "in_bitwidth")?,
+        req(ins, 4, "out_bitwidth")?,
+    );
+    let in_bits = bit_width(ib, "in_bitwidth")?;
+    let out_bits = bit_width(ob, "out_bitwidth")?;
+    let out = broadcast_all(&[&x.shape, &s.shape, &z.shape, &ib.shape, &ob.shape])?;
+    if out != x.shape {
+        return Err(format!(
+            "the parameters {:?}, {:?}, {:?}, {:?} broadcast x {:?} to {out:?}",
+            s.shape, z.shape, ib.shape, ob.shape, x.shape
+        ));
+    }
+    let (sv, zv) = (as_f64s(s, "scale")?, as_f64s(z, "zeropt")?);
+    let (is, iz) = (
+        broadcast_indices(&s.shape, &out)?,
+        broadcast_indices(&z.shape, &out)?,
+    );
+    // An exact power of two in either type.
+    let trunc_scale = 2f64.powi(in_bits as i32 - out_bits as i32);
+    let w_div = widens_f32(s.dtype());
+    let w = w_div || widens_f32(z.dtype());
+    let w_trunc = w || !f32_difference(ib.dtype(), ob.dtype());
+    let y: Vec<f32> = xv
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| {
+            let (s, z) = (sv[is[i]], zv[iz[i]]);
+            let y = at(at(f64::from(x) / s, w_div) + z, w).round_ties_even();
+            let y = qonnx_round(at(y / trunc_scale, w_trunc), rounding);
+            at(at(y - z, w_trunc) * s, w_trunc) as f32
+        })
+        .collect();
+    tensor(out, TensorData::F32(y))
+}
+
+/// FINN MultiThreshold (qonnx 1.0 `multithreshold`): each element counts the thresholds of its
+/// channel that it is greater than or equal to (NaN reaches none); thresholds are `[C, T]` or
+/// `[1, T]` (shared). The channel axis is 1, or the last axis with `channels_last`. The result
+/// is `out_scale * count + out_bias` in float32.
+fn multi_threshold(
+    x: &Tensor,
+    th: &Tensor,
+    out_scale: f32,
+    out_bias: f32,
+    channels_last: bool,
+) -> R<Tensor> {
+    let xv = f32s(x, "v")?;
+    let tv = f32s(th, "thresholds")?;
+    let rank = x.shape.len();
+    if rank < 2 {
+        return Err(format!("v must have rank >= 2, not {:?}", x.shape));
+    }
+    let axis = if channels_last { rank - 1 } else { 1 };
+    let c = x.shape[axis];
+    let &[tc, t] = th.shape.as_slice() else {
+        return Err(format!("thresholds must be 2-D, not {:?}", th.shape));
+    };
+    if tc != c && tc != 1 {
+        return Err(format!(
+            "thresholds {:?} do not match {c} channels (axis {axis} of {:?})",
+            th.shape, x.shape
+        ));
+    }
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    let y: Vec<f32> = xv
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let row = if tc == 1 { 0 } else { (i / inner.max(1)) % c };
+            let count = tv[row * t..(row + 1) * t]
+                .iter()
+                .filter(|&&th| v >= th)
+                .count();
+            out_scale * count as f32 + out_bias
         })
         .collect();
     tensor(x.shape.clone(), TensorData::F32(y))
