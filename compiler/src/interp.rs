@@ -15,7 +15,7 @@
 //! * The QONNX / FINN operators (Quant, BipolarQuant, Trunc, MultiThreshold) follow qonnx 1.0's
 //!   numpy code step by step, including its element types: each step computes in float32 unless
 //!   numpy (>= 2, NEP 50 promotion) would compute it in float64 because an operand is float64 or
-//!   a 32/64-bit integer (e.g. an int64 zero point); the result is float32. See [`qonnx_quant`].
+//!   a 32/64-bit integer (e.g. an int64 zero point); the result is float32.
 //!
 //! Errors (wrong input count, shape or type, inconsistent graphs) are [`InterpError`]s; the
 //! interpreter does not panic on any graph or inputs.
@@ -1442,18 +1442,30 @@ fn bit_width(t: &Tensor, what: &str) -> R<u32> {
     Ok(*b as u32)
 }
 
-/// qonnx's `min_int` and `max_int` for `bits`, computed in the type numpy uses: float32
-/// arithmetic (rounded) when the bit width is a float32 tensor, exact otherwise.
+/// qonnx's `min_int` and `max_int` for `bits`, computed in the bit width's type as numpy does:
+/// float32 arithmetic (rounded) for a float32 bit width, wrapping integer arithmetic for an
+/// integer one (e.g. `2 ** 31` overflows an int32 bit width), exact for float64.
 fn int_range(signed: bool, narrow: bool, bits: u32, bits_dtype: DType) -> (f64, f64) {
-    let p = |e: u32| 2f64.powi(e as i32);
+    // Exact in i128; every intermediate wraps the same way as the final result (+, -, * and
+    // integer powers commute with reduction modulo 2^n).
+    let p = |e: u32| 1i128 << e;
     let (lo, hi) = match (signed, narrow) {
-        (true, true) => (1.0 - p(bits - 1), p(bits - 1) - 1.0),
-        (true, false) => (-p(bits - 1), p(bits - 1) - 1.0),
-        (false, true) => (0.0, p(bits) - 2.0),
-        (false, false) => (0.0, p(bits) - 1.0),
+        (true, true) => (1 - p(bits - 1), p(bits - 1) - 1),
+        (true, false) => (-p(bits - 1), p(bits - 1) - 1),
+        (false, true) => (0, p(bits) - 2),
+        (false, false) => (0, p(bits) - 1),
     };
-    let f32_math = bits_dtype == DType::F32;
-    (at(lo, !f32_math), at(hi, !f32_math))
+    let conv = |v: i128| -> f64 {
+        match bits_dtype {
+            DType::F32 => v as f32 as f64,
+            DType::I8 => f64::from(v as i8),
+            DType::U8 => f64::from(v as u8),
+            DType::I32 => f64::from(v as i32),
+            DType::I64 => v as i64 as f64,
+            DType::F64 | DType::Bool => v as f64,
+        }
+    };
+    (conv(lo), conv(hi))
 }
 
 /// QONNX Quant (qonnx 1.0 `int_quant`):
@@ -1665,5 +1677,26 @@ mod tests {
         assert_eq!(quantize_value(f32::NAN, 1.0, 3, DType::U8), 0);
         assert_eq!(requantize(7, 0.5, 1, DType::I8), 5);
         assert_eq!(requantize(i32::MAX, 1.0, 0, DType::I8), 127);
+    }
+
+    #[test]
+    fn qonnx_int_range_follows_numpy_types() {
+        // Values of qonnx 1.0's min_int / max_int with numpy 2 for these bit-width tensors.
+        assert_eq!(int_range(true, false, 8, DType::F32), (-128.0, 127.0));
+        assert_eq!(int_range(true, true, 8, DType::I64), (-127.0, 127.0));
+        assert_eq!(int_range(false, true, 8, DType::I64), (0.0, 254.0));
+        // float32 arithmetic rounds 2^30 - 1 up; 2^24 - 1 is exact.
+        assert_eq!(int_range(false, false, 30, DType::F32), (0.0, 1073741824.0));
+        assert_eq!(
+            int_range(true, true, 25, DType::F32),
+            (-16777215.0, 16777215.0)
+        );
+        // int32 arithmetic wraps: 2 ** 32 - 1 is -1.
+        assert_eq!(int_range(false, false, 32, DType::I32), (0.0, -1.0));
+        assert_eq!(
+            int_range(true, false, 32, DType::I32),
+            (-2147483648.0, 2147483647.0)
+        );
+        assert_eq!(int_range(false, false, 8, DType::U8), (0.0, 255.0));
     }
 }

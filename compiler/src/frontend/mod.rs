@@ -8,6 +8,13 @@
 //! [`MIN_OPSET`]`..=`[`MAX_OPSET`], for exactly the operators of [`ir::Op`](crate::ir::Op), plus
 //! `Constant` nodes, which are folded into `Graph::consts`. Symbolic dimensions of graph inputs
 //! take the value [`ImportOptions::batch`].
+//!
+//! QONNX and FINN operators (qonnx 1.0 definitions) of the domains `qonnx.custom_op.general`,
+//! `onnx.brevitas` and `finn.custom_op.general`, at any opset of their domain (or none imported):
+//! `Quant` (and its new name `IntQuant`), `BipolarQuant`, `MultiThreshold`, and `Trunc` at
+//! opset 1 (`Trunc` from opset 2 is qonnx's `Trunc_v2`, which is not supported). Their
+//! quantization parameters (scales, zero points, bit widths, thresholds) must be constants;
+//! other operators of those domains are reported as unsupported.
 
 mod onnx;
 pub mod shape;

@@ -5,7 +5,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use super::shape::{self, AutoPad};
 use super::{ImportError, ImportOptions, Issue, IssueKind, NodeInfo, MAX_OPSET, MIN_OPSET};
-use crate::ir::{ConvAttrs, Graph, Node, Op, PoolAttrs, ValueId};
+use crate::ir::{ConvAttrs, Graph, Node, Op, PoolAttrs, QonnxRounding, ValueId};
 use crate::onnx::proto::tensor_shape_proto::dimension;
 use crate::onnx::{AttributeProto, DataType, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::tensor::{DType, Tensor, TensorData};
@@ -44,10 +44,41 @@ fn since_version(op_type: &str) -> Option<i64> {
     })
 }
 
+/// The custom domains of QONNX and FINN operators. qonnx 1.0 executes `onnx.brevitas` (the
+/// domain of Brevitas exports) as an alias of `qonnx.custom_op.general`; FINN models before the
+/// move to qonnx use `finn.custom_op.general`.
+pub(super) const QONNX_DOMAINS: &[&str] = &[
+    "qonnx.custom_op.general",
+    "onnx.brevitas",
+    "finn.custom_op.general",
+];
+
+/// The operators of [`QONNX_DOMAINS`] the frontend imports (`IntQuant` is qonnx 1.0's name of
+/// `Quant`, with the same definition).
+const QONNX_OPS: &[&str] = &[
+    "Quant",
+    "IntQuant",
+    "BipolarQuant",
+    "Trunc",
+    "MultiThreshold",
+];
+
+/// Whether a QONNX/FINN operator is supported at `opset` of its domain (`None`: the model
+/// imports no opset for the domain, which qonnx executes as opset 1). qonnx defines every
+/// supported operator once (version 1), except Trunc, whose version 2 (opset >= 2: an output
+/// scale input and signed/narrow attributes) the IR does not represent.
+fn qonnx_supported(op_type: &str, opset: Option<i64>) -> bool {
+    match op_type {
+        "Trunc" => !matches!(opset, Some(v) if v >= 2),
+        _ => QONNX_OPS.contains(&op_type),
+    }
+}
+
 /// Whether the frontend supports `op_type` of (normalized) `domain` at `opset`.
 pub(super) fn op_supported(domain: &str, op_type: &str, opset: Option<i64>) -> bool {
     match (domain, opset, since_version(op_type)) {
         ("", Some(v), Some(since)) => (MIN_OPSET..=MAX_OPSET).contains(&v) && v >= since,
+        (d, _, _) if QONNX_DOMAINS.contains(&d) => qonnx_supported(op_type, opset),
         _ => false,
     }
 }
@@ -373,7 +404,15 @@ impl<'m> Importer<'m> {
             opset: self.opsets.get(domain).copied(),
         };
         if !op_supported(domain, &node.op_type, info.opset) {
-            let why = if !domain.is_empty() {
+            let why = if QONNX_DOMAINS.contains(&domain) {
+                if node.op_type == "Trunc" {
+                    "Trunc from opset 2 of its domain (qonnx's Trunc_v2, with an output scale) is \
+                     not supported; opset 1 is"
+                } else {
+                    "QONNX/FINN operator not supported (supported: Quant, IntQuant, BipolarQuant, \
+                     Trunc, MultiThreshold)"
+                }
+            } else if !domain.is_empty() {
                 if info.opset.is_none() {
                     "custom-domain operator (and the model imports no opset for its domain)"
                 } else {
@@ -827,6 +866,19 @@ impl Cx<'_, '_> {
             |op: Op, shape: Vec<usize>, dtype: DType| Some(Built::Op(op, vec![(shape, dtype)]));
         if op_type != "Constant" {
             self.check_outputs(1);
+        }
+        if !normalize_domain(&self.info.domain).is_empty() {
+            // A QONNX/FINN operator (`op_supported` admitted no other custom-domain node).
+            return match op_type.as_str() {
+                "Quant" | "IntQuant" => self.qonnx_quant(),
+                "BipolarQuant" => self.bipolar_quant(),
+                "Trunc" => self.qonnx_trunc(),
+                "MultiThreshold" => self.multi_threshold(),
+                _ => {
+                    self.issue(IssueKind::UnsupportedOp, "operator not supported".into());
+                    None
+                }
+            };
         }
         match op_type.as_str() {
             "Constant" => self.constant_node(),
@@ -1925,6 +1977,253 @@ impl Cx<'_, '_> {
         Some(Built::Op(
             Op::DequantizeLinear { axis },
             vec![(self.shape(x), DType::F32)],
+        ))
+    }
+}
+
+impl Cx<'_, '_> {
+    // ---- QONNX / FINN operators (qonnx 1.0)
+
+    /// A `rounding_mode` attribute: qonnx accepts any letter case and `HALF_EVEN` for `ROUND`.
+    fn rounding_mode(&mut self, default: QonnxRounding) -> Option<QonnxRounding> {
+        if self.attr("rounding_mode").is_none() {
+            return Some(default);
+        }
+        let s = self.attr_string("rounding_mode")?;
+        match s.to_uppercase().as_str() {
+            "ROUND" | "HALF_EVEN" => Some(QonnxRounding::Round),
+            "CEIL" => Some(QonnxRounding::Ceil),
+            "FLOOR" => Some(QonnxRounding::Floor),
+            "UP" | "DOWN" | "HALF_UP" | "HALF_DOWN" => {
+                self.issue(
+                    IssueKind::UnsupportedOp,
+                    format!(
+                        "rounding_mode = '{s}' is not supported (only ROUND/HALF_EVEN, CEIL, FLOOR)"
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.issue(
+                    IssueKind::BadAttribute,
+                    format!("rounding_mode = '{s}' is not a QONNX rounding mode"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A quantization parameter (scale, zero point, bit width): a constant of one of
+    /// `types` that broadcasts to `x`'s shape without enlarging it (numpy broadcasting, as qonnx
+    /// computes).
+    fn qonnx_param(
+        &mut self,
+        x: ValueId,
+        i: usize,
+        what: &str,
+        types: &[DType],
+    ) -> Option<ValueId> {
+        let id = self.input(i, what)?;
+        let typed = self.expect_dtype(id, types, what);
+        let (xs, ps) = (self.shape(x), self.shape(id));
+        if shape::broadcast(&xs, &ps).as_deref() != Some(xs.as_slice()) {
+            self.issue(
+                IssueKind::ShapeMismatch,
+                format!(
+                    "{what} '{}' of shape {ps:?} does not broadcast to the input's shape {xs:?}",
+                    self.vname(id)
+                ),
+            );
+            return None;
+        }
+        if self.constant(id).is_none() {
+            self.issue(
+                IssueKind::NonConstant,
+                format!(
+                    "{what} '{}' must be a constant (an initializer or a Constant node)",
+                    self.vname(id)
+                ),
+            );
+            return None;
+        }
+        typed.then_some(id)
+    }
+
+    /// A bit-width input: a constant holding one integer in `1..=32`.
+    fn bit_width(&mut self, x: ValueId, i: usize, what: &str) -> Option<ValueId> {
+        let id = self.qonnx_param(x, i, what, NUMERIC)?;
+        let t = self.constant(id)?;
+        let v = match &t.data {
+            TensorData::F32(v) if v.len() == 1 => f64::from(v[0]),
+            TensorData::F64(v) if v.len() == 1 => v[0],
+            TensorData::I8(v) if v.len() == 1 => f64::from(v[0]),
+            TensorData::U8(v) if v.len() == 1 => f64::from(v[0]),
+            TensorData::I32(v) if v.len() == 1 => f64::from(v[0]),
+            TensorData::I64(v) if v.len() == 1 => v[0] as f64,
+            _ => {
+                let n = t.len();
+                self.issue(
+                    IssueKind::ShapeMismatch,
+                    format!("{what} '{}' must hold one value, not {n}", self.vname(id)),
+                );
+                return None;
+            }
+        };
+        if v.fract() != 0.0 || v < 1.0 {
+            self.issue(
+                IssueKind::BadAttribute,
+                format!("{what} = {v} is not a positive integer"),
+            );
+            return None;
+        }
+        if v > 32.0 {
+            self.issue(
+                IssueKind::UnsupportedOp,
+                format!("{what} = {v} is not supported (at most 32 bits)"),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    /// QONNX Quant (also IntQuant): X, scale, zeropt, bitwidth.
+    fn qonnx_quant(&mut self) -> Option<Built> {
+        self.check_inputs_at_most(4);
+        let x = self.input(0, "X")?;
+        self.expect_dtype(x, FLOATS, "X");
+        let scale = self.qonnx_param(x, 1, "scale", NUMERIC);
+        let zeropt = self.qonnx_param(x, 2, "zeropt", NUMERIC);
+        let bits = self.bit_width(x, 3, "bitwidth");
+        let signed = self.attr_int_or("signed", 1) != 0;
+        let narrow = self.attr_int_or("narrow", 0) != 0;
+        let rounding = self.rounding_mode(QonnxRounding::Round);
+        let (Some(_), Some(_), Some(_), Some(rounding)) = (scale, zeropt, bits, rounding) else {
+            return None;
+        };
+        Some(Built::Op(
+            Op::QonnxQuant {
+                signed,
+                narrow,
+                rounding,
+            },
+            vec![(self.shape(x), DType::F32)],
+        ))
+    }
+
+    /// QONNX BipolarQuant: X, scale.
+    fn bipolar_quant(&mut self) -> Option<Built> {
+        self.check_inputs_at_most(2);
+        let x = self.input(0, "X")?;
+        self.expect_dtype(x, FLOATS, "X");
+        self.qonnx_param(x, 1, "scale", FLOATS)?;
+        Some(Built::Op(
+            Op::BipolarQuant,
+            vec![(self.shape(x), DType::F32)],
+        ))
+    }
+
+    /// QONNX Trunc (opset 1 of its domain): X, scale, zeropt, in_bitwidth, out_bitwidth.
+    fn qonnx_trunc(&mut self) -> Option<Built> {
+        self.check_inputs_at_most(5);
+        let x = self.input(0, "X")?;
+        self.expect_dtype(x, FLOATS, "X");
+        let scale = self.qonnx_param(x, 1, "scale", NUMERIC);
+        let zeropt = self.qonnx_param(x, 2, "zeropt", NUMERIC);
+        let in_bits = self.bit_width(x, 3, "in_bitwidth");
+        let out_bits = self.bit_width(x, 4, "out_bitwidth");
+        let rounding = self.rounding_mode(QonnxRounding::Floor);
+        let (Some(_), Some(_), Some(_), Some(_), Some(rounding)) =
+            (scale, zeropt, in_bits, out_bits, rounding)
+        else {
+            return None;
+        };
+        Some(Built::Op(
+            Op::Trunc { rounding },
+            vec![(self.shape(x), DType::F32)],
+        ))
+    }
+
+    /// FINN MultiThreshold: v, thresholds `[C, T]` or `[1, T]`. The channel axis is where
+    /// `data_layout` has its `C`; without the attribute qonnx takes NC, NWC and NCHW for ranks 2,
+    /// 3 and 4 (so a rank-3 input has its channels last) and axis 1 otherwise.
+    fn multi_threshold(&mut self) -> Option<Built> {
+        self.check_inputs_at_most(2);
+        let x = self.input(0, "v")?;
+        self.expect_dtype(x, FLOATS, "v");
+        let out_scale = self.attr_float_or("out_scale", 1.0);
+        let out_bias = self.attr_float_or("out_bias", 0.0);
+        // FINN's annotation of the output's integer type: not needed to compute the values.
+        let _ = self.attr_string("out_dtype");
+        let layout = self.attr_string("data_layout").unwrap_or_default();
+        let xs = self.shape(x);
+        let rank = xs.len();
+        if rank < 2 {
+            self.issue(
+                IssueKind::ShapeMismatch,
+                format!("v must have rank >= 2 (N, C, ...), but has shape {xs:?}"),
+            );
+            return None;
+        }
+        let axis = if layout.is_empty() {
+            if rank == 3 {
+                2
+            } else {
+                1
+            }
+        } else {
+            layout.chars().position(|c| c == 'C').unwrap_or(1)
+        };
+        if axis >= rank {
+            self.issue(
+                IssueKind::BadAttribute,
+                format!("data_layout = '{layout}' does not fit v's shape {xs:?}"),
+            );
+            return None;
+        }
+        let channels_last = axis == rank - 1 && axis != 1;
+        if axis != 1 && !channels_last {
+            self.issue(
+                IssueKind::UnsupportedOp,
+                format!(
+                    "data_layout = '{layout}' puts the channels on axis {axis} of {xs:?}: only \
+                     axis 1 or the last axis is supported"
+                ),
+            );
+            return None;
+        }
+        let th = self.input(1, "thresholds")?;
+        if !self.expect_dtype(th, FLOATS, "thresholds") {
+            return None;
+        }
+        if self.constant(th).is_none() {
+            self.issue(
+                IssueKind::NonConstant,
+                format!(
+                    "thresholds '{}' must be a constant (an initializer or a Constant node)",
+                    self.vname(th)
+                ),
+            );
+            return None;
+        }
+        let ts = self.shape(th);
+        let c = xs[axis];
+        if !(ts.len() == 2 && (ts[0] == c || ts[0] == 1)) {
+            self.issue(
+                IssueKind::ShapeMismatch,
+                format!(
+                    "thresholds must have shape [{c}, T] or [1, T] ({c} channels on axis {axis} \
+                     of {xs:?}), but have {ts:?}"
+                ),
+            );
+            return None;
+        }
+        Some(Built::Op(
+            Op::MultiThreshold {
+                out_scale,
+                out_bias,
+                channels_last,
+            },
+            vec![(xs, DType::F32)],
         ))
     }
 }
