@@ -202,7 +202,7 @@ pub enum OutMode {
     Int32,
     /// Multi-threshold activation: base + number of thresholds reached (`count` threshold
     /// lines follow the bias line in each n-tile's parameters).
-    Thresh { count: u32, base: i8 },
+    Thresh { count: u32, base: i8, step: i8 },
 }
 
 /// Where a dense layer's operands live in DRAM.
@@ -506,7 +506,7 @@ pub fn emit_dense(
                         b_stride: 0,
                         m: rows as u32,
                     })));
-                    if let OutMode::Thresh { count, base } = out {
+                    if let OutMode::Thresh { count, base, step } = out {
                         let th = Thresh {
                             dst: (out_idx % 2) as u32 * out_half,
                             src: acc_slot(out_idx),
@@ -514,6 +514,7 @@ pub fn emit_dense(
                             count,
                             m: rows as u32,
                             base: base as i32,
+                            step: step as i32,
                         };
                         let deps = Deps {
                             pop_next: out_idx >= 2,

@@ -205,6 +205,11 @@ struct Open {
     conv: Option<ConvGeom>,
     /// Set for a dense layer reading a convolution's image: (h, w, c), weights in (y, x, c).
     flat_image: Option<[usize; 3]>,
+    /// Integer step between the quantizer's output levels (2 for bipolar {-1, +1}).
+    q_step: i32,
+    /// The epilogue ends in a QONNX quantizer, whose output is already dequantized: the
+    /// integers are recovered as round(y / scale) + zero point.
+    q_float: bool,
 }
 
 /// What the lowering knows about a value.
@@ -387,7 +392,11 @@ impl Lowerer<'_> {
             _ => {}
         }
         let x = match &node.op {
-            Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } | Op::MaxPool(_) => node
+            Op::QuantizeLinear { .. }
+            | Op::DequantizeLinear { .. }
+            | Op::MaxPool(_)
+            | Op::QonnxQuant { .. }
+            | Op::BipolarQuant => node
                 .input(0)
                 .ok_or_else(|| self.problem(node, "input missing"))?,
             op if elementwise(op) || shape_only(op) => self.data_input(node)?,
@@ -413,6 +422,31 @@ impl Lowerer<'_> {
             )
         })?;
         let new = match (sym, &node.op) {
+            // QONNX quantizers (quantize and dequantize in one node).
+            (Sym::Pre, Op::QonnxQuant { .. } | Op::BipolarQuant) => {
+                let (qp, range, _) = self.qonnx_params(node)?;
+                self.pre.push(ni);
+                self.syms.insert(out, Sym::Q(qp, range));
+                self.bind_input(qp, range)?;
+                Sym::Deq(qp, range)
+            }
+            (Sym::Epi, Op::QonnxQuant { .. } | Op::BipolarQuant) => {
+                let (qp, _, step) = self.qonnx_params(node)?;
+                let open = self.open.as_mut().expect("epilogue without a layer");
+                if open.cur != x {
+                    return Err(self.problem(node, "the layer's output is used twice"));
+                }
+                open.epi.push(ni);
+                open.cur = out;
+                open.cur_q = Some(qp);
+                open.q_step = step;
+                open.q_float = true;
+                let r = self.close(out)?;
+                // The quantizer's output is already dequantized: nothing to reopen into.
+                self.reopen = None;
+                self.last_dq = None;
+                Sym::Deq(qp, r)
+            }
             // Host pre-processing up to the first quantizer (and a Clip of its integers).
             (Sym::Pre, Op::QuantizeLinear { .. }) => {
                 let qp = self.qparams(node, 1, 2)?;
@@ -596,6 +630,66 @@ impl Lowerer<'_> {
         })
     }
 
+    /// Quantization, integer range (hw) and level step of a QONNX Quant or BipolarQuant.
+    fn qonnx_params(&self, node: &Node) -> Result<(QParams, (i32, i32), i32), LowerError> {
+        let g = self.g;
+        let scale = scalar_f32(g, node.input(1), "scale").map_err(|e| {
+            self.problem(
+                node,
+                format!("{e} (per-channel activation scales are not lowered)"),
+            )
+        })?;
+        match &node.op {
+            Op::BipolarQuant => Ok((
+                QParams {
+                    scale,
+                    zp: 0,
+                    dtype: DType::I8,
+                },
+                (-1, 1),
+                2,
+            )),
+            Op::QonnxQuant { signed, narrow, .. } => {
+                let zp = const_f32(g, node.input(2), "zeropt")?;
+                let bits = const_f32(g, node.input(3), "bitwidth")?;
+                if zp.len() != 1
+                    || zp[0].fract() != 0.0
+                    || bits.len() != 1
+                    || bits[0].fract() != 0.0
+                {
+                    return Err(
+                        self.problem(node, "zero point and bit width must be integral scalars")
+                    );
+                }
+                let (z, b) = (zp[0] as i32, bits[0] as i32);
+                let (lo, hi) = if *signed {
+                    (-(1 << (b - 1)) + *narrow as i32, (1 << (b - 1)) - 1)
+                } else {
+                    (0, (1 << b) - 1 - *narrow as i32)
+                };
+                if !(1..=8).contains(&b) || lo < -128 || hi > 127 {
+                    return Err(self.problem(
+                        node,
+                        format!(
+                            "a {b}-bit {} quantizer does not fit int8 lanes",
+                            if *signed { "signed" } else { "unsigned" }
+                        ),
+                    ));
+                }
+                Ok((
+                    QParams {
+                        scale,
+                        zp: z,
+                        dtype: DType::I8,
+                    },
+                    (lo, hi),
+                    1,
+                ))
+            }
+            _ => unreachable!(),
+        }
+    }
+
     /// Integer bounds of a Clip on quantized values (logical domain -> hw).
     fn int_clip(&self, node: &Node, q: QParams) -> Result<(i32, i32), LowerError> {
         let lo = node
@@ -743,6 +837,8 @@ impl Lowerer<'_> {
             prefix: None,
             conv: None,
             flat_image: None,
+            q_step: 1,
+            q_float: false,
         });
         self.syms.insert(node.outputs[0], Sym::Epi);
         Ok(())
@@ -1244,7 +1340,19 @@ impl Lowerer<'_> {
             .map_err(|e| err(e.to_string()))?;
             let out = crate::interp::run(&sg, &[t])
                 .map_err(|e| err(format!("layer '{}': evaluating its epilogue: {e}", o.name)))?;
-            let v = tensor_ints(&out[0]).ok_or_else(|| {
+            let v = if o.q_float {
+                // A QONNX quantizer's dequantized output: back to its integers.
+                Some(
+                    out[0]
+                        .to_f32_vec()
+                        .iter()
+                        .map(|&y| (y / q.scale).round_ties_even() as i32 + q.zp)
+                        .collect(),
+                )
+            } else {
+                tensor_ints(&out[0])
+            };
+            let v = v.ok_or_else(|| {
                 err(format!(
                     "layer '{}': epilogue does not end in integers",
                     o.name
@@ -1276,7 +1384,14 @@ impl Lowerer<'_> {
             .collect();
         let base = *f_lo.iter().min().unwrap();
         let top = *f_hi.iter().max().unwrap();
-        let count = (top - base) as usize;
+        let step = o.q_step.max(1);
+        if (top - base) % step != 0 {
+            return Err(err(format!(
+                "layer '{}': output levels are not a multiple of the quantizer's step {step}",
+                o.name
+            )));
+        }
+        let count = ((top - base) / step) as usize;
         if count > 255 {
             return Err(err(format!(
                 "layer '{}': its output takes {} levels; thresholds hold at most 255",
@@ -1314,7 +1429,7 @@ impl Lowerer<'_> {
                     if lo[j][c] >= hi[j][c] {
                         continue;
                     }
-                    if f[j][c] >= base + 1 + j as i32 {
+                    if f[j][c] >= base + step * (1 + j as i32) {
                         hi[j][c] = mids[j][c];
                     } else {
                         lo[j][c] = mids[j][c] + 1;
@@ -1329,7 +1444,7 @@ impl Lowerer<'_> {
                         let t = lo[j][c];
                         if t > bounds[c].1 {
                             i32::MAX
-                        } else if t <= bounds[c].0 && f_lo[c] >= base + 1 + j as i32 {
+                        } else if t <= bounds[c].0 && f_lo[c] >= base + step * (1 + j as i32) {
                             i32::MIN
                         } else {
                             t.clamp(i32::MIN as i64, i32::MAX as i64) as i32
@@ -1352,6 +1467,7 @@ impl Lowerer<'_> {
             out: QOut::Thresh {
                 thresholds,
                 base: (base + off).clamp(-128, 127) as i8,
+                step: step as i8,
             },
         };
         // Output range in the hw domain.
@@ -1778,11 +1894,16 @@ pub fn to_program(
                     fp32: true,
                 },
             ),
-            QOut::Thresh { thresholds, base } => (
+            QOut::Thresh {
+                thresholds,
+                base,
+                step,
+            } => (
                 thresholds.clone(),
                 OutMode::Thresh {
                     count: thresholds.len() as u32,
                     base: *base,
+                    step: *step,
                 },
             ),
             QOut::Int32 => (vec![], OutMode::Int32),
@@ -2085,12 +2206,21 @@ pub fn input_to_hw(io: &QIo, t: &Tensor) -> Result<Vec<i8>, String> {
         let t = Tensor::new(io.shape.clone(), t.data.clone()).map_err(|e| e.to_string())?;
         let out = crate::interp::run(host, &[t])
             .map_err(|e| format!("input '{}': host pre-processing: {e}", io.name))?;
-        tensor_ints(&out[0]).ok_or_else(|| {
-            format!(
-                "input '{}': pre-processing does not end in integers",
-                io.name
-            )
-        })?
+        match (tensor_ints(&out[0]), io.quant) {
+            (Some(v), _) => v,
+            // A QONNX quantizer ends the pre-processing with dequantized values.
+            (None, Some((scale, zp))) => out[0]
+                .to_f32_vec()
+                .iter()
+                .map(|&y| (y / scale).round_ties_even() as i32 + zp)
+                .collect(),
+            (None, None) => {
+                return Err(format!(
+                    "input '{}': pre-processing does not end in integers",
+                    io.name
+                ))
+            }
+        }
     } else {
         match (&t.data, io.quant) {
             (TensorData::F32(_) | TensorData::F64(_), Some((scale, zp))) => {

@@ -48,10 +48,12 @@ pub enum QOut {
         lo: i8,
         hi: i8,
     },
-    /// y = clamp(base + #{j : acc >= thresholds[j][n]}, -128, 127).
+    /// y = clamp(base + step * #{j : acc >= thresholds[j][n]}, -128, 127).
     Thresh {
         thresholds: Vec<Vec<i32>>,
         base: i8,
+        /// Output increment per threshold reached.
+        step: i8,
     },
     Int32,
 }
@@ -238,12 +240,16 @@ impl QDense {
         }
         match &self.out {
             QOut::Int32 => QData::I32(acc),
-            QOut::Thresh { thresholds, base } => QData::I8(
+            QOut::Thresh {
+                thresholds,
+                base,
+                step,
+            } => QData::I8(
                 acc.iter()
                     .enumerate()
                     .map(|(i, &a)| {
                         let c = thresholds.iter().filter(|t| a >= t[i % n]).count() as i64;
-                        (*base as i64 + c).clamp(-128, 127) as i8
+                        (*base as i64 + *step as i64 * c).clamp(-128, 127) as i8
                     })
                     .collect(),
             ),

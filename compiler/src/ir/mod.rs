@@ -109,6 +109,38 @@ pub enum Op {
     MatMulInteger,
     /// x, w, x_zero_point?, w_zero_point?
     ConvInteger(ConvAttrs),
+    /// QONNX Quant (qonnx 1.0; domains qonnx.custom_op.general, onnx.brevitas,
+    /// finn.custom_op.general): x, scale, zeropt, bitwidth (constants).
+    /// y = (clamp(round(x / scale + zeropt), lo, hi) - zeropt) * scale, where [lo, hi] follows
+    /// from bitwidth, `signed` and `narrow`, and `round` is ROUND (half to even), CEIL or FLOOR.
+    QonnxQuant {
+        signed: bool,
+        narrow: bool,
+        rounding: QonnxRounding,
+    },
+    /// QONNX BipolarQuant: x, scale. y = (x >= 0 ? 1 : -1) * scale.
+    BipolarQuant,
+    /// QONNX Trunc: x, scale, zeropt, in_bitwidth, out_bitwidth (truncation of low bits).
+    Trunc {
+        rounding: QonnxRounding,
+    },
+    /// FINN MultiThreshold: x, thresholds [C, T] (or [1, T] shared).
+    /// y = out_scale * #{t : x >= thresholds[c][t]} + out_bias, channel axis 1 (NCHW) or the
+    /// last axis (`channels_last`).
+    MultiThreshold {
+        out_scale: f32,
+        out_bias: f32,
+        channels_last: bool,
+    },
+}
+
+/// Rounding of QONNX's Quant and Trunc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QonnxRounding {
+    /// ROUND: half to even.
+    Round,
+    Ceil,
+    Floor,
 }
 
 impl Op {
@@ -141,6 +173,10 @@ impl Op {
             Op::QLinearMatMul => "QLinearMatMul",
             Op::MatMulInteger => "MatMulInteger",
             Op::ConvInteger(_) => "ConvInteger",
+            Op::QonnxQuant { .. } => "Quant",
+            Op::BipolarQuant => "BipolarQuant",
+            Op::Trunc { .. } => "Trunc",
+            Op::MultiThreshold { .. } => "MultiThreshold",
         }
     }
 }
