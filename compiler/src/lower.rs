@@ -762,6 +762,45 @@ impl Lowerer<'_> {
                 let (zp, _) = zero_point(g, pn.input(2), dt, "weight zero point")?;
                 return Ok((w, scales, zp, shape[0], shape[1]));
             }
+            // A QONNX quantizer of constant weights (folded): its integers are
+            // round(y / scale) + zeropt, the scale per tensor or per output column.
+            if matches!(pn.op, Op::QonnxQuant { .. } | Op::BipolarQuant) {
+                if let (Some(t), Some(sc)) =
+                    (g.constant(id), pn.input(1).and_then(|i| g.constant(i)))
+                {
+                    if t.shape.len() == 2 {
+                        let (k, n) = (t.shape[0], t.shape[1]);
+                        let sv = sc.to_f32_vec();
+                        let col_scale = |c: usize| -> Option<f32> {
+                            match (sc.shape.as_slice(), sv.len()) {
+                                (_, 1) => Some(sv[0]),
+                                ([m], _) | ([1, m], _) if *m == n => Some(sv[c]),
+                                _ => None,
+                            }
+                        };
+                        let zp = match pn.op {
+                            Op::QonnxQuant { .. } => {
+                                let z = const_f32(g, pn.input(2), "zeropt")?;
+                                if z.len() != 1 || z[0].fract() != 0.0 {
+                                    return Err(self
+                                        .problem(node, "weight zero points must be one integer"));
+                                }
+                                z[0] as i32
+                            }
+                            _ => 0,
+                        };
+                        let scales: Option<Vec<f32>> = (0..n).map(col_scale).collect();
+                        let Some(scales) = scales else {
+                            return Err(self.problem(node, format!("weight scale of shape {:?} is not per tensor or per output column", sc.shape)));
+                        };
+                        let f = t.to_f32_vec();
+                        let w: Vec<i64> = (0..k * n)
+                            .map(|i| (f[i] / scales[i % n]).round_ties_even() as i64 + zp as i64)
+                            .collect();
+                        return Ok((w, scales, zp, k, n));
+                    }
+                }
+            }
         }
         // Float weights that hold integers (e.g. Brevitas' ternary weights after folding).
         if let Some(t) = g.constant(id) {
