@@ -308,3 +308,20 @@ fn float_node_tests_through_post_training_quantization() {
     assert!(o.status.success(), "{t}");
     assert_eq!(t.lines().filter(|l| l.contains(" pass")).count(), 6, "{t}");
 }
+
+#[test]
+fn qonnx_brevitas_models_pass_exactly() {
+    // QONNX Quant/BipolarQuant models (qonnx reference executor outputs): binarized, ternary
+    // and 2-bit MLPs run on the int8 array exactly.
+    let f = fixtures();
+    let cases: Vec<String> = ["TFC_1W1A", "TFC_1W2A", "TFC_2W2A"]
+        .iter()
+        .map(|c| f.join("cases").join(c).to_string_lossy().to_string())
+        .collect();
+    assert_check_passes(&cases, "ulx3s");
+    // Per-channel-scaled 3-bit keyword spotting MLP: too many instructions for ulx3s.
+    assert_check_passes(
+        &[f.join("cases/kwsmlp_w3a3").to_string_lossy().to_string()],
+        "edge",
+    );
+}
