@@ -303,13 +303,13 @@ fn subgraph(g: &Graph, inputs: &[ValueId], nodes: &[usize], output: ValueId, row
             if shape.is_empty() {
                 shape = vec![rows];
             } else {
-                // Channels: the last dim of a matrix, dim 1 of an NCHW image.
-                let ch = if shape.len() == 4 {
-                    shape[1]
+                // One probe per row: an NCHW image becomes [rows, channels]; anything else keeps
+                // its other dims (e.g. [1, C, 1] around a BatchNormalization -> [rows, C, 1]).
+                if shape.len() == 4 {
+                    shape = vec![rows, shape[1]];
                 } else {
-                    *shape.last().unwrap()
-                };
-                shape = vec![rows, ch];
+                    shape[0] = rows;
+                }
             }
             sg.add_value(&v.name, shape, v.dtype)
         };
@@ -396,7 +396,8 @@ impl Lowerer<'_> {
             | Op::DequantizeLinear { .. }
             | Op::MaxPool(_)
             | Op::QonnxQuant { .. }
-            | Op::BipolarQuant => node
+            | Op::BipolarQuant
+            | Op::MultiThreshold { .. } => node
                 .input(0)
                 .ok_or_else(|| self.problem(node, "input missing"))?,
             op if elementwise(op) || shape_only(op) => self.data_input(node)?,
@@ -423,14 +424,14 @@ impl Lowerer<'_> {
         })?;
         let new = match (sym, &node.op) {
             // QONNX quantizers (quantize and dequantize in one node).
-            (Sym::Pre, Op::QonnxQuant { .. } | Op::BipolarQuant) => {
+            (Sym::Pre, Op::QonnxQuant { .. } | Op::BipolarQuant | Op::MultiThreshold { .. }) => {
                 let (qp, range, _) = self.qonnx_params(node)?;
                 self.pre.push(ni);
                 self.syms.insert(out, Sym::Q(qp, range));
                 self.bind_input(qp, range)?;
                 Sym::Deq(qp, range)
             }
-            (Sym::Epi, Op::QonnxQuant { .. } | Op::BipolarQuant) => {
+            (Sym::Epi, Op::QonnxQuant { .. } | Op::BipolarQuant | Op::MultiThreshold { .. }) => {
                 let (qp, _, step) = self.qonnx_params(node)?;
                 let open = self.open.as_mut().expect("epilogue without a layer");
                 if open.cur != x {
@@ -633,12 +634,16 @@ impl Lowerer<'_> {
     /// Quantization, integer range (hw) and level step of a QONNX Quant or BipolarQuant.
     fn qonnx_params(&self, node: &Node) -> Result<(QParams, (i32, i32), i32), LowerError> {
         let g = self.g;
-        let scale = scalar_f32(g, node.input(1), "scale").map_err(|e| {
-            self.problem(
-                node,
-                format!("{e} (per-channel activation scales are not lowered)"),
-            )
-        })?;
+        let scale = if matches!(node.op, Op::MultiThreshold { .. }) {
+            1.0
+        } else {
+            scalar_f32(g, node.input(1), "scale").map_err(|e| {
+                self.problem(
+                    node,
+                    format!("{e} (per-channel activation scales are not lowered)"),
+                )
+            })?
+        };
         match &node.op {
             Op::BipolarQuant => Ok((
                 QParams {
@@ -649,6 +654,40 @@ impl Lowerer<'_> {
                 (-1, 1),
                 2,
             )),
+            Op::MultiThreshold {
+                out_scale,
+                out_bias,
+                ..
+            } => {
+                // Outputs out_bias + out_scale * count: held as those integers (scale 1).
+                let t = node
+                    .input(1)
+                    .and_then(|i| g.constant(i))
+                    .ok_or_else(|| self.problem(node, "thresholds must be constant"))?;
+                let steps = *t.shape.last().unwrap_or(&0) as i32;
+                if out_scale.fract() != 0.0 || out_bias.fract() != 0.0 || *out_scale <= 0.0 {
+                    return Err(self.problem(
+                        node,
+                        "only positive integer out_scale and integer out_bias are lowered",
+                    ));
+                }
+                let (lo, hi) = (
+                    *out_bias as i32,
+                    *out_bias as i32 + *out_scale as i32 * steps,
+                );
+                if lo < -128 || hi > 127 {
+                    return Err(self.problem(node, "the thresholded outputs do not fit int8"));
+                }
+                Ok((
+                    QParams {
+                        scale: 1.0,
+                        zp: 0,
+                        dtype: DType::I8,
+                    },
+                    (lo, hi),
+                    *out_scale as i32,
+                ))
+            }
             Op::QonnxQuant { signed, narrow, .. } => {
                 let zp = const_f32(g, node.input(2), "zeropt")?;
                 let bits = const_f32(g, node.input(3), "bitwidth")?;
