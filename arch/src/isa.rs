@@ -832,8 +832,9 @@ pub(crate) mod strategies {
             bits(8),
             bits(12),
             -128i32..128,
+            -128i32..128,
         )
-            .prop_map(|(dst, src, thr, count, m, base)| {
+            .prop_map(|(dst, src, thr, count, m, base, step)| {
                 Op::Thresh(Thresh {
                     dst,
                     src,
@@ -841,6 +842,7 @@ pub(crate) mod strategies {
                     count,
                     m,
                     base,
+                    step,
                 })
             });
         prop_oneof![

@@ -219,6 +219,45 @@ fn tensor(shape: Vec<usize>, data: TensorData) -> R<Tensor> {
     Tensor::new(shape, data).map_err(|e| e.to_string())
 }
 
+/// TopK along `axis`: values and int64 indices, best first; ties keep the lower index first
+/// (onnxruntime's order).
+fn top_k(x: &Tensor, k: usize, axis: usize, largest: bool) -> R<Vec<Tensor>> {
+    let v = f32s(x, "X")?;
+    let s = &x.shape;
+    let n = s[axis];
+    let inner: usize = s[axis + 1..].iter().product();
+    let outer: usize = s[..axis].iter().product();
+    let mut vals = Vec::with_capacity(outer * k * inner);
+    let mut idx = Vec::with_capacity(outer * k * inner);
+    let mut ov = vec![0f32; outer * k * inner];
+    let mut oi = vec![0i64; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let mut order: Vec<usize> = (0..n).collect();
+            let at = |j: usize| v[(o * n + j) * inner + i];
+            order.sort_by(|&p, &q| {
+                let c = at(p)
+                    .partial_cmp(&at(q))
+                    .unwrap_or(std::cmp::Ordering::Equal);
+                let c = if largest { c.reverse() } else { c };
+                c.then(p.cmp(&q))
+            });
+            for (j, &src) in order.iter().take(k).enumerate() {
+                ov[(o * k + j) * inner + i] = at(src);
+                oi[(o * k + j) * inner + i] = src as i64;
+            }
+        }
+    }
+    vals.extend(ov);
+    idx.extend(oi);
+    let mut shape = s.clone();
+    shape[axis] = k;
+    Ok(vec![
+        tensor(shape.clone(), TensorData::F32(vals))?,
+        tensor(shape, TensorData::I64(idx))?,
+    ])
+}
+
 /// Evaluates one operator. `outs` are the declared output shapes and types (used by the
 /// shape-only operators, whose output shape the frontend resolved).
 fn eval(op: &Op, ins: &[Option<&Tensor>], outs: &[(Vec<usize>, DType)]) -> R<Vec<Tensor>> {
@@ -227,8 +266,15 @@ fn eval(op: &Op, ins: &[Option<&Tensor>], outs: &[(Vec<usize>, DType)]) -> R<Vec
             .map(|o| o.0.clone())
             .ok_or_else(|| "the node has no output".to_string())
     };
+    if let Op::TopK {
+        k, axis, largest, ..
+    } = op
+    {
+        return top_k(req(ins, 0, "X")?, *k, *axis, *largest);
+    }
     let t = match op {
         Op::Identity => req(ins, 0, "input")?.clone(),
+        Op::TopK { .. } => unreachable!("handled above"),
         Op::Flatten { .. } | Op::Reshape | Op::Squeeze { .. } | Op::Unsqueeze { .. } => {
             let x = req(ins, 0, "data")?;
             let s = out_shape()?;

@@ -701,6 +701,18 @@ impl Lowerer<'_> {
                     );
                 }
                 let (z, b) = (zp[0] as i32, bits[0] as i32);
+                if *signed && b == 1 {
+                    // qonnx: a 1-bit signed Quant is bipolar, {-1, +1} * scale.
+                    return Ok((
+                        QParams {
+                            scale,
+                            zp: 0,
+                            dtype: DType::I8,
+                        },
+                        (-1, 1),
+                        2,
+                    ));
+                }
                 let (lo, hi) = if *signed {
                     (-(1 << (b - 1)) + *narrow as i32, (1 << (b - 1)) - 1)
                 } else {
@@ -1677,6 +1689,26 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 tail = Some(ni);
                 break;
             }
+            // The same after a layer whose float epilogue is still open (no quantizer follows):
+            // the epilogue and everything after it run on the host.
+            let on_open = l
+                .open
+                .as_ref()
+                .is_some_and(|o| data == Some(o.cur) && o.cur_q.is_none() && o.prefix.is_none());
+            if on_open {
+                let rest: Vec<usize> = (ni..g.nodes.len())
+                    .filter(|&i| {
+                        !g.nodes[i]
+                            .inputs
+                            .iter()
+                            .flatten()
+                            .all(|x| g.constant(*x).is_some())
+                    })
+                    .collect();
+                l.open.as_mut().unwrap().epi.extend(rest);
+                l.syms.insert(g.outputs[0], Sym::Epi);
+                break;
+            }
             return Err(e);
         }
     }
@@ -1902,8 +1934,10 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             .map_or(n_last * cv.oh * cv.ow, |p| n_last * p.oh * p.ow),
         None => m * n_last,
     };
-    if output.shape.iter().product::<usize>() != expect
-        || (last.conv.is_none() && output.shape.last().copied() != Some(n_last))
+    // (a host tail may change the shape: TopK, pooling, ...)
+    if output.host.is_none()
+        && (output.shape.iter().product::<usize>() != expect
+            || (last.conv.is_none() && output.shape.last().copied() != Some(n_last)))
     {
         return Err(err(format!(
             "output '{}' {:?} is not what the last layer produces",

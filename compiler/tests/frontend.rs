@@ -37,13 +37,13 @@ fn custom(op: &str, ins: &[&str], outs: &[&str]) -> NodeProto {
 fn every_defect_is_listed_in_one_error() {
     let m = model(
         vec![
-            custom("Quant", &["x", "s"], &["q"]),
-            custom("MultiThreshold", &["q", "t"], &["mt"]),
+            custom("FloatQuant", &["x", "s"], &["q"]),
+            custom("XnorPopcountMatMul", &["q", "t"], &["mt"]),
             node("Relu", &["missing"], &["r"], vec![]),
             node("Reshape", &["x", "x"], &["rs"], vec![]),
             node("Conv", &["x", "w"], &["c"], vec![int("group", 0)]),
             node("Add", &["x", "v3"], &["a"], vec![]),
-            node("TopK", &["x", "k"], &["tk"], vec![]),
+            node("Softmax", &["x"], &["tk"], vec![]),
             // Downstream of an unsupported node: not reported again.
             node("Relu", &["mt"], &["r2"], vec![]),
         ],
@@ -75,10 +75,10 @@ fn every_defect_is_listed_in_one_error() {
     let msg = e.to_string();
     assert_eq!(msg.lines().count(), 8, "{msg}");
     for needle in [
-        "Quant",
-        "MultiThreshold",
+        "FloatQuant",
+        "XnorPopcountMatMul",
         "qonnx.custom_op.general",
-        "TopK",
+        "Softmax",
         "opset 13",
         "'missing'",
         "must be a constant",
@@ -88,7 +88,7 @@ fn every_defect_is_listed_in_one_error() {
         assert!(msg.contains(needle), "{needle:?} not in:\n{msg}");
     }
     let unsupported: Vec<&str> = e.unsupported_nodes().map(|n| n.op_type.as_str()).collect();
-    assert_eq!(unsupported, ["Quant", "MultiThreshold", "TopK"]);
+    assert_eq!(unsupported, ["FloatQuant", "XnorPopcountMatMul", "Softmax"]);
 }
 
 #[test]

@@ -39,7 +39,7 @@ fn since_version(op_type: &str) -> Option<i64> {
             MIN_OPSET
         }
         "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul"
-        | "MatMulInteger" | "ConvInteger" => 10,
+        | "MatMulInteger" | "ConvInteger" | "TopK" => 10,
         _ => return None,
     })
 }
@@ -865,7 +865,7 @@ impl Cx<'_, '_> {
         let one =
             |op: Op, shape: Vec<usize>, dtype: DType| Some(Built::Op(op, vec![(shape, dtype)]));
         if op_type != "Constant" {
-            self.check_outputs(1);
+            self.check_outputs(if op_type == "TopK" { 2 } else { 1 });
         }
         if !normalize_domain(&self.info.domain).is_empty() {
             // A QONNX/FINN operator (`op_supported` admitted no other custom-domain node).
@@ -925,6 +925,7 @@ impl Cx<'_, '_> {
                 one(Op::GlobalAveragePool, s, DType::F32)
             }
             "Flatten" => self.flatten(),
+            "TopK" => self.top_k(),
             "Reshape" => self.reshape(),
             "Transpose" => self.transpose(),
             "Squeeze" | "Unsqueeze" => self.squeeze(op_type == "Squeeze"),
@@ -1517,6 +1518,42 @@ impl Cx<'_, '_> {
             Op::AveragePool(attrs)
         };
         Some(Built::Op(op, vec![(out, dt)]))
+    }
+
+    fn top_k(&mut self) -> Option<Built> {
+        self.check_inputs_at_most(2);
+        let x = self.input(0, "X")?;
+        let kid = self.input(1, "K")?;
+        let k = *self.const_ints(kid, "K")?.first()?;
+        let s = self.shape(x);
+        let axis = self.attr_int_or("axis", -1);
+        let Some(a) = shape::normalize_axis(axis, s.len(), false) else {
+            self.issue(
+                IssueKind::BadAttribute,
+                format!("axis = {axis} is out of range for rank {}", s.len()),
+            );
+            return None;
+        };
+        if k < 0 || k as usize > s[a] {
+            self.issue(
+                IssueKind::BadAttribute,
+                format!("K = {k} is out of range for an axis of {}", s[a]),
+            );
+            return None;
+        }
+        let largest = self.attr_int_or("largest", 1) != 0;
+        let sorted = self.attr_int_or("sorted", 1) != 0;
+        let mut o = s.clone();
+        o[a] = k as usize;
+        Some(Built::Op(
+            Op::TopK {
+                k: k as usize,
+                axis: a,
+                largest,
+                sorted,
+            },
+            vec![(o.clone(), self.dtype(x)), (o, DType::I64)],
+        ))
     }
 
     fn flatten(&mut self) -> Option<Built> {

@@ -132,6 +132,13 @@ pub enum Op {
         out_bias: f32,
         channels_last: bool,
     },
+    /// X, K (constant): the `k` largest (or smallest) along `axis`; outputs values, indices.
+    TopK {
+        k: usize,
+        axis: usize,
+        largest: bool,
+        sorted: bool,
+    },
 }
 
 /// Rounding of QONNX's Quant and Trunc.
@@ -177,6 +184,7 @@ impl Op {
             Op::BipolarQuant => "BipolarQuant",
             Op::Trunc { .. } => "Trunc",
             Op::MultiThreshold { .. } => "MultiThreshold",
+            Op::TopK { .. } => "TopK",
         }
     }
 }
