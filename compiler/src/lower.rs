@@ -1175,39 +1175,21 @@ impl Lowerer<'_> {
             again.prefix = Some((scales.clone(), y));
             self.reopen = Some((again, node.outputs[0]));
             let (lo, hi) = y.hw_range();
-            self.layers.push(QDense {
-                name: open.name.clone(),
-                k,
-                n: cout,
-                weights: split_weights(&open.weights).0,
-                weights2: split_weights(&open.weights).1,
+            self.layers.push(dense(
+                &open,
                 bias,
-                out: QOut::Int8 {
+                QOut::Int8 {
                     scales,
                     zp: y.zp + y.offset(),
                     lo: lo as i8,
                     hi: hi as i8,
                 },
-                conv: Some(geom),
-                pool: None,
-                flat_image: None,
-            });
+            ));
             self.syms.insert(node.outputs[0], Sym::Q(y, y.hw_range()));
         } else if integer {
             let open = self.open.take().unwrap();
             let bias = self.fold_bias(&open);
-            self.layers.push(QDense {
-                name: open.name.clone(),
-                k,
-                n: cout,
-                weights: split_weights(&open.weights).0,
-                weights2: split_weights(&open.weights).1,
-                bias,
-                out: QOut::Int32,
-                conv: Some(geom),
-                pool: None,
-                flat_image: None,
-            });
+            self.layers.push(dense(&open, bias, QOut::Int32));
             self.syms.insert(node.outputs[0], Sym::Int32);
         }
         Ok(())
@@ -1288,23 +1270,16 @@ impl Lowerer<'_> {
         let mut again = open.clone();
         again.prefix = Some((scales.clone(), y));
         self.reopen = Some((again, node.outputs[0]));
-        self.layers.push(QDense {
-            name: open.name,
-            k,
-            n,
-            weights: split_weights(&open.weights).0,
-            weights2: split_weights(&open.weights).1,
-            conv: open.conv,
-            pool: None,
-            flat_image: open.flat_image,
+        self.layers.push(dense(
+            &open,
             bias,
-            out: QOut::Int8 {
+            QOut::Int8 {
                 scales,
                 zp: y.zp + off,
                 lo: lo as i8,
                 hi: hi as i8,
             },
-        });
+        ));
         self.syms.insert(node.outputs[0], Sym::Q(y, y.hw_range()));
         Ok(())
     }
@@ -1340,18 +1315,7 @@ impl Lowerer<'_> {
         self.start(node, a, range, w, b_zp, k, n, vec![1.0; n])?;
         let open = self.open.take().unwrap();
         let bias = self.fold_bias(&open);
-        self.layers.push(QDense {
-            name: open.name,
-            k,
-            n,
-            weights: split_weights(&open.weights).0,
-            weights2: split_weights(&open.weights).1,
-            conv: open.conv,
-            pool: None,
-            flat_image: open.flat_image,
-            bias,
-            out: QOut::Int32,
-        });
+        self.layers.push(dense(&open, bias, QOut::Int32));
         self.syms.insert(node.outputs[0], Sym::Int32);
         Ok(())
     }
@@ -1544,22 +1508,15 @@ impl Lowerer<'_> {
             })
             .collect();
         let off = q.offset();
-        let layer = QDense {
-            name: o.name.clone(),
-            k,
-            n,
-            weights: split_weights(&o.weights).0,
-            weights2: split_weights(&o.weights).1,
-            conv: o.conv,
-            pool: None,
-            flat_image: o.flat_image,
+        let layer = dense(
+            &o,
             bias,
-            out: QOut::Thresh {
+            QOut::Thresh {
                 thresholds,
                 base: (base + off).clamp(-128, 127) as i8,
                 step: step as i8,
             },
-        };
+        );
         // Output range in the hw domain.
         let range = ((base + off).clamp(-128, 127), (top + off).clamp(-128, 127));
         self.layers.push(layer);
@@ -1580,6 +1537,23 @@ fn split_weights(w: &[i32]) -> (Vec<i8>, Option<Vec<i8>>) {
         .map(|(&x, &a)| (x - a as i32) as i8)
         .collect();
     (w1, Some(w2))
+}
+
+/// The layer an open layer becomes, with its (zero-point-folded) bias and output.
+fn dense(o: &Open, bias: Vec<i32>, out: QOut) -> QDense {
+    let (weights, weights2) = split_weights(&o.weights);
+    QDense {
+        name: o.name.clone(),
+        k: o.k,
+        n: o.n,
+        weights,
+        weights2,
+        conv: o.conv,
+        pool: None,
+        flat_image: o.flat_image,
+        bias,
+        out,
+    }
 }
 
 fn tensor_ints(t: &Tensor) -> Option<Vec<i32>> {
@@ -1785,23 +1759,16 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             let (scales, y) = o.prefix.clone().unwrap();
             let bias = l.fold_bias(&o);
             let (lo, hi) = y.hw_range();
-            l.layers.push(QDense {
-                name: o.name.clone(),
-                k: o.k,
-                n: o.n,
-                weights: split_weights(&o.weights).0,
-                weights2: split_weights(&o.weights).1,
-                conv: o.conv,
-                pool: None,
-                flat_image: o.flat_image,
+            l.layers.push(dense(
+                &o,
                 bias,
-                out: QOut::Int8 {
+                QOut::Int8 {
                     scales,
                     zp: y.zp + y.offset(),
                     lo: lo as i8,
                     hi: hi as i8,
                 },
-            });
+            ));
             let sg = subgraph(g, &[o.mm_value], &o.epi, out_id, 1);
             QIo {
                 name: v.name.clone(),
@@ -1822,7 +1789,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 )));
             }
             let bias = l.fold_bias(&o);
-            let (k, n) = (o.k, o.n);
+            let n = o.n;
             // Host graph: int32 acc -> float value of the matrix product -> the tail.
             // (a convolution keeps its NCHW image shape; its scale broadcasts per channel).
             let image = o.conv.is_some();
@@ -1851,18 +1818,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 },
             );
             sg.inputs = vec![acc_in];
-            l.layers.push(QDense {
-                name: o.name.clone(),
-                k,
-                n,
-                weights: split_weights(&o.weights).0,
-                weights2: split_weights(&o.weights).1,
-                conv: o.conv,
-                pool: None,
-                flat_image: o.flat_image,
-                bias,
-                out: QOut::Int32,
-            });
+            l.layers.push(dense(&o, bias, QOut::Int32));
             QIo {
                 name: v.name.clone(),
                 shape: v.shape.clone(),
