@@ -328,3 +328,34 @@ fn qonnx_brevitas_models_pass_exactly() {
         "edge",
     );
 }
+
+#[test]
+fn compile_report_lists_layers_host_work_and_exact_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tfc.sysb");
+    let model = fixtures().join("cases/TFC_2W2A_qcdq/model.onnx");
+    let o = systole(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--report",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    // Four layers 784-64-64-64-10, the host's input pre-processing and output tail, and the
+    // total of one emulated run (timing does not depend on the data).
+    for want in [
+        "1x784x64",
+        "1x64x64",
+        "1x64x10",
+        "host before the program:",
+        "host after the program:",
+        "total: 2937 instructions, 49586 cycles",
+    ] {
+        assert!(t.contains(want), "missing '{want}' in:\n{t}");
+    }
+    // The image runs standalone on its own quantized input and says what it leaves to the host.
+    let p = systole_arch::Program::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(p.meta.contains_key("host.input") && p.meta.contains_key("host.output"));
+}
