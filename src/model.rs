@@ -3,7 +3,6 @@
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
-use systole_arch::image::TensorDesc;
 use systole_arch::{ArchConfig, Program};
 use systole_compiler::frontend::{self, ImportOptions};
 use systole_compiler::ir::Graph;
@@ -11,8 +10,6 @@ use systole_compiler::lower::{self, LayerReport};
 use systole_compiler::qir::{QData, QModel};
 use systole_compiler::tensor::{Tensor, TensorData};
 use systole_emulator::{run, IoData, RunOptions, Stats};
-
-use crate::{io_for_input, output_tensor};
 
 /// Reads and imports an ONNX model; the error names the file and every problem.
 pub fn import(path: &Path) -> Result<Graph> {
@@ -155,47 +152,6 @@ pub fn compile_graph(g: &Graph, path: &Path, arch: &ArchConfig) -> Result<Compil
         qmodel,
         layers,
     })
-}
-
-/// Runs a compiled program on one set of host tensors; returns the outputs as host tensors.
-pub fn run_tensors(
-    p: &Program,
-    arch: &ArchConfig,
-    inputs: &[Tensor],
-    dequantize: bool,
-) -> Result<(Vec<Tensor>, Stats)> {
-    let (t, _, s) = run_tensors_raw(p, arch, inputs, dequantize)?;
-    Ok((t, s))
-}
-
-/// As `run_tensors`, also returning the outputs as stored on chip.
-pub fn run_tensors_raw(
-    p: &Program,
-    arch: &ArchConfig,
-    inputs: &[Tensor],
-    dequantize: bool,
-) -> Result<(Vec<Tensor>, Vec<IoData>, Stats)> {
-    let descs: Vec<TensorDesc> = p.inputs().cloned().collect();
-    if descs.len() != inputs.len() {
-        bail!(
-            "the program takes {} input(s), {} given",
-            descs.len(),
-            inputs.len()
-        );
-    }
-    let data: Vec<IoData> = inputs
-        .iter()
-        .zip(&descs)
-        .map(|(t, d)| io_for_input(t, d))
-        .collect::<Result<_>>()?;
-    let r = run(p, arch, &data, &RunOptions::default())?;
-    let outs: Vec<TensorDesc> = p.outputs().cloned().collect();
-    let tensors = outs
-        .iter()
-        .zip(&r.outputs)
-        .map(|(d, v)| output_tensor(d, v, dequantize))
-        .collect::<Result<_>>()?;
-    Ok((tensors, r.outputs, r.stats))
 }
 
 /// Runs a compiled model on one host input: the host side of the model (quantization or

@@ -61,10 +61,7 @@ impl QParams {
     }
     /// onnxruntime's QuantizeLinear of one value, in the logical domain.
     fn quantize(&self, x: f32) -> i32 {
-        let (lo, hi) = self.range();
-        let q = (x / self.scale).round_ties_even();
-        let q = if q.is_nan() { 0.0 } else { q } + self.zp as f32;
-        q.clamp(lo as f32, hi as f32) as i32
+        crate::interp::quantize_value(x, self.scale, self.zp, self.dtype)
     }
 }
 
@@ -172,9 +169,8 @@ fn per_channel(v: Vec<f32>, n: usize, what: &str) -> Result<Vec<f32>, LowerError
     }
 }
 
-/// Constant weights: values, scales, zero point, rows, columns (rows/columns 0 when the
-/// caller knows the shape).
-type Weights = (Vec<i64>, Vec<f32>, i32, usize, usize);
+/// Constant weights: values, scales, zero point, shape.
+type Weights = (Vec<i64>, Vec<f32>, i32, Vec<usize>);
 
 /// The layer being built: a matrix product and the elementwise operators after it.
 #[derive(Debug, Clone)]
@@ -799,20 +795,12 @@ impl Lowerer<'_> {
         Ok(())
     }
 
+    /// 2-D weights [k][n] of a matrix product: a DequantizeLinear or a QONNX quantizer of
+    /// integer constants, or integer-valued float constants.
     fn weights_of(&self, id: ValueId, node: &Node) -> Result<Weights, LowerError> {
         let g = self.g;
         if let Some(p) = g.producer(id) {
             let pn = &g.nodes[p];
-            if let Op::DequantizeLinear { .. } = pn.op {
-                let (w, dt) = const_ints(g, pn.input(0), "weight")?;
-                let shape = &g.value(pn.input(0).unwrap()).shape;
-                if shape.len() != 2 {
-                    return Err(self.problem(node, format!("weights must be 2-D, got {shape:?}")));
-                }
-                let scales = const_f32(g, pn.input(1), "weight scale")?;
-                let (zp, _) = zero_point(g, pn.input(2), dt, "weight zero point")?;
-                return Ok((w, scales, zp, shape[0], shape[1]));
-            }
             // A QONNX quantizer of constant weights (folded): its integers are
             // round(y / scale) + zeropt, the scale per tensor or per output column.
             if matches!(pn.op, Op::QonnxQuant { .. } | Op::BipolarQuant) {
@@ -848,32 +836,16 @@ impl Lowerer<'_> {
                         let w: Vec<i64> = (0..k * n)
                             .map(|i| (f[i] / scales[i % n]).round_ties_even() as i64 + zp as i64)
                             .collect();
-                        return Ok((w, scales, zp, k, n));
+                        return Ok((w, scales, zp, vec![k, n]));
                     }
                 }
             }
         }
-        // Float weights that hold integers (e.g. Brevitas' ternary weights after folding).
-        if let Some(t) = g.constant(id) {
-            if t.shape.len() == 2 {
-                let f = t.to_f32_vec();
-                if f.iter()
-                    .all(|x| x.fract() == 0.0 && (-128.0..=127.0).contains(x))
-                {
-                    return Ok((
-                        f.iter().map(|&x| x as i64).collect(),
-                        vec![1.0],
-                        0,
-                        t.shape[0],
-                        t.shape[1],
-                    ));
-                }
-            }
+        let (w, scales, zp, shape) = self.weights_of_any(id, node)?;
+        if shape.len() != 2 {
+            return Err(self.problem(node, format!("weights must be 2-D, got {shape:?}")));
         }
-        Err(self.problem(
-            node,
-            format!("weights '{}' must be a DequantizeLinear of integer constants, or integer-valued constants (float weights need --calib)", g.value(id).name),
-        ))
+        Ok((w, scales, zp, shape))
     }
 
     /// Starts a layer; closes nothing (the previous one closed at its DequantizeLinear).
@@ -956,7 +928,8 @@ impl Lowerer<'_> {
         let wid = node
             .input(1)
             .ok_or_else(|| self.problem(node, "weights missing"))?;
-        let (mut w, scales, w_zp, mut k, mut n) = self.weights_of(wid, node)?;
+        let (mut w, scales, w_zp, shape) = self.weights_of(wid, node)?;
+        let (mut k, mut n) = (shape[0], shape[1]);
         if trans_b {
             let mut t = vec![0i64; w.len()];
             for r in 0..k {
@@ -1038,16 +1011,7 @@ impl Lowerer<'_> {
         // The input activation.
         let (a, range) = if qlinear {
             let a = self.qparams(node, 1, 2)?;
-            if matches!(self.syms.get(&x), Some(Sym::Epi))
-                && self
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| o.cur == x && o.cur_q.is_some())
-            {
-                let q = self.open.as_ref().unwrap().cur_q.unwrap();
-                let r = self.close(x)?;
-                self.syms.insert(x, Sym::Q(q, r));
-            }
+            self.close_at(x)?;
             if x == self.input_id {
                 self.syms.insert(x, Sym::Q(a, a.hw_range()));
             }
@@ -1094,7 +1058,7 @@ impl Lowerer<'_> {
             let wid = node
                 .input(1)
                 .ok_or_else(|| self.problem(node, "weights missing"))?;
-            let (wv, sc, zp, _, _) = self.weights_of_any(wid, node)?;
+            let (wv, sc, zp, _) = self.weights_of_any(wid, node)?;
             (wv, sc, vec![zp])
         };
         let (kh, kw) = (attrs.kernel[0], attrs.kernel[1]);
@@ -1195,7 +1159,8 @@ impl Lowerer<'_> {
         Ok(())
     }
 
-    /// Weights of any rank from a DequantizeLinear of integer constants (or integer floats).
+    /// Weights of any rank from a DequantizeLinear of integer constants, or integer-valued
+    /// float constants (e.g. Brevitas' ternary weights after folding).
     fn weights_of_any(&self, id: ValueId, node: &Node) -> Result<Weights, LowerError> {
         let g = self.g;
         if let Some(p) = g.producer(id) {
@@ -1204,7 +1169,8 @@ impl Lowerer<'_> {
                 let (w, dt) = const_ints(g, pn.input(0), "weight")?;
                 let scales = const_f32(g, pn.input(1), "weight scale")?;
                 let (zp, _) = zero_point(g, pn.input(2), dt, "weight zero point")?;
-                return Ok((w, scales, zp, 0, 0));
+                let shape = g.value(pn.input(0).unwrap()).shape.clone();
+                return Ok((w, scales, zp, shape));
             }
         }
         if let Some(t) = g.constant(id) {
@@ -1212,10 +1178,33 @@ impl Lowerer<'_> {
             if f.iter()
                 .all(|x| x.fract() == 0.0 && (-128.0..=127.0).contains(x))
             {
-                return Ok((f.iter().map(|&x| x as i64).collect(), vec![1.0], 0, 0, 0));
+                return Ok((
+                    f.iter().map(|&x| x as i64).collect(),
+                    vec![1.0],
+                    0,
+                    t.shape.clone(),
+                ));
             }
         }
-        Err(self.problem(node, format!("weights '{}' must be a DequantizeLinear of integer constants (float weights need --calib)", g.value(id).name)))
+        Err(self.problem(node, format!("weights '{}' must be a DequantizeLinear of integer constants, or integer-valued constants (float weights need --calib)", g.value(id).name)))
+    }
+
+    /// A QLinear op reading `x` directly (no DequantizeLinear between): if the open layer's
+    /// epilogue ends in that quantized value, the layer closes here.
+    fn close_at(&mut self, x: ValueId) -> Result<(), LowerError> {
+        let Some(q) = self
+            .open
+            .as_ref()
+            .filter(|o| o.cur == x)
+            .and_then(|o| o.cur_q)
+        else {
+            return Ok(());
+        };
+        if matches!(self.syms.get(&x), Some(Sym::Epi)) {
+            let r = self.close(x)?;
+            self.syms.insert(x, Sym::Q(q, r));
+        }
+        Ok(())
     }
 
     fn qlinear_matmul(&mut self, node: &Node) -> Result<(), LowerError> {
@@ -1224,17 +1213,7 @@ impl Lowerer<'_> {
         let x = node
             .input(0)
             .ok_or_else(|| self.problem(node, "input missing"))?;
-        if matches!(self.syms.get(&x), Some(Sym::Epi))
-            && self
-                .open
-                .as_ref()
-                .is_some_and(|o| o.cur == x && o.cur_q.is_some())
-        {
-            // The previous layer's epilogue ends in this quantized value: close it.
-            let q = self.open.as_ref().unwrap().cur_q.unwrap();
-            let r = self.close(x)?;
-            self.syms.insert(x, Sym::Q(q, r));
-        }
+        self.close_at(x)?;
         let range = if x == self.input_id {
             self.syms.insert(x, Sym::Q(a, a.hw_range()));
             a.hw_range()
@@ -1356,8 +1335,6 @@ impl Lowerer<'_> {
             .collect();
         // The epilogue, evaluated exactly as the reference interpreter does, on batches of
         // accumulator values (one row per probe, one column per channel).
-        let x_zp_hw = o.x_zp_hw;
-        let _ = x_zp_hw;
         let eval = |accs: &[Vec<i64>]| -> Result<Vec<Vec<i32>>, LowerError> {
             let rows = accs.len();
             let sg = subgraph(self.g, &[o.mm_value], &o.epi, q_value, rows);

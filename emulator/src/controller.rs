@@ -7,7 +7,7 @@
 //! of cycle t can be popped in t + 1, and a slot freed in cycle t can be refilled in t + 1.
 
 use std::collections::VecDeque;
-use systole_arch::isa::{Deps, Insn, Unit};
+use systole_arch::isa::{Deps, Unit};
 
 /// Token queues, indexed by `TokenQueue as usize`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,9 +122,5 @@ impl Controller {
             .front()
             .filter(|&&(_, vis)| vis <= cycle)
             .map(|&(i, _)| i)
-    }
-
-    pub fn insn_unit(insn: &Insn) -> Unit {
-        insn.unit()
     }
 }

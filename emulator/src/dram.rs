@@ -56,10 +56,4 @@ impl ReadChannel {
             self.pending.pop_front();
         }
     }
-    pub fn is_idle(&self) -> bool {
-        self.pending.is_empty()
-    }
-    pub fn clear(&mut self) {
-        self.pending.clear();
-    }
 }

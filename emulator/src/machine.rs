@@ -16,7 +16,7 @@ use crate::error::{EmuError, ErrorKind};
 use crate::ppu::Ppu;
 use crate::stats::{BufferStats, Stats, UnitStats};
 use crate::trace::Span;
-use systole_arch::isa::{Insn, LoadBuf, Op, StoreBuf, Unit};
+use systole_arch::isa::{Insn, LoadBuf, Op, StoreBuf};
 use systole_arch::{ArchConfig, BufferKind, Program};
 
 #[derive(Debug, Clone, Default)]
@@ -93,15 +93,6 @@ pub struct Machine {
     finish_cycle: Option<u64>,
     pub spans: Option<Vec<Span>>,
     max_cycles: Option<u64>,
-}
-
-fn unit_index(u: Unit) -> usize {
-    match u {
-        Unit::Load => 0,
-        Unit::Compute => 1,
-        Unit::Store => 2,
-        Unit::Controller => 3,
-    }
 }
 
 impl Machine {
@@ -361,7 +352,6 @@ impl Machine {
                             end: t,
                         });
                     }
-                    self.unit_stats.iter_mut().for_each(|_| {});
                     return Ok(true);
                 }
                 Ok(false)
@@ -904,10 +894,5 @@ impl Machine {
         };
         s.compute_energy(arch);
         s
-    }
-
-    /// Index of a unit for callers that key things by unit.
-    pub fn unit_index(u: Unit) -> usize {
-        unit_index(u)
     }
 }

@@ -67,7 +67,6 @@ struct Gen<'a> {
     meta: Vec<(usize, Vec<Access>)>,
     /// synced[v][u]: u has waited for every instruction of v up to this code index.
     synced: [[Option<usize>; 3]; 3],
-    param_base: u64,
     out_base: u64,
 }
 
@@ -553,7 +552,6 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         code: Vec::new(),
         meta: Vec::new(),
         synced: [[None; 3]; 3],
-        param_base,
         out_base,
     };
     let acc_lines = g.lines(BufferKind::Accumulator);
@@ -588,7 +586,6 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
             7 => g.gen_store(),
             _ => {
                 let unit = g.rng.pick(UnitSel::ALL);
-                let _ = g.param_base;
                 g.emit(Op::Nop(Nop { unit }), vec![]);
             }
         }

@@ -275,3 +275,54 @@ fn other_errors_name_instruction_and_cause() {
     assert_eq!((e.kind.clone(), e.insn), (ErrorKind::IllegalValue, Some(1)));
     assert!(e.to_string().contains("shift 99"), "{e}");
 }
+
+#[test]
+fn machine_level_errors() {
+    let arch = tiny();
+    // More instructions than the instruction memory holds.
+    let mut p = prog(&arch, "finish");
+    p.code = vec![p.code[0]; arch.controller.imem_instructions as usize + 1];
+    let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ProgramTooLarge);
+    assert!(e.to_string().contains("instruction memory"), "{e}");
+    // More DRAM than the arch has.
+    let mut p = prog(&arch, "finish");
+    p.dram_bytes = arch.dram.size_bytes + 1;
+    let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ProgramTooLarge);
+    assert!(e.to_string().contains("DRAM"), "{e}");
+    // The caller's cycle limit.
+    let p = prog(&arch, "matmul m=100\nfinish");
+    let e = run(
+        &p,
+        &arch,
+        &[],
+        &RunOptions {
+            trace: false,
+            max_cycles: Some(50),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::CycleLimit);
+    // Inputs that do not match the descriptors.
+    let mut p = prog(&arch, "finish");
+    p.tensors = vec![systole_arch::image::TensorDesc::dense(
+        "x",
+        systole_arch::image::Role::Input,
+        systole_arch::image::DType::I8,
+        &[4],
+        0,
+    )];
+    let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadInput);
+    assert!(e.to_string().contains("x"), "{e}");
+    let e = run(
+        &p,
+        &arch,
+        &[systole_emulator::IoData::I8(vec![0; 3])],
+        &RunOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadInput);
+    assert!(e.to_string().contains("4 elements"), "{e}");
+}
