@@ -16,6 +16,7 @@ pub mod machine;
 pub mod ppu;
 pub mod randprog;
 pub mod stats;
+pub mod systolic;
 pub mod trace;
 
 pub use error::{EmuError, ErrorKind};

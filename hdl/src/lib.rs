@@ -1,0 +1,13 @@
+//! The Systole accelerator's RTL in rust-hdl, block for block the twin of `emulator/src/`.
+//!
+//! Every block here has a cycle-level reference model in the emulator (see README.md) and a
+//! property test that drives both with the same stimuli and compares every output on every
+//! cycle. `write_verilog` turns the blocks for one arch config into Verilog plus a manifest.
+
+pub mod array;
+pub mod cast;
+pub mod pe;
+pub mod sim;
+
+pub use array::Array;
+pub use pe::Pe;
