@@ -6,8 +6,11 @@
 
 pub mod array;
 pub mod cast;
+pub mod icarus;
 pub mod pe;
 pub mod sim;
+pub mod verilog;
 
 pub use array::Array;
 pub use pe::Pe;
+pub use verilog::{write_verilog, Error, Manifest};
