@@ -206,6 +206,31 @@ struct Open {
     /// The epilogue ends in a QONNX quantizer, whose output is already dequantized: the
     /// integers are recovered as round(y / scale) + zero point.
     q_float: bool,
+    /// A layer the compiler adds (identity or depthwise-ones weights) so that an operator
+    /// without a matrix product of its own runs on the accelerator: the node that started it.
+    /// If no quantizer ever ends it, it is dropped and the host runs that node instead.
+    synthetic: Option<usize>,
+    /// The epilogue works on [rows, n] probes although the model's tensors have more dims
+    /// (an identity layer over the last dim of a rank-3 tensor).
+    probe_2d: bool,
+    /// Gemm's `beta * C` per channel, added in binary32 to the product's float value (as
+    /// onnxruntime's float Gemm adds it) before the epilogue.
+    post_add: Option<Vec<f32>>,
+}
+
+/// What a synthetic layer computes.
+#[derive(Debug, Clone, Copy)]
+enum Synth {
+    /// acc = x: identity weights over the channels.
+    Identity,
+    /// acc = sum of a pooling window (depthwise weights of ones); the divisor goes into the
+    /// layer's scale.
+    AvgPool {
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pads: [usize; 4],
+        div: usize,
+    },
 }
 
 /// What the lowering knows about a value.
@@ -391,6 +416,8 @@ impl Lowerer<'_> {
             Op::QuantizeLinear { .. }
             | Op::DequantizeLinear { .. }
             | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
             | Op::QonnxQuant { .. }
             | Op::BipolarQuant
             | Op::MultiThreshold { .. } => node
@@ -418,6 +445,29 @@ impl Lowerer<'_> {
                 ),
             )
         })?;
+        // An 8-bit integer graph input that is pooled directly: its integers are the data.
+        let sym = match (sym, &node.op) {
+            (Sym::Pre, Op::MaxPool(_)) if matches!(g.value(x).dtype, DType::I8 | DType::U8) => {
+                let qp = QParams {
+                    scale: 1.0,
+                    zp: 0,
+                    dtype: g.value(x).dtype,
+                };
+                self.bind_input(qp, qp.hw_range())?;
+                Sym::Q(qp, qp.hw_range())
+            }
+            _ => sym,
+        };
+        // Max pooling that follows no convolution gets an identity convolution to ride on.
+        if let (Sym::Q(q, r) | Sym::Deq(q, r), Op::MaxPool(_)) = (sym, &node.op) {
+            let after_conv = self
+                .layers
+                .last()
+                .is_some_and(|l| l.conv.is_some() && l.pool.is_none());
+            if self.open.is_none() && !after_conv {
+                self.push_identity(node, ni, x, q, r)?;
+            }
+        }
         let new = match (sym, &node.op) {
             // QONNX quantizers (quantize and dequantize in one node).
             (Sym::Pre, Op::QonnxQuant { .. } | Op::BipolarQuant | Op::MultiThreshold { .. }) => {
@@ -530,6 +580,20 @@ impl Lowerer<'_> {
                 self.open = Some(o);
                 Sym::Epi
             }
+            (Sym::Deq(q, r), op) if elementwise(op) && self.open.is_none() => {
+                // Elementwise operators on a tensor no open layer produces: an identity layer
+                // carries them to the post-processing unit.
+                self.open_synthetic(node, ni, x, q, r, Synth::Identity)?;
+                let open = self.open.as_mut().unwrap();
+                open.epi.push(ni);
+                open.cur = out;
+                Sym::Epi
+            }
+            (Sym::Deq(q, r), Op::AveragePool(_) | Op::GlobalAveragePool) if self.open.is_none() => {
+                let kind = self.avg_pool(node, x)?;
+                self.open_synthetic(node, ni, x, q, r, kind)?;
+                Sym::Epi
+            }
             (Sym::Q(q, r), op) | (Sym::Deq(q, r), op) if shape_only(op) => {
                 if matches!(sym, Sym::Q(..)) {
                     Sym::Q(q, r)
@@ -602,6 +666,26 @@ impl Lowerer<'_> {
         };
         self.syms.insert(out, new);
         Ok(())
+    }
+
+    /// Drops an open synthetic layer that no quantizer ended, if its input is the last
+    /// dequantized layer output: returns the node that started it (the host tail's start).
+    fn rollback_synthetic(&mut self) -> Option<usize> {
+        let o = self.open.as_ref()?;
+        let start = o.synthetic?;
+        if o.cur_q.is_some() {
+            return None;
+        }
+        let x = self.g.nodes[start].input(0)?;
+        let on_output = matches!(self.syms.get(&x), Some(Sym::Deq(..)))
+            && self
+                .last_dq
+                .is_some_and(|(d, _)| self.g.nodes[d].outputs[0] == x);
+        if !on_output {
+            return None;
+        }
+        self.open = None;
+        Some(start)
     }
 
     /// Whether `x` is the DequantizeLinear output of the last (fused) layer's output.
@@ -901,9 +985,201 @@ impl Lowerer<'_> {
             flat_image: None,
             q_step: 1,
             q_float: false,
+            synthetic: None,
+            probe_2d: false,
+            post_add: None,
         });
         self.syms.insert(node.outputs[0], Sym::Epi);
         Ok(())
+    }
+
+    /// Opens a layer the compiler adds for `node`, which has no matrix product of its own, on
+    /// the dequantized 8-bit tensor `x` (quantization `q`, hw range `r`): identity weights
+    /// (elementwise operators, a graph without layers) or depthwise weights of ones (average
+    /// pooling) on the array, so that the post-processing unit can apply the operator. An image
+    /// `[1, C, H, W]` (or the output of a convolution) becomes a 1x1 or pooling-window
+    /// convolution over C channels; anything else a dense layer over its last dim.
+    fn open_synthetic(
+        &mut self,
+        node: &Node,
+        ni: usize,
+        x: ValueId,
+        q: QParams,
+        r: (i32, i32),
+        kind: Synth,
+    ) -> Result<(), LowerError> {
+        let xs = self.g.value(x).shape.clone();
+        let last_image = self.layers.last().and_then(|l| {
+            l.conv
+                .map(|cv| (l.n, l.pool.map_or((cv.oh, cv.ow), |p| (p.oh, p.ow))))
+        });
+        let image = (xs.len() == 4 && xs[0] == 1)
+            || last_image.is_some()
+            || matches!(kind, Synth::AvgPool { .. });
+        let (k, n, conv) = if image {
+            if xs.len() != 4 || xs[0] != 1 {
+                return Err(self.problem(
+                    node,
+                    format!("only single 2-D images are lowered (input {xs:?})"),
+                ));
+            }
+            let (c, h, w) = (xs[1], xs[2], xs[3]);
+            if let Some((lc, (lh, lw))) = last_image {
+                if (lc, lh, lw) != (c, h, w) {
+                    return Err(self.problem(
+                        node,
+                        format!(
+                            "reads a {c}x{h}x{w} image, the last convolution makes {lc}x{lh}x{lw}"
+                        ),
+                    ));
+                }
+            }
+            let ys = &self.g.value(node.outputs[0]).shape;
+            let (kernel, stride, pads, oh, ow) = match kind {
+                Synth::Identity => ([1, 1], [1, 1], [0; 4], h, w),
+                Synth::AvgPool {
+                    kernel,
+                    stride,
+                    pads,
+                    ..
+                } => (kernel, stride, pads, ys[2], ys[3]),
+            };
+            let geom = ConvGeom {
+                cin: c,
+                h,
+                w,
+                kh: kernel[0],
+                kw: kernel[1],
+                stride,
+                pads,
+                oh,
+                ow,
+                pad_value: (q.zp + q.offset()).clamp(-128, 127) as i8,
+            };
+            (kernel[0] * kernel[1] * c, c, Some(geom))
+        } else {
+            let n = *xs.last().unwrap_or(&1);
+            if let Some(l) = self.layers.last() {
+                if l.n != n {
+                    return Err(self.problem(
+                        node,
+                        format!("works on rows of {n}, the last layer makes rows of {}", l.n),
+                    ));
+                }
+            }
+            (n, n, None)
+        };
+        // Identity: w[c][c] = 1; pooling: w[(ky, kx, c)][c] = 1.
+        let mut w = vec![0i64; k * n];
+        for (row, chunk) in w.chunks_mut(n).enumerate() {
+            chunk[row % n] = 1;
+        }
+        let div = match kind {
+            Synth::Identity => 1,
+            Synth::AvgPool { div, .. } => div,
+        };
+        let mm_scale = vec![q.scale / div as f32; n];
+        self.start(node, q, r, w, vec![0], k, n, mm_scale)?;
+        let o = self.open.as_mut().unwrap();
+        o.name = format!(
+            "{} ({})",
+            node.name,
+            match kind {
+                Synth::Identity => "identity",
+                Synth::AvgPool { .. } => "window sum",
+            }
+        );
+        o.conv = conv;
+        o.synthetic = Some(ni);
+        o.probe_2d = conv.is_none() && xs.len() != 2;
+        if matches!(kind, Synth::Identity) {
+            // The product is x itself: the operator joins the epilogue.
+            self.syms.remove(&node.outputs[0]);
+            o.mm_value = x;
+            o.cur = x;
+        }
+        Ok(())
+    }
+
+    /// A closed identity layer whose int8 output equals its input: a convolution-shaped
+    /// carrier for pooling, or the whole program of a graph without arithmetic.
+    fn push_identity(
+        &mut self,
+        node: &Node,
+        ni: usize,
+        x: ValueId,
+        q: QParams,
+        r: (i32, i32),
+    ) -> Result<(), LowerError> {
+        self.open_synthetic(node, ni, x, q, r, Synth::Identity)?;
+        let o = self.open.take().unwrap();
+        let bias = self.fold_bias(&o);
+        self.layers.push(dense(
+            &o,
+            bias,
+            QOut::Int8 {
+                scales: vec![1.0; o.n],
+                zp: q.zp + q.offset(),
+                lo: r.0 as i8,
+                hi: r.1 as i8,
+            },
+        ));
+        self.reopen = None;
+        Ok(())
+    }
+
+    /// Average pooling that a layer can compute: no dilation, and one divisor for every
+    /// window (padding counted, or no window reaching into padding or past the edge).
+    fn avg_pool(&self, node: &Node, x: ValueId) -> Result<Synth, LowerError> {
+        let xs = &self.g.value(x).shape;
+        if xs.len() != 4 {
+            return Err(self.problem(node, format!("pools a {xs:?} tensor, not an image")));
+        }
+        let (kernel, stride, pads, include_pad) = match &node.op {
+            Op::GlobalAveragePool => ([xs[2], xs[3]], [1, 1], [0; 4], false),
+            Op::AveragePool(pa) => {
+                if pa.dilations != [1, 1] {
+                    return Err(self.problem(node, "dilated pooling is not lowered"));
+                }
+                (pa.kernel, pa.strides, pa.pads, pa.count_include_pad)
+            }
+            _ => unreachable!(),
+        };
+        let ys = &self.g.value(node.outputs[0]).shape;
+        let mut divs = std::collections::BTreeSet::new();
+        for oy in 0..ys[2] {
+            for ox in 0..ys[3] {
+                let mut valid = 0;
+                let mut counted = 0;
+                for ky in 0..kernel[0] {
+                    for kx in 0..kernel[1] {
+                        let iy = (oy * stride[0] + ky) as i64 - pads[0] as i64;
+                        let ix = (ox * stride[1] + kx) as i64 - pads[1] as i64;
+                        let inside = |v: i64, size: usize| v >= 0 && v < size as i64;
+                        let padded = |v: i64, i: usize| {
+                            v >= -(pads[i] as i64) && v < (xs[2 + i] + pads[i + 2]) as i64
+                        };
+                        valid += (inside(iy, xs[2]) && inside(ix, xs[3])) as usize;
+                        counted += (padded(iy, 0) && padded(ix, 1)) as usize;
+                    }
+                }
+                divs.insert(if include_pad { counted } else { valid });
+            }
+        }
+        match divs.iter().collect::<Vec<_>>()[..] {
+            [&div] if div > 0 => Ok(Synth::AvgPool {
+                kernel,
+                stride,
+                pads,
+                div,
+            }),
+            _ => Err(self.problem(
+                node,
+                format!(
+                    "its divisor differs between windows ({divs:?}: padding not counted, or a ceil_mode overhang); a layer scales every output pixel alike"
+                ),
+            )),
+        }
     }
 
     fn matmul(&mut self, node: &Node) -> Result<(), LowerError> {
@@ -916,8 +1192,11 @@ impl Lowerer<'_> {
             } => (alpha, beta, trans_a, trans_b),
             _ => (1.0, 1.0, false, false),
         };
-        if alpha != 1.0 || trans_a {
-            return Err(self.problem(node, "alpha != 1 or transA is not supported"));
+        if trans_a {
+            return Err(self.problem(
+                node,
+                "transA (a transposed activation) is not lowered; transpose on the host first",
+            ));
         }
         let x = node
             .input(0)
@@ -941,7 +1220,31 @@ impl Lowerer<'_> {
             std::mem::swap(&mut k, &mut n);
         }
         let w_scales = per_channel(scales, n, "weight scale")?;
-        let mm_scale = w_scales.iter().map(|&ws| a.scale * ws).collect();
+        // alpha scales the product: it joins the per-channel scale of its float value.
+        let mm_scale = w_scales.iter().map(|&ws| a.scale * ws * alpha).collect();
+        // C must be one value per output channel (or one for all): a per-row matrix bias
+        // cannot be a layer's bias.
+        let post_add = match (&node.op, node.input(2)) {
+            (Op::Gemm { .. }, Some(c)) => {
+                let g = self.g;
+                let cv = const_f32(g, Some(c), "C")?;
+                let cv = match cv.len() {
+                    1 => vec![cv[0]; n],
+                    len if len == n && g.value(c).shape.iter().rev().skip(1).all(|&d| d == 1) => cv,
+                    _ => {
+                        return Err(self.problem(
+                            node,
+                            format!(
+                                "bias C of shape {:?} is not one value per output channel",
+                                g.value(c).shape
+                            ),
+                        ))
+                    }
+                };
+                Some(cv.iter().map(|&v| beta * v).collect::<Vec<f32>>())
+            }
+            _ => None,
+        };
         // A dense layer after a convolution reads its image flattened in NCHW order; the image
         // is NHWC in DRAM, so reorder the weight rows to (y, x, c).
         let mut flat = None;
@@ -967,18 +1270,9 @@ impl Lowerer<'_> {
             }
         }
         self.start(node, a, range, w, vec![w_zp], k, n, mm_scale)?;
-        self.open.as_mut().unwrap().flat_image = flat;
-        if let (Op::Gemm { .. }, Some(c)) = (&node.op, node.input(2)) {
-            if beta != 1.0 {
-                return Err(self.problem(node, "beta != 1 with a bias is not supported"));
-            }
-            // The bias joins the epilogue as an Add evaluated exactly like the graph would.
-            let _ = c;
-            return Err(self.problem(
-                node,
-                "Gemm with a bias input: not lowered yet (export MatMul + Add)",
-            ));
-        }
+        let o = self.open.as_mut().unwrap();
+        o.flat_image = flat;
+        o.post_add = post_add;
         Ok(())
     }
 
@@ -1337,12 +1631,20 @@ impl Lowerer<'_> {
         // accumulator values (one row per probe, one column per channel).
         let eval = |accs: &[Vec<i64>]| -> Result<Vec<Vec<i32>>, LowerError> {
             let rows = accs.len();
-            let sg = subgraph(self.g, &[o.mm_value], &o.epi, q_value, rows);
+            let mut sg = subgraph(self.g, &[o.mm_value], &o.epi, q_value, rows);
+            if o.probe_2d {
+                rows_by_last_dim(&mut sg, rows, n);
+            }
             let t = match &o.prefix {
                 None => {
                     let mut data = Vec::with_capacity(rows * n);
                     for row in accs {
-                        data.extend(row.iter().zip(&o.mm_scale).map(|(&a, &s)| a as f32 * s));
+                        data.extend(row.iter().zip(&o.mm_scale).enumerate().map(
+                            |(c, (&a, &s))| match &o.post_add {
+                                Some(b) => a as f32 * s + b[c],
+                                None => a as f32 * s,
+                            },
+                        ));
                     }
                     Tensor::new(vec![rows, n], TensorData::F32(data))
                 }
@@ -1501,6 +1803,16 @@ impl Lowerer<'_> {
     }
 }
 
+/// Gives every computed value of a probe sub-graph the shape [rows, last dim] (an identity
+/// layer over the last dim of a tensor of higher rank).
+fn rows_by_last_dim(sg: &mut Graph, rows: usize, n: usize) {
+    for id in 0..sg.values.len() {
+        if sg.constant(id).is_none() {
+            sg.values[id].shape = vec![rows, n];
+        }
+    }
+}
+
 /// int8 weights, plus a second int8 matrix when some weight (after its zero point) lies outside
 /// int8: w = w1 + w2, and the layer runs the input through both (twice the k-tiles).
 fn split_weights(w: &[i32]) -> (Vec<i8>, Option<Vec<i8>>) {
@@ -1622,6 +1934,8 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         last_dq: None,
     };
     let mut tail: Option<usize> = None;
+    // Why the node that starts the host tail could not run on the accelerator.
+    let mut tail_err: Option<LowerError> = None;
     for ni in 0..g.nodes.len() {
         if let Err(e) = l.node(ni) {
             // Operators the accelerator does not run, after the last layer's dequantized
@@ -1632,12 +1946,30 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 .flatten()
                 .find(|i| g.constant(**i).is_none())
                 .copied();
-            let on_output = data.is_some_and(|x| {
+            // (through shape-only operators after that DequantizeLinear, which join the tail)
+            let mut start = ni;
+            let mut src = data;
+            while let Some(p) = src.and_then(|x| g.producer(x)) {
+                if !shape_only(&g.nodes[p].op) || l.last_dq.is_some_and(|(d, _)| d == p) {
+                    break;
+                }
+                start = p;
+                src = g.nodes[p].input(0);
+            }
+            let on_output = src.is_some_and(|x| {
                 matches!(l.syms.get(&x), Some(Sym::Deq(..)))
                     && l.last_dq.is_some_and(|(d, _)| g.nodes[d].outputs[0] == x)
             });
             if l.open.is_none() && on_output {
-                tail = Some(ni);
+                tail = Some(start);
+                tail_err = Some(e);
+                break;
+            }
+            // A layer the compiler added that no quantizer ends: the host runs its operator
+            // and everything after it instead.
+            if let Some(start) = l.rollback_synthetic() {
+                tail = Some(start);
+                tail_err = Some(e);
                 break;
             }
             // The same after a layer whose float epilogue is still open (no quantizer follows):
@@ -1665,6 +1997,23 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
     }
     let out_id = g.outputs[0];
     let v = g.value(out_id);
+    if tail.is_none() && !l.layers.is_empty() {
+        tail = l.rollback_synthetic();
+    }
+    if l.layers.is_empty() && l.open.is_none() {
+        // No arithmetic at all (shape changes of a quantized tensor): the program copies it
+        // through an identity layer over the output's last dim.
+        if let Some(sym @ (Sym::Q(q, r) | Sym::Deq(q, r))) = l.syms.get(&out_id).copied() {
+            let node = Node {
+                name: "copy".into(),
+                op: Op::Identity,
+                inputs: vec![Some(out_id)],
+                outputs: vec![out_id],
+            };
+            l.push_identity(&node, usize::MAX, out_id, q, r)?;
+            l.syms.insert(out_id, sym);
+        }
+    }
     if let Some(start) = tail {
         let (dq_ni, q_value) = l.last_dq.unwrap();
         let mut nodes = vec![dq_ni];
@@ -1691,7 +2040,8 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             .input
             .ok_or_else(|| err("the graph input is never quantized"))?;
         if l.layers.is_empty() {
-            return Err(err("the network has no matrix product to run on the array"));
+            return Err(tail_err
+                .unwrap_or_else(|| err("the network has no matrix product to run on the array")));
         }
         let m = match &l.layers[0].conv {
             Some(_) => 1,
@@ -1771,6 +2121,9 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             // (a convolution keeps its NCHW image shape; its scale broadcasts per channel).
             let image = o.conv.is_some();
             let mut sg = subgraph(g, &[o.mm_value], &o.epi, out_id, if image { 0 } else { 1 });
+            if o.probe_2d {
+                rows_by_last_dim(&mut sg, 1, n);
+            }
             let scale_shape = if image { vec![n, 1, 1] } else { vec![n] };
             let scale_id = sg.add_value("systole_mm_scale", scale_shape.clone(), DType::F32);
             sg.consts.insert(
@@ -1783,15 +2136,35 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             } else {
                 vec![1, n]
             };
-            let acc_in = sg.add_value("systole_acc", acc_shape, DType::F32);
+            let acc_in = sg.add_value("systole_acc", acc_shape.clone(), DType::F32);
             let mm_in = sg.inputs[0];
+            let mut scaled = mm_in;
+            if let Some(b) = &o.post_add {
+                // Gemm's beta * C after the scale.
+                scaled = sg.add_value("systole_scaled", acc_shape, DType::F32);
+                let c_id = sg.add_value("systole_gemm_c", vec![n], DType::F32);
+                sg.consts.insert(
+                    c_id,
+                    Tensor::new(vec![n], TensorData::F32(b.clone()))
+                        .map_err(|e| err(e.to_string()))?,
+                );
+                sg.nodes.insert(
+                    0,
+                    Node {
+                        name: "systole_gemm_bias".into(),
+                        op: Op::Add,
+                        inputs: vec![Some(scaled), Some(c_id)],
+                        outputs: vec![mm_in],
+                    },
+                );
+            }
             sg.nodes.insert(
                 0,
                 Node {
                     name: "systole_scale".into(),
                     op: Op::Mul,
                     inputs: vec![Some(acc_in), Some(scale_id)],
-                    outputs: vec![mm_in],
+                    outputs: vec![scaled],
                 },
             );
             sg.inputs = vec![acc_in];

@@ -225,6 +225,8 @@ fn is_lowered(op: &Op) -> bool {
         || matches!(
             op,
             Op::MaxPool(_)
+                | Op::AveragePool(_)
+                | Op::GlobalAveragePool
                 | Op::QuantizeLinear { .. }
                 | Op::DequantizeLinear { .. }
                 | Op::QLinearMatMul
@@ -271,8 +273,14 @@ fn layer_weights(g: &Graph, n: &Node) -> Option<Weights> {
 /// each) only. A layer after anything else (e.g. `GlobalAveragePool`) is part of the float
 /// tail that the host runs, and stays float, as does everything after it.
 fn chain_layers(g: &Graph) -> Vec<bool> {
+    chain(g).0
+}
+
+/// [`chain_layers`], and every node on that chain (layers and lowered operators).
+fn chain(g: &Graph) -> (Vec<bool>, Vec<bool>) {
     let mut on: HashSet<ValueId> = g.inputs.iter().copied().collect();
     let mut layers = vec![false; g.nodes.len()];
+    let mut nodes = vec![false; g.nodes.len()];
     for (ni, n) in g.nodes.iter().enumerate() {
         let on_chain = if layer_weights(g, n).is_some() {
             let a = n.input(0).is_some_and(|a| on.contains(&a));
@@ -283,10 +291,11 @@ fn chain_layers(g: &Graph) -> Vec<bool> {
             is_lowered(&n.op) && data.len() == 1 && on.contains(&data[0])
         };
         if on_chain {
+            nodes[ni] = true;
             on.extend(n.outputs.iter().copied());
         }
     }
-    layers
+    (layers, nodes)
 }
 
 /// The computed (non-constant) inputs of `n`.
@@ -431,16 +440,50 @@ fn plan(g: &Graph) -> Plan {
     let cons = |v: ValueId| consumers.get(&v).map(Vec::as_slice).unwrap_or(&[]);
     let is_float = |v: ValueId| g.value(v).dtype == DType::F32 && g.constant(v).is_none();
     let mut targets = BTreeSet::new();
-    let chain = chain_layers(g);
+    let (chain, on_chain) = chain(g);
     let layers: Vec<usize> = (0..g.nodes.len()).filter(|&ni| chain[ni]).collect();
+    // Operators the lowering gives a layer of their own: average pooling, and in a graph
+    // without any matrix product the first elementwise operator of each chain. Their inputs
+    // and outputs are quantized like a layer's, even at a graph output (else the host would
+    // compute them).
+    let elementwise_source = |mut v: ValueId| loop {
+        match producers.get(&v).map(|&p| &g.nodes[p]) {
+            Some(p) if is_shape_only(&p.op) => match p.input(0) {
+                Some(x) => v = x,
+                None => return false,
+            },
+            Some(p) => return is_elementwise(&p.op),
+            None => return false,
+        }
+    };
+    let pseudo: BTreeSet<usize> = (0..g.nodes.len())
+        .filter(|&ni| on_chain[ni] && !chain[ni])
+        .filter(|&ni| {
+            let n = &g.nodes[ni];
+            matches!(n.op, Op::AveragePool(_) | Op::GlobalAveragePool)
+                || (layers.is_empty()
+                    && is_elementwise(&n.op)
+                    && !computed_inputs(g, n)
+                        .first()
+                        .is_some_and(|&x| elementwise_source(x)))
+        })
+        .collect();
+    if layers.is_empty() && pseudo.is_empty() {
+        // Only shape changes and max pooling: the program copies (or pools) the quantized input.
+        for &i in &g.inputs {
+            if is_float(i) && cons(i).iter().any(|&c| on_chain[c]) {
+                targets.insert(i);
+            }
+        }
+    }
     // Layer boundaries.
-    for &ni in &layers {
+    for &ni in layers.iter().chain(&pseudo) {
         let mut cur = g.nodes[ni].outputs[0];
         let mut boundary = cur;
         let mut keep_float = false;
         loop {
             if outputs.contains(&cur) {
-                keep_float = true;
+                keep_float = !pseudo.contains(&ni);
                 break;
             }
             let [next] = cons(cur) else { break };
@@ -495,10 +538,10 @@ fn plan(g: &Graph) -> Plan {
             }
             continue;
         }
-        if !chain[ni] {
+        if !chain[ni] && !pseudo.contains(&ni) {
             continue;
         }
-        let Some(mut v) = n.input(0) else {
+        let Some(mut v) = computed_inputs(g, n).first().copied() else {
             continue;
         };
         let quantized = loop {
@@ -695,6 +738,15 @@ fn rewrite(
         out.nodes.push(node);
         for &o in &n.outputs {
             quantize_value(&mut out, o, &mut params, &mut repl, names);
+        }
+    }
+    // A quantized graph output: the graph returns its dequantized value, under its name.
+    for o in out.outputs.iter_mut() {
+        if let Some(&dq) = repl.get(o) {
+            let name = std::mem::take(&mut out.values[*o].name);
+            out.values[*o].name = names.fresh(&format!("{name}_float"));
+            out.values[dq].name = name;
+            *o = dq;
         }
     }
     Ok(out)
