@@ -8,9 +8,11 @@ pub mod array;
 pub mod cast;
 pub mod icarus;
 pub mod pe;
+pub mod ppu;
 pub mod sim;
 pub mod verilog;
 
 pub use array::Array;
 pub use pe::Pe;
+pub use ppu::PpuLane;
 pub use verilog::{write_verilog, Error, Manifest};

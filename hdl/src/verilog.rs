@@ -3,7 +3,7 @@
 //! are.
 
 use crate::sim::prepare;
-use crate::{Array, Pe};
+use crate::{Array, Pe, PpuLane};
 use regex::Regex;
 use rust_hdl::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,14 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
         rows + cols - 1,
         module_verilog(&array, "systole_array"),
         ports(&array),
+    )?;
+    let lane = prepare(PpuLane::default());
+    emit(
+        "ppu_lane",
+        "systole_emulator::ppu::{alu_lane, requant_lane} behind the docs/timing.md delays",
+        3,
+        module_verilog(&lane, "systole_ppu_lane"),
+        ports(&lane),
     )?;
     let manifest = Manifest {
         arch: arch.name.clone(),
