@@ -10,7 +10,7 @@ use systole_arch::ArchConfig;
 use systole_emulator::systolic::{ArrayIn, Pe, PeIn, SystolicArray};
 use systole_hdl::{icarus, write_verilog};
 
-fn tool(cmd: &mut Command) -> String {
+fn tool(cmd: &mut Command) -> Result<String, String> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?} (install it: scripts/test.sh): {e}"));
@@ -19,31 +19,55 @@ fn tool(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{cmd:?} failed:\n{text}"))
+    }
 }
 
-fn lint(dir: &Path, file: &str, module: &str) {
+/// Verilator lint, then yosys.
+fn lint(dir: &Path, file: &str, module: &str) -> Result<(), String> {
     // WIDTH: rust-hdl writes every literal as 32 bits and relies on Verilog's context sizing
-    // (see hdl/README.md); every other warning class stays an error.
+    // (see hdl/README.md); every other default warning class stays an error.
     tool(Command::new("verilator").current_dir(dir).args([
         "--lint-only",
         "-Wno-WIDTH",
         "--top-module",
         module,
         file,
-    ]));
-    let script =
-        format!("read_verilog {file}; hierarchy -check -top {module}; proc; check -assert");
-    let log = tool(
+    ]))?;
+    yosys_check(dir, file, module)
+}
+
+/// Hierarchy complete, processes lowered, no driver conflicts (`check -assert`) and no latch
+/// cell (`check` alone does not reject latches).
+fn yosys_check(dir: &Path, file: &str, module: &str) -> Result<(), String> {
+    let script = format!(
+        "read_verilog {file}; hierarchy -check -top {module}; proc; check -assert; \
+         select -assert-none t:$dlatch t:$adlatch t:$dlatchsr t:$sr"
+    );
+    tool(
         Command::new("yosys")
             .current_dir(dir)
             .args(["-q", "-p", &script]),
-    );
-    assert!(
-        !log.contains("Latch inferred"),
-        "{module}: latch inferred:\n{log}"
-    );
+    )?;
+    Ok(())
+}
+
+#[test]
+fn lint_rejects_latch_and_bad_verilog() {
+    let dir = tempfile::tempdir().unwrap();
+    let latch = "module l(input en, input d, output reg q);\n\
+                 always @(*) if (en) q = d;\nendmodule\n";
+    std::fs::write(dir.path().join("l.v"), latch).unwrap();
+    let err = lint(dir.path(), "l.v", "l").unwrap_err();
+    assert!(err.contains("LATCH"), "{err}");
+    let err = yosys_check(dir.path(), "l.v", "l").unwrap_err();
+    assert!(err.contains("dlatch"), "{err}");
+    let missing = "module m(input a, output b); n u(.a(a), .b(b)); endmodule\n";
+    std::fs::write(dir.path().join("m.v"), missing).unwrap();
+    assert!(lint(dir.path(), "m.v", "m").is_err());
 }
 
 #[test]
@@ -64,7 +88,7 @@ fn presets_lint_clean() {
             if module.block == "array" && m.rows > 16 {
                 continue;
             }
-            lint(dir.path(), &module.file, &module.module);
+            lint(dir.path(), &module.file, &module.module).unwrap();
         }
     }
 }
