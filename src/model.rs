@@ -172,6 +172,17 @@ pub fn run_model(c: &Compiled, arch: &ArchConfig, input: &Tensor) -> Result<(Ten
     };
     let reference = c.qmodel.run(&hw);
     if raw != reference {
+        // Debugging aid: the layers and both results.
+        if std::env::var_os("SYSTOLE_DEBUG_DISAGREE").is_some() {
+            eprintln!(
+                "layers: {:#?}\nemulator: {raw:?}\nreference: {reference:?}\ninput: {hw:?}",
+                c.qmodel
+                    .layers
+                    .iter()
+                    .map(|l| (&l.name, l.k, l.n, l.conv, l.pool, &l.out))
+                    .collect::<Vec<_>>()
+            );
+        }
         bail!("the emulator and the quantized reference interpreter disagree (a compiler or emulator bug)");
     }
     let out = lower::output_from_hw(&c.qmodel.output, c.qmodel.m, &raw).map_err(|e| anyhow!(e))?;
@@ -406,18 +417,34 @@ fn check_case_inner(
     row: &mut CaseResult,
 ) -> Result<()> {
     let model_path = dir.join("model.onnx");
-    let graph = import(&model_path)?;
+    let proto = systole_compiler::onnx::load_model(&model_path)?;
     let sets = data_sets(dir)?;
     if sets.is_empty() {
         bail!("no test_data_set_* folders in {}", dir.display());
     }
+    let initializers: std::collections::HashSet<&str> = proto
+        .graph
+        .iter()
+        .flat_map(|g| g.initializer.iter().map(|t| t.name.as_str()))
+        .collect();
+    let proto_inputs: Vec<String> = proto
+        .graph
+        .iter()
+        .flat_map(|g| g.input.iter().map(|v| v.name.clone()))
+        .filter(|n| !initializers.contains(n.as_str()))
+        .collect();
     // A model whose parameters are graph inputs (the ONNX node tests) is specialised to each
-    // data set: every input but the first becomes a constant, the first stays the data.
-    let specialise = graph.inputs.len() > 1 || ptq;
-    let mut compiled = if specialise {
-        None
-    } else {
-        Some(compile_graph(&graph, &model_path, arch)?)
+    // data set: every input but the first becomes a constant, the first stays the data. When
+    // the import needs such a parameter (a Reshape's shape), it is bound before the import.
+    let graph = match frontend::import(&proto, &ImportOptions::default()) {
+        Ok(g) => Some(g),
+        Err(_) if proto_inputs.len() > 1 => None,
+        Err(e) => bail!("{}: {e}", model_path.display()),
+    };
+    let specialise = graph.as_ref().is_none_or(|g| g.inputs.len() > 1) || ptq;
+    let mut compiled = match &graph {
+        Some(g) if !specialise => Some(compile_graph(g, &model_path, arch)?),
+        _ => None,
     };
     // Integer results and the dequantized outputs of quantized graphs must match exactly; a
     // float tail the host computes (float operators the model leaves unquantized) is compared
@@ -439,19 +466,36 @@ fn check_case_inner(
             .map(systole_compiler::tensor::read_tensor_pb)
             .collect::<Result<_, _>>()?;
         if specialise {
-            if inputs.len() != graph.inputs.len() {
+            if inputs.len() != proto_inputs.len() {
                 bail!(
                     "{}: {} inputs for a model with {}",
                     set.display(),
                     inputs.len(),
-                    graph.inputs.len()
+                    proto_inputs.len()
                 );
             }
-            let mut g = graph.clone();
-            for (id, t) in graph.inputs.iter().zip(&inputs).skip(1) {
-                g.consts.insert(*id, t.clone());
-            }
-            g.inputs.truncate(1);
+            let mut g = match &graph {
+                Some(graph) => {
+                    let mut g = graph.clone();
+                    for (id, t) in graph.inputs.iter().zip(&inputs).skip(1) {
+                        g.consts.insert(*id, t.clone());
+                    }
+                    g.inputs.truncate(1);
+                    g
+                }
+                None => {
+                    let mut p = proto.clone();
+                    let pg = p.graph.as_mut().expect("a graph");
+                    for (name, file) in proto_inputs.iter().zip(numbered(set, "input")).skip(1) {
+                        let mut t = systole_compiler::onnx::load_tensor_proto(&file)?;
+                        t.name = name.clone();
+                        pg.initializer.push(t);
+                        pg.input.retain(|v| &v.name != name);
+                    }
+                    frontend::import(&p, &ImportOptions::default())
+                        .map_err(|e| anyhow!("{}: {e}", model_path.display()))?
+                }
+            };
             if ptq {
                 let f = lower::fold_constants(&g).map_err(|e| anyhow!("{e}"))?;
                 g = systole_compiler::ptq::quantize(&f, &inputs[..1], &Default::default())

@@ -223,6 +223,8 @@ struct Open {
 enum Synth {
     /// acc = x: identity weights over the channels.
     Identity,
+    /// Identity over the last dim whatever the tensor's rank: a program that only copies.
+    Copy,
     /// acc = sum of a pooling window (depthwise weights of ones); the divisor goes into the
     /// layer's scale.
     AvgPool {
@@ -418,6 +420,7 @@ impl Lowerer<'_> {
             | Op::MaxPool(_)
             | Op::AveragePool(_)
             | Op::GlobalAveragePool
+            | Op::Transpose { .. }
             | Op::QonnxQuant { .. }
             | Op::BipolarQuant
             | Op::MultiThreshold { .. } => node
@@ -465,7 +468,7 @@ impl Lowerer<'_> {
                 .last()
                 .is_some_and(|l| l.conv.is_some() && l.pool.is_none());
             if self.open.is_none() && !after_conv {
-                self.push_identity(node, ni, x, q, r)?;
+                self.push_identity(node, ni, x, q, r, Synth::Identity)?;
             }
         }
         let new = match (sym, &node.op) {
@@ -500,7 +503,9 @@ impl Lowerer<'_> {
                 self.pre.push(ni);
                 Sym::Q(qp, qp.hw_range())
             }
-            (Sym::Pre, op) if elementwise(op) || shape_only(op) => {
+            (Sym::Pre, op)
+                if elementwise(op) || shape_only(op) || matches!(op, Op::Transpose { .. }) =>
+            {
                 self.pre.push(ni);
                 Sym::Pre
             }
@@ -1009,13 +1014,17 @@ impl Lowerer<'_> {
         kind: Synth,
     ) -> Result<(), LowerError> {
         let xs = self.g.value(x).shape.clone();
+        if xs.contains(&0) {
+            return Err(self.problem(node, format!("an empty tensor {xs:?} has nothing to run")));
+        }
         let last_image = self.layers.last().and_then(|l| {
             l.conv
                 .map(|cv| (l.n, l.pool.map_or((cv.oh, cv.ow), |p| (p.oh, p.ow))))
         });
-        let image = (xs.len() == 4 && xs[0] == 1)
-            || last_image.is_some()
-            || matches!(kind, Synth::AvgPool { .. });
+        let image = !matches!(kind, Synth::Copy)
+            && ((xs.len() == 4 && xs[0] == 1)
+                || last_image.is_some()
+                || matches!(kind, Synth::AvgPool { .. }));
         let (k, n, conv) = if image {
             if xs.len() != 4 || xs[0] != 1 {
                 return Err(self.problem(
@@ -1036,7 +1045,7 @@ impl Lowerer<'_> {
             }
             let ys = &self.g.value(node.outputs[0]).shape;
             let (kernel, stride, pads, oh, ow) = match kind {
-                Synth::Identity => ([1, 1], [1, 1], [0; 4], h, w),
+                Synth::Identity | Synth::Copy => ([1, 1], [1, 1], [0; 4], h, w),
                 Synth::AvgPool {
                     kernel,
                     stride,
@@ -1075,7 +1084,7 @@ impl Lowerer<'_> {
             chunk[row % n] = 1;
         }
         let div = match kind {
-            Synth::Identity => 1,
+            Synth::Identity | Synth::Copy => 1,
             Synth::AvgPool { div, .. } => div,
         };
         let mm_scale = vec![q.scale / div as f32; n];
@@ -1085,14 +1094,14 @@ impl Lowerer<'_> {
             "{} ({})",
             node.name,
             match kind {
-                Synth::Identity => "identity",
+                Synth::Identity | Synth::Copy => "identity",
                 Synth::AvgPool { .. } => "window sum",
             }
         );
         o.conv = conv;
         o.synthetic = Some(ni);
         o.probe_2d = conv.is_none() && xs.len() != 2;
-        if matches!(kind, Synth::Identity) {
+        if matches!(kind, Synth::Identity | Synth::Copy) {
             // The product is x itself: the operator joins the epilogue.
             self.syms.remove(&node.outputs[0]);
             o.mm_value = x;
@@ -1110,8 +1119,9 @@ impl Lowerer<'_> {
         x: ValueId,
         q: QParams,
         r: (i32, i32),
+        kind: Synth,
     ) -> Result<(), LowerError> {
-        self.open_synthetic(node, ni, x, q, r, Synth::Identity)?;
+        self.open_synthetic(node, ni, x, q, r, kind)?;
         let o = self.open.take().unwrap();
         let bias = self.fold_bias(&o);
         self.layers.push(dense(
@@ -2010,7 +2020,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 inputs: vec![Some(out_id)],
                 outputs: vec![out_id],
             };
-            l.push_identity(&node, usize::MAX, out_id, q, r)?;
+            l.push_identity(&node, usize::MAX, out_id, q, r, Synth::Copy)?;
             l.syms.insert(out_id, sym);
         }
     }
@@ -2119,11 +2129,10 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             let n = o.n;
             // Host graph: int32 acc -> float value of the matrix product -> the tail.
             // (a convolution keeps its NCHW image shape; its scale broadcasts per channel).
+            // The host runs it on the whole tensor in the model's shapes (a Gemm's matrix bias
+            // differs per row).
             let image = o.conv.is_some();
-            let mut sg = subgraph(g, &[o.mm_value], &o.epi, out_id, if image { 0 } else { 1 });
-            if o.probe_2d {
-                rows_by_last_dim(&mut sg, 1, n);
-            }
+            let mut sg = subgraph(g, &[o.mm_value], &o.epi, out_id, 0);
             let scale_shape = if image { vec![n, 1, 1] } else { vec![n] };
             let scale_id = sg.add_value("systole_mm_scale", scale_shape.clone(), DType::F32);
             sg.consts.insert(
@@ -2131,11 +2140,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
                 Tensor::new(scale_shape, TensorData::F32(o.mm_scale.clone()))
                     .map_err(|e| err(e.to_string()))?,
             );
-            let acc_shape = if image {
-                g.value(o.mm_value).shape.clone()
-            } else {
-                vec![1, n]
-            };
+            let acc_shape = g.value(o.mm_value).shape.clone();
             let acc_in = sg.add_value("systole_acc", acc_shape.clone(), DType::F32);
             let mm_in = sg.inputs[0];
             let mut scaled = mm_in;
@@ -2678,7 +2683,7 @@ pub fn output_from_hw(io: &QIo, m: usize, data: &crate::qir::QData) -> Result<Te
     };
     if let Some(host) = &io.host {
         let hin = host.value(host.inputs[0]);
-        if hin.shape.iter().product::<usize>() == logical.len() && hin.shape.len() != 2 {
+        if hin.shape.iter().product::<usize>() == logical.len() {
             let data = match hin.dtype {
                 DType::U8 => TensorData::U8(logical.iter().map(|&x| x as u8).collect()),
                 DType::I8 => TensorData::I8(logical.iter().map(|&x| x as i8).collect()),

@@ -286,6 +286,9 @@ fn chain(g: &Graph) -> (Vec<bool>, Vec<bool>) {
             let a = n.input(0).is_some_and(|a| on.contains(&a));
             layers[ni] = a;
             a
+        } else if matches!(n.op, Op::Transpose { .. }) {
+            // Host pre-processing of the graph input (e.g. a Gemm's transA).
+            n.input(0).is_some_and(|x| g.inputs.contains(&x))
         } else {
             let data = computed_inputs(g, n);
             is_lowered(&n.op) && data.len() == 1 && on.contains(&data[0])
@@ -354,6 +357,25 @@ fn normalize_gemms(g: &Graph, layers: &[bool], names: &mut Names) -> Result<Grap
         let layer = layer_weights(g, n);
         let mut n = n.clone();
         let mut alpha_now = alpha;
+        // transA: an explicit Transpose of A (on the graph input, the host does it before
+        // quantizing; a layer's rows are A's rows).
+        if trans_a {
+            let a = n.input(0).expect("layer_weights checked A");
+            let av = g.value(a).clone();
+            let shape: Vec<usize> = av.shape.iter().rev().copied().collect();
+            let at = out.add_value(
+                &names.fresh(&format!("{}_transposed", av.name)),
+                shape,
+                av.dtype,
+            );
+            out.nodes.push(Node {
+                name: names.fresh(&format!("{}_transpose_a", n.name)),
+                op: Op::Transpose { perm: vec![1, 0] },
+                inputs: vec![Some(a)],
+                outputs: vec![at],
+            });
+            n.inputs[0] = Some(at);
+        }
         if alpha != 1.0 {
             if let Some(Weights::Float { value: b, .. }) = layer {
                 let t = &g.consts[&b];
@@ -388,7 +410,7 @@ fn normalize_gemms(g: &Graph, layers: &[bool], names: &mut Names) -> Result<Grap
             n.op = Op::Gemm {
                 alpha: alpha_now,
                 beta: 1.0,
-                trans_a,
+                trans_a: false,
                 trans_b,
             };
             let add = Node {
@@ -403,7 +425,7 @@ fn normalize_gemms(g: &Graph, layers: &[bool], names: &mut Names) -> Result<Grap
             n.op = Op::Gemm {
                 alpha: alpha_now,
                 beta,
-                trans_a,
+                trans_a: false,
                 trans_b,
             };
             out.nodes.push(n);
