@@ -420,10 +420,12 @@ fn dispatch(cli: Cli) -> Result<()> {
                         r.max_abs_diff,
                         format!("{}/{}", r.mismatches, r.elements),
                         r.cycles,
-                        r.error
-                            .as_ref()
-                            .map(|e| format!("  {e}"))
-                            .unwrap_or_default()
+                        match &r.error {
+                            Some(e) => format!("  {e}"),
+                            None if !r.host_ops.is_empty() =>
+                                format!("  host: {}", r.host_ops.join(",")),
+                            None => String::new(),
+                        }
                     );
                 }
             }

@@ -335,6 +335,9 @@ pub struct CaseResult {
     pub cycles: u64,
     /// Compared within --atol/--rtol (a float tail on the host) rather than exactly.
     pub tolerance: bool,
+    /// Operators the host computes around the program (besides quantizing the input,
+    /// dequantizing the output and reshaping), e.g. a float tail.
+    pub host_ops: Vec<String>,
     pub error: Option<String>,
 }
 
@@ -398,6 +401,7 @@ pub fn check_case_with(
         elements: 0,
         cycles: 0,
         tolerance: false,
+        host_ops: Vec::new(),
         error: None,
     };
     if let Err(e) = check_case_inner(dir, arch, atol, rtol, ptq, &mut row) {
@@ -504,6 +508,28 @@ fn check_case_inner(
             compiled = Some(compile_graph(&g, &model_path, arch)?);
         }
         let c = compiled.as_ref().expect("compiled");
+        for key in ["host.input", "host.output"] {
+            for op in c
+                .program
+                .meta
+                .get(key)
+                .into_iter()
+                .flat_map(|v| v.split(','))
+            {
+                let view = [
+                    "QuantizeLinear",
+                    "DequantizeLinear",
+                    "Identity",
+                    "Reshape",
+                    "Flatten",
+                    "Squeeze",
+                    "Unsqueeze",
+                ];
+                if !view.contains(&op) && !row.host_ops.iter().any(|o| o == op) {
+                    row.host_ops.push(op.to_string());
+                }
+            }
+        }
         if expected.len() != 1 {
             bail!("{}: only one output is supported", set.display());
         }

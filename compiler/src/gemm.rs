@@ -295,6 +295,7 @@ pub struct ConvLoad {
     pub kh: usize,
     pub kw: usize,
     pub stride: [usize; 2],
+    pub dilation: [usize; 2],
     /// top, left
     pub pad: [usize; 2],
     pub ci_tiles: usize,
@@ -321,7 +322,7 @@ impl ConvLoad {
         let oy0 = m0 / self.ow;
         for (i, oy) in (oy0..oy0 + rows / self.ow).enumerate() {
             let base = sram + (i * self.ow) as u32;
-            let iy = oy as i64 * sy + ky as i64 - self.pad[0] as i64;
+            let iy = oy as i64 * sy + (ky * self.dilation[0]) as i64 - self.pad[0] as i64;
             v.push(gather_row(&RowGather {
                 buf: LoadBuf::Inp,
                 sram: base,
@@ -331,7 +332,8 @@ impl ConvLoad {
                 w: self.w,
                 ow: self.ow,
                 iy,
-                kx,
+                // (the tap's column offset)
+                kx: kx * self.dilation[1],
                 sx: self.stride[1],
                 pad_left: self.pad[1],
                 lane_offset: (ct * r) as u64,
@@ -629,6 +631,7 @@ pub struct PoolPass {
     pub channels: usize,
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
+    pub dilation: [usize; 2],
     /// top, left
     pub pad: [usize; 2],
     pub oh: usize,
@@ -692,7 +695,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                 for kx in 0..p.kernel[1] {
                     let j = ky * p.kernel[1] + kx;
                     let base = slot(item) + (j * p.ow) as u32;
-                    let iy = oy as i64 * sy + ky as i64 - p.pad[0] as i64;
+                    let iy = oy as i64 * sy + (ky * p.dilation[0]) as i64 - p.pad[0] as i64;
                     loads.push(gather_row(&RowGather {
                         buf: LoadBuf::Acc8,
                         sram: base,
@@ -702,7 +705,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                         w: p.w,
                         ow: p.ow,
                         iy,
-                        kx,
+                        kx: kx * p.dilation[1],
                         sx: p.stride[1],
                         pad_left: p.pad[1],
                         lane_offset: (ct * c) as u64,

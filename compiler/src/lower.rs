@@ -231,6 +231,7 @@ enum Synth {
         kernel: [usize; 2],
         stride: [usize; 2],
         pads: [usize; 4],
+        dilation: [usize; 2],
         div: usize,
     },
 }
@@ -529,13 +530,11 @@ impl Lowerer<'_> {
             {
                 // Max pooling of the last convolution's int8 output (max commutes with the
                 // monotone dequantization).
-                if pa.dilations != [1, 1] {
-                    return Err(self.problem(node, "dilated pooling is not lowered"));
-                }
                 let ys = &g.value(out).shape;
                 let pool = crate::qir::PoolGeom {
                     kernel: pa.kernel,
                     stride: pa.strides,
+                    dilation: pa.dilations,
                     pads: pa.pads,
                     oh: ys[2],
                     ow: ys[3],
@@ -1044,14 +1043,15 @@ impl Lowerer<'_> {
                 }
             }
             let ys = &self.g.value(node.outputs[0]).shape;
-            let (kernel, stride, pads, oh, ow) = match kind {
-                Synth::Identity | Synth::Copy => ([1, 1], [1, 1], [0; 4], h, w),
+            let (kernel, stride, pads, dilation, oh, ow) = match kind {
+                Synth::Identity | Synth::Copy => ([1, 1], [1, 1], [0; 4], [1, 1], h, w),
                 Synth::AvgPool {
                     kernel,
                     stride,
                     pads,
+                    dilation,
                     ..
-                } => (kernel, stride, pads, ys[2], ys[3]),
+                } => (kernel, stride, pads, dilation, ys[2], ys[3]),
             };
             let geom = ConvGeom {
                 cin: c,
@@ -1060,6 +1060,7 @@ impl Lowerer<'_> {
                 kh: kernel[0],
                 kw: kernel[1],
                 stride,
+                dilation,
                 pads,
                 oh,
                 ow,
@@ -1145,14 +1146,15 @@ impl Lowerer<'_> {
         if xs.len() != 4 {
             return Err(self.problem(node, format!("pools a {xs:?} tensor, not an image")));
         }
-        let (kernel, stride, pads, include_pad) = match &node.op {
-            Op::GlobalAveragePool => ([xs[2], xs[3]], [1, 1], [0; 4], false),
-            Op::AveragePool(pa) => {
-                if pa.dilations != [1, 1] {
-                    return Err(self.problem(node, "dilated pooling is not lowered"));
-                }
-                (pa.kernel, pa.strides, pa.pads, pa.count_include_pad)
-            }
+        let (kernel, stride, pads, dilation, include_pad) = match &node.op {
+            Op::GlobalAveragePool => ([xs[2], xs[3]], [1, 1], [0; 4], [1, 1], false),
+            Op::AveragePool(pa) => (
+                pa.kernel,
+                pa.strides,
+                pa.pads,
+                pa.dilations,
+                pa.count_include_pad,
+            ),
             _ => unreachable!(),
         };
         let ys = &self.g.value(node.outputs[0]).shape;
@@ -1163,8 +1165,8 @@ impl Lowerer<'_> {
                 let mut counted = 0;
                 for ky in 0..kernel[0] {
                     for kx in 0..kernel[1] {
-                        let iy = (oy * stride[0] + ky) as i64 - pads[0] as i64;
-                        let ix = (ox * stride[1] + kx) as i64 - pads[1] as i64;
+                        let iy = (oy * stride[0] + ky * dilation[0]) as i64 - pads[0] as i64;
+                        let ix = (ox * stride[1] + kx * dilation[1]) as i64 - pads[1] as i64;
                         let inside = |v: i64, size: usize| v >= 0 && v < size as i64;
                         let padded = |v: i64, i: usize| {
                             v >= -(pads[i] as i64) && v < (xs[2 + i] + pads[i + 2]) as i64
@@ -1181,6 +1183,7 @@ impl Lowerer<'_> {
                 kernel,
                 stride,
                 pads,
+                dilation,
                 div,
             }),
             _ => Err(self.problem(
@@ -1293,9 +1296,7 @@ impl Lowerer<'_> {
             Op::Conv(a) | Op::QLinearConv(a) | Op::ConvInteger(a) => a.clone(),
             _ => unreachable!(),
         };
-        if attrs.group != 1 || attrs.dilations != [1, 1] {
-            return Err(self.problem(node, "grouped or dilated convolutions are not lowered yet"));
-        }
+        let groups = attrs.group.max(1);
         let x = node
             .input(0)
             .ok_or_else(|| self.problem(node, "input missing"))?;
@@ -1366,17 +1367,33 @@ impl Lowerer<'_> {
             (wv, sc, vec![zp])
         };
         let (kh, kw) = (attrs.kernel[0], attrs.kernel[1]);
-        if wv.len() != cout * cin * kh * kw {
+        if !cin.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
+            return Err(self.problem(
+                node,
+                format!("{groups} groups do not divide {cin} input and {cout} output channels"),
+            ));
+        }
+        // A grouped (or depthwise) convolution is one dense convolution whose weights are zero
+        // between groups: output channel co reads input channels of its own group only.
+        let (cin_g, cout_g) = (cin / groups, cout / groups);
+        if wv.len() != cout * cin_g * kh * kw {
             return Err(self.problem(node, "weight tensor does not match the convolution's shape"));
         }
         let k = kh * kw * cin;
+        let w_zp_of = |co: usize| wzp[co % wzp.len()] as i64;
         let mut wt = vec![0i64; k * cout];
         for co in 0..cout {
+            let grp = co / cout_g;
             for ci in 0..cin {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        wt[((ky * kw + kx) * cin + ci) * cout + co] =
-                            wv[((co * cin + ci) * kh + ky) * kw + kx];
+                        // Outside the group the weight is "zero": its zero point, which the
+                        // lowering subtracts again.
+                        wt[((ky * kw + kx) * cin + ci) * cout + co] = if ci / cin_g == grp {
+                            wv[((co * cin_g + ci % cin_g) * kh + ky) * kw + kx]
+                        } else {
+                            w_zp_of(co)
+                        };
                     }
                 }
             }
@@ -1391,6 +1408,7 @@ impl Lowerer<'_> {
             kh,
             kw,
             stride: attrs.strides,
+            dilation: attrs.dilations,
             pads: attrs.pads,
             oh,
             ow,
@@ -2434,6 +2452,7 @@ pub fn to_program(
                 kh: cv.kh,
                 kw: cv.kw,
                 stride: cv.stride,
+                dilation: cv.dilation,
                 pad: [cv.pads[0], cv.pads[1]],
                 ci_tiles: cv.cin.div_ceil(ru),
                 pad_value: cv.pad_value,
@@ -2455,6 +2474,7 @@ pub fn to_program(
                 channels: l.n,
                 kernel: p.kernel,
                 stride: p.stride,
+                dilation: p.dilation,
                 pad: [p.pads[0], p.pads[1]],
                 oh: p.oh,
                 ow: p.ow,
@@ -2578,7 +2598,11 @@ pub fn to_program(
     let ops = |g: &Graph| {
         g.nodes
             .iter()
-            .map(|n| n.op.op_type())
+            // (the per-channel scale of int32 accumulators is their dequantization)
+            .map(|n| match n.name.as_str() {
+                "systole_scale" => "DequantizeLinear",
+                _ => n.op.op_type(),
+            })
             .collect::<Vec<_>>()
             .join(",")
     };

@@ -68,6 +68,8 @@ pub struct ConvGeom {
     pub kh: usize,
     pub kw: usize,
     pub stride: [usize; 2],
+    /// Distance between kernel taps (1 = dense kernel).
+    pub dilation: [usize; 2],
     /// top, left, bottom, right
     pub pads: [usize; 4],
     pub oh: usize,
@@ -86,8 +88,10 @@ impl ConvGeom {
                 let row = &mut out[(oy * self.ow + ox) * k..][..k];
                 for ky in 0..self.kh {
                     for kx in 0..self.kw {
-                        let iy = (oy * self.stride[0] + ky) as i64 - self.pads[0] as i64;
-                        let ix = (ox * self.stride[1] + kx) as i64 - self.pads[1] as i64;
+                        let iy = (oy * self.stride[0] + ky * self.dilation[0]) as i64
+                            - self.pads[0] as i64;
+                        let ix = (ox * self.stride[1] + kx * self.dilation[1]) as i64
+                            - self.pads[1] as i64;
                         if iy < 0 || ix < 0 || iy >= self.h as i64 || ix >= self.w as i64 {
                             continue;
                         }
@@ -106,6 +110,7 @@ impl ConvGeom {
 pub struct PoolGeom {
     pub kernel: [usize; 2],
     pub stride: [usize; 2],
+    pub dilation: [usize; 2],
     /// top, left, bottom, right
     pub pads: [usize; 4],
     pub oh: usize,
@@ -120,8 +125,10 @@ impl PoolGeom {
             for ox in 0..self.ow {
                 for ky in 0..self.kernel[0] {
                     for kx in 0..self.kernel[1] {
-                        let iy = (oy * self.stride[0] + ky) as i64 - self.pads[0] as i64;
-                        let ix = (ox * self.stride[1] + kx) as i64 - self.pads[1] as i64;
+                        let iy = (oy * self.stride[0] + ky * self.dilation[0]) as i64
+                            - self.pads[0] as i64;
+                        let ix = (ox * self.stride[1] + kx * self.dilation[1]) as i64
+                            - self.pads[1] as i64;
                         if iy < 0 || ix < 0 || iy >= h as i64 || ix >= w as i64 {
                             continue;
                         }

@@ -4,7 +4,7 @@
 
 use systole_compiler::frontend::{import, ImportOptions};
 use systole_compiler::interp;
-use systole_compiler::ir::{ConvAttrs, Graph, Node, Op, ValueId};
+use systole_compiler::ir::{ConvAttrs, Graph, Node, Op, PoolAttrs, ValueId};
 use systole_compiler::lower;
 use systole_compiler::onnx::load_model;
 use systole_compiler::ptq::{self, Calib, PtqError, PtqOptions};
@@ -844,4 +844,57 @@ fn layers_after_an_unlowered_operator_stay_float() {
     assert_eq!(q.constant(n.input(1).unwrap()).unwrap().dtype(), DType::F32);
     assert!(q.constant(n.input(2).unwrap()).is_some());
     check_end_to_end(&g, &q, &xs, 0.05);
+}
+
+/// Grouped and dilated convolutions (block-diagonal weights on the array), a depthwise one,
+/// then average pooling (a window-sum layer, whose epilogue takes the Relu after it).
+#[test]
+fn grouped_dilated_depthwise_conv_avgpool_relu_end_to_end() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 4, 9, 9]);
+    let conv = |b: &mut Builder, x, name: &str, cin_g: usize, cout: usize, group, dil, shape| {
+        let wv = b.rands(cout * cin_g * 9);
+        let w = b.cst(&format!("{name}_w"), &[cout, cin_g, 3, 3], wv);
+        let bv = b.rands(cout);
+        let bias = b.cst(&format!("{name}_b"), &[cout], bv);
+        let attrs = ConvAttrs {
+            kernel: [3, 3],
+            strides: [1, 1],
+            pads: [1, 1, 1, 1],
+            dilations: [dil, dil],
+            group,
+        };
+        b.node(
+            Op::Conv(attrs),
+            &[Some(x), Some(w), Some(bias)],
+            name,
+            shape,
+        )
+    };
+    // 2 groups of 2 -> 6 channels (3 per group), dilation 2: 9x9 -> 7x7.
+    let c1 = conv(&mut b, x, "grouped", 2, 6, 2, 2, &[1, 6, 7, 7]);
+    let r1 = b.node(Op::Relu, &[Some(c1)], "r1", &[1, 6, 7, 7]);
+    // Depthwise: 6 groups of one channel.
+    let c2 = conv(&mut b, r1, "depthwise", 1, 6, 6, 1, &[1, 6, 7, 7]);
+    let pool = PoolAttrs {
+        kernel: [3, 3],
+        strides: [2, 2],
+        pads: [1, 1, 1, 1],
+        dilations: [1, 1],
+        ceil_mode: false,
+        count_include_pad: true,
+    };
+    let p = b.node(Op::AveragePool(pool), &[Some(c2)], "avg", &[1, 6, 4, 4]);
+    let y = b.node(Op::Relu, &[Some(p)], "y", &[1, 6, 4, 4]);
+    b.g.outputs.push(y);
+    let xs = b.samples(32, &[1, 4, 9, 9], 1.0);
+    let q = ptq::quantize(&b.g, &xs, &PtqOptions::default()).unwrap();
+    check_end_to_end(&b.g, &q, &xs, 0.05);
+    // Every operator ran on the accelerator: nothing is left to the host.
+    let arch = systole_arch::ArchConfig::preset("ulx3s").unwrap();
+    let (_, qmodel, _) = lower::compile(&arch, &q).unwrap();
+    let names: Vec<&str> = qmodel.layers.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names[2].starts_with("avg"), "{names:?}");
+    assert!(qmodel.output.host.is_none());
 }
