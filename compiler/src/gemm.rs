@@ -103,11 +103,13 @@ pub struct Tiling {
     pub k_chunks: usize,
     /// Accumulator lines of parameters per n-tile.
     pub param_lines: usize,
+    /// Rows are scaled by per-row multipliers (two more accumulator slots of `tm` lines).
+    pub row_mul: bool,
 }
 
 impl Tiling {
     pub fn new(arch: &ArchConfig, m: usize, k: usize, n: usize) -> Result<Tiling, GemmError> {
-        Self::with_params(arch, m, k, n, 3)
+        Self::with_params(arch, m, k, n, 3, false)
     }
 
     /// Tiling of a convolution: items hold whole output rows of `ow` pixels.
@@ -118,8 +120,9 @@ impl Tiling {
         k: usize,
         n: usize,
         param_lines: usize,
+        row_mul: bool,
     ) -> Result<Tiling, GemmError> {
-        let t = Self::with_params(arch, m, k, n, param_lines)?;
+        let t = Self::with_params(arch, m, k, n, param_lines, row_mul)?;
         let tm = (t.tm / ow) * ow;
         if tm == 0 {
             return Err(GemmError::DoesNotFit {
@@ -143,13 +146,15 @@ impl Tiling {
     }
 
     /// Tiling when each n-tile needs `param_lines` accumulator lines of parameters (bias plus
-    /// requantization or thresholds), double-buffered.
+    /// requantization or thresholds), double-buffered, and with `row_mul` a double-buffered
+    /// slot of per-row multipliers.
     pub fn with_params(
         arch: &ArchConfig,
         m: usize,
         k: usize,
         n: usize,
         param_lines: usize,
+        row_mul: bool,
     ) -> Result<Tiling, GemmError> {
         let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
         let fit = |msg: String| GemmError::DoesNotFit { m, k, n, msg };
@@ -167,7 +172,7 @@ impl Tiling {
         // output half tm lines, a load moves at most 1023 rows.
         let tm = m
             .min(inp_half)
-            .min(acc_lines.saturating_sub(2 * param_lines) / 2)
+            .min(acc_lines.saturating_sub(2 * param_lines) / if row_mul { 4 } else { 2 })
             .min(out_half)
             .min(1023);
         if tm == 0 {
@@ -189,6 +194,7 @@ impl Tiling {
             n_tiles,
             k_chunks: k_tiles.div_ceil(kc),
             param_lines,
+            row_mul,
         })
     }
 }
@@ -228,6 +234,9 @@ pub struct DenseGeom {
     /// input-channel tile), and each output row's input pixels are gathered by a strided load
     /// with the borders filled by padding lines.
     pub conv: Option<ConvLoad>,
+    /// Per-row int32 multipliers applied after the bias (m accumulator lines, `4 * cols` bytes
+    /// apart, every lane of a line the same): an average pool's divisor per output pixel.
+    pub row_mul_addr: Option<u64>,
 }
 
 /// One output row's worth of window inputs: output column ox reads input column
@@ -390,6 +399,19 @@ pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], extra: &[Vec<i32
     params
 }
 
+/// The per-row multiplier lines `DenseGeom::row_mul_addr` points at: one accumulator line per
+/// row, every lane holding that row's multiplier.
+pub fn pack_row_mul(arch: &ArchConfig, row_mul: &[i32]) -> Vec<u8> {
+    let c = arch.array.cols as usize;
+    let mut v = Vec::with_capacity(row_mul.len() * 4 * c);
+    for &x in row_mul {
+        for _ in 0..c {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    v
+}
+
 /// Emits one dense layer (see the module docs for the token protocol), followed by a barrier
 /// after which every store has completed and every token queue is empty, so layers can be
 /// chained through DRAM.
@@ -408,6 +430,7 @@ pub fn emit_dense(
     let pl = t.param_lines as u32;
     let param_slot = |i: usize| (i % 2) as u32 * pl;
     let acc_slot = |o: usize| 2 * pl + (o % 2) as u32 * t.tm as u32;
+    let row_mul_slot = |i: usize| 2 * pl + (2 + i % 2) as u32 * t.tm as u32;
     let mut item = 0usize;
     let mut out_idx = 0usize;
     for mt in 0..t.m_tiles {
@@ -470,6 +493,17 @@ pub fn emit_dense(
                         stride: pl * 4 * c as u32,
                         ..Default::default()
                     }));
+                    if let Some(addr) = g.row_mul_addr {
+                        loads.push(Op::Load(Load {
+                            buf: LoadBuf::Acc,
+                            sram: row_mul_slot(item),
+                            dram: (addr + (m0 * 4 * c) as u64) as u32,
+                            rows: rows as u32,
+                            cols: 1,
+                            stride: 4 * c as u32,
+                            ..Default::default()
+                        }));
+                    }
                 }
                 let nl = loads.len();
                 for (x, op) in loads.into_iter().enumerate() {
@@ -508,6 +542,17 @@ pub fn emit_dense(
                         b_stride: 0,
                         m: rows as u32,
                     })));
+                    if g.row_mul_addr.is_some() {
+                        comp.push(Insn::new(Op::Alu(Alu {
+                            func: AluFunc::Mul,
+                            dst: acc_slot(out_idx),
+                            a: acc_slot(out_idx),
+                            a_stride: 1,
+                            b: row_mul_slot(item),
+                            b_stride: 1,
+                            m: rows as u32,
+                        })));
+                    }
                     if let OutMode::Thresh { count, base, step } = out {
                         let th = Thresh {
                             dst: (out_idx % 2) as u32 * out_half,
@@ -838,6 +883,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         y_pitch,
         k_wrap: None,
         conv: None,
+        row_mul_addr: None,
     };
     let mut code = Vec::new();
     let out = OutMode::Int8 {

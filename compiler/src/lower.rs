@@ -216,10 +216,12 @@ struct Open {
     /// Gemm's `beta * C` per channel, added in binary32 to the product's float value (as
     /// onnxruntime's float Gemm adds it) before the epilogue.
     post_add: Option<Vec<f32>>,
+    /// Per-row multipliers of the accumulators (see `QDense::row_mul`).
+    row_mul: Option<Vec<i32>>,
 }
 
 /// What a synthetic layer computes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Synth {
     /// acc = x: identity weights over the channels.
     Identity,
@@ -232,7 +234,10 @@ enum Synth {
         stride: [usize; 2],
         pads: [usize; 4],
         dilation: [usize; 2],
+        /// The divisor in the layer's scale; with `row_mul`, the least common multiple of the
+        /// windows' divisors, each output pixel's accumulator multiplied by lcm / its divisor.
         div: usize,
+        row_mul: Option<Vec<i32>>,
     },
 }
 
@@ -992,6 +997,7 @@ impl Lowerer<'_> {
             synthetic: None,
             probe_2d: false,
             post_add: None,
+            row_mul: None,
         });
         self.syms.insert(node.outputs[0], Sym::Epi);
         Ok(())
@@ -1084,9 +1090,9 @@ impl Lowerer<'_> {
         for (row, chunk) in w.chunks_mut(n).enumerate() {
             chunk[row % n] = 1;
         }
-        let div = match kind {
-            Synth::Identity | Synth::Copy => 1,
-            Synth::AvgPool { div, .. } => div,
+        let (div, row_mul) = match &kind {
+            Synth::Identity | Synth::Copy => (1, None),
+            Synth::AvgPool { div, row_mul, .. } => (*div, row_mul.clone()),
         };
         let mm_scale = vec![q.scale / div as f32; n];
         self.start(node, q, r, w, vec![0], k, n, mm_scale)?;
@@ -1100,6 +1106,7 @@ impl Lowerer<'_> {
             }
         );
         o.conv = conv;
+        o.row_mul = row_mul;
         o.synthetic = Some(ni);
         o.probe_2d = conv.is_none() && xs.len() != 2;
         if matches!(kind, Synth::Identity | Synth::Copy) {
@@ -1158,7 +1165,8 @@ impl Lowerer<'_> {
             _ => unreachable!(),
         };
         let ys = &self.g.value(node.outputs[0]).shape;
-        let mut divs = std::collections::BTreeSet::new();
+        // The divisor of every output pixel's window.
+        let mut per = Vec::with_capacity(ys[2] * ys[3]);
         for oy in 0..ys[2] {
             for ox in 0..ys[3] {
                 let mut valid = 0;
@@ -1175,24 +1183,40 @@ impl Lowerer<'_> {
                         counted += (padded(iy, 0) && padded(ix, 1)) as usize;
                     }
                 }
-                divs.insert(if include_pad { counted } else { valid });
+                per.push(if include_pad { counted } else { valid });
             }
         }
-        match divs.iter().collect::<Vec<_>>()[..] {
-            [&div] if div > 0 => Ok(Synth::AvgPool {
-                kernel,
-                stride,
-                pads,
-                dilation,
-                div,
-            }),
-            _ => Err(self.problem(
+        let gcd = |mut a: usize, mut b: usize| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        // One scale for the layer: s / lcm; each pixel's window sum times lcm / its divisor
+        // (0 for a window with no input element, whose average is 0).
+        let lcm = per
+            .iter()
+            .filter(|&&d| d > 0)
+            .fold(1usize, |l, &d| l / gcd(l, d) * d);
+        if lcm > 1 << 20 {
+            return Err(self.problem(
                 node,
-                format!(
-                    "its divisor differs between windows ({divs:?}: padding not counted, or a ceil_mode overhang); a layer scales every output pixel alike"
-                ),
-            )),
+                format!("its divisors' common multiple {lcm} is too large for int32 window sums"),
+            ));
         }
+        let uniform = per.iter().all(|&d| d == per[0]) && per[0] > 0;
+        Ok(Synth::AvgPool {
+            kernel,
+            stride,
+            pads,
+            dilation,
+            div: lcm,
+            row_mul: (!uniform).then(|| {
+                per.iter()
+                    .map(|&d| if d == 0 { 0 } else { (lcm / d) as i32 })
+                    .collect()
+            }),
+        })
     }
 
     fn matmul(&mut self, node: &Node) -> Result<(), LowerError> {
@@ -1652,7 +1676,14 @@ impl Lowerer<'_> {
                     hi += (w * xl).max(w * xh);
                 }
                 // The f32 conversion of acc (exact below 2^24) is what the epilogue sees.
-                (lo, hi)
+                match &o.row_mul {
+                    // Per-row multipliers in 0..=max scale the range (and 0 is reachable).
+                    Some(v) => {
+                        let mul = *v.iter().max().unwrap_or(&1) as i64;
+                        (lo.min(lo * mul).min(0), hi.max(hi * mul).max(0))
+                    }
+                    None => (lo, hi),
+                }
             })
             .collect();
         // The epilogue, evaluated exactly as the reference interpreter does, on batches of
@@ -1868,6 +1899,7 @@ fn dense(o: &Open, bias: Vec<i32>, out: QOut) -> QDense {
         conv: o.conv,
         pool: None,
         flat_image: o.flat_image,
+        row_mul: o.row_mul.clone(),
         bias,
         out,
     }
@@ -2411,8 +2443,16 @@ pub fn to_program(
             None => m,
         };
         let t = match &l.conv {
-            Some(cv) => Tiling::conv(arch, m, cv.ow, k_eff, l.n, 1 + extra.len()),
-            None => Tiling::with_params(arch, m, k_eff, l.n, 1 + extra.len()),
+            Some(cv) => Tiling::conv(
+                arch,
+                m,
+                cv.ow,
+                k_eff,
+                l.n,
+                1 + extra.len(),
+                l.row_mul.is_some(),
+            ),
+            None => Tiling::with_params(arch, m, k_eff, l.n, 1 + extra.len(), l.row_mul.is_some()),
         }
         .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
         let bt = pack_weights(arch, &t, k_eff, l.n, &weights);
@@ -2421,6 +2461,19 @@ pub fn to_program(
         next = align(b_addr + bt.len() as u64, 64);
         let p_addr = next;
         next = align(p_addr + params.len() as u64, 64);
+        let row_mul_addr = match &l.row_mul {
+            Some(v) => {
+                let bytes = crate::gemm::pack_row_mul(arch, v);
+                let at = next;
+                next = align(at + bytes.len() as u64, 64);
+                data.push(Segment {
+                    dram_addr: at,
+                    bytes,
+                });
+                Some(at)
+            }
+            None => None,
+        };
         let lane = if out == OutMode::Int32 { 4 } else { 1 };
         let y_pitch = align(l.n as u64, pitch_unit) * lane;
         let mut y_addr = next;
@@ -2457,6 +2510,7 @@ pub fn to_program(
                 ci_tiles: cv.cin.div_ceil(ru),
                 pad_value: cv.pad_value,
             }),
+            row_mul_addr,
         };
         let before = code.len();
         emit_dense(arch, &t, &g, out, &mut code);

@@ -163,6 +163,9 @@ pub struct QDense {
     pub pool: Option<PoolGeom>,
     /// A dense layer over a convolution's whole image (h, w, c): k runs over (y, x, c).
     pub flat_image: Option<[usize; 3]>,
+    /// Per-row multipliers applied to the accumulators after the bias (wrapping int32): an
+    /// average pool whose divisor differs between output pixels (row = output pixel).
+    pub row_mul: Option<Vec<i32>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +233,7 @@ impl QDense {
         for i in 0..m {
             let row = &mut acc[i * n..(i + 1) * n];
             row.copy_from_slice(&self.bias);
+            let mul = self.row_mul.as_ref().map_or(1, |v| v[i]);
             for kk in 0..k {
                 let a = x[i * k + kk] as i32;
                 if a == 0 {
@@ -243,6 +247,9 @@ impl QDense {
                         *r = r.wrapping_add(a * w as i32);
                     }
                 }
+            }
+            if mul != 1 {
+                row.iter_mut().for_each(|r| *r = r.wrapping_mul(mul));
             }
         }
         match &self.out {

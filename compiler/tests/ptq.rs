@@ -898,3 +898,34 @@ fn grouped_dilated_depthwise_conv_avgpool_relu_end_to_end() {
     assert!(names[2].starts_with("avg"), "{names:?}");
     assert!(qmodel.output.host.is_none());
 }
+
+/// Average pooling whose divisor differs between windows (padding not counted): one layer
+/// scale (s / lcm of the divisors) and a multiplier per output pixel (lcm / its divisor).
+#[test]
+fn average_pooling_with_per_pixel_divisors_end_to_end() {
+    let mut b = Builder::new();
+    let x = b.input("x", &[1, 3, 7, 7]);
+    let pool = PoolAttrs {
+        kernel: [3, 3],
+        strides: [2, 2],
+        pads: [1, 1, 1, 1],
+        dilations: [1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    let y = b.node(Op::AveragePool(pool), &[Some(x)], "avg", &[1, 3, 4, 4]);
+    b.g.outputs.push(y);
+    let xs = b.samples(16, &[1, 3, 7, 7], 1.0);
+    let q = ptq::quantize(&b.g, &xs, &PtqOptions::default()).unwrap();
+    check_end_to_end(&b.g, &q, &xs, 0.03);
+    let arch = systole_arch::ArchConfig::preset("ulx3s").unwrap();
+    let (_, qmodel, _) = lower::compile(&arch, &q).unwrap();
+    // Corner windows hold 4 inputs, edges 6, the inside 9: lcm 36.
+    let rm = qmodel.layers[0]
+        .row_mul
+        .as_ref()
+        .expect("per-pixel multipliers");
+    assert_eq!(rm[0], 9);
+    assert_eq!(rm[1], 6);
+    assert_eq!(rm[5], 4);
+}
