@@ -5,11 +5,17 @@
 //! cycle. `write_verilog` turns the blocks for one arch config into Verilog plus a manifest.
 
 pub mod array;
+pub mod buffer;
 pub mod cast;
+pub mod compute;
+pub mod controller;
+pub mod cosim;
+pub mod dma;
 pub mod icarus;
 pub mod pe;
 pub mod ppu;
 pub mod sim;
+pub mod top;
 pub mod verilog;
 
 pub use array::Array;

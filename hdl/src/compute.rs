@@ -1,0 +1,232 @@
+//! The compute sequencer: runs `ldw`, `matmul`, `alu`, `requant` and `thresh` over their `m`
+//! lines on the systolic array (`array.rs`) and `cols` PPU lanes (`ppu.rs`), with exactly the
+//! buffer access schedules of docs/timing.md (`Array::ldw_access`, `Array::matmul_access`,
+//! `Ppu::{alu,requant,thresh}_access` in the emulator, its twins).
+//!
+//! Block-RAM reads take a cycle, so every operand read is issued one cycle before its contract
+//! cycle: for offset `o + 1` of the running instruction, or for offset 0 of the instruction the
+//! controller says will start next (`start_next`, `head_next`). The accumulator read of an
+//! accumulating `matmul` is issued in its contract cycle, one cycle before the write that uses
+//! it. The contract-cycle claims (`cl_*`) go to the top level's port arbitration.
+//!
+//! Not implemented: `requant fp32` (the binary32 multiply and round); such an instruction runs
+//! the integer path with its timing (see hdl/README.md).
+
+/// The compute module (parameterised Verilog; `systole_array_flat` is generated per arch by
+/// `top.rs`).
+pub const VERILOG: &str = r#"
+module systole_compute #(parameter R = 4, C = 4) (
+    input clock, input rst,
+    input start, input [127:0] insn,
+    input start_next, input [127:0] head_next,
+    output done,
+    // physical (early) reads; data in the next cycle
+    output inp_ren, output [15:0] inp_raddr, input [8*R-1:0] inp_rdata,
+    output wgt_ren, output [15:0] wgt_raddr, input [8*C-1:0] wgt_rdata,
+    output acc_ren, output [15:0] acc_raddr, input [32*C-1:0] acc_rdata,
+    // writes (contract cycle)
+    output acc_we, output [15:0] acc_waddr, output [32*C-1:0] acc_wdata,
+    output out_we, output [15:0] out_waddr, output [8*C-1:0] out_wdata,
+    // contract-cycle read claims for the arbitration
+    output cl_inp, output [15:0] cl_inp_line,
+    output cl_wgt, output [15:0] cl_wgt_line,
+    output cl_acc, output [15:0] cl_acc_line
+);
+    localparam D = R + C;
+    reg active = 1'b0;
+    reg [127:0] ir = 128'd0;
+    reg [31:0] o_q = 0;
+    reg [15:0] wi_q = 0;
+    reg [32*C-1:0] breg = 0, mreg = 0, sreg = 0;
+    reg [32*C-1:0] thr [0:254];
+
+    wire [127:0] cur = start ? insn : ir;
+    wire act = start || active;
+    wire [31:0] o = start ? 32'd0 : o_q;
+    wire [15:0] wi = start ? 16'd0 : wi_q;
+    wire [5:0] op = cur[5:0];
+
+    function [31:0] dur(input [127:0] x);
+        reg [31:0] m;
+        begin
+            case (x[5:0])
+                6'd3: dur = R;
+                6'd4: begin m = {20'd0, x[53:42]}; dur = m == 0 ? 1 : m + D - 1; end
+                6'd5: begin m = {20'd0, x[80:69]};
+                    dur = m == 0 ? 1 : (x[68:65] == 0 ? m + 3 : 2 * m + 2); end
+                6'd6: begin m = {20'd0, x[69:58]}; dur = m == 0 ? 1 : m + 5; end
+                6'd9: begin m = {20'd0, x[77:66]}; dur = m == 0 ? 1 : {24'd0, x[65:58]} + m + 3; end
+                default: dur = 1;
+            endcase
+        end
+    endfunction
+
+    // Contract read of offset oo: {en, buf (1 inp, 2 wgt, 3 acc), line}.
+    function [18:0] rdreq(input [127:0] x, input [31:0] oo);
+        reg [31:0] m, cnt, i;
+        begin
+            rdreq = 19'd0;
+            case (x[5:0])
+                6'd3: if (oo < R) rdreq = {1'b1, 2'd2, x[25:10] + oo[15:0]};
+                6'd4: begin m = {20'd0, x[53:42]};
+                    if (oo < m) rdreq = {1'b1, 2'd1, x[25:10] + oo[15:0]}; end
+                6'd5: begin m = {20'd0, x[80:69]};
+                    if (m != 0) begin
+                        if (x[68:65] == 0) begin
+                            if (oo == 0) rdreq = {1'b1, 2'd3, x[64:49]};
+                            else if (oo <= m) rdreq = {1'b1, 2'd3, x[44:29] + (oo[15:0] - 16'd1) * {12'd0, x[48:45]}};
+                        end else begin
+                            i = oo >> 1;
+                            if (i < m) begin
+                                if (oo[0]) rdreq = {1'b1, 2'd3, x[64:49] + i[15:0] * {12'd0, x[68:65]}};
+                                else rdreq = {1'b1, 2'd3, x[44:29] + i[15:0] * {12'd0, x[48:45]}};
+                            end
+                        end
+                    end
+                end
+                6'd6: begin m = {20'd0, x[69:58]};
+                    if (m != 0) begin
+                        if (oo == 0) rdreq = {1'b1, 2'd3, x[57:42]};
+                        else if (oo == 1) rdreq = {1'b1, 2'd3, x[57:42] + 16'd1};
+                        else if (oo - 2 < m) rdreq = {1'b1, 2'd3, x[41:26] + oo[15:0] - 16'd2};
+                    end
+                end
+                6'd9: begin m = {20'd0, x[77:66]}; cnt = {24'd0, x[65:58]};
+                    if (m != 0) begin
+                        if (oo < cnt) rdreq = {1'b1, 2'd3, x[57:42] + oo[15:0]};
+                        else if (oo - cnt < m) rdreq = {1'b1, 2'd3, x[41:26] + oo[15:0] - cnt[15:0]};
+                    end
+                end
+                default: rdreq = 19'd0;
+            endcase
+        end
+    endfunction
+
+    assign done = act && o + 1 == dur(cur);
+
+    // Early (physical) reads.
+    wire cont = act && !done;
+    wire [127:0] nx = cont ? cur : head_next;
+    wire [31:0] no = cont ? o + 32'd1 : 32'd0;
+    wire [18:0] ereq = (cont || start_next) ? rdreq(nx, no) : 19'd0;
+    // Accumulating matmul: old line acc + i read at i + D - 2.
+    wire [31:0] mm_m = {20'd0, cur[53:42]};
+    wire mm_acc_rd = act && op == 6'd4 && cur[54] && o >= D - 2 && o - (D - 2) < mm_m;
+    wire [15:0] mm_acc_line = cur[41:26] + o[15:0] - (D - 2);
+    assign inp_ren = ereq[18] && ereq[17:16] == 2'd1;
+    assign wgt_ren = ereq[18] && ereq[17:16] == 2'd2;
+    assign acc_ren = (ereq[18] && ereq[17:16] == 2'd3) || mm_acc_rd;
+    assign inp_raddr = ereq[15:0];
+    assign wgt_raddr = ereq[15:0];
+    assign acc_raddr = mm_acc_rd ? mm_acc_line : ereq[15:0];
+
+    // Contract claims of this cycle.
+    wire [18:0] creq = act ? rdreq(cur, o) : 19'd0;
+    assign cl_inp = creq[18] && creq[17:16] == 2'd1;
+    assign cl_wgt = creq[18] && creq[17:16] == 2'd2;
+    assign cl_acc = (creq[18] && creq[17:16] == 2'd3) || mm_acc_rd;
+    assign cl_inp_line = creq[15:0];
+    assign cl_wgt_line = creq[15:0];
+    assign cl_acc_line = mm_acc_rd ? mm_acc_line : creq[15:0];
+
+    // Array.
+    wire [32*C-1:0] arr_out;
+    wire arr_valid;
+    systole_array_flat arr (
+        .clock(clock),
+        .a_in(inp_rdata), .in_valid(act && op == 6'd4 && o < mm_m),
+        .w_in(wgt_rdata), .w_load(act && op == 6'd3),
+        .acc_out(arr_out), .out_valid(arr_valid)
+    );
+
+    // PPU lanes.
+    wire is_alu = act && op == 6'd5;
+    wire is_req = act && op == 6'd6;
+    wire [31:0] alu_m = {20'd0, cur[80:69]};
+    wire alu_bc = cur[68:65] == 4'd0;
+    wire [31:0] rq_m = {20'd0, cur[69:58]};
+    wire lane_alu = is_alu && (alu_bc ? (o >= 1 && o <= alu_m) : (o[0] && (o >> 1) < alu_m));
+    wire lane_req = is_req && o >= 2 && o - 2 < rq_m;
+    wire [32*C-1:0] lane_a = (is_alu && !alu_bc) ? breg : acc_rdata;
+    wire [32*C-1:0] lane_b = is_req ? mreg : (alu_bc ? breg : acc_rdata);
+    wire [32*C-1:0] ppu_acc;
+    wire [8*C-1:0] ppu_byte;
+    wire [C-1:0] ppu_acc_valid, ppu_byte_valid;
+    genvar l;
+    generate for (l = 0; l < C; l = l + 1) begin : lane
+        systole_ppu_lane pl (
+            .clock(clock), .valid(lane_alu || lane_req), .requant(is_req),
+            .func(cur[12:10]), .round(cur[104:103]), .out_unsigned(cur[102]),
+            .zp({{16{cur[85]}}, cur[85:70]}), .lo(cur[93:86]), .hi(cur[101:94]),
+            .shift(sreg[32*l +: 6]), .a(lane_a[32*l +: 32]), .b(lane_b[32*l +: 32]),
+            .acc_out(ppu_acc[32*l +: 32]), .acc_valid(ppu_acc_valid[l]),
+            .byte_out(ppu_byte[8*l +: 8]), .byte_valid(ppu_byte_valid[l])
+        );
+    end endgenerate
+
+    // Threshold unit: count, scale and clamp in three stages.
+    wire is_thr = act && op == 6'd9;
+    wire [31:0] th_cnt = {24'd0, cur[65:58]};
+    wire [31:0] th_m = {20'd0, cur[77:66]};
+    wire th_src = is_thr && o >= th_cnt && o - th_cnt < th_m;
+    reg [8*C-1:0] th_n;
+    reg [32*C-1:0] th_v;
+    reg [8*C-1:0] th_b;
+    reg th_v1 = 1'b0, th_v2 = 1'b0, th_v3 = 1'b0;
+    reg [8*C-1:0] th_n_d;
+    integer j, ll;
+    always @(*) begin
+        for (ll = 0; ll < C; ll = ll + 1) begin
+            th_n_d[8*ll +: 8] = 8'd0;
+            for (j = 0; j < 255; j = j + 1)
+                if (j < th_cnt && $signed(acc_rdata[32*ll +: 32]) >= $signed(thr[j][32*ll +: 32]))
+                    th_n_d[8*ll +: 8] = th_n_d[8*ll +: 8] + 8'd1;
+        end
+    end
+    reg [31:0] tv;
+    always @(posedge clock) begin
+        th_v1 <= th_src;
+        th_n <= th_n_d;
+        th_v2 <= th_v1;
+        for (ll = 0; ll < C; ll = ll + 1)
+            th_v[32*ll +: 32] <= {{24{cur[85]}}, cur[85:78]} + {{24{cur[93]}}, cur[93:86]} * {24'd0, th_n[8*ll +: 8]};
+        th_v3 <= th_v2;
+        for (ll = 0; ll < C; ll = ll + 1) begin
+            tv = th_v[32*ll +: 32];
+            th_b[8*ll +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
+        end
+        if (is_thr && o < th_cnt) thr[o[7:0]] <= acc_rdata;
+    end
+
+    // Writes.
+    wire [32*C-1:0] mm_sum;
+    generate for (l = 0; l < C; l = l + 1) begin : acc_add
+        assign mm_sum[32*l +: 32] = arr_out[32*l +: 32] + acc_rdata[32*l +: 32];
+    end endgenerate
+    wire mm_we = act && op == 6'd4 && arr_valid;
+    wire alu_we = is_alu && ppu_acc_valid[0];
+    assign acc_we = mm_we || alu_we;
+    assign acc_waddr = (mm_we ? cur[41:26] : cur[28:13]) + wi;
+    assign acc_wdata = mm_we ? (cur[54] ? mm_sum : arr_out) : ppu_acc;
+    wire rq_we = is_req && ppu_byte_valid[0];
+    wire th_we = is_thr && th_v3;
+    assign out_we = rq_we || th_we;
+    assign out_waddr = cur[25:10] + wi;
+    assign out_wdata = rq_we ? ppu_byte : th_b;
+
+    always @(posedge clock) begin
+        if (rst) begin
+            active <= 1'b0;
+        end else begin
+            if (start) ir <= insn;
+            active <= cont;
+            o_q <= o + 32'd1;
+            wi_q <= wi + ((acc_we || out_we) ? 16'd1 : 16'd0);
+            if (is_alu && alu_bc && o == 0) breg <= acc_rdata;
+            if (is_alu && !alu_bc && !o[0]) breg <= acc_rdata;
+            if (is_req && o == 0) mreg <= acc_rdata;
+            if (is_req && o == 1) sreg <= acc_rdata;
+        end
+    end
+endmodule
+"#;

@@ -1,0 +1,154 @@
+//! The controller: instruction memory, fetch, decode of the 128-bit ISA word
+//! (`systole_arch::isa`), one command queue per unit (`controller.queue_depth` words), the
+//! four token counters (`controller.token_depth`), the three unit sequencers (idle / busy /
+//! retiring) and `finish`. Twin of `systole_emulator::controller` and of
+//! `Machine::step_unit` / `step_controller`; docs/rtl.md describes every rule.
+//!
+//! Engines see `start[u]` in the first cycle of an instruction (with the queue head on
+//! `head`) and answer `eng_done[u]` in its last cycle. `nop` never reaches an engine: its
+//! sequencer finishes it in its start cycle. For the compute unit's early block-RAM reads the
+//! controller also says whether the compute unit will start an instruction in the next cycle
+//! (`c_start_next`) and which (`c_head_next`): the values its registers will hold then.
+
+/// Decoded opcodes (`arch/src/isa.rs`).
+pub const OP_LOAD: u32 = 0x01;
+pub const OP_STORE: u32 = 0x02;
+pub const OP_NOP: u32 = 0x07;
+pub const OP_FINISH: u32 = 0x08;
+
+/// The controller module (parameterised Verilog).
+pub const VERILOG: &str = r#"
+module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096) (
+    input clock, input rst,
+    input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata,
+    output [2:0] eng_start,
+    output [127:0] head0, output [127:0] head1, output [127:0] head2,
+    input [2:0] eng_done,
+    output c_start_next, output [127:0] c_head_next,
+    output reg done = 1'b0, output reg [63:0] cycles = 64'd0
+);
+    reg [127:0] imem [0:IMEM-1];
+    reg [127:0] ir = 128'd0;
+    reg [31:0] pc = 32'd0;
+    reg [63:0] cycle = 64'd0;
+    reg [127:0] q0 [0:Q-1];
+    reg [127:0] q1 [0:Q-1];
+    reg [127:0] q2 [0:Q-1];
+    reg [15:0] rd [0:2];
+    reg [15:0] cnt [0:2];
+    reg [15:0] tok [0:3];
+    reg [2:0] busy = 3'd0, ret = 3'd0;
+    reg [3:0] flags [0:2];
+    reg [3:0] pend [0:2];
+    integer k;
+    initial begin
+        for (k = 0; k < 3; k = k + 1) begin rd[k] = 0; cnt[k] = 0; flags[k] = 0; pend[k] = 0; end
+        for (k = 0; k < 4; k = k + 1) tok[k] = 0;
+    end
+
+    // Token queues: 0 load->compute, 1 compute->load, 2 compute->store, 3 store->compute.
+    // Flags: [0] pop_prev, [1] pop_next, [2] push_prev, [3] push_next.
+    function [3:0] popmask(input [1:0] u, input [3:0] f);
+        case (u)
+            2'd0: popmask = {2'b00, f[1], 1'b0};
+            2'd1: popmask = {f[1], 2'b00, f[0]};
+            default: popmask = {1'b0, f[0], 2'b00};
+        endcase
+    endfunction
+    function [3:0] pushmask(input [1:0] u, input [3:0] f);
+        case (u)
+            2'd0: pushmask = {3'b000, f[3]};
+            2'd1: pushmask = {1'b0, f[3], f[2], 1'b0};
+            default: pushmask = {f[2], 3'b000};
+        endcase
+    endfunction
+
+    wire [5:0] op = ir[5:0];
+    wire is_finish = op == 6'd8;
+    wire [1:0] unit = op == 6'd1 ? 2'd0 : op == 6'd2 ? 2'd2 : op == 6'd7 ? ir[11:10] : 2'd1;
+    wire [127:0] head [0:2];
+    assign head[0] = q0[rd[0]];
+    assign head[1] = q1[rd[1]];
+    assign head[2] = q2[rd[2]];
+    assign head0 = head[0];
+    assign head1 = head[1];
+    assign head2 = head[2];
+
+    wire [3:0] tok_nz, tok_room;
+    genvar g;
+    generate for (g = 0; g < 4; g = g + 1) begin : tq
+        assign tok_nz[g] = tok[g] != 0;
+        assign tok_room[g] = tok[g] < T;
+    end endgenerate
+
+    reg [2:0] can_start, fin, room_ok, do_push, busy_d, ret_d;
+    reg [3:0] pm [0:2];
+    reg [3:0] psh [0:2];
+    reg [15:0] tok_d [0:3];
+    reg [15:0] cnt_d [0:2];
+    reg [15:0] rd_d [0:2];
+    reg disp, fin_ok;
+    reg [127:0] head1_d;
+    reg [15:0] wr1;
+    integer u, q;
+    always @(*) begin
+        for (u = 0; u < 3; u = u + 1) begin
+            pm[u] = popmask(u[1:0], head[u][9:6]);
+            can_start[u] = !done && !rst && !busy[u] && !ret[u] && cnt[u] != 0 && (pm[u] & ~tok_nz) == 4'd0;
+            fin[u] = (can_start[u] && head[u][5:0] == 6'd7) ? 1'b1 : ((can_start[u] || busy[u]) && eng_done[u]);
+            psh[u] = ret[u] ? pend[u] : pushmask(u[1:0], can_start[u] ? head[u][9:6] : flags[u]);
+            room_ok[u] = (psh[u] & ~tok_room) == 4'd0;
+            do_push[u] = (fin[u] || ret[u]) && room_ok[u];
+            busy_d[u] = (can_start[u] || busy[u]) && !fin[u];
+            ret_d[u] = (fin[u] || ret[u]) && !room_ok[u];
+        end
+        for (q = 0; q < 4; q = q + 1) begin
+            tok_d[q] = tok[q];
+            for (u = 0; u < 3; u = u + 1) begin
+                if (can_start[u] && pm[u][q]) tok_d[q] = tok_d[q] - 16'd1;
+                if (do_push[u] && psh[u][q]) tok_d[q] = tok_d[q] + 16'd1;
+            end
+        end
+        disp = !done && !rst && !is_finish && cnt[unit] < Q;
+        fin_ok = !done && !rst && is_finish && cnt[0] == 0 && cnt[1] == 0 && cnt[2] == 0
+            && busy == 3'd0 && ret == 3'd0;
+        for (u = 0; u < 3; u = u + 1) begin
+            cnt_d[u] = cnt[u] + ((disp && unit == u) ? 16'd1 : 16'd0) - (can_start[u] ? 16'd1 : 16'd0);
+            rd_d[u] = can_start[u] ? ((rd[u] + 16'd1 == Q) ? 16'd0 : rd[u] + 16'd1) : rd[u];
+        end
+        wr1 = (rd[1] + cnt[1]) % Q;
+        head1_d = (disp && unit == 2'd1 && wr1 == rd_d[1]) ? ir : q1[rd_d[1]];
+    end
+    assign eng_start = can_start & {head[2][5:0] != 6'd7, head[1][5:0] != 6'd7, head[0][5:0] != 6'd7};
+    assign c_head_next = head1_d;
+    assign c_start_next = !busy_d[1] && !ret_d[1] && cnt_d[1] != 0 && !done && !fin_ok
+        && (popmask(2'd1, head1_d[9:6]) & ~{tok_d[3] != 0, tok_d[2] != 0, tok_d[1] != 0, tok_d[0] != 0}) == 4'd0;
+
+    wire [31:0] raddr = rst ? 32'd0 : (disp ? pc + 32'd1 : pc);
+    always @(posedge clock) begin
+        if (imem_we) imem[imem_waddr] <= imem_wdata;
+        ir <= imem[raddr];
+        if (rst) begin
+            pc <= 0; cycle <= 0; done <= 0; cycles <= 0; busy <= 0; ret <= 0;
+            for (k = 0; k < 3; k = k + 1) begin rd[k] <= 0; cnt[k] <= 0; flags[k] <= 0; pend[k] <= 0; end
+            for (k = 0; k < 4; k = k + 1) tok[k] <= 0;
+        end else begin
+            cycle <= cycle + 64'd1;
+            if (disp) pc <= pc + 32'd1;
+            if (fin_ok) begin done <= 1'b1; cycles <= cycle + 64'd1; end
+            if (disp && unit == 2'd0) q0[(rd[0] + cnt[0]) % Q] <= ir;
+            if (disp && unit == 2'd1) q1[(rd[1] + cnt[1]) % Q] <= ir;
+            if (disp && unit == 2'd2) q2[(rd[2] + cnt[2]) % Q] <= ir;
+            for (k = 0; k < 3; k = k + 1) begin
+                cnt[k] <= cnt_d[k];
+                rd[k] <= rd_d[k];
+                if (can_start[k]) flags[k] <= head[k][9:6];
+                if (fin[k] && !room_ok[k]) pend[k] <= psh[k];
+            end
+            busy <= busy_d;
+            ret <= ret_d;
+            for (k = 0; k < 4; k = k + 1) tok[k] <= tok_d[k];
+        end
+    end
+endmodule
+"#;

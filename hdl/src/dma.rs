@@ -1,0 +1,192 @@
+//! The DMA engines. Twins of `systole_emulator::dma::{LoadExec, StoreExec}` with the external
+//! memory of `systole_emulator::dram` behind a valid/ready port (docs/rtl.md has the port
+//! tables):
+//!
+//! * load: one row request per cycle from the first cycle (`rreq_*`, always accepted); the
+//!   memory offers beats on `rresp_valid`/`rresp_data` and the engine takes one with
+//!   `rresp_ready`. A writer walks the padded destination grid one line per cycle at most:
+//!   padding lines are written when reached, data lines in the cycle their last beat is taken.
+//!   The beat completing a line is refused while the bank's write port is taken (`wgrant` low).
+//!   `acc` lines are little-endian int32 lanes, `acc8` bytes are sign-extended into lanes.
+//! * store: a send register (the buffer's store read port) is refilled when empty or when its
+//!   last beat leaves; it sends one beat per cycle (`wvalid`, `waddr`, `wdata`, `wlast` on the
+//!   last beat); the instruction ends when the memory acknowledges (`wack`, `L` cycles after
+//!   `wlast`).
+//!
+//! Field positions are those `systole_arch::isa` packs (checked by `tests/top.rs` through the
+//! co-simulation of random programs).
+
+/// Load and store engine modules (parameterised Verilog).
+pub const VERILOG: &str = r#"
+module systole_load #(parameter R = 4, C = 4, B = 4) (
+    input clock, input rst,
+    input start, input [127:0] insn,
+    output done,
+    output rreq_valid, output [31:0] rreq_addr, output [31:0] rreq_beats,
+    input rresp_valid, input [8*B-1:0] rresp_data, output rresp_ready,
+    output wreq, output [1:0] wbuf, output [15:0] wline,
+    output [8*R-1:0] wdata_inp, output [8*C-1:0] wdata_wgt, output [32*C-1:0] wdata_acc,
+    input wgrant
+);
+    localparam LB = (R > 4 * C) ? R : 4 * C;
+    reg active = 1'b0;
+    reg [127:0] ir = 128'd0;
+    reg [15:0] issued_q = 0;
+    reg [31:0] raddr_q = 0;
+    reg [31:0] pos_q = 0;
+    reg [15:0] r_q = 0, c_q = 0;
+    reg [15:0] beats_q = 0;
+    reg [8*LB-1:0] line_q = 0;
+
+    wire [127:0] cur = start ? insn : ir;
+    wire act = start || active;
+    wire [1:0] buf_ = cur[11:10];
+    wire [15:0] sram = cur[27:12];
+    wire [31:0] dram = cur[59:28];
+    wire [15:0] rows = {6'd0, cur[69:60]};
+    wire [15:0] cols = {6'd0, cur[79:70]};
+    wire [31:0] stride = {12'd0, cur[99:80]};
+    wire [15:0] pt = {12'd0, cur[103:100]};
+    wire [15:0] pb = {12'd0, cur[107:104]};
+    wire [15:0] pl = {12'd0, cur[111:108]};
+    wire [15:0] pr = {12'd0, cur[115:112]};
+    wire [7:0] pv = cur[123:116];
+    wire [15:0] width = pl + cols + pr;
+    wire [15:0] height = pt + rows + pb;
+    wire [31:0] total = width * height;
+    wire [15:0] bpl = buf_ == 2'd0 ? R / B : buf_ == 2'd2 ? 4 * C / B : C / B;
+
+    wire [15:0] issued = start ? 16'd0 : issued_q;
+    wire [31:0] raddr = start ? dram : raddr_q;
+    wire [31:0] pos = start ? 32'd0 : pos_q;
+    wire [15:0] r = start ? 16'd0 : r_q;
+    wire [15:0] c = start ? 16'd0 : c_q;
+    wire [15:0] beats = start ? 16'd0 : beats_q;
+
+    assign rreq_valid = act && issued < rows && cols != 0;
+    assign rreq_addr = raddr;
+    assign rreq_beats = cols * bpl;
+    wire in_grid = pos < total;
+    wire is_data = r >= pt && r < pt + rows && c >= pl && c < pl + cols;
+    wire last_beat = beats + 16'd1 == bpl;
+    assign wreq = act && in_grid && (is_data ? (rresp_valid && last_beat) : 1'b1);
+    assign rresp_ready = act && in_grid && is_data && (!last_beat || wgrant);
+    wire take = rresp_valid && rresp_ready;
+    wire advance = wreq && wgrant;
+    wire [31:0] pos_n = pos + (advance ? 32'd1 : 32'd0);
+    assign done = act && pos_n == total;
+
+    reg [8*LB-1:0] full;
+    always @(*) begin
+        full = line_q;
+        full[beats * 8 * B +: 8 * B] = rresp_data;
+    end
+    assign wbuf = buf_;
+    assign wline = sram + pos[15:0];
+    assign wdata_inp = is_data ? full[8*R-1:0] : {R{pv}};
+    assign wdata_wgt = is_data ? full[8*C-1:0] : {C{pv}};
+    genvar l;
+    generate for (l = 0; l < C; l = l + 1) begin : lane
+        assign wdata_acc[32*l +: 32] = !is_data ? {{24{pv[7]}}, pv}
+            : buf_ == 2'd2 ? full[32*l +: 32] : {{24{full[8*l+7]}}, full[8*l +: 8]};
+    end endgenerate
+
+    always @(posedge clock) begin
+        if (rst) begin
+            active <= 1'b0;
+        end else begin
+            if (start) ir <= insn;
+            active <= act && !done;
+            issued_q <= issued + (rreq_valid ? 16'd1 : 16'd0);
+            raddr_q <= raddr + (rreq_valid ? stride : 32'd0);
+            pos_q <= pos_n;
+            if (advance) begin
+                if (c + 16'd1 == width) begin c_q <= 0; r_q <= r + 16'd1; end
+                else begin c_q <= c + 16'd1; r_q <= r; end
+            end else begin
+                c_q <= c; r_q <= r;
+            end
+            beats_q <= take ? (last_beat ? 16'd0 : beats + 16'd1) : beats;
+            if (take && !last_beat) line_q <= full;
+        end
+    end
+endmodule
+
+module systole_store #(parameter C = 4, B = 4) (
+    input clock, input rst,
+    input start, input [127:0] insn,
+    output done,
+    output sreq, output sbuf, output [15:0] sline, input sgrant,
+    input [8*C-1:0] out_rdata, input [32*C-1:0] acc_rdata,
+    output wvalid, output [31:0] waddr, output [8*B-1:0] wdata, output wlast,
+    input wack
+);
+    reg active = 1'b0;
+    reg [127:0] ir = 128'd0;
+    reg [31:0] read_q = 0;
+    reg [15:0] regb_q = 0;
+    reg ackw_q = 1'b0;
+    reg [31:0] saddr_q = 0;
+    reg [31:0] nrow_q = 0, nline_q = 0;
+    reg [15:0] ncol_q = 0;
+    reg sbuf_q = 1'b0;
+
+    wire [127:0] cur = start ? insn : ir;
+    wire act = start || active;
+    wire buf_ = cur[10];
+    wire [15:0] sram = cur[26:11];
+    wire [31:0] dram = cur[58:27];
+    wire [31:0] rows = {22'd0, cur[68:59]};
+    wire [31:0] cols = {22'd0, cur[78:69]};
+    wire [31:0] stride = {12'd0, cur[98:79]};
+    wire [31:0] total = rows * cols;
+    wire [15:0] bpl = buf_ ? 4 * C / B : C / B;
+    wire [31:0] dline = buf_ ? 4 * C : C;
+
+    wire [31:0] rd = start ? 32'd0 : read_q;
+    wire [15:0] regb = start ? 16'd0 : regb_q;
+    wire ackw = start ? 1'b0 : ackw_q;
+    wire [31:0] nrow = start ? dram : nrow_q;
+    wire [31:0] nline = start ? dram : nline_q;
+    wire [15:0] ncol = start ? 16'd0 : ncol_q;
+
+    wire run = act && !ackw && total != 0;
+    wire beat_out = run && regb != 0;
+    wire [15:0] regb_dec = regb != 0 ? regb - 16'd1 : 16'd0;
+    assign sreq = run && regb_dec == 0 && rd < total;
+    assign sbuf = buf_;
+    assign sline = sram + rd[15:0];
+    wire got = sreq && sgrant;
+    assign wlast = beat_out && regb_dec == 0 && rd == total;
+    assign done = act && (total == 0 || (ackw && wack));
+
+    wire [15:0] bi = bpl - regb;
+    wire [32*C-1:0] sdata = sbuf_q ? acc_rdata : {{(24*C){1'b0}}, out_rdata};
+    assign wvalid = beat_out;
+    assign wdata = sdata[bi * 8 * B +: 8 * B];
+    assign waddr = saddr_q + bi * B;
+
+    always @(posedge clock) begin
+        if (rst) begin
+            active <= 1'b0;
+        end else begin
+            if (start) ir <= insn;
+            active <= act && !done;
+            ackw_q <= ackw || wlast;
+            read_q <= rd + (got ? 32'd1 : 32'd0);
+            regb_q <= got ? bpl : regb_dec;
+            if (got) begin
+                sbuf_q <= buf_;
+                saddr_q <= nline;
+                if (ncol + 16'd1 == cols[15:0]) begin
+                    ncol_q <= 0; nrow_q <= nrow + stride; nline_q <= nrow + stride;
+                end else begin
+                    ncol_q <= ncol + 16'd1; nrow_q <= nrow; nline_q <= nline + dline;
+                end
+            end else begin
+                ncol_q <= ncol; nrow_q <= nrow; nline_q <= nline;
+            end
+        end
+    end
+endmodule
+"#;
