@@ -1213,7 +1213,7 @@ impl Lowerer<'_> {
             div: lcm,
             row_mul: (!uniform).then(|| {
                 per.iter()
-                    .map(|&d| if d == 0 { 0 } else { (lcm / d) as i32 })
+                    .map(|&d| lcm.checked_div(d).unwrap_or(0) as i32)
                     .collect()
             }),
         })
