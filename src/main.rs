@@ -10,6 +10,8 @@ use systole_arch::image::write_atomic;
 use systole_arch::{ArchConfig, Program};
 use systole_emulator::{run, RunOptions};
 
+mod rtl;
+
 #[derive(Parser)]
 #[command(
     name = "systole",
@@ -42,6 +44,28 @@ enum Cmd {
         /// Write to a file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Write the accelerator's Verilog (top module systole_top), its manifest and the Verilator
+    /// harness for an arch.
+    Rtl {
+        #[arg(long, default_value = "tiny")]
+        arch: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run a program on the RTL (Verilator) and on the emulator; exit 1 unless outputs and
+    /// cycle counts are equal.
+    Cosim {
+        program: PathBuf,
+        /// One tensor per program input, in order (.npy or ONNX TensorProto .pb).
+        #[arg(long, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Arch (default: the one embedded in the image; must match it).
+        #[arg(long)]
+        arch: Option<String>,
+        /// Write a VCD waveform of the RTL run.
+        #[arg(long)]
+        vcd: Option<PathBuf>,
     },
     /// Run a program image on the cycle-accurate emulator.
     Run {
@@ -248,6 +272,37 @@ fn dispatch(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot write {}", o.display()))?,
                 None => print!("{text}"),
             }
+        }
+        Cmd::Rtl { arch, output } => rtl::write(&resolve_arch(&arch)?, &output)?,
+        Cmd::Cosim {
+            program,
+            input,
+            arch,
+            vcd,
+        } => {
+            let prog = load_program(&program)?;
+            let arch = match arch {
+                Some(spec) => {
+                    let a = resolve_arch(&spec)?;
+                    prog.check_arch(&a)?;
+                    a
+                }
+                None => prog.arch()?,
+            };
+            let descs: Vec<_> = prog.inputs().cloned().collect();
+            if input.len() != descs.len() {
+                bail!(
+                    "the program takes {} input(s); {} --input given",
+                    descs.len(),
+                    input.len()
+                );
+            }
+            let mut data = Vec::new();
+            for (path, d) in input.iter().zip(&descs) {
+                let t = systole_compiler::tensor::read_tensor_file(path)?;
+                data.push(io_for_input(&t, d).with_context(|| format!("{}", path.display()))?);
+            }
+            rtl::run(&prog, &arch, &data, vcd.as_deref())?;
         }
         Cmd::Run {
             program,

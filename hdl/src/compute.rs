@@ -9,8 +9,8 @@
 //! accumulating `matmul` is issued in its contract cycle, one cycle before the write that uses
 //! it. The contract-cycle claims (`cl_*`) go to the top level's port arbitration.
 //!
-//! Not implemented: `requant fp32` (the binary32 multiply and round); such an instruction runs
-//! the integer path with its timing (see hdl/README.md).
+//! `requant fp32` runs the integer lanes and the binary32 lanes (`requant_fp32.rs`) side by
+//! side and writes the binary32 result.
 
 /// The compute module (parameterised Verilog; `systole_array_flat` is generated per arch by
 /// `top.rs`).
@@ -164,6 +164,18 @@ module systole_compute #(parameter R = 4, C = 4) (
         );
     end endgenerate
 
+    // Binary32 requantizer lanes (`requant fp32`): scale = multiplier line lane.
+    wire [8*C-1:0] fpq_byte;
+    wire [C-1:0] fpq_valid;
+    generate for (l = 0; l < C; l = l + 1) begin : fpq
+        systole_requant_fp32_lane fl (
+            .clock(clock), .valid(lane_req), .acc(acc_rdata[32*l +: 32]), .scale(mreg[32*l +: 32]),
+            .round(cur[104:103]), .out_unsigned(cur[102]),
+            .zp({{16{cur[85]}}, cur[85:70]}), .lo(cur[93:86]), .hi(cur[101:94]),
+            .byte_out(fpq_byte[8*l +: 8]), .byte_valid(fpq_valid[l])
+        );
+    end endgenerate
+
     // Threshold unit: count, scale and clamp in three stages.
     wire is_thr = act && op == 6'd9;
     wire [31:0] th_cnt = {24'd0, cur[65:58]};
@@ -212,7 +224,7 @@ module systole_compute #(parameter R = 4, C = 4) (
     wire th_we = is_thr && th_v3;
     assign out_we = rq_we || th_we;
     assign out_waddr = cur[25:10] + wi;
-    assign out_wdata = rq_we ? ppu_byte : th_b;
+    assign out_wdata = rq_we ? (cur[105] ? fpq_byte : ppu_byte) : th_b;
 
     always @(posedge clock) begin
         if (rst) begin

@@ -7,6 +7,7 @@
 //! RTL and the emulator and compares.
 
 use crate::top::{write_rtl, RTL_FILES};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -75,9 +76,30 @@ impl Rtl {
     /// Writes the sources into `dir` and compiles them with Verilator (`trace`: with VCD
     /// support).
     pub fn build(arch: &ArchConfig, dir: &Path, trace: bool) -> Result<Rtl, CosimError> {
+        // One build at a time in this process (tests share `cached` directories).
+        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(dir)?;
         write_sources(arch, dir)?;
         let obj = dir.join("obj");
+        // Reuse a model compiled from the same sources (`cached` directories).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for f in RTL_FILES.iter().chain(["harness.cpp"].iter()) {
+            std::fs::read(dir.join(f))?.hash(&mut h);
+        }
+        trace.hash(&mut h);
+        let stamp = format!("{:016x}\n", h.finish());
+        let exe = obj.join("Vsystole_top");
+        let stamp_path = dir.join("build.stamp");
+        if exe.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
+            return Ok(Rtl {
+                arch: arch.clone(),
+                dir: dir.to_path_buf(),
+                exe,
+                trace,
+            });
+        }
+        let _ = std::fs::remove_file(&stamp_path);
         let mut cmd = Command::new("verilator");
         cmd.current_dir(dir)
             .args(["--cc", "--exe", "--build", "-O2", "-j", "2"])
@@ -90,12 +112,28 @@ impl Rtl {
         }
         cmd.args(RTL_FILES).arg("harness.cpp");
         tool(&mut cmd)?;
+        std::fs::write(&stamp_path, stamp)?;
         Ok(Rtl {
             arch: arch.clone(),
             dir: dir.to_path_buf(),
             exe: obj.join("Vsystole_top"),
             trace,
         })
+    }
+
+    /// `build` in a per-arch directory under the system's temporary directory (or
+    /// `$SYSTOLE_RTL_CACHE`), reusing the compiled model while the sources are unchanged.
+    pub fn cached(arch: &ArchConfig, trace: bool) -> Result<Rtl, CosimError> {
+        let base = std::env::var_os("SYSTOLE_RTL_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("systole-rtl"));
+        let dir = base.join(format!(
+            "{}-{:016x}{}",
+            arch.name,
+            arch.fingerprint(),
+            if trace { "-trace" } else { "" }
+        ));
+        Rtl::build(arch, &dir, trace)
     }
 
     /// Runs `prog` with `inputs` (one per input descriptor, in image order).

@@ -14,6 +14,7 @@ pub mod dma;
 pub mod icarus;
 pub mod pe;
 pub mod ppu;
+pub mod requant_fp32;
 pub mod sim;
 pub mod top;
 pub mod verilog;

@@ -208,6 +208,7 @@ pub const RTL_FILES: &[&str] = &[
     "systole_array.v",
     "systole_ppu_lane.v",
     "systole_array_flat.v",
+    "systole_requant_fp32.v",
     "systole_buffer.v",
     "systole_controller.v",
     "systole_dma.v",
@@ -222,6 +223,7 @@ pub fn write_rtl(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
     write(dir, "systole_array_flat.v", &array_flat_verilog(r, c))?;
     write(dir, "systole_buffer.v", crate::buffer::VERILOG)?;
+    write(dir, "systole_requant_fp32.v", crate::requant_fp32::VERILOG)?;
     write(dir, "systole_controller.v", crate::controller::VERILOG)?;
     write(dir, "systole_dma.v", crate::dma::VERILOG)?;
     write(dir, "systole_compute.v", crate::compute::VERILOG)?;

@@ -3,34 +3,17 @@
 //! valid programs (`systole_emulator::randprog`): the same DRAM bytes and the same cycle count.
 //! Needs verilator on PATH (scripts/test.sh installs it); fails without it.
 
-use systole_arch::isa::{Nop, Op, UnitSel};
-use systole_arch::{ArchConfig, Program};
+use systole_arch::ArchConfig;
 use systole_emulator::randprog::random_program;
 use systole_emulator::IoData;
 use systole_hdl::cosim::{cosim, Rtl};
 
-/// `requant fp32` is not in the RTL yet: such instructions become a compute `nop` with the same
-/// dependency flags, which keeps the program valid (same tokens, fewer accesses).
-fn without_fp32(mut prog: Program) -> Program {
-    for insn in &mut prog.code {
-        if let Op::Requant(r) = insn.op {
-            if r.fp32 {
-                insn.op = Op::Nop(Nop {
-                    unit: UnitSel::Compute,
-                });
-            }
-        }
-    }
-    prog
-}
-
 fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let rtl = Rtl::build(arch, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+    let rtl = Rtl::cached(arch, false).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
     let (mut nonzero, mut cycles) = (0usize, 0u64);
     for seed in seeds.clone() {
-        let prog = without_fp32(random_program(arch, seed, n));
+        let prog = random_program(arch, seed, n);
         let inputs: Vec<_> = prog.inputs().map(|_| unreachable!()).collect();
         let c = cosim(&rtl, &prog, &inputs, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         nonzero += c
@@ -123,8 +106,7 @@ fn check_gemm(arch: &ArchConfig, seed: u64) {
         hw = hex(&w),
     );
     let prog = systole_arch::asm::assemble(&text, "gemm").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let rtl = Rtl::build(arch, dir.path(), false).unwrap_or_else(|e| panic!("{e}"));
+    let rtl = Rtl::cached(arch, false).unwrap_or_else(|e| panic!("{e}"));
     let res = cosim(&rtl, &prog, &[], None).unwrap();
     let want: Vec<i32> = (0..m)
         .flat_map(|i| {
