@@ -1,6 +1,7 @@
 //! Glue between the command line and the crates: converting user tensors to what a program's
 //! tensor descriptors ask for, and writing result files without leaving partial output.
 
+pub mod estimate;
 pub mod model;
 
 use anyhow::{bail, Result};

@@ -117,6 +117,34 @@ enum Cmd {
         #[arg(long)]
         percentile: Option<f32>,
     },
+    /// Per-layer MACs, exact cycles, latency, array utilization, bytes per memory level and
+    /// energy by component, from the cycle-exact emulator and the arch's energy table.
+    Estimate {
+        /// An ONNX model (or give --topology).
+        #[arg(required_unless_present = "topology")]
+        model: Option<PathBuf>,
+        /// A SCALE-Sim conv topology CSV: one synthetic int8 convolution per row (no padding).
+        #[arg(long, conflicts_with = "model")]
+        topology: Option<PathBuf>,
+        #[arg(long, default_value = "ulx3s")]
+        arch: String,
+        /// JSON instead of the table.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV (one line per layer, energies in pJ) instead of the table.
+        #[arg(long)]
+        csv: bool,
+        /// Write the output to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Post-training quantization of a float model: calibration data.
+        #[arg(long)]
+        calib: Option<PathBuf>,
+        #[arg(long, default_value_t = 200)]
+        calib_limit: usize,
+        #[arg(long)]
+        percentile: Option<f32>,
+    },
     /// Conformance: compile each ONNX backend-test folder, run every data set on the emulator,
     /// compare with the expected outputs.
     Check {
@@ -354,6 +382,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let opts = RunOptions {
                 trace: trace.is_some(),
                 max_cycles,
+                ..Default::default()
             };
             let t0 = Instant::now();
             let r = run(&prog, &arch, &data, &opts)?;
@@ -440,6 +469,66 @@ fn dispatch(cli: Cli) -> Result<()> {
                 bytes.len(),
                 secs
             );
+        }
+        Cmd::Estimate {
+            model,
+            topology,
+            arch,
+            json,
+            csv,
+            output,
+            calib,
+            calib_limit,
+            percentile,
+        } => {
+            let arch = resolve_arch(&arch)?;
+            let e = match (&model, &topology) {
+                (_, Some(t)) => {
+                    let layers = systole::estimate::read_topology(t)?;
+                    let bar = indicatif::ProgressBar::new(layers.len() as u64).with_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{bar:40} {pos}/{len} layers {elapsed}",
+                        )
+                        .expect("template"),
+                    );
+                    let name = t
+                        .file_stem()
+                        .map_or("topology".into(), |s| s.to_string_lossy().to_string());
+                    let e = systole::estimate::estimate_topology(&name, &layers, &arch, |i| {
+                        bar.set_position(i as u64)
+                    })?;
+                    bar.finish_and_clear();
+                    e
+                }
+                (Some(m), None) => {
+                    let ca = calib.map(|path| systole::model::CalibArgs {
+                        path,
+                        limit: calib_limit,
+                        percentile,
+                        pixel_scale: 1.0 / 255.0,
+                    });
+                    let c = systole::model::compile_calibrated(m, &arch, ca.as_ref())?;
+                    systole::estimate::estimate_program(
+                        &m.display().to_string(),
+                        &c.program,
+                        &c.layers,
+                        &arch,
+                    )?
+                }
+                (None, None) => bail!("give a model or --topology FILE.csv"),
+            };
+            let text = if json {
+                serde_json::to_string_pretty(&e)? + "\n"
+            } else if csv {
+                systole::estimate::csv(&e)
+            } else {
+                systole::estimate::table(&e)
+            };
+            match &output {
+                Some(p) => write_atomic(p, text.as_bytes())
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{text}"),
+            }
         }
         Cmd::Check {
             cases,

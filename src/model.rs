@@ -191,42 +191,15 @@ pub fn run_model(c: &Compiled, arch: &ArchConfig, input: &Tensor) -> Result<(Ten
 
 /// Per-layer table for `systole compile --report`, with exact cycles from one emulated run.
 pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
-    // Timing does not depend on data: one run on zeros gives every layer's exact cycles.
-    let zeros: Vec<IoData> = c
-        .program
-        .inputs()
-        .map(|d| match d.dtype {
-            systole_arch::image::DType::I32 => IoData::I32(vec![0; d.elements() as usize]),
-            systole_arch::image::DType::U8 => IoData::U8(vec![0; d.elements() as usize]),
-            systole_arch::image::DType::I8 => IoData::I8(vec![0; d.elements() as usize]),
-        })
-        .collect();
-    let r = run(
-        &c.program,
-        arch,
-        &zeros,
-        &RunOptions {
-            trace: true,
-            max_cycles: None,
-        },
-    )?;
-    let spans = r.spans.unwrap_or_default();
+    // Timing does not depend on data: one run on zeros gives every layer's exact cycles
+    // (split at each layer's first instruction, as `systole estimate` does).
+    let e = crate::estimate::estimate_program("", &c.program, &c.layers, arch)?;
     let mut s = String::new();
     s.push_str(&format!(
         "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>8}\n",
         "layer", "m x k x n", "MACs", "tiles m/n/k (kc)", "insns", "weights B", "cycles", "util"
     ));
-    let mut first = 0usize;
-    let mut prev_end = 0u64;
-    for l in &c.layers {
-        let last = first + l.instructions;
-        let end = spans
-            .iter()
-            .filter(|x| x.insn >= first && x.insn < last)
-            .map(|x| x.end + 1)
-            .max()
-            .unwrap_or(prev_end);
-        let cycles = end.saturating_sub(prev_end);
+    for (l, le) in c.layers.iter().zip(&e.layers) {
         let t = &l.tiling;
         s.push_str(&format!(
             "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>7.1}%\n",
@@ -236,18 +209,16 @@ pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
             format!("{}/{}/{} ({})", t.m_tiles, t.n_tiles, t.k_tiles, t.kc),
             l.instructions,
             l.weight_bytes,
-            cycles,
-            100.0 * l.macs as f64 / (cycles.max(1) as f64 * arch.peak_macs_per_cycle() as f64)
+            le.cycles,
+            100.0 * le.utilization
         ));
-        first = last;
-        prev_end = end;
     }
     for (key, side) in [("host.input", "before"), ("host.output", "after")] {
         if let Some(ops) = c.program.meta.get(key) {
             s.push_str(&format!("host {side} the program: {ops}\n"));
         }
     }
-    let st = &r.stats;
+    let st = &e.total;
     s.push_str(&format!(
         "total: {} instructions, {} cycles = {:.2} us at {} MHz, {:.3} nJ, DRAM {} B\n",
         c.program.code.len(),

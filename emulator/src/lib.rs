@@ -33,6 +33,8 @@ pub struct RunResult {
     pub outputs: Vec<IoData>,
     pub stats: Stats,
     pub spans: Option<Vec<trace::Span>>,
+    /// Statistics at the start of each `RunOptions::snapshot_at` instruction.
+    pub snapshots: Vec<(usize, Stats)>,
 }
 
 /// Runs `prog` on `arch` with `inputs` (one per input descriptor, in image order).
@@ -68,5 +70,6 @@ pub fn run(
         outputs,
         stats: m.stats(),
         spans: m.spans.take(),
+        snapshots: std::mem::take(&mut m.snapshots),
     })
 }

@@ -25,6 +25,10 @@ pub struct RunOptions {
     pub trace: bool,
     /// Stop with an error after this many cycles.
     pub max_cycles: Option<u64>,
+    /// Instruction indices (ascending) at whose start the statistics so far are recorded:
+    /// the first instruction of each layer, for per-layer breakdowns (layers end in a
+    /// barrier, so everything before one has finished when it starts).
+    pub snapshot_at: Vec<usize>,
 }
 
 /// A memory range an instruction touches, for race detection.
@@ -93,6 +97,9 @@ pub struct Machine {
     finish_cycle: Option<u64>,
     pub spans: Option<Vec<Span>>,
     max_cycles: Option<u64>,
+    snapshot_at: Vec<usize>,
+    /// (instruction index, statistics before it started), see `RunOptions::snapshot_at`.
+    pub snapshots: Vec<(usize, Stats)>,
 }
 
 impl Machine {
@@ -148,6 +155,8 @@ impl Machine {
             finish_cycle: None,
             spans: opts.trace.then(Vec::new),
             max_cycles: opts.max_cycles,
+            snapshot_at: opts.snapshot_at.clone(),
+            snapshots: Vec::new(),
         })
     }
 
@@ -693,6 +702,10 @@ impl Machine {
             Op::Finish(_) => unreachable!("finish is not queued"),
         };
         self.check_races(u, idx, t, &footprint)?;
+        if self.snapshot_at.get(self.snapshots.len()) == Some(&idx) {
+            let s = self.stats();
+            self.snapshots.push((idx, s));
+        }
         self.apply(idx)?;
         self.unit_stats[u].instructions += 1;
         Ok(Active {

@@ -78,6 +78,59 @@ impl Stats {
         }
     }
 
+    /// The events between an earlier snapshot of the same run and this one (a layer's share),
+    /// with utilization and energy recomputed for that stretch.
+    pub fn since(&self, earlier: &Stats, arch: &ArchConfig) -> Stats {
+        let unit = |a: &UnitStats, b: &UnitStats| UnitStats {
+            instructions: a.instructions - b.instructions,
+            busy_cycles: a.busy_cycles - b.busy_cycles,
+            port_stall_cycles: a.port_stall_cycles - b.port_stall_cycles,
+            token_stall_cycles: a.token_stall_cycles - b.token_stall_cycles,
+            push_stall_cycles: a.push_stall_cycles - b.push_stall_cycles,
+            idle_cycles: a.idle_cycles - b.idle_cycles,
+        };
+        let buf = |a: &BufferStats, b: &BufferStats| BufferStats {
+            line_reads: a.line_reads - b.line_reads,
+            line_writes: a.line_writes - b.line_writes,
+            bytes_read: a.bytes_read - b.bytes_read,
+            bytes_written: a.bytes_written - b.bytes_written,
+            conflict_stalls: a.conflict_stalls - b.conflict_stalls,
+        };
+        let cycles = self.cycles - earlier.cycles;
+        let macs = self.macs - earlier.macs;
+        let mut s = Stats {
+            arch: self.arch.clone(),
+            clock_mhz: self.clock_mhz,
+            cycles,
+            latency_us: cycles as f64 / self.clock_mhz,
+            instructions: self.instructions - earlier.instructions,
+            load: unit(&self.load, &earlier.load),
+            compute: unit(&self.compute, &earlier.compute),
+            store: unit(&self.store, &earlier.store),
+            dispatch_stall_cycles: self.dispatch_stall_cycles - earlier.dispatch_stall_cycles,
+            macs,
+            peak_macs_per_cycle: self.peak_macs_per_cycle,
+            utilization: if cycles == 0 {
+                0.0
+            } else {
+                macs as f64 / (cycles as f64 * self.peak_macs_per_cycle as f64)
+            },
+            dram_bytes_read: self.dram_bytes_read - earlier.dram_bytes_read,
+            dram_bytes_written: self.dram_bytes_written - earlier.dram_bytes_written,
+            input_buffer: buf(&self.input_buffer, &earlier.input_buffer),
+            weight_buffer: buf(&self.weight_buffer, &earlier.weight_buffer),
+            accumulator_buffer: buf(&self.accumulator_buffer, &earlier.accumulator_buffer),
+            output_buffer: buf(&self.output_buffer, &earlier.output_buffer),
+            alu_lane_ops: self.alu_lane_ops - earlier.alu_lane_ops,
+            alu_mul_lane_ops: self.alu_mul_lane_ops - earlier.alu_mul_lane_ops,
+            requant_lane_ops: self.requant_lane_ops - earlier.requant_lane_ops,
+            thresh_compares: self.thresh_compares - earlier.thresh_compares,
+            energy: Default::default(),
+        };
+        s.compute_energy(arch);
+        s
+    }
+
     /// Fills `energy` from the event counts and the arch's energy table.
     pub fn compute_energy(&mut self, arch: &ArchConfig) {
         let e = &arch.energy;

@@ -28,6 +28,7 @@ fn cycles_on(arch: &ArchConfig, text: &str) -> Stats {
         &RunOptions {
             trace: true,
             max_cycles: Some(100_000),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -300,6 +301,7 @@ fn machine_level_errors() {
         &RunOptions {
             trace: false,
             max_cycles: Some(50),
+            ..Default::default()
         },
     )
     .unwrap_err();

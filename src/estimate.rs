@@ -1,0 +1,532 @@
+//! `systole estimate`: per-layer latency, array utilization, traffic per memory level and
+//! energy split by component, all from the cycle-exact emulator's event counts (one run on
+//! zero inputs: timing does not depend on data) and the arch's energy table.
+//!
+//! A model's layers run in one program; the emulator records its statistics at the first
+//! instruction of every layer (each layer ends in a barrier), and a layer's share is the
+//! difference of two records. A SCALE-Sim topology CSV becomes one synthetic int8
+//! convolution per row (no padding: out = (in - filter) / stride + 1), each its own program,
+//! as SCALE-Sim simulates its rows one by one.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use systole_arch::{ArchConfig, Program};
+use systole_compiler::lower::{self, LayerReport};
+use systole_compiler::qir::{ConvGeom, QDense, QIo, QModel, QOut};
+use systole_compiler::tensor::DType;
+use systole_emulator::stats::Energy;
+use systole_emulator::{run, IoData, RunOptions, Stats};
+
+/// One layer's (or the whole program's) estimate.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LayerEstimate {
+    pub name: String,
+    /// GEMM shape the array runs: m rows (output pixels) x k x n.
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// Useful multiply-accumulates (m x k x n, pooling windows included).
+    pub macs: u64,
+    /// PE slots the array clocked (its rows x cols for every streamed line): what the MAC
+    /// energy is charged on.
+    pub mac_slots: u64,
+    pub cycles: u64,
+    pub latency_us: f64,
+    /// Useful MACs over (cycles x array PEs).
+    pub utilization: f64,
+    pub dram_bytes_read: u64,
+    pub dram_bytes_written: u64,
+    /// Bytes read plus written per on-chip buffer.
+    pub input_buffer_bytes: u64,
+    pub weight_buffer_bytes: u64,
+    pub accumulator_buffer_bytes: u64,
+    pub output_buffer_bytes: u64,
+    /// Roofline bounds of the modelled hardware: MACs at full utilization, and the larger of
+    /// the DRAM read and write traffic at the channel's bytes per cycle.
+    pub compute_bound_cycles: u64,
+    pub dram_bound_cycles: u64,
+    pub energy: Energy,
+}
+
+impl LayerEstimate {
+    fn new(
+        name: &str,
+        (m, k, n): (usize, usize, usize),
+        macs: u64,
+        s: &Stats,
+        arch: &ArchConfig,
+    ) -> Self {
+        let bpc = arch.dram.bytes_per_cycle.max(1) as u64;
+        let peak = s.peak_macs_per_cycle.max(1);
+        let both = |b: &systole_emulator::stats::BufferStats| b.bytes_read + b.bytes_written;
+        LayerEstimate {
+            name: name.to_string(),
+            m,
+            k,
+            n,
+            macs,
+            mac_slots: s.macs,
+            cycles: s.cycles,
+            latency_us: s.latency_us,
+            utilization: macs as f64 / (s.cycles.max(1) * peak) as f64,
+            dram_bytes_read: s.dram_bytes_read,
+            dram_bytes_written: s.dram_bytes_written,
+            input_buffer_bytes: both(&s.input_buffer),
+            weight_buffer_bytes: both(&s.weight_buffer),
+            accumulator_buffer_bytes: both(&s.accumulator_buffer),
+            output_buffer_bytes: both(&s.output_buffer),
+            compute_bound_cycles: macs.div_ceil(peak),
+            dram_bound_cycles: s.dram_bytes_read.max(s.dram_bytes_written).div_ceil(bpc),
+            energy: s.energy,
+        }
+    }
+
+    /// Cycles over the roofline lower bound (1.0 = as fast as the hardware allows).
+    pub fn roofline_ratio(&self) -> f64 {
+        self.cycles as f64 / self.compute_bound_cycles.max(self.dram_bound_cycles).max(1) as f64
+    }
+}
+
+/// A whole estimate: every layer and the total.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Estimate {
+    pub model: String,
+    pub arch: String,
+    pub clock_mhz: f64,
+    pub layers: Vec<LayerEstimate>,
+    pub total: LayerEstimate,
+}
+
+fn zeros(p: &Program) -> Vec<IoData> {
+    p.inputs()
+        .map(|d| match d.dtype {
+            systole_arch::image::DType::I32 => IoData::I32(vec![0; d.elements() as usize]),
+            systole_arch::image::DType::U8 => IoData::U8(vec![0; d.elements() as usize]),
+            systole_arch::image::DType::I8 => IoData::I8(vec![0; d.elements() as usize]),
+        })
+        .collect()
+}
+
+/// Runs `program` once and splits its statistics by layer (`reports` in program order).
+pub fn estimate_program(
+    model: &str,
+    program: &Program,
+    reports: &[LayerReport],
+    arch: &ArchConfig,
+) -> Result<Estimate> {
+    let mut starts = Vec::with_capacity(reports.len());
+    let mut at = 0usize;
+    for r in reports {
+        starts.push(at);
+        at += r.instructions;
+    }
+    // The program's final `finish` ends the last layer.
+    let opts = RunOptions {
+        snapshot_at: starts.iter().skip(1).copied().collect(),
+        ..Default::default()
+    };
+    let r = run(program, arch, &zeros(program), &opts)?;
+    if r.snapshots.len() + 1 != reports.len().max(1) {
+        bail!(
+            "the program's layers did not all start ({} of {})",
+            r.snapshots.len() + 1,
+            reports.len()
+        );
+    }
+    let mut bounds: Vec<&Stats> = vec![];
+    let first = Stats {
+        peak_macs_per_cycle: r.stats.peak_macs_per_cycle,
+        clock_mhz: r.stats.clock_mhz,
+        arch: r.stats.arch.clone(),
+        ..Default::default()
+    };
+    bounds.push(&first);
+    bounds.extend(r.snapshots.iter().map(|(_, s)| s));
+    bounds.push(&r.stats);
+    let layers = reports
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let s = bounds[i + 1].since(bounds[i], arch);
+            LayerEstimate::new(&l.name, (l.m, l.k, l.n), l.macs, &s, arch)
+        })
+        .collect();
+    Ok(Estimate {
+        model: model.to_string(),
+        arch: arch.name.clone(),
+        clock_mhz: arch.clock_mhz,
+        layers,
+        total: LayerEstimate::new(
+            "total",
+            (0, 0, 0),
+            reports.iter().map(|l| l.macs).sum(),
+            &r.stats,
+            arch,
+        ),
+    })
+}
+
+/// One row of a SCALE-Sim conv topology CSV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopoLayer {
+    pub name: String,
+    pub ifmap_h: usize,
+    pub ifmap_w: usize,
+    pub filter_h: usize,
+    pub filter_w: usize,
+    pub channels: usize,
+    pub filters: usize,
+    pub stride: usize,
+}
+
+impl TopoLayer {
+    pub fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.ifmap_h - self.filter_h) / self.stride + 1,
+            (self.ifmap_w - self.filter_w) / self.stride + 1,
+        )
+    }
+
+    /// The synthetic int8 network of this one convolution: int8 input, weights and output,
+    /// binary32 requantization.
+    pub fn model(&self) -> QModel {
+        let (oh, ow) = self.out_hw();
+        let (k, n) = (self.filter_h * self.filter_w * self.channels, self.filters);
+        // Weights do not change the timing; a fixed pattern keeps runs reproducible.
+        let weights = (0..k * n).map(|i| ((i * 37 + 11) % 255) as i8).collect();
+        let io = |name: &str, shape: Vec<usize>| QIo {
+            name: name.into(),
+            shape,
+            dtype: DType::I8,
+            quant: Some((1.0, 0)),
+            offset: 0,
+            host: None,
+        };
+        QModel {
+            name: self.name.clone(),
+            m: 1,
+            input: io("ifmap", vec![1, self.channels, self.ifmap_h, self.ifmap_w]),
+            layers: vec![QDense {
+                name: self.name.clone(),
+                k,
+                n,
+                weights,
+                weights2: None,
+                bias: vec![0; n],
+                out: QOut::Int8 {
+                    scales: vec![1.0 / 1024.0; n],
+                    zp: 0,
+                    lo: -128,
+                    hi: 127,
+                },
+                conv: Some(ConvGeom {
+                    cin: self.channels,
+                    h: self.ifmap_h,
+                    w: self.ifmap_w,
+                    kh: self.filter_h,
+                    kw: self.filter_w,
+                    stride: [self.stride; 2],
+                    dilation: [1, 1],
+                    pads: [0; 4],
+                    oh,
+                    ow,
+                    pad_value: 0,
+                }),
+                pool: None,
+                flat_image: None,
+                row_mul: None,
+            }],
+            output: io("ofmap", vec![1, n, oh, ow]),
+        }
+    }
+}
+
+/// Reads a SCALE-Sim topology CSV (header line, then `name, ifmap h, ifmap w, filter h,
+/// filter w, channels, filters, stride` per row, trailing commas allowed).
+pub fn read_topology(path: &Path) -> Result<Vec<TopoLayer>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read topology {}", path.display()))?;
+    parse_topology(&text).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+pub fn parse_topology(text: &str) -> Result<Vec<TopoLayer>> {
+    let mut layers = Vec::new();
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        bail!("empty topology (expected a header line and one row per layer)");
+    };
+    if !header.to_ascii_lowercase().contains("layer") {
+        bail!(
+            "line 1: expected SCALE-Sim's header ('Layer name, IFMAP Height, ...'), got '{header}'"
+        );
+    }
+    const FIELDS: [&str; 7] = [
+        "IFMAP Height",
+        "IFMAP Width",
+        "Filter Height",
+        "Filter Width",
+        "Channels",
+        "Num Filter",
+        "Strides",
+    ];
+    for (i, line) in lines {
+        let no = i + 1;
+        let mut cols: Vec<&str> = line.split(',').map(str::trim).collect();
+        while cols.last() == Some(&"") {
+            cols.pop();
+        }
+        if cols.len() != 8 {
+            bail!(
+                "line {no}: {} columns, expected 8 (name and {})",
+                cols.len(),
+                FIELDS.join(", ")
+            );
+        }
+        if cols[0].is_empty() {
+            bail!("line {no}: the layer name is empty");
+        }
+        let mut v = [0usize; 7];
+        for (j, f) in FIELDS.iter().enumerate() {
+            v[j] = cols[j + 1]
+                .parse::<usize>()
+                .ok()
+                .filter(|&x| x > 0)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "line {no} ('{}'): {f} must be a positive integer, got '{}'",
+                        cols[0],
+                        cols[j + 1]
+                    )
+                })?;
+        }
+        let l = TopoLayer {
+            name: cols[0].to_string(),
+            ifmap_h: v[0],
+            ifmap_w: v[1],
+            filter_h: v[2],
+            filter_w: v[3],
+            channels: v[4],
+            filters: v[5],
+            stride: v[6],
+        };
+        if l.filter_h > l.ifmap_h || l.filter_w > l.ifmap_w {
+            bail!(
+                "line {no} ('{}'): the {}x{} filter is larger than the {}x{} ifmap (topologies have no padding)",
+                l.name,
+                l.filter_h,
+                l.filter_w,
+                l.ifmap_h,
+                l.ifmap_w
+            );
+        }
+        layers.push(l);
+    }
+    if layers.is_empty() {
+        bail!("no layer rows after the header");
+    }
+    Ok(layers)
+}
+
+/// Compiles and runs every topology row as its own program.
+pub fn estimate_topology(
+    name: &str,
+    layers: &[TopoLayer],
+    arch: &ArchConfig,
+    mut progress: impl FnMut(usize),
+) -> Result<Estimate> {
+    let mut out = Vec::with_capacity(layers.len());
+    let mut total: Option<Stats> = None;
+    for (i, t) in layers.iter().enumerate() {
+        let q = t.model();
+        let (program, reports) = lower::to_program(arch, &q).map_err(|e| {
+            anyhow!(
+                "layer '{}': cannot compile for arch '{}': {e}",
+                t.name,
+                arch.name
+            )
+        })?;
+        let r = run(&program, arch, &zeros(&program), &RunOptions::default())
+            .map_err(|e| anyhow!("layer '{}': {e}", t.name))?;
+        let l = &reports[0];
+        out.push(LayerEstimate::new(
+            &t.name,
+            (l.m, l.k, l.n),
+            l.macs,
+            &r.stats,
+            arch,
+        ));
+        total = Some(match total {
+            None => r.stats,
+            Some(acc) => add_stats(&acc, &r.stats, arch),
+        });
+        progress(i + 1);
+    }
+    let total = total.expect("at least one layer");
+    let macs = out.iter().map(|l| l.macs).sum();
+    Ok(Estimate {
+        model: name.to_string(),
+        arch: arch.name.clone(),
+        clock_mhz: arch.clock_mhz,
+        layers: out,
+        total: LayerEstimate::new("total", (0, 0, 0), macs, &total, arch),
+    })
+}
+
+/// Two runs back to back: the counters add up.
+fn add_stats(a: &Stats, b: &Stats, arch: &ArchConfig) -> Stats {
+    let zero = Stats {
+        arch: a.arch.clone(),
+        clock_mhz: a.clock_mhz,
+        peak_macs_per_cycle: a.peak_macs_per_cycle,
+        ..Default::default()
+    };
+    let mut s = a.clone();
+    s.cycles += b.cycles;
+    s.instructions += b.instructions;
+    for (x, y) in [
+        (&mut s.load, &b.load),
+        (&mut s.compute, &b.compute),
+        (&mut s.store, &b.store),
+    ] {
+        x.instructions += y.instructions;
+        x.busy_cycles += y.busy_cycles;
+        x.port_stall_cycles += y.port_stall_cycles;
+        x.token_stall_cycles += y.token_stall_cycles;
+        x.push_stall_cycles += y.push_stall_cycles;
+        x.idle_cycles += y.idle_cycles;
+    }
+    s.dispatch_stall_cycles += b.dispatch_stall_cycles;
+    s.macs += b.macs;
+    s.dram_bytes_read += b.dram_bytes_read;
+    s.dram_bytes_written += b.dram_bytes_written;
+    for (x, y) in [
+        (&mut s.input_buffer, &b.input_buffer),
+        (&mut s.weight_buffer, &b.weight_buffer),
+        (&mut s.accumulator_buffer, &b.accumulator_buffer),
+        (&mut s.output_buffer, &b.output_buffer),
+    ] {
+        x.line_reads += y.line_reads;
+        x.line_writes += y.line_writes;
+        x.bytes_read += y.bytes_read;
+        x.bytes_written += y.bytes_written;
+        x.conflict_stalls += y.conflict_stalls;
+    }
+    s.alu_lane_ops += b.alu_lane_ops;
+    s.alu_mul_lane_ops += b.alu_mul_lane_ops;
+    s.requant_lane_ops += b.requant_lane_ops;
+    s.thresh_compares += b.thresh_compares;
+    // Utilization and energy of the sum (`since` a zero record recomputes them).
+    s.since(&zero, arch)
+}
+
+fn kib(b: u64) -> String {
+    format!("{:.1}", b as f64 / 1024.0)
+}
+
+/// The human-readable table.
+pub fn table(e: &Estimate) -> String {
+    let mut s = format!(
+        "model: {}  arch: {} ({} MHz)\n",
+        e.model, e.arch, e.clock_mhz
+    );
+    s.push_str(&format!(
+        "{:<22} {:>16} {:>11} {:>10} {:>10} {:>6} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}\n",
+        "layer", "m x k x n", "MACs", "cycles", "us", "util%", "roof", "DRAM KiB",
+        "SRAM KiB", "MAC nJ", "PPU nJ", "SRAM nJ", "DRAM nJ", "ctrl nJ", "stat nJ", "total nJ"
+    ));
+    let row = |l: &LayerEstimate| {
+        let en = &l.energy;
+        let sram = en.input_buffer_pj
+            + en.weight_buffer_pj
+            + en.accumulator_buffer_pj
+            + en.output_buffer_pj;
+        format!(
+            "{:<22} {:>16} {:>11} {:>10} {:>10.2} {:>6.1} {:>6.2} {:>9} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.2}\n",
+            truncate(&l.name, 22),
+            if l.k > 0 { format!("{}x{}x{}", l.m, l.k, l.n) } else { String::new() },
+            l.macs,
+            l.cycles,
+            l.latency_us,
+            100.0 * l.utilization,
+            l.roofline_ratio(),
+            kib(l.dram_bytes_read + l.dram_bytes_written),
+            kib(l.input_buffer_bytes
+                + l.weight_buffer_bytes
+                + l.accumulator_buffer_bytes
+                + l.output_buffer_bytes),
+            en.mac_pj / 1e3,
+            en.ppu_pj / 1e3,
+            sram / 1e3,
+            en.dram_pj / 1e3,
+            en.control_pj / 1e3,
+            en.static_pj / 1e3,
+            en.total_pj / 1e3,
+        )
+    };
+    for l in &e.layers {
+        s.push_str(&row(l));
+    }
+    s.push_str(&row(&e.total));
+    s.push_str(
+        "roof: cycles over the roofline bound max(MACs / PEs, DRAM bytes / bytes per cycle)\n",
+    );
+    s
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(n - 1).collect();
+        format!("{t}~")
+    }
+}
+
+/// One CSV line per layer and a total line; energies in pJ.
+pub fn csv(e: &Estimate) -> String {
+    let mut s = String::from(
+        "layer,m,k,n,macs,mac_slots,cycles,latency_us,utilization,dram_bytes_read,dram_bytes_written,input_buffer_bytes,weight_buffer_bytes,accumulator_buffer_bytes,output_buffer_bytes,compute_bound_cycles,dram_bound_cycles,mac_pj,ppu_pj,input_buffer_pj,weight_buffer_pj,accumulator_buffer_pj,output_buffer_pj,dram_pj,control_pj,static_pj,total_pj\n",
+    );
+    for l in e.layers.iter().chain(std::iter::once(&e.total)) {
+        let en = &l.energy;
+        let name = if l.name.contains([',', '"']) {
+            format!("\"{}\"", l.name.replace('"', "\"\""))
+        } else {
+            l.name.clone()
+        };
+        s.push_str(&format!(
+            "{name},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            l.m,
+            l.k,
+            l.n,
+            l.macs,
+            l.mac_slots,
+            l.cycles,
+            l.latency_us,
+            l.utilization,
+            l.dram_bytes_read,
+            l.dram_bytes_written,
+            l.input_buffer_bytes,
+            l.weight_buffer_bytes,
+            l.accumulator_buffer_bytes,
+            l.output_buffer_bytes,
+            l.compute_bound_cycles,
+            l.dram_bound_cycles,
+            en.mac_pj,
+            en.ppu_pj,
+            en.input_buffer_pj,
+            en.weight_buffer_pj,
+            en.accumulator_buffer_pj,
+            en.output_buffer_pj,
+            en.dram_pj,
+            en.control_pj,
+            en.static_pj,
+            en.total_pj
+        ));
+    }
+    s
+}
