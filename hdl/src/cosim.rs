@@ -209,6 +209,8 @@ pub struct Cosim {
     pub emu_outputs: Vec<IoData>,
     pub emu_cycles: u64,
     pub emu_wall: Duration,
+    /// The emulator's statistics (stalls show which timing paths a program exercised).
+    pub emu_stats: systole_emulator::Stats,
 }
 
 impl Cosim {
@@ -239,5 +241,6 @@ pub fn cosim(
         emu_outputs: emu.outputs,
         emu_cycles: emu.stats.cycles,
         emu_wall,
+        emu_stats: emu.stats,
     })
 }

@@ -8,7 +8,17 @@ use systole_emulator::randprog::random_program;
 use systole_emulator::IoData;
 use systole_hdl::cosim::{cosim, Rtl};
 
-fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) {
+/// Stall cycles the emulator counted over a batch: (port, push, dispatch, token).
+#[derive(Default, Debug)]
+struct Stalls {
+    port: u64,
+    push: u64,
+    dispatch: u64,
+    token: u64,
+}
+
+fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Stalls {
+    let mut st = Stalls::default();
     let rtl = Rtl::cached(arch, false).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
     let (mut nonzero, mut cycles) = (0usize, 0u64);
@@ -23,6 +33,13 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) {
             .map(|o| o.to_i64().iter().filter(|&&v| v != 0).count())
             .sum::<usize>();
         cycles += c.emu_cycles;
+        let s = &c.emu_stats;
+        for u in [&s.load, &s.compute, &s.store] {
+            st.port += u.port_stall_cycles;
+            st.push += u.push_stall_cycles;
+            st.token += u.token_stall_cycles;
+        }
+        st.dispatch += s.dispatch_stall_cycles;
         if !c.ok() {
             let diff = c
                 .rtl
@@ -38,7 +55,7 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) {
         }
     }
     eprintln!(
-        "{}: {} programs, {cycles} cycles, {nonzero} non-zero output bytes",
+        "{}: {} programs, {cycles} cycles, {nonzero} non-zero output bytes, stalls {st:?}",
         arch.name,
         seeds.end - seeds.start
     );
@@ -54,6 +71,7 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) {
         arch.name,
         failures.join("\n")
     );
+    st
 }
 
 #[test]
@@ -126,4 +144,80 @@ fn check_gemm(arch: &ArchConfig, seed: u64) {
 #[test]
 fn gemm_tiny() {
     check_gemm(&ArchConfig::preset("tiny").unwrap(), 7);
+}
+
+/// `tiny` with single-port (`1rw`) input, weight and output banks and a one-entry command
+/// queue: load/compute and store/compute conflicts on a shared port, and dispatch stalls.
+#[test]
+fn random_programs_single_port() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arch/presets/tiny.toml"
+    ))
+    .unwrap();
+    let mut out = String::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line.to_string();
+        }
+        if line.starts_with("ports") && section != "[buffers.accumulator]" {
+            out.push_str("ports = \"1rw\"\n");
+        } else if line.starts_with("name") {
+            out.push_str("name = \"tiny_1rw\"\n");
+        } else if line.starts_with("queue_depth") {
+            out.push_str("queue_depth = 1\n");
+        } else if line.starts_with("token_depth") {
+            out.push_str("token_depth = 2\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let arch = ArchConfig::from_toml_str(&out, "tiny_1rw").unwrap();
+    let st = check_random(&arch, 300..330, 80);
+    assert!(
+        st.port > 0 && st.dispatch > 0,
+        "no port conflict or dispatch stall exercised: {st:?}"
+    );
+}
+
+/// `token_depth = 1`: the second load finishes while the first token is still queued, so it
+/// waits in the retiring state for room (push stalls), on the RTL exactly as in the emulator.
+#[test]
+fn push_stalls() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../arch/presets/tiny.toml"
+    ))
+    .unwrap()
+    .replace("name = \"tiny\"", "name = \"tiny_t1\"")
+    .replace("token_depth = 8", "token_depth = 1");
+    let arch = ArchConfig::from_toml_str(&text, "tiny_t1").unwrap();
+    let mut prog = systole_arch::asm::assemble(
+        ".arch tiny\n.dram 1024\n.output c i32 [8,4] @512\n.data 0\n.hex 0102030405060708 090a0b0c0d0e0f10\n\
+         load buf=wgt sram=0 dram=0 rows=1 cols=4 push_next\n\
+         load buf=inp sram=0 dram=0 rows=1 cols=4 push_next\n\
+         load buf=inp sram=4 dram=0 rows=1 cols=4 push_next\n\
+         matmul inp=8 acc=8 m=40\n\
+         ldw wgt=0 pop_prev\n\
+         matmul inp=0 acc=0 m=4 pop_prev\n\
+         matmul inp=4 acc=4 m=4 pop_prev push_next\n\
+         store buf=acc sram=0 dram=512 rows=1 cols=8 pop_prev push_prev\n\
+         nop unit=compute pop_next\n\
+         finish\n",
+        "push_stalls",
+    )
+    .unwrap();
+    prog.fingerprint = arch.fingerprint();
+    prog.arch_toml = text.clone();
+    let rtl = Rtl::cached(&arch, false).unwrap_or_else(|e| panic!("{e}"));
+    let c = cosim(&rtl, &prog, &[], None).unwrap();
+    assert!(
+        c.emu_stats.load.push_stall_cycles > 0,
+        "{:?}",
+        c.emu_stats.load
+    );
+    assert_eq!(c.rtl.outputs, c.emu_outputs);
+    assert_eq!(c.rtl.cycles, c.emu_cycles);
 }
