@@ -15,6 +15,7 @@ pub mod io;
 pub mod machine;
 pub mod ppu;
 pub mod randprog;
+pub mod rtl_twins;
 pub mod stats;
 pub mod systolic;
 pub mod trace;

@@ -163,7 +163,7 @@ module systole_store #(parameter C = 4, B = 4) (
     wire [15:0] bi = bpl - regb;
     wire [32*C-1:0] sdata = sbuf_q ? acc_rdata : {{(24*C){1'b0}}, out_rdata};
     assign wvalid = beat_out;
-    assign wdata = sdata[bi * 8 * B +: 8 * B];
+    assign wdata = beat_out ? sdata[bi * 8 * B +: 8 * B] : {(8 * B){1'b0}};
     assign waddr = saddr_q + bi * B;
 
     always @(posedge clock) begin
