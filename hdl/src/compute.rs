@@ -188,12 +188,14 @@ module systole_compute #(parameter R = 4, C = 4) (
     reg [8*C-1:0] th_n_d;
     integer j, ll;
     always @(*) begin
-        for (ll = 0; ll < C; ll = ll + 1) begin
-            th_n_d[8*ll +: 8] = 8'd0;
-            for (j = 0; j < 255; j = j + 1)
-                if (j < th_cnt && $signed(acc_rdata[32*ll +: 32]) >= $signed(thr[j][32*ll +: 32]))
-                    th_n_d[8*ll +: 8] = th_n_d[8*ll +: 8] + 8'd1;
-        end
+        th_n_d = {(8*C){1'b0}};
+        // Only a source line is counted (also keeps Verilator from evaluating the 255
+        // comparators in every cycle).
+        if (th_src)
+            for (ll = 0; ll < C; ll = ll + 1)
+                for (j = 0; j < 255; j = j + 1)
+                    if (j < th_cnt && $signed(acc_rdata[32*ll +: 32]) >= $signed(thr[j][32*ll +: 32]))
+                        th_n_d[8*ll +: 8] = th_n_d[8*ll +: 8] + 8'd1;
     end
     reg [31:0] tv;
     always @(posedge clock) begin
