@@ -1,8 +1,11 @@
 //! Glue between the command line and the crates: converting user tensors to what a program's
 //! tensor descriptors ask for, and writing result files without leaving partial output.
 
+pub mod analytic;
 pub mod estimate;
 pub mod model;
+pub mod plot;
+pub mod sweep;
 
 use anyhow::{bail, Result};
 use std::path::Path;

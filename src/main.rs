@@ -137,6 +137,22 @@ enum Cmd {
         /// Write the output to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Use the fast analytic estimator (src/analytic.rs) instead of the emulator.
+        #[arg(long, conflicts_with = "check_analytic")]
+        analytic: bool,
+        /// Run both; report the analytic estimator's cycles and error per layer.
+        #[arg(long)]
+        check_analytic: bool,
+        /// Report energies at this technology node (scales the on-chip energy entries, see
+        /// docs/energy.md); overrides the arch's `energy.scale_to_nm`.
+        #[arg(long)]
+        node_nm: Option<f64>,
+        /// Write roofline.{svg,png} and energy.{svg,png} to this folder.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Compare per-layer cycles with a SCALE-Sim COMPUTE_REPORT.csv (markdown table).
+        #[arg(long, requires = "topology")]
+        compare_scalesim: Option<PathBuf>,
         /// Post-training quantization of a float model: calibration data.
         #[arg(long)]
         calib: Option<PathBuf>,
@@ -144,6 +160,45 @@ enum Cmd {
         calib_limit: usize,
         #[arg(long)]
         percentile: Option<f32>,
+    },
+    /// Design-space sweep: latency, energy and area over array shapes, buffer sizes and MAC
+    /// precisions (analytic estimator unless --exact), one CSV line per point.
+    #[command(args_conflicts_with_subcommands = true)]
+    Sweep {
+        #[command(subcommand)]
+        cmd: Option<SweepCmd>,
+        /// An ONNX model (or give --topology).
+        model: Option<PathBuf>,
+        /// A SCALE-Sim conv topology CSV.
+        #[arg(long, conflicts_with = "model")]
+        topology: Option<PathBuf>,
+        /// Base arch every point starts from.
+        #[arg(long, default_value = "edge")]
+        arch: String,
+        /// Array rows to try, e.g. 4,8,16,32.
+        #[arg(long, default_value = "4,8,16,32")]
+        rows: String,
+        /// Array columns to try (default: the same as --rows).
+        #[arg(long)]
+        cols: Option<String>,
+        /// Input, weight and output buffer sizes in bytes to try (accumulator: 4x); default:
+        /// the base arch's.
+        #[arg(long)]
+        buffers: Option<String>,
+        /// MAC precisions to price: int8, xnor (binary layers on an XNOR-popcount datapath).
+        #[arg(long, default_value = "int8")]
+        precision: String,
+        /// Use the cycle-exact emulator instead of the analytic estimator.
+        #[arg(long)]
+        exact: bool,
+        /// Run only the points whose index is I modulo N (0 <= I < N).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Write pareto.{svg,png} to this folder.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Conformance: compile each ONNX backend-test folder, run every data set on the emulator,
     /// compare with the expected outputs.
@@ -220,6 +275,20 @@ enum Cmd {
         /// Repetitions (the table reports the fastest).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum SweepCmd {
+    /// Join shard CSVs of one sweep (every point exactly once) and recompute the Pareto front.
+    Merge {
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Write pareto.{svg,png} to this folder.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -477,58 +546,209 @@ fn dispatch(cli: Cli) -> Result<()> {
             json,
             csv,
             output,
+            analytic,
+            check_analytic,
+            node_nm,
+            plot,
+            compare_scalesim,
             calib,
             calib_limit,
             percentile,
         } => {
-            let arch = resolve_arch(&arch)?;
-            let e = match (&model, &topology) {
-                (_, Some(t)) => {
-                    let layers = systole::estimate::read_topology(t)?;
-                    let bar = indicatif::ProgressBar::new(layers.len() as u64).with_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{bar:40} {pos}/{len} layers {elapsed}",
-                        )
-                        .expect("template"),
-                    );
-                    let name = t
-                        .file_stem()
-                        .map_or("topology".into(), |s| s.to_string_lossy().to_string());
-                    let e = systole::estimate::estimate_topology(&name, &layers, &arch, |i| {
-                        bar.set_position(i as u64)
-                    })?;
-                    bar.finish_and_clear();
-                    e
-                }
-                (Some(m), None) => {
-                    let ca = calib.map(|path| systole::model::CalibArgs {
-                        path,
-                        limit: calib_limit,
-                        percentile,
-                        pixel_scale: 1.0 / 255.0,
-                    });
-                    let c = systole::model::compile_calibrated(m, &arch, ca.as_ref())?;
-                    systole::estimate::estimate_program(
-                        &m.display().to_string(),
-                        &c.program,
-                        &c.layers,
-                        &arch,
-                    )?
-                }
-                (None, None) => bail!("give a model or --topology FILE.csv"),
+            let mut arch = resolve_arch(&arch)?;
+            if let Some(n) = node_nm {
+                arch.energy.scale_to_nm = Some(n);
+                arch.energy
+                    .validate()
+                    .map_err(|(f, m)| anyhow::anyhow!("--node-nm: {f} {m}"))?;
+            }
+            let scalesim = match &compare_scalesim {
+                Some(p) => Some(systole::estimate::read_scalesim_report(p)?),
+                None => None,
             };
-            let text = if json {
+            let engine = if analytic {
+                systole::estimate::Engine::Analytic
+            } else {
+                systole::estimate::Engine::Emulator
+            };
+            let estimate = |engine| -> Result<systole::estimate::Estimate> {
+                Ok(match (&model, &topology) {
+                    (_, Some(t)) => {
+                        let layers = systole::estimate::read_topology(t)?;
+                        let bar = indicatif::ProgressBar::new(layers.len() as u64).with_style(
+                            indicatif::ProgressStyle::with_template(
+                                "{bar:40} {pos}/{len} layers {elapsed}",
+                            )
+                            .expect("template"),
+                        );
+                        let name = t
+                            .file_stem()
+                            .map_or("topology".into(), |s| s.to_string_lossy().to_string());
+                        let e = systole::estimate::estimate_topology(
+                            &name,
+                            &layers,
+                            &arch,
+                            engine,
+                            |i| bar.set_position(i as u64),
+                        )?;
+                        bar.finish_and_clear();
+                        e
+                    }
+                    (Some(m), None) => {
+                        let ca = calib.clone().map(|path| systole::model::CalibArgs {
+                            path,
+                            limit: calib_limit,
+                            percentile,
+                            pixel_scale: 1.0 / 255.0,
+                        });
+                        let c = systole::model::compile_calibrated(m, &arch, ca.as_ref())?;
+                        let mut e = systole::estimate::estimate_program(
+                            &m.display().to_string(),
+                            &c.program,
+                            &c.layers,
+                            &arch,
+                            engine,
+                        )?;
+                        systole::estimate::mark_binary(
+                            &mut e,
+                            &systole::estimate::binary_layers(&c.qmodel),
+                            &arch,
+                        );
+                        e
+                    }
+                    (None, None) => bail!("give a model or --topology FILE.csv"),
+                })
+            };
+            let mut e = estimate(engine)?;
+            if check_analytic {
+                let a = estimate(systole::estimate::Engine::Analytic)?;
+                systole::estimate::attach_analytic(&mut e, &a);
+            }
+            let text = if let Some(report) = &scalesim {
+                systole::estimate::scalesim_comparison(&e, report)?
+            } else if json {
                 serde_json::to_string_pretty(&e)? + "\n"
             } else if csv {
                 systole::estimate::csv(&e)
             } else {
                 systole::estimate::table(&e)
             };
+            if let Some(dir) = &plot {
+                systole::plot::estimate_plots(&e, dir)?;
+            }
             match &output {
                 Some(p) => write_atomic(p, text.as_bytes())
                     .with_context(|| format!("cannot write {}", p.display()))?,
                 None => print!("{text}"),
             }
+        }
+        Cmd::Sweep {
+            cmd:
+                Some(SweepCmd::Merge {
+                    shards,
+                    output,
+                    plot,
+                }),
+            ..
+        } => {
+            let rows = systole::sweep::merge(&shards)?;
+            if let Some(dir) = &plot {
+                systole::plot::sweep_plots(&rows, &output.display().to_string(), dir)?;
+            }
+            systole::sweep::write_csv(&rows, &output)?;
+            eprintln!(
+                "{} points, {} Pareto-optimal -> {}",
+                rows.len(),
+                rows.iter().filter(|r| r.pareto).count(),
+                output.display()
+            );
+        }
+        Cmd::Sweep {
+            cmd: None,
+            model,
+            topology,
+            arch,
+            rows,
+            cols,
+            buffers,
+            precision,
+            exact,
+            shard,
+            plot,
+            output,
+        } => {
+            use systole::sweep;
+            let base = resolve_arch(&arch)?;
+            let r = sweep::parse_list("rows", &rows)?;
+            let c = match &cols {
+                Some(c) => sweep::parse_list("cols", c)?,
+                None => r.clone(),
+            };
+            let b = match &buffers {
+                Some(b) => sweep::parse_list("buffers", b)?,
+                None => vec![],
+            };
+            let p: Vec<sweep::Precision> = precision
+                .split(',')
+                .map(sweep::Precision::parse)
+                .collect::<Result<_>>()?;
+            let (si, sn) = match &shard {
+                Some(s) => sweep::parse_shard(s)?,
+                None => (0, 1),
+            };
+            let Some(output) = output else {
+                bail!("give -o OUT.csv");
+            };
+            let (work, title) = match (&model, &topology) {
+                (_, Some(t)) => {
+                    let layers = systole::estimate::read_topology(t)?;
+                    let name = t
+                        .file_stem()
+                        .map_or("topology".into(), |s| s.to_string_lossy().to_string());
+                    (
+                        sweep::Workload::Topology {
+                            name: name.clone(),
+                            layers,
+                        },
+                        name,
+                    )
+                }
+                (Some(m), None) => (
+                    sweep::Workload::Model {
+                        graph: systole::model::import(m)?,
+                        path: m.clone(),
+                    },
+                    m.display().to_string(),
+                ),
+                (None, None) => bail!("give a model or --topology FILE.csv"),
+            };
+            let all = sweep::points(&r, &c, &b, &p);
+            let of = all.len();
+            let mine: Vec<_> = all.into_iter().filter(|x| x.index % sn == si).collect();
+            let bar = indicatif::ProgressBar::new(mine.len() as u64).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} points {elapsed} (eta {eta})",
+                )
+                .expect("template"),
+            );
+            let engine = if exact {
+                systole::estimate::Engine::Emulator
+            } else {
+                systole::estimate::Engine::Analytic
+            };
+            let res = sweep::run(&work, &base, &mine, of, engine, || bar.inc(1));
+            bar.finish_and_clear();
+            if let Some(dir) = &plot {
+                systole::plot::sweep_plots(&res, &title, dir)?;
+            }
+            sweep::write_csv(&res, &output)?;
+            eprintln!(
+                "{} of {of} points ({} feasible, {} Pareto-optimal in this shard) -> {}",
+                res.len(),
+                res.iter().filter(|x| x.status == "ok").count(),
+                res.iter().filter(|x| x.pareto).count(),
+                output.display()
+            );
         }
         Cmd::Check {
             cases,

@@ -193,7 +193,13 @@ pub fn run_model(c: &Compiled, arch: &ArchConfig, input: &Tensor) -> Result<(Ten
 pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
     // Timing does not depend on data: one run on zeros gives every layer's exact cycles
     // (split at each layer's first instruction, as `systole estimate` does).
-    let e = crate::estimate::estimate_program("", &c.program, &c.layers, arch)?;
+    let e = crate::estimate::estimate_program(
+        "",
+        &c.program,
+        &c.layers,
+        arch,
+        crate::estimate::Engine::Emulator,
+    )?;
     let mut s = String::new();
     s.push_str(&format!(
         "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>8}\n",

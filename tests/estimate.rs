@@ -160,3 +160,172 @@ fn bad_topologies_are_named() {
         assert!(!t.contains("panicked"), "{t}");
     }
 }
+
+fn fixture(p: &str) -> PathBuf {
+    repo("../shared/fixtures/cases").join(p).join("model.onnx")
+}
+
+#[test]
+fn plots_are_svg_and_png_and_follow_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo("models/demo/cases/mlp_qdq/model.onnx");
+    let mut seen = vec![];
+    for arch in ["ulx3s", "tiny"] {
+        let out = dir.path().join(arch);
+        let o = systole(&[
+            "estimate",
+            model.to_str().unwrap(),
+            "--arch",
+            arch,
+            "--plot",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        for name in ["roofline", "energy"] {
+            let svg = std::fs::read_to_string(out.join(format!("{name}.svg"))).unwrap();
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+            // Text is drawn: the caption names the arch, the axes their quantities.
+            assert!(svg.contains(arch), "{name}.svg lacks the arch name");
+            let png = std::fs::read(out.join(format!("{name}.png"))).unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{name}.png");
+            // IHDR: 1000 x 640.
+            assert_eq!(&png[16..24], &[0, 0, 3, 232, 0, 0, 2, 128]);
+            seen.push((name, svg, png));
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    // Different data, different pictures (both formats).
+    for i in 0..2 {
+        assert_ne!(seen[i].1, seen[i + 2].1, "{} svg", seen[i].0);
+        assert_ne!(seen[i].2, seen[i + 2].2, "{} png", seen[i].0);
+    }
+    // A plot folder that cannot be created is a clear error, and -o is not written.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let out = dir.path().join("table.txt");
+    let o = systole(&[
+        "estimate",
+        model.to_str().unwrap(),
+        "--plot",
+        file.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("plot folder"), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn node_scaling_scales_on_chip_energy_only() {
+    let model = repo("models/demo/cases/mlp_qdq/model.onnx");
+    let base = json(&["estimate", model.to_str().unwrap(), "--json"]);
+    let half = json(&[
+        "estimate",
+        model.to_str().unwrap(),
+        "--json",
+        "--node-nm",
+        "22.5",
+    ]);
+    assert_eq!(half["node_nm"].as_f64(), Some(22.5));
+    let (b, h) = (&base["total"]["energy"], &half["total"]["energy"]);
+    for k in ["mac_pj", "ppu_pj", "input_buffer_pj", "control_pj"] {
+        let (x, y) = (b[k].as_f64().unwrap(), h[k].as_f64().unwrap());
+        assert!(
+            x > 0.0 && (y - x / 2.0).abs() <= 1e-9 * x,
+            "{k}: {x} -> {y}"
+        );
+    }
+    assert_eq!(b["dram_pj"], h["dram_pj"]);
+    assert_eq!(base["total"]["cycles"], half["total"]["cycles"]);
+    let o = systole(&["estimate", model.to_str().unwrap(), "--node-nm", "-3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("energy.scale_to_nm"), "{}", text(&o));
+}
+
+#[test]
+fn bad_energy_tables_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = repo("models/demo/cases/mlp_qdq/model.onnx");
+    let preset = String::from_utf8(systole(&["arch", "show", "ulx3s"]).stdout).unwrap();
+    let preset: String = preset
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (energy, expect) in [
+        (
+            "int8_mul_pj = -0.2",
+            "`energy.int8_mul_pj`: must be a non-negative number",
+        ),
+        (
+            "dram_64b_pj = nan",
+            "`energy.dram_64b_pj`: must be a non-negative number, got NaN",
+        ),
+        (
+            "node_nm = 28.0\nint8_mul_pj = 0.1",
+            "`energy.int8_add_pj`: missing: required when node_nm = 28",
+        ),
+        ("bogus_pj = 1.0", "bogus_pj"),
+    ] {
+        let text_toml = preset.replace("[energy]", &format!("[energy]\n{energy}"));
+        let text_toml = if text_toml.contains(energy) {
+            text_toml
+        } else {
+            format!("{text_toml}\n[energy]\n{energy}\n")
+        };
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, text_toml).unwrap();
+        let o = systole(&[
+            "estimate",
+            model.to_str().unwrap(),
+            "--arch",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{energy}");
+        let t = text(&o);
+        assert!(
+            t.contains(expect) && t.contains("bad.toml"),
+            "{energy}: {t}"
+        );
+        assert!(!t.contains("panicked"), "{t}");
+    }
+}
+
+#[test]
+fn binary_layers_are_priced_on_xnor_popcount() {
+    let e = json(&["estimate", fixture("TFC_1W1A").to_str().unwrap(), "--json"]);
+    let layers = e["layers"].as_array().unwrap();
+    let binary: Vec<bool> = layers
+        .iter()
+        .map(|l| l["binary"].as_bool().unwrap())
+        .collect();
+    // The first layer reads the (8-bit) image; the hidden and output layers are w1a1.
+    assert_eq!(binary, [false, true, true, true]);
+    for l in layers {
+        let (int8, xnor) = (
+            l["energy"]["mac_pj"].as_f64().unwrap(),
+            l["mac_xnor_pj"].as_f64().unwrap(),
+        );
+        if l["binary"].as_bool().unwrap() {
+            let slots = l["mac_slots"].as_f64().unwrap();
+            assert!((xnor - slots * 0.005625).abs() < 1e-6 * xnor, "{xnor}");
+            assert!(xnor < int8 / 10.0);
+        } else {
+            assert_eq!(xnor, 0.0);
+        }
+    }
+    // An 8-bit model has none.
+    let e = json(&[
+        "estimate",
+        fixture("TFC_2W2A_qcdq").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(e["total"]["mac_xnor_pj"].as_f64(), Some(0.0));
+}

@@ -220,12 +220,20 @@ impl ArchConfig {
             source_name: source_name.to_string(),
             msg: toml_error_text(text, &e),
         })?;
-        cfg.validate()
-            .map_err(|(field, msg)| ConfigError::Invalid {
-                source_name: source_name.to_string(),
-                field,
-                msg,
-            })?;
+        let invalid = |(field, msg)| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            field,
+            msg,
+        };
+        cfg.validate().map_err(invalid)?;
+        // Which `[energy]` entries the file gives (the others take their 45 nm defaults).
+        let given: Vec<String> = toml::from_str::<toml::Table>(text)
+            .ok()
+            .and_then(|t| t.get("energy").and_then(|e| e.as_table()).cloned())
+            .map(|e| e.keys().cloned().collect())
+            .unwrap_or_default();
+        let given: Vec<&str> = given.iter().map(String::as_str).collect();
+        cfg.energy.check_required(&given).map_err(invalid)?;
         Ok(cfg)
     }
 
@@ -627,12 +635,47 @@ mod tests {
                 (-1.0).into(),
                 "energy.int8_mul_pj",
             ),
+            (
+                &["energy", "dram_64b_pj"],
+                f64::NAN.into(),
+                "energy.dram_64b_pj",
+            ),
+            (
+                &["energy", "xnor_popcount_bit_pj"],
+                (-0.5).into(),
+                "energy.xnor_popcount_bit_pj",
+            ),
+            (&["energy", "scale_to_nm"], 0.0.into(), "energy.scale_to_nm"),
+            // A table quoted at another node must give every on-chip entry.
+            (&["energy", "node_nm"], 28.0.into(), "energy.int8_mul_pj"),
         ];
         for (path, v, field) in cases {
             let msg = broken(|t| set(t, path, v.clone()));
             assert!(msg.contains(&format!("`{field}`")), "{path:?}: {msg}");
             assert!(msg.contains("test.toml"), "{msg}");
         }
+    }
+
+    #[test]
+    fn energy_overrides_and_node_scaling_load_from_toml() {
+        let mut t: toml::Table = toml::from_str(PRESETS[0].1).unwrap();
+        set(&mut t, &["energy", "scale_to_nm"], 28.0.into());
+        set(&mut t, &["energy", "dram_64b_pj"], 1300.0.into());
+        let cfg = ArchConfig::from_toml_str(&toml::to_string(&t).unwrap(), "e.toml").unwrap();
+        assert_eq!(cfg.energy.scale_to_nm, Some(28.0));
+        let e = cfg.energy.effective();
+        assert!((e.int8_mul_pj - 0.2 * 28.0 / 45.0).abs() < 1e-12);
+        assert_eq!(e.dram_64b_pj, 1300.0);
+        // Quoting every on-chip entry at another node is accepted.
+        let mut t: toml::Table = toml::from_str(PRESETS[0].1).unwrap();
+        set(&mut t, &["energy", "node_nm"], 28.0.into());
+        for f in crate::energy::ON_CHIP_ENTRIES {
+            set(&mut t, &["energy", f], 0.1.into());
+        }
+        let cfg = ArchConfig::from_toml_str(&toml::to_string(&t).unwrap(), "e.toml").unwrap();
+        assert_eq!(cfg.energy.int8_mul_pj, 0.1);
+        let msg = broken(|t| set(t, &["energy", "node_nm"], 28.0.into()));
+        assert!(msg.contains("missing: required when node_nm = 28"), "{msg}");
     }
 
     #[test]

@@ -133,7 +133,8 @@ impl Stats {
 
     /// Fills `energy` from the event counts and the arch's energy table.
     pub fn compute_energy(&mut self, arch: &ArchConfig) {
-        let e = &arch.energy;
+        // The table in force (node-scaled when `energy.scale_to_nm` is set).
+        let e = &arch.energy.effective();
         let mut en = Energy {
             mac_pj: self.macs as f64 * (e.int8_mul_pj + e.int32_add_pj),
             // ALU: one int32 op per lane; requant: a 32x32 multiply, a rounding add, a zero-point

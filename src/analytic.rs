@@ -1,0 +1,320 @@
+//! The fast analytic estimator: cycles and event counts of a compiled program without
+//! simulating cycles.
+//!
+//! Every instruction's duration is closed-form (docs/timing.md: `ldw` R, `matmul`
+//! m + R + C - 1, `alu`, `requant`, `thresh` from the emulator's own duration functions; a
+//! load's DMA beats, latency and padding lines row by row; a store's beats plus latency), and
+//! the three units are composed by the controller's rules as a recurrence over the
+//! instruction stream rather than a cycle loop:
+//!
+//! * fetch: one instruction per cycle in program order, stalled while the target unit's queue
+//!   holds `queue_depth` instructions not yet started;
+//! * start: the cycle after fetch, after the unit's previous instruction, and after the
+//!   producer of every token it pops (the n-th pop of a token queue takes the n-th push);
+//! * finish: the first cycle after fetch with every unit idle.
+//!
+//! Reading the compiler's instruction stream (rather than re-deriving `gemm::emit_dense`'s
+//! loops) keeps the model in step with the schedule: a new tiling, a different gather or more
+//! loads per item change the instructions and so the estimate, with no edit here. What it
+//! leaves out is the emulator's buffer port arbitration (a load that loses a bank's write port
+//! to the compute unit waits a cycle) and token-queue-full push stalls; `tests/analytic.rs`
+//! measures the error this costs against the emulator on every layer of the demo models, the
+//! TFC fixtures and ResNet-18.
+
+use anyhow::{bail, Result};
+use systole_arch::isa::{Load, Op, Store};
+use systole_arch::{ArchConfig, BufferKind, Program};
+use systole_emulator::array::Array;
+use systole_emulator::controller::token_use;
+use systole_emulator::dma::{load_dram_line_bytes, load_kind, store_dram_line_bytes, store_kind};
+use systole_emulator::ppu::Ppu;
+use systole_emulator::stats::UnitStats;
+use systole_emulator::Stats;
+
+/// Cycles of a load: the writer walks the destination grid one line per cycle at most; a data
+/// line is written when its last beat arrives; beats flow one per cycle from `L` after the
+/// first request (later requests are issued one per cycle, ahead of their data), and DRAM holds
+/// them while the writer is on padding.
+pub fn load_cycles(op: &Load, arch: &ArchConfig) -> u64 {
+    let beat = arch.dram.bytes_per_cycle as u64;
+    let lat = arch.dram.latency_cycles as u64;
+    let bpl = load_dram_line_bytes(op.buf, arch.array.rows, arch.array.cols) as u64 / beat;
+    let width = (op.pad_left + op.cols + op.pad_right) as u64;
+    let total = width * (op.pad_top + op.rows + op.pad_bottom) as u64;
+    if total == 0 {
+        return 1;
+    }
+    let mut t = op.pad_top as u64 * width;
+    let mut taken = 0u64;
+    for _ in 0..op.rows {
+        t += op.pad_left as u64;
+        if op.cols > 0 {
+            t = t.max(lat + taken) + op.cols as u64 * bpl;
+            taken += op.cols as u64 * bpl;
+        }
+        t += op.pad_right as u64;
+    }
+    t + op.pad_bottom as u64 * width
+}
+
+/// Cycles of a store: `n x beats + L + 1` (1 for an empty store).
+pub fn store_cycles(op: &Store, arch: &ArchConfig) -> u64 {
+    let n = op.rows as u64 * op.cols as u64;
+    if n == 0 {
+        return 1;
+    }
+    let beats =
+        store_dram_line_bytes(op.buf, arch.array.cols) as u64 / arch.dram.bytes_per_cycle as u64;
+    n * beats + arch.dram.latency_cycles as u64 + 1
+}
+
+/// Event counters accumulated per instruction (what the emulator counts while it runs).
+#[derive(Default, Clone)]
+struct Counts {
+    line_reads: [u64; 4],
+    line_writes: [u64; 4],
+    dram_read: u64,
+    dram_written: u64,
+    macs: u64,
+    alu: u64,
+    alu_mul: u64,
+    requant: u64,
+    thresh: u64,
+    instructions: u64,
+    unit: [UnitStats; 3],
+}
+
+impl Counts {
+    fn add(&mut self, op: &Op, arch: &ArchConfig, cycles: u64) {
+        let (r, c) = (arch.array.rows as u64, arch.array.cols as u64);
+        let (inp, wgt, acc, out) = (
+            BufferKind::Input.index(),
+            BufferKind::Weight.index(),
+            BufferKind::Accumulator.index(),
+            BufferKind::Output.index(),
+        );
+        match op {
+            Op::Load(l) => {
+                let k = load_kind(l.buf).index();
+                let width = (l.pad_left + l.cols + l.pad_right) as u64;
+                self.line_writes[k] += width * (l.pad_top + l.rows + l.pad_bottom) as u64;
+                self.dram_read += l.rows as u64
+                    * l.cols as u64
+                    * load_dram_line_bytes(l.buf, arch.array.rows, arch.array.cols) as u64;
+            }
+            Op::Store(s) => {
+                let n = s.rows as u64 * s.cols as u64;
+                self.line_reads[store_kind(s.buf).index()] += n;
+                self.dram_written += n * store_dram_line_bytes(s.buf, arch.array.cols) as u64;
+            }
+            Op::LoadWeights(_) => self.line_reads[wgt] += r,
+            Op::MatMul(mm) => {
+                let m = mm.m as u64;
+                self.line_reads[inp] += m;
+                if mm.accumulate {
+                    self.line_reads[acc] += m;
+                }
+                self.line_writes[acc] += m;
+                self.macs += m * r * c;
+            }
+            Op::Alu(a) => {
+                let m = a.m as u64;
+                self.line_reads[acc] += if a.b_stride == 0 {
+                    m + (m > 0) as u64
+                } else {
+                    2 * m
+                };
+                self.line_writes[acc] += m;
+                if a.func == systole_arch::isa::AluFunc::Mul {
+                    self.alu_mul += m * c;
+                } else {
+                    self.alu += m * c;
+                }
+            }
+            Op::Requant(q) => {
+                let m = q.m as u64;
+                if m > 0 {
+                    self.line_reads[acc] += 2 + m;
+                    self.line_writes[out] += m;
+                }
+                self.requant += m * c;
+            }
+            Op::Thresh(th) => {
+                let m = th.m as u64;
+                if m > 0 {
+                    self.line_reads[acc] += th.count as u64 + m;
+                    self.line_writes[out] += m;
+                }
+                self.thresh += m * c * th.count as u64;
+            }
+            Op::Nop(_) | Op::Finish(_) => {}
+        }
+        if !matches!(op, Op::Finish(_)) {
+            self.instructions += 1;
+        }
+        let u = match op {
+            Op::Load(_) => 0,
+            Op::Store(_) => 2,
+            Op::Nop(n) => match n.unit {
+                systole_arch::isa::UnitSel::Load => 0,
+                systole_arch::isa::UnitSel::Compute => 1,
+                systole_arch::isa::UnitSel::Store => 2,
+            },
+            Op::Finish(_) => return,
+            _ => 1,
+        };
+        self.unit[u].instructions += 1;
+        self.unit[u].busy_cycles += cycles;
+    }
+
+    fn stats(&self, arch: &ArchConfig, cycles: u64) -> Stats {
+        let buf = |k: BufferKind| {
+            let i = k.index();
+            let lb = arch.line_bytes(k) as u64;
+            systole_emulator::stats::BufferStats {
+                line_reads: self.line_reads[i],
+                line_writes: self.line_writes[i],
+                bytes_read: self.line_reads[i] * lb,
+                bytes_written: self.line_writes[i] * lb,
+                conflict_stalls: 0,
+            }
+        };
+        let peak = arch.peak_macs_per_cycle();
+        let mut s = Stats {
+            arch: arch.name.clone(),
+            clock_mhz: arch.clock_mhz,
+            cycles,
+            latency_us: cycles as f64 / arch.clock_mhz,
+            instructions: self.instructions,
+            load: self.unit[0],
+            compute: self.unit[1],
+            store: self.unit[2],
+            dispatch_stall_cycles: 0,
+            macs: self.macs,
+            peak_macs_per_cycle: peak,
+            utilization: if cycles == 0 {
+                0.0
+            } else {
+                self.macs as f64 / (cycles as f64 * peak as f64)
+            },
+            dram_bytes_read: self.dram_read,
+            dram_bytes_written: self.dram_written,
+            input_buffer: buf(BufferKind::Input),
+            weight_buffer: buf(BufferKind::Weight),
+            accumulator_buffer: buf(BufferKind::Accumulator),
+            output_buffer: buf(BufferKind::Output),
+            alu_lane_ops: self.alu,
+            alu_mul_lane_ops: self.alu_mul,
+            requant_lane_ops: self.requant,
+            thresh_compares: self.thresh,
+            energy: Default::default(),
+        };
+        s.compute_energy(arch);
+        s
+    }
+}
+
+/// What `systole_emulator::run` returns for timing: the whole run's statistics and a snapshot
+/// at the start of every instruction index in `snapshot_at` (ascending).
+pub struct AnalyticRun {
+    pub stats: Stats,
+    pub snapshots: Vec<(usize, Stats)>,
+}
+
+/// Estimates `program`'s cycles and events on `arch` (see the module docs).
+pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Result<AnalyticRun> {
+    let q = arch.controller.queue_depth as usize;
+    let arr = Array::new(arch.array.rows as usize, arch.array.cols as usize);
+    // Per unit: start cycles of its instructions so far (queue occupancy), next free cycle.
+    let mut starts: [Vec<u64>; 3] = Default::default();
+    let mut free = [0u64; 3];
+    // Per token queue: the cycle each push lands (end of the producer), and pops so far.
+    let mut pushes: [Vec<u64>; 4] = Default::default();
+    let mut pops = [0usize; 4];
+    let mut fetch: Option<u64> = None;
+    let mut counts = Counts::default();
+    let mut snapshots = Vec::with_capacity(snapshot_at.len());
+    for (idx, insn) in program.code.iter().enumerate() {
+        let f = fetch.map_or(0, |x| x + 1);
+        let u = match &insn.op {
+            Op::Finish(_) => {
+                let end = free.iter().copied().max().unwrap_or(0).max(f);
+                counts.add(&insn.op, arch, 1);
+                return Ok(AnalyticRun {
+                    stats: counts.stats(arch, end + 1),
+                    snapshots,
+                });
+            }
+            Op::Load(_) => 0,
+            Op::Store(_) => 2,
+            Op::Nop(n) => match n.unit {
+                systole_arch::isa::UnitSel::Load => 0,
+                systole_arch::isa::UnitSel::Compute => 1,
+                systole_arch::isa::UnitSel::Store => 2,
+            },
+            _ => 1,
+        };
+        // Fetch waits for room: the instruction `q` earlier on this unit must have started.
+        let n = starts[u].len();
+        let f = if n >= q {
+            f.max(starts[u][n - q] + 1)
+        } else {
+            f
+        };
+        let tu = token_use(insn.unit(), insn.deps)
+            .map_err(|m| anyhow::anyhow!("instruction {idx}: {m}"))?;
+        let mut s = (f + 1).max(free[u]);
+        for &tq in &tu.pops {
+            let k = tq as usize;
+            let Some(&at) = pushes[k].get(pops[k]) else {
+                bail!(
+                    "instruction {idx} ({}): pops a {} token no earlier instruction pushes (the analytic model needs producers before consumers in program order)",
+                    insn.op.mnemonic(),
+                    tq.describe()
+                );
+            };
+            pops[k] += 1;
+            s = s.max(at + 1);
+        }
+        let d = match &insn.op {
+            Op::Load(l) => load_cycles(l, arch),
+            Op::Store(st) => store_cycles(st, arch),
+            Op::LoadWeights(_) => arr.ldw_cycles(),
+            Op::MatMul(mm) => arr.matmul_cycles(mm.m),
+            Op::Alu(a) => Ppu::alu_cycles(a),
+            Op::Requant(rq) => Ppu::requant_cycles(rq),
+            Op::Thresh(th) => Ppu::thresh_cycles(th),
+            Op::Nop(_) | Op::Finish(_) => 1,
+        };
+        if snapshot_at.get(snapshots.len()) == Some(&idx) {
+            snapshots.push((idx, counts.stats(arch, s)));
+        }
+        let e = s + d - 1;
+        for &tq in &tu.pushes {
+            pushes[tq as usize].push(e);
+        }
+        counts.add(&insn.op, arch, d);
+        free[u] = e + 1;
+        starts[u].push(s);
+        fetch = Some(f);
+    }
+    bail!("the program has no `finish`")
+}
+
+/// The compute unit's busy cycles of `code`, by kind: (`ldw`, `matmul`, post-processing:
+/// `alu`, `requant`, `thresh`).
+pub fn compute_breakdown(code: &[systole_arch::Insn], arch: &ArchConfig) -> (u64, u64, u64) {
+    let arr = Array::new(arch.array.rows as usize, arch.array.cols as usize);
+    let (mut ldw, mut mm, mut ppu) = (0, 0, 0);
+    for insn in code {
+        match &insn.op {
+            Op::LoadWeights(_) => ldw += arr.ldw_cycles(),
+            Op::MatMul(m) => mm += arr.matmul_cycles(m.m),
+            Op::Alu(a) => ppu += Ppu::alu_cycles(a),
+            Op::Requant(r) => ppu += Ppu::requant_cycles(r),
+            Op::Thresh(t) => ppu += Ppu::thresh_cycles(t),
+            _ => {}
+        }
+    }
+    (ldw, mm, ppu)
+}
