@@ -325,6 +325,7 @@ fn eval(op: &Op, ins: &[Option<&Tensor>], outs: &[(Vec<usize>, DType)]) -> R<Vec
         Op::MaxPool(attrs) => max_pool(req(ins, 0, "X")?, attrs)?,
         Op::AveragePool(attrs) => average_pool(req(ins, 0, "X")?, attrs)?,
         Op::GlobalAveragePool => global_average_pool(req(ins, 0, "X")?)?,
+        Op::Softmax { axis, single_axis } => softmax(req(ins, 0, "input")?, *axis, *single_axis)?,
         Op::BatchNormalization { epsilon } => batch_norm(ins, *epsilon)?,
         Op::QuantizeLinear { axis } => {
             let dt = outs
@@ -1275,6 +1276,42 @@ fn average_pool(x: &Tensor, a: &PoolAttrs) -> R<Tensor> {
         }
     });
     tensor(vec![n, c, dims[0].out, dims[1].out], TensorData::F32(y))
+}
+
+/// Softmax as onnxruntime's CPU kernel computes it in float32: subtract the group's maximum,
+/// exponentiate, divide by the sum (accumulated in order). A group is every element with the
+/// same index outside the softmax dims.
+fn softmax(x: &Tensor, axis: usize, single_axis: bool) -> R<Tensor> {
+    let v = f32s(x, "input")?;
+    let s = &x.shape;
+    let inner: usize = if single_axis {
+        s[axis + 1..].iter().product()
+    } else {
+        1
+    };
+    let n: usize = if single_axis {
+        s[axis]
+    } else {
+        s[axis..].iter().product()
+    };
+    let outer: usize = s[..axis].iter().product();
+    let mut y = vec![0f32; v.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * n + j) * inner + i;
+            let max = (0..n).map(|j| v[at(j)]).fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for j in 0..n {
+                let e = (v[at(j)] - max).exp();
+                y[at(j)] = e;
+                sum += e;
+            }
+            for j in 0..n {
+                y[at(j)] /= sum;
+            }
+        }
+    }
+    tensor(s.clone(), TensorData::F32(y))
 }
 
 fn global_average_pool(x: &Tensor) -> R<Tensor> {

@@ -17,7 +17,7 @@ use crate::gemm::{emit_dense, pack_params, pack_weights, ConvLoad, DenseGeom, Ou
 use crate::ir::{Graph, Node, Op, ValueId};
 use crate::qir::{ConvGeom, QDense, QIo, QModel, QOut};
 use crate::tensor::{DType, Tensor, TensorData};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use systole_arch::image::{self, Program, Quant, Role, Segment, TensorDesc};
 use systole_arch::isa::{Finish, Insn, Op as IsaOp};
 use systole_arch::ArchConfig;
@@ -291,6 +291,9 @@ struct Lowerer<'g> {
     reopen: Option<(Open, ValueId)>,
     /// The last DequantizeLinear of a closed layer's output: (node index, its output value).
     last_dq: Option<(usize, ValueId)>,
+    /// Values that are an affine function (scale, offset) of an integer graph input: they
+    /// stay dequantized 8-bit data with other parameters.
+    input_affine: HashSet<ValueId>,
 }
 
 /// A sub-graph of `g` with `inputs` replaced by fresh float inputs of shape `rows x n`, the
@@ -413,6 +416,26 @@ impl Lowerer<'_> {
         {
             return Ok(());
         }
+        // A quantized layer reading the float graph input (or host pre-processing of it): the
+        // host computes it, up to the first quantizer (as an hls4ml model's float input layer).
+        if matches!(node.op, Op::MatMul | Op::Gemm { .. })
+            && self.layers.is_empty()
+            && self.open.is_none()
+            && node.input(0).is_some_and(|x| {
+                (x == self.input_id && !self.input_affine.contains(&x))
+                    || matches!(self.syms.get(&x), Some(Sym::Pre))
+            })
+            && node.input(1).and_then(|w| g.producer(w)).is_some_and(|p| {
+                matches!(
+                    g.nodes[p].op,
+                    Op::QonnxQuant { .. } | Op::BipolarQuant | Op::DequantizeLinear { .. }
+                )
+            })
+        {
+            self.pre.push(ni);
+            self.syms.insert(out, Sym::Pre);
+            return Ok(());
+        }
         match &node.op {
             Op::MatMul | Op::Gemm { .. } => return self.matmul(node),
             Op::QLinearMatMul => return self.qlinear_matmul(node),
@@ -440,7 +463,7 @@ impl Lowerer<'_> {
                 ))
             }
         };
-        let sym = if x == self.input_id {
+        let sym = if x == self.input_id && !self.input_affine.contains(&x) {
             Some(Sym::Pre)
         } else {
             self.syms.get(&x).copied()
@@ -589,6 +612,14 @@ impl Lowerer<'_> {
                 self.open = Some(o);
                 Sym::Epi
             }
+            (Sym::Deq(q, r), Op::Add | Op::Sub | Op::Mul | Op::Div)
+                if self.input_affine.contains(&x) && self.affine(node, x, q).is_some() =>
+            {
+                // An affine map of integer input data (e.g. (x + 1) / 2 of a bipolar x): the
+                // same integers, dequantized with other parameters.
+                self.input_affine.insert(out);
+                Sym::Deq(self.affine(node, x, q).unwrap(), r)
+            }
             (Sym::Deq(q, r), op) if elementwise(op) && self.open.is_none() => {
                 // Elementwise operators on a tensor no open layer produces: an identity layer
                 // carries them to the post-processing unit.
@@ -675,6 +706,29 @@ impl Lowerer<'_> {
         };
         self.syms.insert(out, new);
         Ok(())
+    }
+
+    /// The parameters of `node` (Add/Sub/Mul/Div of `x` and a scalar constant) applied to the
+    /// dequantized value `x` (parameters `q`), if the result is again a dequantization of the
+    /// same integers (an integer zero point, a positive finite scale).
+    fn affine(&self, node: &Node, x: ValueId, q: QParams) -> Option<QParams> {
+        let other = node.inputs.iter().flatten().find(|&&i| i != x)?;
+        let c = self.g.constant(*other)?.to_f32_vec();
+        let [c] = c[..] else { return None };
+        let first = node.input(0) == Some(x);
+        let (scale, zp) = match node.op {
+            Op::Add => (q.scale, q.zp as f64 - c as f64 / q.scale as f64),
+            Op::Sub if first => (q.scale, q.zp as f64 + c as f64 / q.scale as f64),
+            Op::Mul => (q.scale * c, q.zp as f64),
+            Op::Div if first => (q.scale / c, q.zp as f64),
+            _ => return None,
+        };
+        let ok = scale.is_finite() && scale > 0.0 && (zp - zp.round()).abs() < 1e-6;
+        ok.then_some(QParams {
+            scale,
+            zp: zp.round() as i32,
+            dtype: q.dtype,
+        })
     }
 
     /// Drops an open synthetic layer that no quantizer ended, if its input is the last
@@ -807,6 +861,15 @@ impl Lowerer<'_> {
                 } else {
                     (0, (1 << b) - 1 - *narrow as i32)
                 };
+                if b == 8 && !*signed {
+                    // Held biased by -128 on chip, as uint8 tensors of QDQ models are.
+                    let q = QParams {
+                        scale,
+                        zp: z,
+                        dtype: DType::U8,
+                    };
+                    return Ok((q, (lo + q.offset(), hi + q.offset()), 1));
+                }
                 if !(1..=8).contains(&b) || lo < -128 || hi > 127 {
                     return Err(self.problem(
                         node,
@@ -890,7 +953,9 @@ impl Lowerer<'_> {
 
     /// 2-D weights [k][n] of a matrix product: a DequantizeLinear or a QONNX quantizer of
     /// integer constants, or integer-valued float constants.
-    fn weights_of(&self, id: ValueId, node: &Node) -> Result<Weights, LowerError> {
+    /// With `trans_b` the tensor is [n][k] (Gemm transB) and a per-row scale is per output
+    /// channel; the returned scales are per output channel either way.
+    fn weights_of(&self, id: ValueId, node: &Node, trans_b: bool) -> Result<Weights, LowerError> {
         let g = self.g;
         if let Some(p) = g.producer(id) {
             let pn = &g.nodes[p];
@@ -903,10 +968,14 @@ impl Lowerer<'_> {
                     if t.shape.len() == 2 {
                         let (k, n) = (t.shape[0], t.shape[1]);
                         let sv = sc.to_f32_vec();
+                        // Scale of output channel c: per tensor, per column, or (transB) per
+                        // row of the stored tensor.
+                        let (out_ch, per_row) = if trans_b { (k, true) } else { (n, false) };
                         let col_scale = |c: usize| -> Option<f32> {
                             match (sc.shape.as_slice(), sv.len()) {
                                 (_, 1) => Some(sv[0]),
-                                ([m], _) | ([1, m], _) if *m == n => Some(sv[c]),
+                                ([m], _) | ([1, m], _) if *m == n && !per_row => Some(sv[c]),
+                                ([m], _) | ([m, 1], _) if *m == k && per_row => Some(sv[c]),
                                 _ => None,
                             }
                         };
@@ -921,13 +990,20 @@ impl Lowerer<'_> {
                             }
                             _ => 0,
                         };
-                        let scales: Option<Vec<f32>> = (0..n).map(col_scale).collect();
+                        let scales: Option<Vec<f32>> = (0..out_ch).map(col_scale).collect();
                         let Some(scales) = scales else {
-                            return Err(self.problem(node, format!("weight scale of shape {:?} is not per tensor or per output column", sc.shape)));
+                            return Err(self.problem(node, format!("weight scale of shape {:?} is not per tensor or per output channel", sc.shape)));
                         };
                         let f = t.to_f32_vec();
                         let w: Vec<i64> = (0..k * n)
-                            .map(|i| (f[i] / scales[i % n]).round_ties_even() as i64 + zp as i64)
+                            .map(|i| {
+                                let s = if per_row {
+                                    scales[i / n]
+                                } else {
+                                    scales[i % n]
+                                };
+                                (f[i] / s).round_ties_even() as i64 + zp as i64
+                            })
                             .collect();
                         return Ok((w, scales, zp, vec![k, n]));
                     }
@@ -1244,7 +1320,7 @@ impl Lowerer<'_> {
         let wid = node
             .input(1)
             .ok_or_else(|| self.problem(node, "weights missing"))?;
-        let (mut w, scales, w_zp, shape) = self.weights_of(wid, node)?;
+        let (mut w, scales, w_zp, shape) = self.weights_of(wid, node, trans_b)?;
         let (mut k, mut n) = (shape[0], shape[1]);
         if trans_b {
             let mut t = vec![0i64; w.len()];
@@ -1862,6 +1938,15 @@ impl Lowerer<'_> {
     }
 }
 
+/// Elements of the tensor the program takes: the model input's, or the host pre-processing
+/// graph's output when that changes the shape (a float first layer the host computes).
+fn program_numel(input: &QIo) -> usize {
+    match &input.host {
+        Some(h) => h.value(h.outputs[0]).shape.iter().product(),
+        None => input.shape.iter().product(),
+    }
+}
+
 /// Gives every computed value of a probe sub-graph the shape [rows, last dim] (an identity
 /// layer over the last dim of a tensor of higher rank).
 fn rows_by_last_dim(sg: &mut Graph, rows: usize, n: usize) {
@@ -1992,12 +2077,37 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         open: None,
         reopen: None,
         last_dq: None,
+        input_affine: HashSet::new(),
     };
+    // An input annotated as integers (FINN datatype) is 8-bit data as it is.
+    if let Some(&range) = g.int_inputs.get(&g.inputs[0]) {
+        let v = g.value(g.inputs[0]);
+        if matches!(v.dtype, DType::F32 | DType::I8) && range.0 >= -128 && range.1 <= 127 {
+            let q = QParams {
+                scale: 1.0,
+                zp: 0,
+                dtype: DType::I8,
+            };
+            l.input = Some(QIo {
+                name: v.name.clone(),
+                shape: v.shape.clone(),
+                dtype: v.dtype,
+                quant: Some((1.0, 0)),
+                offset: 0,
+                host: None,
+            });
+            l.syms.insert(g.inputs[0], Sym::Deq(q, range));
+            l.input_affine.insert(g.inputs[0]);
+        }
+    }
     let mut tail: Option<usize> = None;
     // Why the node that starts the host tail could not run on the accelerator.
     let mut tail_err: Option<LowerError> = None;
     for ni in 0..g.nodes.len() {
         if let Err(e) = l.node(ni) {
+            if std::env::var_os("SYSTOLE_DEBUG_LOWER").is_some() {
+                eprintln!("lowering stops at node {ni}: {e}");
+            }
             // Operators the accelerator does not run, after the last layer's dequantized
             // output, form a float tail that the host computes (as FINN leaves its tails).
             let data = g.nodes[ni]
@@ -2105,7 +2215,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         }
         let m = match &l.layers[0].conv {
             Some(_) => 1,
-            None => input.shape.iter().product::<usize>() / l.layers[0].k.max(1),
+            None => program_numel(&input) / l.layers[0].k.max(1),
         };
         return Ok(QModel {
             name: g.name.clone(),
@@ -2246,7 +2356,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
     if l.layers.is_empty() {
         return Err(err("the network has no matrix product to run on the array"));
     }
-    let numel: usize = input.shape.iter().product();
+    let numel = program_numel(&input);
     let m = match &l.layers[0].conv {
         Some(cv) => {
             if numel != cv.cin * cv.h * cv.w {
@@ -2603,7 +2713,15 @@ pub fn to_program(
         image::DType::I8
     };
     let raw_out_pitch = out_pitch;
-    let mut din = io_desc(&q.input, Role::Input, a_addr, None, image::DType::I8);
+    // The program takes what the host's pre-processing produces (its shape may differ).
+    let program_in = match &q.input.host {
+        Some(h) => QIo {
+            shape: h.value(h.outputs[0]).shape.clone(),
+            ..q.input.clone()
+        },
+        None => q.input.clone(),
+    };
+    let mut din = io_desc(&program_in, Role::Input, a_addr, None, image::DType::I8);
     if q.layers[0].conv.is_some() && din.shape.len() == 4 {
         // NCHW image stored NHWC, one pixel of channels per row.
         din.perm = vec![0, 2, 3, 1];

@@ -40,6 +40,7 @@ fn since_version(op_type: &str) -> Option<i64> {
         }
         "QuantizeLinear" | "DequantizeLinear" | "QLinearConv" | "QLinearMatMul"
         | "MatMulInteger" | "ConvInteger" | "TopK" => 10,
+        "Softmax" => MIN_OPSET,
         _ => return None,
     })
 }
@@ -189,6 +190,24 @@ impl<'m> Importer<'m> {
                 continue;
             }
             self.graph_input(input);
+        }
+
+        // FINN datatype annotations on graph inputs: integer inputs (e.g. a bipolar feature
+        // vector) the lowering can take as 8-bit data directly.
+        for a in &graph.quantization_annotation {
+            let Some(&Slot::Value(id)) = self.names.get(a.tensor_name.as_str()) else {
+                continue;
+            };
+            if !self.g.inputs.contains(&id) {
+                continue;
+            }
+            for e in &a.quant_parameter_tensor_names {
+                if e.key == "finn_datatype" {
+                    if let Some(r) = crate::ir::finn_datatype_range(&e.value) {
+                        self.g.int_inputs.insert(id, r);
+                    }
+                }
+            }
         }
 
         let order = self.topological_order(&graph.node);
@@ -926,6 +945,29 @@ impl Cx<'_, '_> {
             }
             "Flatten" => self.flatten(),
             "TopK" => self.top_k(),
+            "Softmax" => {
+                self.check_inputs_at_most(1);
+                let x = self.input(0, "input")?;
+                self.expect_dtype(x, FLOATS, "input");
+                let s = self.shape(x);
+                let single_axis = self.opset() >= 13;
+                let axis = self.attr_int_or("axis", if single_axis { -1 } else { 1 });
+                let Some(a) = shape::normalize_axis(axis, s.len(), !single_axis) else {
+                    self.issue(
+                        IssueKind::BadAttribute,
+                        format!("axis = {axis} is out of range for rank {}", s.len()),
+                    );
+                    return None;
+                };
+                one(
+                    Op::Softmax {
+                        axis: a,
+                        single_axis,
+                    },
+                    s,
+                    DType::F32,
+                )
+            }
             "Reshape" => self.reshape(),
             "Transpose" => self.transpose(),
             "Squeeze" | "Unsqueeze" => self.squeeze(op_type == "Squeeze"),

@@ -133,6 +133,12 @@ pub enum Op {
         channels_last: bool,
     },
     /// X, K (constant): the `k` largest (or smallest) along `axis`; outputs values, indices.
+    /// Softmax over the dims from `axis` on taken as one (opset < 13 coerces the input to 2-D
+    /// there), or over `axis` alone (opset 13+, `single_axis`).
+    Softmax {
+        axis: usize,
+        single_axis: bool,
+    },
     TopK {
         k: usize,
         axis: usize,
@@ -185,6 +191,7 @@ impl Op {
             Op::Trunc { .. } => "Trunc",
             Op::MultiThreshold { .. } => "MultiThreshold",
             Op::TopK { .. } => "TopK",
+            Op::Softmax { .. } => "Softmax",
         }
     }
 }
@@ -214,6 +221,29 @@ pub struct Graph {
     pub outputs: Vec<ValueId>,
     /// Default-domain opset the model was exported with.
     pub opset: i64,
+    /// Graph inputs that a FINN/QONNX `finn_datatype` quantization annotation declares to hold
+    /// integers (BIPOLAR, BINARY, INTn, UINTn): their value range.
+    pub int_inputs: HashMap<ValueId, (i32, i32)>,
+}
+
+/// The integer range of a FINN datatype name (`BIPOLAR` counts as [-1, 1]: its values are
+/// -1 and +1), or None for float and unknown types.
+pub fn finn_datatype_range(name: &str) -> Option<(i32, i32)> {
+    let bits = |s: &str| s.parse::<u32>().ok().filter(|b| (1..=8).contains(b));
+    match name {
+        "BIPOLAR" => Some((-1, 1)),
+        "BINARY" => Some((0, 1)),
+        "TERNARY" => Some((-1, 1)),
+        _ => {
+            if let Some(b) = name.strip_prefix("UINT").and_then(bits) {
+                Some((0, (1 << b) - 1))
+            } else {
+                name.strip_prefix("INT")
+                    .and_then(bits)
+                    .map(|b| (-(1 << (b - 1)), (1 << (b - 1)) - 1))
+            }
+        }
+    }
 }
 
 impl Graph {
