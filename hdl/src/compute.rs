@@ -189,6 +189,8 @@ module systole_compute #(parameter R = 4, C = 4) (
     integer j, ll;
     always @(*) begin
         th_n_d = {(8*C){1'b0}};
+        ll = 0;
+        j = 0;
         // Only a source line is counted (also keeps Verilator from evaluating the 255
         // comparators in every cycle).
         if (th_src)
@@ -198,16 +200,17 @@ module systole_compute #(parameter R = 4, C = 4) (
                         th_n_d[8*ll +: 8] = th_n_d[8*ll +: 8] + 8'd1;
     end
     reg [31:0] tv;
+    integer lc;
     always @(posedge clock) begin
         th_v1 <= th_src;
         th_n <= th_n_d;
         th_v2 <= th_v1;
-        for (ll = 0; ll < C; ll = ll + 1)
-            th_v[32*ll +: 32] <= {{24{cur[85]}}, cur[85:78]} + {{24{cur[93]}}, cur[93:86]} * {24'd0, th_n[8*ll +: 8]};
+        for (lc = 0; lc < C; lc = lc + 1)
+            th_v[32*lc +: 32] <= {{24{cur[85]}}, cur[85:78]} + {{24{cur[93]}}, cur[93:86]} * {24'd0, th_n[8*lc +: 8]};
         th_v3 <= th_v2;
-        for (ll = 0; ll < C; ll = ll + 1) begin
-            tv = th_v[32*ll +: 32];
-            th_b[8*ll +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
+        for (lc = 0; lc < C; lc = lc + 1) begin
+            tv = th_v[32*lc +: 32];
+            th_b[8*lc +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
         end
         if (is_thr && o < th_cnt) thr[o[7:0]] <= acc_rdata;
     end

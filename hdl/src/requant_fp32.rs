@@ -46,6 +46,9 @@ module systole_requant_fp32_lane (
     reg signed [63:0] r, v;
     reg [7:0] b;
     always @(*) begin
+        rem_a = 32'd0;
+        half_a = 32'd0;
+        ma_r = 25'd0;
         sa = acc[31];
         mag = sa ? (~acc + 32'd1) : acc;
         n = 0;
