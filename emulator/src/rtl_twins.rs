@@ -422,4 +422,227 @@ mod tests {
         }
         assert!(stalls > 0, "no port stall exercised");
     }
+
+    /// Driven with the instruction durations the emulator measured, the controller twin starts
+    /// every instruction in the cycle the emulator's trace says and finishes in the same cycle.
+    #[test]
+    fn controller_twin_equals_machine() {
+        use crate::{Machine, RunOptions};
+        for (preset, seeds) in [("tiny", 0..40u64), ("ulx3s", 40..50)] {
+            let arch = ArchConfig::preset(preset).unwrap();
+            for seed in seeds {
+                let prog = crate::randprog::random_program(&arch, seed, 60);
+                let opts = RunOptions {
+                    trace: true,
+                    ..Default::default()
+                };
+                let mut m = Machine::new(&prog, &arch, &opts).unwrap();
+                let cycles = m.run().unwrap();
+                let spans = m.spans.take().unwrap();
+                let mut tracks: [std::collections::VecDeque<(u64, u64)>; 3] = Default::default();
+                let mut sorted: Vec<_> = spans.iter().filter(|s| s.track < 3).collect();
+                sorted.sort_by_key(|s| (s.track, s.start));
+                for s in sorted {
+                    tracks[s.track].push_back((s.start, s.end));
+                }
+                let c = &arch.controller;
+                let mut tw = ControllerTwin::new(prog.code.clone(), c.queue_depth, c.token_depth);
+                let mut end: [Option<u64>; 3] = [None; 3];
+                for t in 0..cycles + 5 {
+                    tw.starts();
+                    let st = tw.starting();
+                    for u in 0..3 {
+                        if st[u].is_some() {
+                            let (s, e) = tracks[u].pop_front().expect("an instruction to start");
+                            assert_eq!(s, t, "seed {seed} unit {u}: start cycle");
+                            end[u] = Some(e);
+                        }
+                    }
+                    let done = [0, 1, 2].map(|u| end[u] == Some(t));
+                    for u in 0..3 {
+                        if done[u] {
+                            end[u] = None;
+                        }
+                    }
+                    tw.clock(done);
+                    if tw.cycles().is_some() {
+                        break;
+                    }
+                }
+                assert_eq!(tw.cycles(), Some(cycles), "seed {seed}: cycles");
+                assert!(
+                    tracks.iter().all(|t| t.is_empty()),
+                    "seed {seed}: unstarted"
+                );
+            }
+        }
+    }
+}
+
+/// Port-level twin of the RTL controller (`hdl/src/controller.rs`): fetch, the three command
+/// queues, the four token counters, the unit sequencers (idle / busy / retiring) and `finish`,
+/// with the engines outside (they answer `done` in an instruction's last cycle). The same
+/// rules as `Machine::step_unit` and `Machine::step_controller`, which the whole-machine
+/// co-simulation checks; this twin lets a test drive the controller alone.
+pub struct ControllerTwin {
+    code: Vec<systole_arch::isa::Insn>,
+    queue_depth: usize,
+    token_depth: u32,
+    pc: usize,
+    queues: [std::collections::VecDeque<systole_arch::isa::Insn>; 3],
+    tokens: [u32; 4],
+    busy: [bool; 3],
+    /// Pending pushes of a finished instruction waiting for room.
+    retiring: [Option<Vec<crate::controller::TokenQueue>>; 3],
+    /// Pushes of each unit's active instruction.
+    pushes: [Vec<crate::controller::TokenQueue>; 3],
+    cycle: u64,
+    done: Option<u64>,
+    /// Decided in `starts`, applied in `clock`.
+    starting: [Option<systole_arch::isa::Insn>; 3],
+    /// Cycles a finished instruction waited for room in a token queue (all units).
+    pub push_stall_cycles: u64,
+    /// Cycles fetch waited for a full command queue.
+    pub dispatch_stall_cycles: u64,
+}
+
+/// What the controller tells the engines in one cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControllerStarts {
+    /// Per unit, the instruction an engine starts in this cycle (`nop`s stay in the controller).
+    pub start: [Option<systole_arch::isa::Insn>; 3],
+}
+
+impl ControllerTwin {
+    pub fn new(code: Vec<systole_arch::isa::Insn>, queue_depth: u32, token_depth: u32) -> Self {
+        ControllerTwin {
+            code,
+            queue_depth: queue_depth as usize,
+            token_depth,
+            pc: 0,
+            queues: Default::default(),
+            tokens: [0; 4],
+            busy: [false; 3],
+            retiring: Default::default(),
+            pushes: Default::default(),
+            cycle: 0,
+            done: None,
+            starting: [None; 3],
+            push_stall_cycles: 0,
+            dispatch_stall_cycles: 0,
+        }
+    }
+
+    fn unit_of(insn: &systole_arch::isa::Insn) -> Option<usize> {
+        crate::controller::Controller::queue_of(insn.unit())
+    }
+
+    /// The starts of this cycle (they depend only on registered state).
+    pub fn starts(&mut self) -> ControllerStarts {
+        let mut out = ControllerStarts::default();
+        for u in 0..3 {
+            self.starting[u] = None;
+            if self.done.is_some() || self.busy[u] || self.retiring[u].is_some() {
+                continue;
+            }
+            let Some(&head) = self.queues[u].front() else {
+                continue;
+            };
+            let tu = crate::controller::token_use(head.unit(), head.deps).unwrap_or_default();
+            if tu.pops.iter().all(|&q| self.tokens[q as usize] > 0) {
+                self.starting[u] = Some(head);
+                if !matches!(head.op, systole_arch::isa::Op::Nop(_)) {
+                    out.start[u] = Some(head);
+                }
+            }
+        }
+        out
+    }
+
+    /// The clock edge, given the engines' `done` in this cycle; returns whether the compute
+    /// unit starts an instruction in the next cycle and which (`c_start_next`, `c_head_next`).
+    pub fn clock(&mut self, eng_done: [bool; 3]) -> Option<systole_arch::isa::Insn> {
+        let t0 = self.tokens;
+        let qlen0 = [0, 1, 2].map(|u| self.queues[u].len());
+        let idle0 = [0, 1, 2].map(|u| !self.busy[u] && self.retiring[u].is_none());
+        let mut delta = [0i64; 4];
+        for u in 0..3 {
+            let mut fin = false;
+            let mut pushes = Vec::new();
+            if let Some(p) = self.retiring[u].take() {
+                pushes = p;
+                fin = true;
+            } else if let Some(head) = self.starting[u] {
+                self.queues[u].pop_front();
+                let tu = crate::controller::token_use(head.unit(), head.deps).unwrap_or_default();
+                for &q in &tu.pops {
+                    delta[q as usize] -= 1;
+                }
+                self.pushes[u] = tu.pushes;
+                if matches!(head.op, systole_arch::isa::Op::Nop(_)) || eng_done[u] {
+                    fin = true;
+                    pushes = std::mem::take(&mut self.pushes[u]);
+                } else {
+                    self.busy[u] = true;
+                }
+            } else if self.busy[u] && eng_done[u] {
+                self.busy[u] = false;
+                fin = true;
+                pushes = std::mem::take(&mut self.pushes[u]);
+            }
+            if fin {
+                if pushes.iter().all(|&q| t0[q as usize] < self.token_depth) {
+                    for &q in &pushes {
+                        delta[q as usize] += 1;
+                    }
+                } else {
+                    self.retiring[u] = Some(pushes);
+                    self.push_stall_cycles += 1;
+                }
+            }
+        }
+        if self.done.is_none() {
+            let insn = self.code[self.pc];
+            match Self::unit_of(&insn) {
+                None => {
+                    if qlen0.iter().all(|&l| l == 0) && idle0.iter().all(|&i| i) {
+                        self.done = Some(self.cycle + 1);
+                    }
+                }
+                Some(q) => {
+                    if qlen0[q] < self.queue_depth {
+                        self.queues[q].push_back(insn);
+                        self.pc += 1;
+                    } else {
+                        self.dispatch_stall_cycles += 1;
+                    }
+                }
+            }
+        }
+        for (t, d) in self.tokens.iter_mut().zip(delta) {
+            *t = (*t as i64 + d) as u32;
+        }
+        self.cycle += 1;
+        // The compute unit's start in the next cycle.
+        let u = 1;
+        if self.done.is_some() || self.busy[u] || self.retiring[u].is_some() {
+            return None;
+        }
+        let head = *self.queues[u].front()?;
+        let tu = crate::controller::token_use(head.unit(), head.deps).unwrap_or_default();
+        tu.pops
+            .iter()
+            .all(|&q| self.tokens[q as usize] > 0)
+            .then_some(head)
+    }
+
+    /// Per unit, the instruction (`nop`s included) starting in this cycle (after `starts`).
+    pub fn starting(&self) -> [Option<systole_arch::isa::Insn>; 3] {
+        self.starting
+    }
+
+    /// The cycle count once `finish` has retired.
+    pub fn cycles(&self) -> Option<u64> {
+        self.done
+    }
 }

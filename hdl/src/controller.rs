@@ -44,6 +44,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096) (
     initial begin
         for (k = 0; k < 3; k = k + 1) begin rd[k] = 0; cnt[k] = 0; flags[k] = 0; pend[k] = 0; end
         for (k = 0; k < 4; k = k + 1) tok[k] = 0;
+        for (k = 0; k < Q; k = k + 1) begin q0[k] = 0; q1[k] = 0; q2[k] = 0; end
     end
 
     // Token queues: 0 load->compute, 1 compute->load, 2 compute->store, 3 store->compute.
