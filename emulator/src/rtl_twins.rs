@@ -538,6 +538,7 @@ impl ControllerTwin {
     }
 
     /// The starts of this cycle (they depend only on registered state).
+    #[allow(clippy::needless_range_loop)]
     pub fn starts(&mut self) -> ControllerStarts {
         let mut out = ControllerStarts::default();
         for u in 0..3 {
@@ -561,6 +562,7 @@ impl ControllerTwin {
 
     /// The clock edge, given the engines' `done` in this cycle; returns whether the compute
     /// unit starts an instruction in the next cycle and which (`c_start_next`, `c_head_next`).
+    #[allow(clippy::needless_range_loop)]
     pub fn clock(&mut self, eng_done: [bool; 3]) -> Option<systole_arch::isa::Insn> {
         let t0 = self.tokens;
         let qlen0 = [0, 1, 2].map(|u| self.queues[u].len());

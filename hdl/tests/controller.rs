@@ -34,7 +34,7 @@ fn halves(i: &Insn) -> (i64, i64) {
 /// Returns the twin's (push, dispatch) stall cycles.
 fn check(preset: &str, queue_depth: u32, token_depth: u32, seed: u64) -> (u64, u64) {
     let arch = ArchConfig::preset(preset).unwrap();
-    let code = if seed % 2 == 0 {
+    let code = if seed.is_multiple_of(2) {
         random_program(&arch, seed, 40).code
     } else {
         token_program(seed, 60, token_depth)
@@ -93,9 +93,9 @@ endmodule
     for _ in 0..20_000 {
         let done_before = tw.cycles();
         let st = tw.starts();
-        for u in 0..3 {
+        for (u, l) in left.iter_mut().enumerate() {
             if st.start[u].is_some() {
-                left[u] = if rng.chance(20) {
+                *l = if rng.chance(20) {
                     rng.range(10, 40)
                 } else {
                     rng.range(1, 6)
@@ -185,7 +185,8 @@ fn token_program(seed: u64, n: usize, token_depth: u32) -> Vec<Insn> {
             _ => Op::Store(Store::default()),
         };
         // (flag, token queue) pairs legal on unit u: pops then pushes.
-        let (pops, pushes): (Vec<(usize, usize)>, Vec<(usize, usize)>) = match u {
+        type Flags = Vec<(usize, usize)>;
+        let (pops, pushes): (Flags, Flags) = match u {
             0 => (vec![(1, 1)], vec![(3, 0)]),
             1 => (vec![(0, 0), (1, 3)], vec![(2, 1), (3, 2)]),
             _ => (vec![(0, 2)], vec![(2, 3)]),
