@@ -146,10 +146,10 @@ fn gemm_tiny() {
     check_gemm(&ArchConfig::preset("tiny").unwrap(), 7);
 }
 
-/// `tiny` with single-port (`1rw`) input, weight and output banks and a one-entry command
-/// queue: load/compute and store/compute conflicts on a shared port, and dispatch stalls.
-#[test]
-fn random_programs_single_port() {
+/// `tiny` with single-port (`1rw`) input, weight and output banks, one-entry command queues
+/// and one-token queues: load/compute and store/compute conflicts on a shared port, dispatch
+/// stalls and push stalls.
+fn tiny_small() -> (ArchConfig, String) {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../arch/presets/tiny.toml"
@@ -164,36 +164,33 @@ fn random_programs_single_port() {
         if line.starts_with("ports") && section != "[buffers.accumulator]" {
             out.push_str("ports = \"1rw\"\n");
         } else if line.starts_with("name") {
-            out.push_str("name = \"tiny_1rw\"\n");
+            out.push_str("name = \"tiny_small\"\n");
         } else if line.starts_with("queue_depth") {
             out.push_str("queue_depth = 1\n");
         } else if line.starts_with("token_depth") {
-            out.push_str("token_depth = 2\n");
+            out.push_str("token_depth = 1\n");
         } else {
             out.push_str(line);
             out.push('\n');
         }
     }
-    let arch = ArchConfig::from_toml_str(&out, "tiny_1rw").unwrap();
-    let st = check_random(&arch, 300..330, 80);
+    (ArchConfig::from_toml_str(&out, "tiny_small").unwrap(), out)
+}
+
+#[test]
+fn random_programs_single_port() {
+    let st = check_random(&tiny_small().0, 300..330, 80);
     assert!(
         st.port > 0 && st.dispatch > 0,
         "no port conflict or dispatch stall exercised: {st:?}"
     );
 }
 
-/// `token_depth = 1`: the second load finishes while the first token is still queued, so it
+/// With one-token queues the second load finishes while the first token is still queued, so it
 /// waits in the retiring state for room (push stalls), on the RTL exactly as in the emulator.
 #[test]
 fn push_stalls() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../arch/presets/tiny.toml"
-    ))
-    .unwrap()
-    .replace("name = \"tiny\"", "name = \"tiny_t1\"")
-    .replace("token_depth = 8", "token_depth = 1");
-    let arch = ArchConfig::from_toml_str(&text, "tiny_t1").unwrap();
+    let (arch, text) = tiny_small();
     let mut prog = systole_arch::asm::assemble(
         ".arch tiny\n.dram 1024\n.output c i32 [8,4] @512\n.data 0\n.hex 0102030405060708 090a0b0c0d0e0f10\n\
          load buf=wgt sram=0 dram=0 rows=1 cols=4 push_next\n\
