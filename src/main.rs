@@ -10,6 +10,7 @@ use systole_arch::image::write_atomic;
 use systole_arch::{ArchConfig, Program};
 use systole_emulator::{run, RunOptions};
 
+mod bench;
 mod rtl;
 
 #[derive(Parser)]
@@ -262,7 +263,9 @@ enum Cmd {
     },
     /// Print the ISA reference (the generated part of docs/isa.md).
     Isa,
-    /// Measure emulator speed on a large GEMM program.
+    /// Measure emulator speed on a large GEMM program; `--table`: the side-by-side table of
+    /// issue [7] (ResNet-18 shapes vs SCALE-Sim v3, emulator vs Verilator, compile times,
+    /// cycles over the roofline bound per layer).
     Bench {
         #[arg(long, default_value = "edge")]
         arch: String,
@@ -275,7 +278,42 @@ enum Cmd {
         /// Repetitions (the table reports the fastest).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Print the side-by-side table instead (see docs/performance.md).
+        #[arg(long)]
+        table: bool,
+        /// With --table: only the two smallest topology rows, no SCALE-Sim or Verilator run.
+        #[arg(long)]
+        quick: bool,
+        /// With --table: the SCALE-Sim topology (scale.cfg and NAME_layout.csv next to it).
+        #[arg(long, default_value_os_t = default_topology())]
+        topology: PathBuf,
+        /// With --table: the model whose compile time is measured.
+        #[arg(long, default_value_os_t = default_tfc())]
+        tfc: PathBuf,
+        /// With --table: the Python that runs `-m scalesim.scale`.
+        #[arg(long, default_value = "python3")]
+        python: String,
+        /// With --table: SCALE-Sim's time limit in seconds.
+        #[arg(long, default_value_t = 3600)]
+        scalesim_timeout: u64,
+        /// With --table: show SCALE-Sim's recorded figures instead of running it.
+        #[arg(long)]
+        no_scalesim: bool,
+        /// With --table: do not build or run the Verilator model.
+        #[arg(long)]
+        no_verilator: bool,
+        /// Internal: compile and emulate a topology, print per-layer lines and peak memory.
+        #[arg(long, hide = true)]
+        child_topology: Option<PathBuf>,
     },
+}
+
+fn default_topology() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/scalesim/resnet18.csv")
+}
+
+fn default_tfc() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/cases/TFC_2W2A_qcdq/model.onnx")
 }
 
 #[derive(Subcommand)]
@@ -889,77 +927,28 @@ fn dispatch(cli: Cli) -> Result<()> {
             k,
             n,
             repeat,
-        } => bench(&resolve_arch(&arch)?, m, k, n, repeat)?,
-    }
-    Ok(())
-}
-
-/// Emulator speed on one large GEMM: simulated cycles and MACs per wall-clock second.
-fn bench(arch: &ArchConfig, m: usize, k: usize, n: usize, repeat: usize) -> Result<()> {
-    use systole_compiler::gemm::{gemm_program, ChannelQuant, GemmLayer};
-    let mut rng = systole_emulator::randprog::Rng::new(42);
-    let layer = GemmLayer {
-        m,
-        k,
-        n,
-        weights: (0..k * n).map(|_| rng.next_u64() as i8).collect(),
-        channels: vec![
-            ChannelQuant {
-                bias: 0,
-                mult: 1 << 30,
-                shift: 40
-            };
-            n
-        ],
-        out_zp: 0,
-        out_lo: -128,
-        out_hi: 127,
-        in_quant: None,
-        out_quant: None,
-    };
-    let a: Vec<i8> = (0..m * k).map(|_| rng.next_u64() as i8).collect();
-    let prog = gemm_program(arch, &layer)?;
-    println!(
-        "gemm {m}x{k}x{n} on {} ({}x{}): {} instructions",
-        arch.name,
-        arch.array.rows,
-        arch.array.cols,
-        prog.code.len()
-    );
-    println!(
-        "{:>4} {:>12} {:>14} {:>10} {:>14} {:>14}",
-        "run", "cycles", "MACs", "wall s", "cycles/s", "MACs/s"
-    );
-    let mut best = f64::MAX;
-    for i in 0..repeat.max(1) {
-        let t0 = Instant::now();
-        let r = run(
-            &prog,
-            arch,
-            &[systole_emulator::IoData::I8(a.clone())],
-            &RunOptions::default(),
-        )?;
-        let wall = t0.elapsed().as_secs_f64();
-        best = best.min(wall);
-        let s = &r.stats;
-        println!(
-            "{:>4} {:>12} {:>14} {:>10.3} {:>14.3e} {:>14.3e}",
-            i,
-            s.cycles,
-            s.macs,
-            wall,
-            s.cycles as f64 / wall,
-            s.macs as f64 / wall
-        );
-        if i + 1 == repeat.max(1) {
-            println!(
-                "best: {:.3} s, {:.2} M simulated cycles/s, {:.1} M MACs/s; utilization {:.1}%",
-                best,
-                s.cycles as f64 / best / 1e6,
-                s.macs as f64 / best / 1e6,
-                s.utilization * 100.0
-            );
-        }
+            table,
+            quick,
+            topology,
+            tfc,
+            python,
+            scalesim_timeout,
+            no_scalesim,
+            no_verilator,
+            child_topology,
+        } => match child_topology {
+            Some(t) => bench::child_topology(&t, &resolve_arch(&arch)?, quick)?,
+            None if table => bench::table(&bench::TableOpts {
+                topology,
+                tfc,
+                python,
+                scalesim_timeout,
+                no_scalesim,
+                no_verilator,
+                quick,
+            })?,
+            None => bench::gemm(&resolve_arch(&arch)?, m, k, n, repeat)?,
+        },
     }
     Ok(())
 }
