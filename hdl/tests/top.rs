@@ -143,7 +143,16 @@ fn check_gemm(arch: &ArchConfig, seed: u64) {
 
 #[test]
 fn gemm_tiny() {
-    check_gemm(&ArchConfig::preset("tiny").unwrap(), 7);
+    for seed in 0..10 {
+        check_gemm(&ArchConfig::preset("tiny").unwrap(), seed);
+    }
+}
+
+#[test]
+fn gemm_ulx3s() {
+    for seed in 10..15 {
+        check_gemm(&ArchConfig::preset("ulx3s").unwrap(), seed);
+    }
 }
 
 /// `tiny` with single-port (`1rw`) input, weight and output banks, one-entry command queues
