@@ -100,6 +100,10 @@ fn reason(row: &serde_json::Value) -> String {
     match row["error"].as_str() {
         Some(e) => {
             let e = e.rsplit("model.onnx: ").next().unwrap_or(e);
+            // (paths inside the checkout differ between machines)
+            let e = e.replace(&format!("{}/", repo("").display()), "");
+            let e = e.replace(&format!("{}", repo("").display()), "");
+            let e = e.as_str();
             let e = e
                 .strip_prefix("cannot compile for arch 'ulx3s': ")
                 .unwrap_or(e);

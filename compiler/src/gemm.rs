@@ -444,7 +444,32 @@ pub fn emit_dense(
                 let half = (item % 2) as u32;
                 // --- load ---
                 let mut loads = Vec::new();
+                // One row per item (batch-1 dense layers): every k-tile is one line, and lines
+                // contiguous in DRAM land contiguous in the buffer, so one load moves a whole
+                // run of them (one DRAM latency instead of one per tile).
+                let single_row = t.tm == 1 && g.conv.is_none();
+                let mut j = 0;
+                while single_row && j < tiles {
+                    let col = |j: usize| (k0 + j) % g.k_wrap.unwrap_or(usize::MAX);
+                    let mut run = 1;
+                    while j + run < tiles && col(j + run) == col(j) + run && run < 1023 {
+                        run += 1;
+                    }
+                    loads.push(Op::Load(Load {
+                        buf: LoadBuf::Inp,
+                        sram: half * inp_half + j as u32,
+                        dram: (g.a_addr + m0 as u64 * g.a_pitch + (col(j) * r) as u64) as u32,
+                        rows: 1,
+                        cols: run as u32,
+                        stride: g.a_pitch as u32,
+                        ..Default::default()
+                    }));
+                    j += run;
+                }
                 for j in 0..tiles {
+                    if single_row {
+                        break;
+                    }
                     if let Some(cv) = &g.conv {
                         let sram = half * inp_half + (j * t.tm) as u32;
                         loads.extend(

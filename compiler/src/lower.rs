@@ -1922,6 +1922,33 @@ impl Lowerer<'_> {
             })
             .collect();
         let off = q.offset();
+        // Output range in the hw domain.
+        let range = ((base + off).clamp(-128, 127), (top + off).clamp(-128, 127));
+        // A plain requantization reproduces the same function with two parameter lines
+        // instead of `count` threshold lines: use it when it provably does.
+        if step == 1 && count > 2 && !neg.iter().any(|&x| x) {
+            if let Some((scales, beta)) =
+                requant_equivalent(&o.mm_scale, q, &thresholds, &bounds, base, top)
+            {
+                let bias = bias
+                    .iter()
+                    .zip(&beta)
+                    .map(|(&b, &x)| b.wrapping_add(x))
+                    .collect();
+                let layer = dense(
+                    &o,
+                    bias,
+                    QOut::Int8 {
+                        scales,
+                        zp: q.zp + off,
+                        lo: range.0 as i8,
+                        hi: range.1 as i8,
+                    },
+                );
+                self.layers.push(layer);
+                return Ok(range);
+            }
+        }
         let layer = dense(
             &o,
             bias,
@@ -1931,11 +1958,75 @@ impl Lowerer<'_> {
                 step: step as i8,
             },
         );
-        // Output range in the hw domain.
-        let range = ((base + off).clamp(-128, 127), (top + off).clamp(-128, 127));
         self.layers.push(layer);
         Ok(range)
     }
+}
+
+/// Per-channel binary32 requantizations equal to a threshold set on the whole accumulator
+/// range: `clamp(round_half_even(f32(acc + beta[c]) * scale[c]) + zp, base, top)` with
+/// `scale[c] = mm_scale[c] / q.scale` and an integer `beta[c]` (the epilogue's bias in
+/// accumulator units). Both functions are monotone, so agreeing on both sides of every
+/// threshold inside the accumulator bounds makes them equal there; any channel that does not
+/// agree for some small `beta` keeps the thresholds (None). Levels are logical integers.
+fn requant_equivalent(
+    mm_scale: &[f32],
+    q: QParams,
+    thresholds: &[Vec<i32>],
+    bounds: &[(i64, i64)],
+    base: i32,
+    top: i32,
+) -> Option<(Vec<f32>, Vec<i32>)> {
+    let mut scales = Vec::with_capacity(mm_scale.len());
+    let mut betas = Vec::with_capacity(mm_scale.len());
+    for (c, &ms) in mm_scale.iter().enumerate() {
+        let s0 = ms / q.scale;
+        if !(s0.is_finite() && s0 > 0.0) {
+            return None;
+        }
+        let g = |acc: i64, beta: i64, s: f32| -> Option<i32> {
+            let a = i32::try_from(acc + beta).ok()?;
+            let v = (a as f32 * s).round_ties_even() as i64 + q.zp as i64;
+            Some(v.clamp(base as i64, top as i64) as i32)
+        };
+        let agrees = |beta: i64, s: f32| -> bool {
+            thresholds.iter().enumerate().all(|(j, thr)| {
+                let level = base + 1 + j as i32;
+                let (lo, hi) = bounds[c];
+                match thr[c] {
+                    i32::MAX => g(hi, beta, s).is_some_and(|v| v < level),
+                    i32::MIN => g(lo, beta, s).is_some_and(|v| v >= level),
+                    t => {
+                        let t = t as i64;
+                        g(t, beta, s).is_some_and(|v| v >= level)
+                            && (t - 1 < lo || g(t - 1, beta, s).is_some_and(|v| v < level))
+                    }
+                }
+            })
+        };
+        // Estimate beta from the first threshold inside the bounds:
+        // (t + beta) * s crosses level - zp - 1/2 there.
+        let (j, t) = thresholds.iter().enumerate().find_map(|(j, thr)| {
+            (thr[c] != i32::MIN && thr[c] != i32::MAX).then_some((j, thr[c]))
+        })?;
+        let level = (base + 1 + j as i32 - q.zp) as f64 - 0.5;
+        let est = (level / s0 as f64 - t as f64).round() as i64;
+        // The epilogue rounds in its own order (a division by the output scale, a float bias):
+        // the scale that reproduces it may be a few ulps away from the quotient.
+        let found = (0..=8i32)
+            .flat_map(|u| [u, -u])
+            .map(|u| f32::from_bits((s0.to_bits() as i64 + u as i64) as u32))
+            .find_map(|s| {
+                (-3..=3)
+                    .map(|d| est + d)
+                    .find(|&b| agrees(b, s))
+                    .map(|b| (s, b))
+            });
+        let (s, beta) = found?;
+        scales.push(s);
+        betas.push(i32::try_from(beta).ok()?);
+    }
+    Some((scales, betas))
 }
 
 /// Elements of the tensor the program takes: the model input's, or the host pre-processing
@@ -2105,9 +2196,6 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
     let mut tail_err: Option<LowerError> = None;
     for ni in 0..g.nodes.len() {
         if let Err(e) = l.node(ni) {
-            if std::env::var_os("SYSTOLE_DEBUG_LOWER").is_some() {
-                eprintln!("lowering stops at node {ni}: {e}");
-            }
             // Operators the accelerator does not run, after the last layer's dequantized
             // output, form a float tail that the host computes (as FINN leaves its tails).
             let data = g.nodes[ni]
