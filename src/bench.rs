@@ -288,7 +288,7 @@ fn recorded_scalesim(dir: &Path, why: String) -> ScaleSim {
         cycles: std::fs::read_to_string(dir.join("scalesim_resnet18_compute_report.csv"))
             .map(|t| scalesim_cycles(&t))
             .unwrap_or_default(),
-        how: format!("recorded, not run: {why}"),
+        how: format!("ResNet-18 figures recorded in ../shared/bench/scalesim, not run: {why}"),
     }
 }
 
