@@ -2,22 +2,11 @@
 //! at test time (never against stored numbers, so the bound follows schedule changes): the
 //! demo models, the TFC fixtures and ResNet-18's topology on `scalesim32`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
 /// The error bound every layer must meet.
 const BOUND: f64 = 0.05;
-
-fn systole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_systole"))
-        .args(args)
-        .output()
-        .expect("run systole")
-}
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
 
 /// Runs `estimate --check-analytic --json` and checks every layer's error; returns the worst.
 fn check(args: &[&str]) -> f64 {

@@ -1,16 +1,11 @@
 //! The `systole` command line: the documented commands work, and bad input of every kind gives
 //! a one-line error, a non-zero exit, no panic and no partial output file.
 
+mod common;
+use common::*;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn systole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_systole"))
-        .args(args)
-        .output()
-        .expect("run systole")
-}
+use std::process::Output;
 
 fn example(name: &str) -> String {
     format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -1,27 +1,9 @@
 //! `systole estimate`: per-layer figures add up to the whole run, match the compiler's layer
 //! report and the emulator's own run, and bad topology files get clear errors.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn systole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_systole"))
-        .args(args)
-        .output()
-        .expect("run systole")
-}
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::*;
+use std::path::PathBuf;
 
 fn json(args: &[&str]) -> serde_json::Value {
     let o = systole(args);

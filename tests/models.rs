@@ -4,47 +4,9 @@
 //! Needs ../shared/fixtures (real models from other projects) and target/onnx-node-tests
 //! (scripts/fetch_onnx_node_tests.sh): the tests fail, not skip, when either is missing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn systole(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_systole"))
-        .args(args)
-        .output()
-        .expect("run systole")
-}
-
-fn repo(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
-fn fixtures() -> PathBuf {
-    let p = repo("../shared/fixtures");
-    assert!(
-        p.is_dir(),
-        "{} is missing: these tests need the shared fixtures",
-        p.display()
-    );
-    p
-}
-
-fn node_test(name: &str) -> String {
-    let p = repo("target/onnx-node-tests/node").join(name);
-    assert!(
-        p.is_dir(),
-        "{} is missing: run scripts/fetch_onnx_node_tests.sh",
-        p.display()
-    );
-    p.to_string_lossy().to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+mod common;
+use common::*;
+use std::process::Output;
 
 fn assert_check_passes(cases: &[String], arch: &str) {
     let mut args = vec!["check", "--arch", arch];
