@@ -353,6 +353,18 @@ fn shape_of(g: &systole_compiler::ir::Graph) -> Vec<usize> {
     g.value(g.inputs[0]).shape.clone()
 }
 
+/// The arch a program runs on: `--arch` (which must match the image's) or the image's own.
+fn program_arch(prog: &Program, spec: Option<&str>) -> Result<ArchConfig> {
+    Ok(match spec {
+        Some(spec) => {
+            let a = resolve_arch(spec)?;
+            prog.check_arch(&a)?;
+            a
+        }
+        None => prog.arch()?,
+    })
+}
+
 fn resolve_arch(spec: &str) -> Result<ArchConfig> {
     Ok(ArchConfig::resolve(spec)?)
 }
@@ -416,14 +428,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             vcd,
         } => {
             let prog = load_program(&program)?;
-            let arch = match arch {
-                Some(spec) => {
-                    let a = resolve_arch(&spec)?;
-                    prog.check_arch(&a)?;
-                    a
-                }
-                None => prog.arch()?,
-            };
+            let arch = program_arch(&prog, arch.as_deref())?;
             let descs: Vec<_> = prog.inputs().cloned().collect();
             if input.len() != descs.len() {
                 bail!(
@@ -450,14 +455,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             max_cycles,
         } => {
             let prog = load_program(&program)?;
-            let arch = match arch {
-                Some(spec) => {
-                    let a = resolve_arch(&spec)?;
-                    prog.check_arch(&a)?;
-                    a
-                }
-                None => prog.arch()?,
-            };
+            let arch = program_arch(&prog, arch.as_deref())?;
             for (key, side) in [("host.input", "before"), ("host.output", "after")] {
                 if let Some(ops) = prog.meta.get(key) {
                     eprintln!("note: the model runs {ops} on the host {side} this program; `systole run` does not (use `systole check` or `eval` for the whole model)");
