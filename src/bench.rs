@@ -8,11 +8,11 @@
 //! `/proc/self/status` when it ends; SCALE-Sim's is `ru_maxrss` of its process from
 //! `getrusage(RUSAGE_CHILDREN)` in a small Python parent.
 
+use crate::estimate::TopoLayer;
 use anyhow::{anyhow, bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use systole::estimate::TopoLayer;
 use systole_arch::{ArchConfig, Program};
 use systole_compiler::gemm::{gemm_program, ChannelQuant, GemmLayer};
 use systole_emulator::{run, IoData, RunOptions};
@@ -123,7 +123,7 @@ pub fn gemm(arch: &ArchConfig, m: usize, k: usize, n: usize, repeat: usize) -> R
 
 /// The synthetic int8 convolutions of a topology, `quick`: only its smallest rows.
 fn topology_rows(path: &Path, quick: bool) -> Result<Vec<TopoLayer>> {
-    let mut layers = systole::estimate::read_topology(path)?;
+    let mut layers = crate::estimate::read_topology(path)?;
     if quick {
         // The two rows with the fewest MACs: enough to exercise every path of the table.
         let macs = |t: &TopoLayer| {
@@ -637,7 +637,7 @@ pub fn table(opts: &TableOpts) -> Result<()> {
     eprintln!("(c) compile times ...");
     let ulx3s = ArchConfig::resolve("ulx3s")?;
     let n = if opts.quick { 1 } else { 5 };
-    match best_of(n, || systole::model::compile(&opts.tfc, &ulx3s)) {
+    match best_of(n, || crate::model::compile(&opts.tfc, &ulx3s)) {
         Ok(s) => line(
             "c",
             format!(
@@ -741,7 +741,7 @@ pub fn table(opts: &TableOpts) -> Result<()> {
 
 /// Index of the row called `name` in the full topology (SCALE-Sim's LayerID).
 fn rows_index(topology: &Path, name: &str) -> Option<usize> {
-    systole::estimate::read_topology(topology)
+    crate::estimate::read_topology(topology)
         .ok()?
         .iter()
         .position(|t| t.name == name)

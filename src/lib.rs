@@ -2,6 +2,7 @@
 //! tensor descriptors ask for, and writing result files without leaving partial output.
 
 pub mod analytic;
+pub mod bench;
 pub mod estimate;
 pub mod model;
 pub mod plot;

@@ -10,7 +10,6 @@ use systole_arch::image::write_atomic;
 use systole_arch::{ArchConfig, Program};
 use systole_emulator::{run, RunOptions};
 
-mod bench;
 mod rtl;
 
 #[derive(Parser)]
@@ -935,8 +934,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             no_verilator,
             child_topology,
         } => match child_topology {
-            Some(t) => bench::child_topology(&t, &resolve_arch(&arch)?, quick)?,
-            None if table => bench::table(&bench::TableOpts {
+            Some(t) => systole::bench::child_topology(&t, &resolve_arch(&arch)?, quick)?,
+            None if table => systole::bench::table(&systole::bench::TableOpts {
                 topology,
                 tfc,
                 python,
@@ -945,7 +944,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                 no_verilator,
                 quick,
             })?,
-            None => bench::gemm(&resolve_arch(&arch)?, m, k, n, repeat)?,
+            None => systole::bench::gemm(&resolve_arch(&arch)?, m, k, n, repeat)?,
         },
     }
     Ok(())
