@@ -235,12 +235,15 @@ pub struct AreaModel {
     pub source: &'static str,
 }
 
-/// Calibration: yosys 0.23 `synth_ecp5 -top BLOCK; stat` of the Verilog `systole rtl --arch
-/// tiny` writes (LUT-equivalents = LUT4 + 2 per CCU2C carry cell): `systole_pe` 16 CCU2C,
-/// 48 TRELLIS_FF, 1 MULT18X18D; `systole_ppu_lane` 1855 LUT4, 384 CCU2C, 311 FF, 4 MULT18X18D.
-/// The PE and the lane do not depend on the array size. The controller, DMA and buffer port
-/// logic (`fixed_*`, `per_lane_*`) are not calibrated yet (zero): re-run the same command on
-/// `systole_top` for two presets and fit them. Block RAMs come from the buffer geometry.
+/// Calibration (docs/area.md): yosys 0.23 `synth_ecp5 -top BLOCK; stat` of the Verilog
+/// `systole rtl` writes (LUT-equivalents = LUT4 + 2 per CCU2C carry cell): `systole_pe` 16
+/// CCU2C, 48 TRELLIS_FF, 1 MULT18X18D; `systole_ppu_lane` 1855 LUT4, 384 CCU2C, 311 FF, 4
+/// MULT18X18D (neither depends on the array size). The controller, load and store engines
+/// (`fixed_*`, `per_lane_*`): a line through two synthesized points, tiny (rows + cols = 8:
+/// controller 2401, load 1517, store 987 LUT4 under `synth_ice40`, 2690 flip-flops) and ulx3s
+/// (rows + cols = 16: 1674 + 5376 + 901 LUT4 under `synth_ecp5`); both families count 4-input
+/// LUTs, and the load engine's beat multiplexer is what grows with the line width. Flip-flops
+/// are from the tiny point only. Block RAMs come from the buffer geometry.
 pub const AREA_MODEL: AreaModel = AreaModel {
     pe_luts: 32.0,
     pe_ffs: 48.0,
@@ -248,11 +251,11 @@ pub const AREA_MODEL: AreaModel = AreaModel {
     ppu_lane_luts: 2623.0,
     ppu_lane_ffs: 311.0,
     ppu_lane_dsp: 4,
-    fixed_luts: 0.0,
-    fixed_ffs: 0.0,
-    per_lane_luts: 0.0,
+    fixed_luts: 1859.0,
+    fixed_ffs: 2690.0,
+    per_lane_luts: 380.75,
     per_lane_ffs: 0.0,
-    source: "yosys 0.23 synth_ecp5 of systole_pe and systole_ppu_lane (systole rtl --arch tiny)",
+    source: "yosys 0.23: synth_ecp5 of systole_pe and systole_ppu_lane; controller, load and store fitted through tiny (synth_ice40) and ulx3s (synth_ecp5) per-block runs",
 };
 
 /// 18 Kbit block RAMs (DP16KD, 2048 x 9 bits) a buffer takes: one per byte lane of a line
