@@ -2,13 +2,14 @@
 //! the quantized IR bit for bit, and the host-visible outputs equal the qonnx reference
 //! executor's (exactly, or within 1e-5 where a float tail runs on the host).
 
+mod emulate_util;
+
+use emulate_util::emulate;
 use std::path::{Path, PathBuf};
 use systole_compiler::frontend::{self, ImportOptions};
 use systole_compiler::lower;
 use systole_compiler::onnx::load_model;
-use systole_compiler::qir::QData;
 use systole_compiler::tensor::{read_tensor_pb, Tensor};
-use systole_emulator::IoData;
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/cases");
 
@@ -44,21 +45,7 @@ fn run_case(case: &str, arch: &str) -> f32 {
     let (program, q, _) = lower::compile(&arch, &g).unwrap_or_else(|e| panic!("{case}: {e}"));
     let mut worst = 0f32;
     for (x, want) in sets(&dir) {
-        let hw = lower::input_to_hw(&q.input, &x).unwrap();
-        let r = systole_emulator::run(
-            &program,
-            &arch,
-            &[IoData::I8(hw.clone())],
-            &Default::default(),
-        )
-        .unwrap();
-        let raw = match &r.outputs[0] {
-            IoData::I8(v) => QData::I8(v.clone()),
-            IoData::I32(v) => QData::I32(v.clone()),
-            IoData::U8(v) => QData::I8(v.iter().map(|&b| b as i8).collect()),
-        };
-        assert_eq!(raw, q.run(&hw), "{case}: emulator vs quantized IR");
-        let got = lower::output_from_hw(&q.output, q.m, &raw).unwrap();
+        let got = emulate(&program, &arch, &q, &x);
         assert_eq!(got.len(), want.len());
         for (a, b) in got.to_f32_vec().iter().zip(want.to_f32_vec()) {
             worst = worst.max((a - b).abs());

@@ -2,15 +2,15 @@
 //! their accuracy through the reference interpreter, compile for the ulx3s preset, and the
 //! emulated programs equal the quantized reference bit for bit.
 
+mod emulate_util;
+
 use systole_compiler::frontend::{import, ImportOptions};
 use systole_compiler::interp;
 use systole_compiler::ir::{ConvAttrs, Graph, Node, Op, PoolAttrs, ValueId};
 use systole_compiler::lower;
 use systole_compiler::onnx::load_model;
 use systole_compiler::ptq::{self, Calib, PtqError, PtqOptions};
-use systole_compiler::qir::QData;
 use systole_compiler::tensor::{read_npy, DType, Tensor, TensorData};
-use systole_emulator::IoData;
 
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/demo");
 
@@ -153,21 +153,7 @@ fn emulate(q: &Graph, xs: &[Tensor], labels: &[i64]) -> (f64, usize) {
     let mut right = 0;
     let mut agree = 0;
     for (x, &l) in xs.iter().zip(labels) {
-        let hw = lower::input_to_hw(&qmodel.input, x).unwrap();
-        let r = systole_emulator::run(
-            &program,
-            &arch,
-            &[IoData::I8(hw.clone())],
-            &Default::default(),
-        )
-        .unwrap();
-        let raw = match &r.outputs[0] {
-            IoData::I8(v) => QData::I8(v.clone()),
-            IoData::I32(v) => QData::I32(v.clone()),
-            IoData::U8(v) => QData::I8(v.iter().map(|&b| b as i8).collect()),
-        };
-        assert_eq!(raw, qmodel.run(&hw), "emulator vs quantized reference");
-        let out = lower::output_from_hw(&qmodel.output, qmodel.m, &raw).unwrap();
+        let out = emulate_util::emulate(&program, &arch, &qmodel, x);
         let pred = argmax(&out.to_f32_vec());
         right += usize::from(pred == l);
         let reference = interp::run(q, std::slice::from_ref(x)).unwrap();
@@ -401,23 +387,7 @@ fn check_end_to_end(g: &Graph, q: &Graph, xs: &[Tensor], tol: f32) {
             "PTQ error {err} for outputs up to {}",
             max_abs(&f)
         );
-        let hw = lower::input_to_hw(&qmodel.input, x).unwrap();
-        let r = systole_emulator::run(
-            &program,
-            &arch,
-            &[IoData::I8(hw.clone())],
-            &Default::default(),
-        )
-        .unwrap();
-        let raw = match &r.outputs[0] {
-            IoData::I8(v) => QData::I8(v.clone()),
-            IoData::I32(v) => QData::I32(v.clone()),
-            IoData::U8(v) => QData::I8(v.iter().map(|&b| b as i8).collect()),
-        };
-        assert_eq!(raw, qmodel.run(&hw), "emulator vs quantized reference");
-        let e = lower::output_from_hw(&qmodel.output, qmodel.m, &raw)
-            .unwrap()
-            .to_f32_vec();
+        let e = emulate_util::emulate(&program, &arch, &qmodel, x).to_f32_vec();
         let err = max_abs(&e.iter().zip(&p).map(|(a, b)| a - b).collect::<Vec<_>>());
         assert!(
             err <= 1e-4 * max_abs(&p).max(1.0),
