@@ -290,7 +290,21 @@ impl Gen<'_> {
         if n > lines {
             return;
         }
-        let sram = self.rng.range(0, lines - n);
+        // Mostly store what the compute unit wrote last (a matmul's accumulators, a
+        // requantization's output), so stored results depend on the array and the PPU.
+        let written = self.meta.iter().rev().find_map(|(u, fp)| {
+            (*u == 1)
+                .then(|| fp.iter().find(|a| a.write && a.res == kind.index() as u8))
+                .flatten()
+                .copied()
+        });
+        let sram = match written {
+            Some(a) if self.rng.chance(70) => {
+                let lo = a.lo.min(lines - n);
+                lo + self.rng.range(0, a.hi.saturating_sub(lo + n).min(lines - n - lo))
+            }
+            _ => self.rng.range(0, lines - n),
+        };
         let row_bytes = cols * dline;
         let stride = row_bytes + self.rng.range(0, 2) * dline;
         let span = (rows - 1) * stride + row_bytes;
