@@ -301,7 +301,9 @@ impl Gen<'_> {
         let sram = match written {
             Some(a) if self.rng.chance(70) => {
                 let lo = a.lo.min(lines - n);
-                lo + self.rng.range(0, a.hi.saturating_sub(lo + n).min(lines - n - lo))
+                lo + self
+                    .rng
+                    .range(0, a.hi.saturating_sub(lo + n).min(lines - n - lo))
             }
             _ => self.rng.range(0, lines - n),
         };
