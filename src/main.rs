@@ -352,6 +352,28 @@ fn shape_of(g: &systole_compiler::ir::Graph) -> Vec<usize> {
     g.value(g.inputs[0]).shape.clone()
 }
 
+/// One tensor file per program input, converted to what its descriptor asks for.
+fn program_inputs(prog: &Program, input: &[PathBuf]) -> Result<Vec<systole_emulator::IoData>> {
+    let descs: Vec<_> = prog.inputs().collect();
+    if input.len() != descs.len() {
+        let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
+        bail!(
+            "the program takes {} input(s) ({}); {} --input given",
+            descs.len(),
+            names.join(", "),
+            input.len()
+        );
+    }
+    input
+        .iter()
+        .zip(descs)
+        .map(|(path, d)| {
+            let t = systole_compiler::tensor::read_tensor_file(path)?;
+            io_for_input(&t, d).with_context(|| format!("{}", path.display()))
+        })
+        .collect()
+}
+
 /// The arch a program runs on: `--arch` (which must match the image's) or the image's own.
 fn program_arch(prog: &Program, spec: Option<&str>) -> Result<ArchConfig> {
     Ok(match spec {
@@ -428,19 +450,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         } => {
             let prog = load_program(&program)?;
             let arch = program_arch(&prog, arch.as_deref())?;
-            let descs: Vec<_> = prog.inputs().cloned().collect();
-            if input.len() != descs.len() {
-                bail!(
-                    "the program takes {} input(s); {} --input given",
-                    descs.len(),
-                    input.len()
-                );
-            }
-            let mut data = Vec::new();
-            for (path, d) in input.iter().zip(&descs) {
-                let t = systole_compiler::tensor::read_tensor_file(path)?;
-                data.push(io_for_input(&t, d).with_context(|| format!("{}", path.display()))?);
-            }
+            let data = program_inputs(&prog, &input)?;
             rtl::run(&prog, &arch, &data, vcd.as_deref())?;
         }
         Cmd::Run {
@@ -460,16 +470,6 @@ fn dispatch(cli: Cli) -> Result<()> {
                     eprintln!("note: the model runs {ops} on the host {side} this program; `systole run` does not (use `systole check` or `eval` for the whole model)");
                 }
             }
-            let descs: Vec<_> = prog.inputs().cloned().collect();
-            if input.len() != descs.len() {
-                let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
-                bail!(
-                    "the program takes {} input(s) ({}); {} --input given",
-                    descs.len(),
-                    names.join(", "),
-                    input.len()
-                );
-            }
             let outs: Vec<_> = prog.outputs().cloned().collect();
             if output.len() > outs.len() {
                 bail!(
@@ -478,11 +478,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     output.len()
                 );
             }
-            let mut data = Vec::new();
-            for (path, d) in input.iter().zip(&descs) {
-                let t = systole_compiler::tensor::read_tensor_file(path)?;
-                data.push(io_for_input(&t, d).with_context(|| format!("{}", path.display()))?);
-            }
+            let data = program_inputs(&prog, &input)?;
             let opts = RunOptions {
                 trace: trace.is_some(),
                 max_cycles,
