@@ -145,7 +145,8 @@ impl Counts {
                     self.line_reads[acc] += th.count as u64 + m;
                     self.line_writes[out] += m;
                 }
-                self.thresh += m * c * th.count as u64;
+                // One compare per search stage that can succeed (as `Ppu::thresh` counts).
+                self.thresh += m * c * (u32::BITS - th.count.leading_zeros()) as u64;
             }
             Op::Nop(_) | Op::Finish(_) => {}
         }
@@ -283,7 +284,7 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             Op::MatMul(mm) => arr.matmul_cycles(mm.m),
             Op::Alu(a) => Ppu::alu_cycles(a),
             Op::Requant(rq) => Ppu::requant_cycles(rq),
-            Op::Thresh(th) => Ppu::thresh_cycles(th),
+            Op::Thresh(th) => Ppu::thresh_cycles(th, arch.ppu.threshold_stages()),
             Op::Nop(_) | Op::Finish(_) => 1,
         };
         if snapshot_at.get(snapshots.len()) == Some(&idx) {
@@ -312,7 +313,7 @@ pub fn compute_breakdown(code: &[systole_arch::Insn], arch: &ArchConfig) -> (u64
             Op::MatMul(m) => mm += arr.matmul_cycles(m.m),
             Op::Alu(a) => ppu += Ppu::alu_cycles(a),
             Op::Requant(r) => ppu += Ppu::requant_cycles(r),
-            Op::Thresh(t) => ppu += Ppu::thresh_cycles(t),
+            Op::Thresh(t) => ppu += Ppu::thresh_cycles(t, arch.ppu.threshold_stages()),
             _ => {}
         }
     }

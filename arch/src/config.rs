@@ -126,7 +126,42 @@ pub struct ArchConfig {
     pub dram: DramConfig,
     pub controller: ControllerConfig,
     #[serde(default)]
+    pub ppu: PpuConfig,
+    #[serde(default)]
     pub energy: EnergyTable,
+}
+
+/// The post-processing unit's threshold storage.
+///
+/// `thresh` finds how many of its thresholds an accumulator reaches by a binary search over
+/// per-stage threshold memories (block RAM, one read per cycle each), not by comparing against
+/// every threshold at once: 255 x cols x 32-bit registers and comparators do not fit an FPGA.
+/// `max_thresholds` = 2^k - 1 gives k search stages, one cycle each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PpuConfig {
+    /// Most thresholds one `thresh` may use: 1, 3, 7, 15, 31, 63, 127 or 255.
+    #[serde(default = "default_max_thresholds")]
+    pub max_thresholds: u32,
+}
+
+fn default_max_thresholds() -> u32 {
+    255
+}
+
+impl Default for PpuConfig {
+    fn default() -> Self {
+        PpuConfig {
+            max_thresholds: default_max_thresholds(),
+        }
+    }
+}
+
+impl PpuConfig {
+    /// Binary-search stages of the threshold unit: log2(max_thresholds + 1).
+    pub fn threshold_stages(&self) -> u32 {
+        (self.max_thresholds + 1).trailing_zeros()
+    }
 }
 
 /// The names of the presets compiled into the binary.
@@ -404,6 +439,15 @@ impl ArchConfig {
         if c.imem_instructions == 0 {
             return err("controller.imem_instructions", "must be at least 1".into());
         }
+        let t = self.ppu.max_thresholds;
+        if !(1..=255).contains(&t) || !(t + 1).is_power_of_two() {
+            return err(
+                "ppu.max_thresholds",
+                format!(
+                    "{t} must be one of 1, 3, 7, 15, 31, 63, 127, 255 (2^k - 1: k search stages)"
+                ),
+            );
+        }
         self.energy.validate()?;
         Ok(())
     }
@@ -412,7 +456,7 @@ impl ArchConfig {
     /// takes. Names, clock and energy are excluded: a program runs unchanged on a faster clock.
     pub fn fingerprint(&self) -> u64 {
         let mut h = Fnv64::new();
-        h.write(b"systole-arch-v1");
+        h.write(b"systole-arch-v2");
         let a = &self.array;
         h.write_u32(a.rows);
         h.write_u32(a.cols);
@@ -434,6 +478,7 @@ impl ArchConfig {
         h.write_u32(self.controller.queue_depth);
         h.write_u32(self.controller.token_depth);
         h.write_u32(self.controller.imem_instructions);
+        h.write_u32(self.ppu.max_thresholds);
         h.finish()
     }
 

@@ -537,10 +537,13 @@ isa! {
     /// End of program: the controller waits until every queue is empty and every unit idle.
     Finish = 0x08, "finish", Some(Unit::Controller), {}
     /// Multi-threshold activation (FINN's MultiThreshold): for lane c,
-    /// out = clamp(base + step * #{j < count : acc[src+i][c] >= thr[j][c]}, -128, 127), where
-    /// thr[j] is accumulator line `thr + j`. Any monotone function of the accumulator with at
+    /// out = clamp(base + step * n, -128, 127), where n is how many thresholds
+    /// acc[src+i][c] reaches, found by binary search over thr[j][c] = accumulator line
+    /// `thr + j`: n = 0, then for s = 7 down to 0, n += 2^s if n + 2^s <= count and
+    /// acc >= thr[n + 2^s - 1]. For thresholds ascending per lane (the compiler sorts them)
+    /// n = #{j < count : acc >= thr[j]}. Any monotone function of the accumulator with at
     /// most 255 steps (requantization with float rounding, batch norm, clipping, low-bit
-    /// quantizers) is exactly such a threshold set.
+    /// quantizers) is exactly such a threshold set. count <= the arch's `ppu.max_thresholds`.
     Thresh = 0x09, "thresh", Some(Unit::Compute), {
         dst: u32 = 16, "first output line",
         src: u32 = 16, "first accumulator line",

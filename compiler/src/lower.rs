@@ -2529,6 +2529,21 @@ pub struct LayerReport {
     pub weight_bytes: usize,
 }
 
+/// Each channel's thresholds in ascending order: the hardware's binary search counts the
+/// thresholds reached only when they ascend, and the count does not depend on their order.
+fn ascending(thresholds: &[Vec<i32>]) -> Vec<Vec<i32>> {
+    let mut t = thresholds.to_vec();
+    let lanes = t.first().map_or(0, Vec::len);
+    for c in 0..lanes {
+        let mut col: Vec<i32> = t.iter().map(|row| row[c]).collect();
+        col.sort_unstable();
+        for (row, v) in t.iter_mut().zip(col) {
+            row[c] = v;
+        }
+    }
+    t
+}
+
 /// Emits the program for a quantized model.
 pub fn to_program(
     arch: &ArchConfig,
@@ -2570,7 +2585,19 @@ pub fn to_program(
                 base,
                 step,
             } => (
-                thresholds.clone(),
+                {
+                    if thresholds.len() > arch.ppu.max_thresholds as usize {
+                        return Err(err(format!(
+                            "layer '{}': needs {} thresholds; arch '{}' holds at most {} \
+                             (ppu.max_thresholds)",
+                            l.name,
+                            thresholds.len(),
+                            arch.name,
+                            arch.ppu.max_thresholds
+                        )));
+                    }
+                    ascending(thresholds)
+                },
                 OutMode::Thresh {
                     count: thresholds.len() as u32,
                     base: *base,

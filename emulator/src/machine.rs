@@ -270,6 +270,7 @@ impl Machine {
             Exec::Fixed { cycles } => {
                 let o = t - a.start;
                 let bufs = &mut self.bufs;
+                let stages = self.arch.ppu.threshold_stages();
                 let mut claim = |k: BufferKind, line: u32, w: bool| {
                     let ok = bufs.claim(k, line, w, t);
                     debug_assert!(ok, "compute unit lost a port");
@@ -279,7 +280,7 @@ impl Machine {
                     Op::MatMul(op) => self.array.matmul_access(op, o, &mut claim),
                     Op::Alu(op) => Ppu::alu_access(op, o, &mut claim),
                     Op::Requant(op) => Ppu::requant_access(op, o, &mut claim),
-                    Op::Thresh(op) => Ppu::thresh_access(op, o, &mut claim),
+                    Op::Thresh(op) => Ppu::thresh_access(op, stages, o, &mut claim),
                     _ => {}
                 }
                 Step {
@@ -675,6 +676,16 @@ impl Machine {
             }
             Op::Thresh(op) => {
                 let m = op.m as u64;
+                if op.count > self.arch.ppu.max_thresholds {
+                    return Err(self.err(
+                        ErrorKind::IllegalOperands,
+                        idx,
+                        format!(
+                            "{} thresholds; arch '{}' holds at most {} (ppu.max_thresholds)",
+                            op.count, self.arch.name, self.arch.ppu.max_thresholds
+                        ),
+                    ));
+                }
                 let fs =
                     self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
                 let ft = self.check_lines(
@@ -694,7 +705,7 @@ impl Machine {
                 (
                     vec![fs, ft, fd],
                     Exec::Fixed {
-                        cycles: Ppu::thresh_cycles(op),
+                        cycles: Ppu::thresh_cycles(op, self.arch.ppu.threshold_stages()),
                     },
                 )
             }

@@ -21,6 +21,21 @@ pub struct Ppu {
     pub thresh_compares: u64,
 }
 
+/// The threshold unit's binary search (`thresh`): how many of the `count` thresholds `thr(j)`
+/// the value `a` reaches, stage s = 7..0 adding 2^s when threshold n + 2^s - 1 exists and is
+/// reached. Equals #{j : a >= thr(j)} when the thresholds ascend; for any other order it is
+/// still exactly what the hardware's stage memories compute.
+pub fn thresh_search(a: i32, count: usize, thr: impl Fn(usize) -> i32) -> usize {
+    let mut n = 0;
+    for s in (0..8).rev() {
+        let p = n + (1 << s);
+        if p <= count && a >= thr(p - 1) {
+            n = p;
+        }
+    }
+    n
+}
+
 /// Rounding right shift of an exact product, as the requantizer's shifter does it.
 pub fn round_shift(x: i64, shift: u32, round: Round) -> i64 {
     if shift == 0 {
@@ -157,48 +172,56 @@ impl Ppu {
         Ok(())
     }
 
-    /// `thresh` reads its `count` threshold lines into the per-lane threshold registers
-    /// (cycles 0..count), then src_i in count + i, and writes output line i in count + i + 3
-    /// (compare, count, clamp): count + m + 3 cycles.
-    pub fn thresh_cycles(op: &Thresh) -> u64 {
+    /// `thresh` writes its `count` threshold lines into the threshold unit's stage memories
+    /// (cycles 0..count), then reads src_i in count + i, searches one stage a cycle
+    /// (`stages` = the arch's `ppu.threshold_stages()`), scales and clamps, and writes output
+    /// line i in count + i + stages + 2: count + m + stages + 2 cycles.
+    pub fn thresh_cycles(op: &Thresh, stages: u32) -> u64 {
         if op.m == 0 {
             1
         } else {
-            op.count as u64 + op.m as u64 + 3
+            op.count as u64 + op.m as u64 + stages as u64 + 2
         }
     }
 
     /// Functional effect of `thresh`.
     pub fn thresh(&mut self, op: &Thresh, bufs: &mut Buffers) {
         let c = bufs.cols;
+        let count = op.count as usize;
         for i in 0..op.m as usize {
             let s = (op.src as usize + i) * c;
             let d = (op.dst as usize + i) * c;
             for l in 0..c {
                 let a = bufs.acc[s + l];
-                let n = (0..op.count as usize)
-                    .filter(|&j| a >= bufs.acc[(op.thr as usize + j) * c + l])
-                    .count();
+                let n = thresh_search(a, count, |j| bufs.acc[(op.thr as usize + j) * c + l]);
                 bufs.out[d + l] =
                     (op.base as i64 + op.step as i64 * n as i64).clamp(-128, 127) as i8 as u8;
             }
         }
-        self.thresh_compares += op.m as u64 * c as u64 * op.count as u64;
+        // One compare per search stage that can succeed.
+        let stages = usize::BITS - count.leading_zeros();
+        self.thresh_compares += op.m as u64 * c as u64 * stages as u64;
     }
 
-    pub fn thresh_access(op: &Thresh, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {
+    pub fn thresh_access(
+        op: &Thresh,
+        stages: u32,
+        o: u64,
+        mut f: impl FnMut(BufferKind, u32, bool),
+    ) {
         let (m, t) = (op.m as u64, op.count as u64);
         if m == 0 {
             return;
         }
+        let lat = stages as u64 + 2;
         if o < t {
             f(BufferKind::Accumulator, op.thr + o as u32, false);
         }
         if o >= t && o - t < m {
             f(BufferKind::Accumulator, op.src + (o - t) as u32, false);
         }
-        if o >= t + 3 && o - t - 3 < m {
-            f(BufferKind::Output, op.dst + (o - t - 3) as u32, true);
+        if o >= t + lat && o - t - lat < m {
+            f(BufferKind::Output, op.dst + (o - t - lat) as u32, true);
         }
     }
 

@@ -438,10 +438,11 @@ impl Gen<'_> {
             4 => {
                 let out_lines = self.lines(BufferKind::Output);
                 let m = self.m(12.min(out_lines));
+                let most = self.arch.ppu.max_thresholds as u64;
                 let count = if self.rng.chance(10) {
-                    self.rng.range(0, 255.min(acc_all))
+                    self.rng.range(0, most.min(acc_all))
                 } else {
-                    self.rng.range(0, 8)
+                    self.rng.range(0, 8.min(most))
                 };
                 let thr = self.rng.range(0, acc_all - count);
                 let src = self.rng.range(0, acc_all - m);

@@ -100,7 +100,7 @@ module systole_top (
     wire [8*C-1:0] out_wdata;
     wire cl_inp, cl_wgt, cl_acc;
     wire [15:0] cl_inp_line, cl_wgt_line, cl_acc_line;
-    systole_compute #(.R(R), .C(C)) cp (
+    systole_compute #(.R(R), .C(C), .S({stages})) cp (
         .clock(clock), .rst(rst), .start(eng_start[1]), .insn(head1),
         .start_next(c_start_next), .head_next(c_head_next), .done(cp_done),
         .inp_ren(inp_ren), .inp_raddr(inp_raddr), .inp_rdata(inp_rdata),
@@ -200,6 +200,7 @@ endmodule
         q = ctl.queue_depth,
         t = ctl.token_depth,
         imem = ctl.imem_instructions,
+        stages = arch.ppu.threshold_stages(),
     )
 }
 

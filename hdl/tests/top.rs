@@ -155,6 +155,88 @@ fn gemm_ulx3s() {
     }
 }
 
+/// `thresh` on the ulx3s RTL at the counts where the binary search's shape changes (a stage
+/// becoming used, the single-entry top stage loaded in the last load cycle) with ascending
+/// thresholds: the emulator gives #{j: x >= thr_j} and the RTL the same bytes in the same
+/// cycles; and once with thresholds in random order, where both give the ISA's search result.
+#[test]
+fn thresh_counts_ulx3s() {
+    let arch = ArchConfig::preset("ulx3s").unwrap();
+    let c = arch.array.cols as usize;
+    let rtl = Rtl::cached(&arch, false).unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = systole_emulator::randprog::Rng::new(7);
+    for (count, sorted) in [
+        (1, true),
+        (2, true),
+        (3, true),
+        (4, true),
+        (7, true),
+        (8, true),
+        (9, true),
+        (64, true),
+        (127, true),
+        (128, true),
+        (129, true),
+        (200, true),
+        (255, true),
+        (255, false),
+        (40, false),
+    ] {
+        let m = 24usize;
+        let mut thr: Vec<Vec<i32>> = (0..c)
+            .map(|_| {
+                (0..count)
+                    .map(|_| (rng.next_u64() % 2001) as i32 - 1000)
+                    .collect()
+            })
+            .collect();
+        if sorted {
+            thr.iter_mut().for_each(|t| t.sort());
+        }
+        let src: Vec<i32> = (0..m * c)
+            .map(|_| (rng.next_u64() % 2201) as i32 - 1100)
+            .collect();
+        let mut bytes = Vec::new();
+        for j in 0..count {
+            for t in &thr {
+                bytes.extend_from_slice(&t[j].to_le_bytes());
+            }
+        }
+        for v in &src {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let hex: Vec<String> = bytes
+            .chunks(32)
+            .map(|ch| ch.iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        let oa = bytes.len();
+        let text = format!(
+            ".arch ulx3s\n.dram {dram}\n.output y i8 [{m},{c}] @{oa}\n.data 0\n.hex {hex}\n\
+             load buf=acc sram=0 dram=0 rows=1 cols={lines} push_next\n\
+             thresh dst=0 src={count} thr=0 count={count} m={m} base=-100 step=1 pop_prev push_next\n\
+             store buf=out sram=0 dram={oa} rows=1 cols={m} pop_prev\n\
+             finish\n",
+            dram = oa + m * c,
+            hex = hex.join(" "),
+            lines = count + m,
+        );
+        let prog = systole_arch::asm::assemble(&text, "thresh").unwrap();
+        let res = cosim(&rtl, &prog, &[], None).unwrap();
+        let ctx = format!("count {count}, sorted {sorted}");
+        if sorted {
+            let want: Vec<i8> = (0..m * c)
+                .map(|i| {
+                    let n = thr[i % c].iter().filter(|&&t| src[i] >= t).count() as i32;
+                    (n - 100).clamp(-128, 127) as i8
+                })
+                .collect();
+            assert_eq!(res.emu_outputs, vec![IoData::I8(want)], "emulator, {ctx}");
+        }
+        assert_eq!(res.rtl.outputs, res.emu_outputs, "RTL vs emulator, {ctx}");
+        assert_eq!(res.rtl.cycles, res.emu_cycles, "cycles, {ctx}");
+    }
+}
+
 /// `tiny` with single-port (`1rw`) input, weight and output banks, one-entry command queues
 /// and one-token queues: load/compute and store/compute conflicts on a shared port, dispatch
 /// stalls and push stalls.
@@ -183,6 +265,8 @@ fn tiny_small() -> (ArchConfig, String) {
             out.push('\n');
         }
     }
+    // A 4-stage threshold search (at most 15 thresholds) instead of 8 stages.
+    out.push_str("\n[ppu]\nmax_thresholds = 15\n");
     (ArchConfig::from_toml_str(&out, "tiny_small").unwrap(), out)
 }
 

@@ -231,12 +231,19 @@ impl Golden {
                 for i in 0..t.m as usize {
                     for k in 0..c {
                         let a = self.acc[t.src as usize + i][k];
-                        let mut n = t.base as i64;
-                        for j in 0..t.count as usize {
-                            if a >= self.acc[t.thr as usize + j][k] {
-                                n += t.step as i64;
+                        // The ISA's binary search, written out from docs/isa.md.
+                        let mut reached = 0usize;
+                        let mut half = 128usize;
+                        while half > 0 {
+                            let probe = reached + half;
+                            if probe <= t.count as usize
+                                && a >= self.acc[t.thr as usize + probe - 1][k]
+                            {
+                                reached = probe;
                             }
+                            half /= 2;
                         }
+                        let n = t.base as i64 + t.step as i64 * reached as i64;
                         self.out[t.dst as usize + i][k] = n.clamp(-128, 127) as i8 as u8;
                     }
                 }
