@@ -127,4 +127,99 @@ fn cosim_command() {
     );
     assert!(text.contains("output c [16, 4]: equal"), "{text}");
     assert!(text.contains("(equal)"), "{text}");
+
+    // The same run with a waveform: a VCD whose `done` rises, whose `cycles` ends at the
+    // cycle count both sides printed, and whose clock ticks through every cycle.
+    let vcd = dir.path().join("run.vcd");
+    let out = Command::new(bin)
+        .arg("cosim")
+        .arg(&img)
+        .arg("--input")
+        .arg(&npy)
+        .arg("--vcd")
+        .arg(&vcd)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cycles: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cycles: rtl "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cycle count in {text}"));
+    let w = Vcd::read(&vcd);
+    assert_eq!(w.last("done"), Some(1), "done never rose");
+    assert_eq!(w.last("cycles"), Some(cycles), "final value of `cycles`");
+    assert!(
+        w.changes("clock") >= 2 * cycles,
+        "clock changed {} times in a {cycles}-cycle run",
+        w.changes("clock")
+    );
+}
+
+/// The top scope's signals of a VCD file: (name, identifier code) and every value change.
+struct Vcd {
+    ids: Vec<(String, String)>,
+    changes: Vec<(String, u64)>,
+}
+
+impl Vcd {
+    fn read(path: &Path) -> Vcd {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let (header, body) = text
+            .split_once("$enddefinitions")
+            .unwrap_or_else(|| panic!("{}: no $enddefinitions", path.display()));
+        let mut ids = Vec::new();
+        for l in header.lines() {
+            // $var wire 64 id name [63:0] $end
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.first() == Some(&"$var") && f.len() >= 5 {
+                ids.push((f[4].to_string(), f[3].to_string()));
+            }
+        }
+        let mut changes = Vec::new();
+        for l in body.lines().map(str::trim) {
+            if let Some(rest) = l.strip_prefix('b') {
+                if let Some((v, id)) = rest.split_once(' ') {
+                    if let Ok(v) = u64::from_str_radix(v, 2) {
+                        changes.push((id.to_string(), v));
+                    }
+                }
+            } else if let Some(id) = l.strip_prefix('0').or_else(|| l.strip_prefix('1')) {
+                if !id.is_empty() && !l.starts_with('#') {
+                    changes.push((id.to_string(), l.starts_with('1') as u64));
+                }
+            }
+        }
+        Vcd { ids, changes }
+    }
+
+    /// The first (outermost) signal called `name`.
+    fn id(&self, name: &str) -> &str {
+        self.ids
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, i)| i.as_str())
+            .unwrap_or_else(|| panic!("no signal `{name}` in the VCD"))
+    }
+
+    fn last(&self, name: &str) -> Option<u64> {
+        let id = self.id(name);
+        self.changes
+            .iter()
+            .rev()
+            .find(|(i, _)| i == id)
+            .map(|c| c.1)
+    }
+
+    fn changes(&self, name: &str) -> u64 {
+        let id = self.id(name);
+        self.changes.iter().filter(|(i, _)| i == id).count() as u64
+    }
 }

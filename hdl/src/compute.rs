@@ -15,7 +15,7 @@
 /// The compute module (parameterised Verilog; `systole_array_flat` is generated per arch by
 /// `top.rs`).
 pub const VERILOG: &str = r#"
-module systole_compute #(parameter R = 4, C = 4) (
+module systole_compute #(parameter R = 4, C = 4, S = 8) (
     input clock, input rst,
     input start, input [127:0] insn,
     input start_next, input [127:0] head_next,
@@ -38,7 +38,6 @@ module systole_compute #(parameter R = 4, C = 4) (
     reg [31:0] o_q = 0;
     reg [15:0] wi_q = 0;
     reg [32*C-1:0] breg = 0, mreg = 0, sreg = 0;
-    reg [32*C-1:0] thr [0:254];
 
     wire [127:0] cur = start ? insn : ir;
     wire act = start || active;
@@ -55,7 +54,7 @@ module systole_compute #(parameter R = 4, C = 4) (
                 6'd5: begin m = {20'd0, x[80:69]};
                     dur = m == 0 ? 1 : (x[68:65] == 0 ? m + 3 : 2 * m + 2); end
                 6'd6: begin m = {20'd0, x[69:58]}; dur = m == 0 ? 1 : m + 5; end
-                6'd9: begin m = {20'd0, x[77:66]}; dur = m == 0 ? 1 : {24'd0, x[65:58]} + m + 3; end
+                6'd9: begin m = {20'd0, x[77:66]}; dur = m == 0 ? 1 : {24'd0, x[65:58]} + m + S + 2; end
                 default: dur = 1;
             endcase
         end
@@ -176,43 +175,75 @@ module systole_compute #(parameter R = 4, C = 4) (
         );
     end endgenerate
 
-    // Threshold unit: count, scale and clamp in three stages.
+    // Threshold unit: a binary search, one stage a cycle, then scale and clamp. Search stage
+    // s (2^s = 2^(S-1) first) probes 1-based position n + 2^s; the positions it can probe,
+    // (2q + 1) 2^s, live in stage s's own memory at q (2^(S-1-s) entries per lane, block or
+    // LUT RAM: one read a cycle), so no lane ever compares against more than S thresholds.
+    // Loading writes threshold line o (position o + 1) into the one memory that holds it.
     wire is_thr = act && op == 6'd9;
     wire [31:0] th_cnt = {24'd0, cur[65:58]};
     wire [31:0] th_m = {20'd0, cur[77:66]};
     wire th_src = is_thr && o >= th_cnt && o - th_cnt < th_m;
-    reg [8*C-1:0] th_n;
+    wire th_ld = is_thr && o < th_cnt;
+    wire [7:0] th_p = o[7:0] + 8'd1;
+    wire [8*C-1:0] th_nf;
+    genvar k;
+    generate for (l = 0; l < C; l = l + 1) begin : thl
+        wire [31:0] xin = acc_rdata[32*l +: 32];
+        // Step k runs search stage S-1-k in cycle T + k (T: the source line's read cycle).
+        wire [32*(S+1)-1:0] xs;  // value entering step k
+        wire [8*(S+1)-1:0] ns;   // count entering step k
+        wire [8*S-1:0] nn;       // count leaving step k
+        wire [32*S-1:0] td;      // the threshold step k compares against
+        assign xs[31:0] = xin;
+        assign ns[7:0] = 8'd0;
+        for (k = 0; k < S; k = k + 1) begin : st
+            localparam integer SS = S - 1 - k;
+            wire [7:0] probe = ns[8*k +: 8] + (8'd1 << SS);
+            wire reach = probe <= cur[65:58] && $signed(xs[32*k +: 32]) >= $signed(td[32*k +: 32]);
+            assign nn[8*k +: 8] = reach ? probe : ns[8*k +: 8];
+            if (k == 0) begin : one
+                // One entry, read in the source line's cycle: a register (a block-RAM read
+                // issued a cycle early would miss a threshold loaded in the cycle before).
+                reg [31:0] r = 32'd0;
+                always @(posedge clock)
+                    if (th_ld && th_p == (8'd1 << SS)) r <= xin;
+                assign td[31:0] = r;
+            end else begin : mem
+                reg [31:0] m [0:(1 << k)-1];
+                reg [31:0] rd = 32'd0;
+                always @(posedge clock) begin
+                    if (th_ld && th_p[SS:0] == (9'd1 << SS)) m[th_p >> (SS + 1)] <= xin;
+                    // Address from the previous step's result, data in this step's cycle.
+                    rd <= m[nn[8*(k-1) +: 8] >> (SS + 1)];
+                end
+                assign td[32*k +: 32] = rd;
+            end
+            reg [31:0] xr = 32'd0;
+            reg [7:0] nr = 8'd0;
+            always @(posedge clock) begin
+                xr <= xs[32*k +: 32];
+                nr <= nn[8*k +: 8];
+            end
+            assign xs[32*(k+1) +: 32] = xr;
+            assign ns[8*(k+1) +: 8] = nr;
+        end
+        assign th_nf[8*l +: 8] = ns[8*S +: 8];
+    end endgenerate
+    // th_vs[j]: a source line entered the search j + 1 cycles ago.
+    reg [S+1:0] th_vs = 0;
     reg [32*C-1:0] th_v;
     reg [8*C-1:0] th_b;
-    reg th_v1 = 1'b0, th_v2 = 1'b0, th_v3 = 1'b0;
-    reg [8*C-1:0] th_n_d;
-    integer j, ll;
-    always @(*) begin
-        th_n_d = {(8*C){1'b0}};
-        ll = 0;
-        j = 0;
-        // Only a source line is counted (also keeps Verilator from evaluating the 255
-        // comparators in every cycle).
-        if (th_src)
-            for (ll = 0; ll < C; ll = ll + 1)
-                for (j = 0; j < 255; j = j + 1)
-                    if (j < th_cnt && $signed(acc_rdata[32*ll +: 32]) >= $signed(thr[j][32*ll +: 32]))
-                        th_n_d[8*ll +: 8] = th_n_d[8*ll +: 8] + 8'd1;
-    end
     reg [31:0] tv;
     integer lc;
     always @(posedge clock) begin
-        th_v1 <= th_src;
-        th_n <= th_n_d;
-        th_v2 <= th_v1;
+        th_vs <= {th_vs[S:0], th_src};
         for (lc = 0; lc < C; lc = lc + 1)
-            th_v[32*lc +: 32] <= {{24{cur[85]}}, cur[85:78]} + {{24{cur[93]}}, cur[93:86]} * {24'd0, th_n[8*lc +: 8]};
-        th_v3 <= th_v2;
+            th_v[32*lc +: 32] <= {{24{cur[85]}}, cur[85:78]} + {{24{cur[93]}}, cur[93:86]} * {24'd0, th_nf[8*lc +: 8]};
         for (lc = 0; lc < C; lc = lc + 1) begin
             tv = th_v[32*lc +: 32];
             th_b[8*lc +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
         end
-        if (is_thr && o < th_cnt) thr[o[7:0]] <= acc_rdata;
     end
 
     // Writes.
@@ -226,7 +257,7 @@ module systole_compute #(parameter R = 4, C = 4) (
     assign acc_waddr = (mm_we ? cur[41:26] : cur[28:13]) + wi;
     assign acc_wdata = mm_we ? (cur[54] ? mm_sum : arr_out) : ppu_acc;
     wire rq_we = is_req && ppu_byte_valid[0];
-    wire th_we = is_thr && th_v3;
+    wire th_we = is_thr && th_vs[S+1];
     assign out_we = rq_we || th_we;
     assign out_waddr = cur[25:10] + wi;
     assign out_wdata = rq_we ? (cur[105] ? fpq_byte : ppu_byte) : th_b;
