@@ -26,7 +26,9 @@ use systole_arch::isa::{Load, Op, Store};
 use systole_arch::{ArchConfig, BufferKind, Program};
 use systole_emulator::array::Array;
 use systole_emulator::controller::token_use;
-use systole_emulator::dma::{load_dram_line_bytes, load_kind, store_dram_line_bytes, store_kind};
+use systole_emulator::dma::{
+    load_dram_line_bytes, load_kind, store_dram_line_bytes, store_kind, store_line_beats,
+};
 use systole_emulator::ppu::Ppu;
 use systole_emulator::stats::UnitStats;
 use systole_emulator::Stats;
@@ -63,8 +65,7 @@ pub fn store_cycles(op: &Store, arch: &ArchConfig) -> u64 {
     if n == 0 {
         return 1;
     }
-    let beats =
-        store_dram_line_bytes(op.buf, arch.array.cols) as u64 / arch.dram.bytes_per_cycle as u64;
+    let beats = store_line_beats(op, arch.array.cols, arch.dram.bytes_per_cycle) as u64;
     n * beats + arch.dram.latency_cycles as u64 + 1
 }
 
@@ -76,6 +77,7 @@ struct Counts {
     dram_read: u64,
     dram_written: u64,
     macs: u64,
+    xnor_macs: u64,
     alu: u64,
     alu_mul: u64,
     requant: u64,
@@ -105,7 +107,7 @@ impl Counts {
             Op::Store(s) => {
                 let n = s.rows as u64 * s.cols as u64;
                 self.line_reads[store_kind(s.buf).index()] += n;
-                self.dram_written += n * store_dram_line_bytes(s.buf, arch.array.cols) as u64;
+                self.dram_written += n * store_dram_line_bytes(s, arch.array.cols) as u64;
             }
             Op::LoadWeights(_) => self.line_reads[wgt] += r,
             Op::MatMul(mm) => {
@@ -116,6 +118,9 @@ impl Counts {
                 }
                 self.line_writes[acc] += m;
                 self.macs += m * r * c;
+                if mm.binary {
+                    self.xnor_macs += m * r * c;
+                }
             }
             Op::Alu(a) => {
                 let m = a.m as u64;
@@ -192,6 +197,7 @@ impl Counts {
             store: self.unit[2],
             dispatch_stall_cycles: 0,
             macs: self.macs,
+            xnor_macs: self.xnor_macs,
             peak_macs_per_cycle: peak,
             utilization: if cycles == 0 {
                 0.0

@@ -98,8 +98,11 @@ impl LayerEstimate {
             compute_bound_cycles: macs.div_ceil(peak),
             dram_bound_cycles: s.dram_bytes_read.max(s.dram_bytes_written).div_ceil(bpc),
             energy: s.energy,
-            binary: false,
-            mac_xnor_pj: 0.0,
+            binary: s.xnor_macs > 0,
+            mac_xnor_pj: s.xnor_macs as f64 * {
+                let e = arch.energy.effective();
+                8.0 * e.xnor_popcount_bit_pj + e.int32_add_pj
+            },
             m_tiles: 0,
             k_tiles: 0,
             n_tiles: 0,
@@ -212,32 +215,6 @@ fn new_estimate(model: &str, arch: &ArchConfig, engine: Engine) -> Estimate {
             arch,
         ),
     }
-}
-
-/// Whether each layer of `q` has binary weights and binary inputs (the previous layer's
-/// two-level threshold output).
-pub fn binary_layers(q: &QModel) -> Vec<bool> {
-    q.layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            i > 0
-                && l.weights2.is_none()
-                && l.weights.iter().all(|&w| w == 1 || w == -1)
-                && matches!(&q.layers[i - 1].out, QOut::Thresh { thresholds, .. } if thresholds.len() == 1)
-        })
-        .collect()
-}
-
-/// Marks the binary layers (`binary_layers`) and prices their MAC slots on an XNOR-popcount
-/// datapath; the total sums the layers'.
-pub fn mark_binary(e: &mut Estimate, binary: &[bool], arch: &ArchConfig) {
-    let price = arch.energy.effective().xnor_popcount_bit_pj;
-    for (l, &b) in e.layers.iter_mut().zip(binary) {
-        l.binary = b;
-        l.mac_xnor_pj = if b { l.mac_slots as f64 * price } else { 0.0 };
-    }
-    e.total.mac_xnor_pj = e.layers.iter().map(|l| l.mac_xnor_pj).sum();
 }
 
 /// Adds the analytic estimate's cycles and relative error to an emulator estimate of the same
@@ -371,6 +348,7 @@ impl TopoLayer {
             name: self.name.clone(),
             m: 1,
             input: io("ifmap", vec![1, self.channels, self.ifmap_h, self.ifmap_w]),
+            input_bipolar: false,
             layers: vec![QDense {
                 name: self.name.clone(),
                 k,
@@ -657,7 +635,7 @@ pub fn table(e: &Estimate) -> String {
     );
     if e.total.mac_xnor_pj > 0.0 {
         s.push_str(&format!(
-            "binary layers ({}): their MACs would cost {:.2} nJ on an XNOR-popcount datapath instead of the int8 array's\n",
+            "binary layers ({}): XNOR-popcount MACs (8 bipolar products per PE slot), {:.2} nJ of the MAC energy\n",
             e.layers
                 .iter()
                 .filter(|l| l.binary)

@@ -633,19 +633,13 @@ fn dispatch(cli: Cli) -> Result<()> {
                             pixel_scale: 1.0 / 255.0,
                         });
                         let c = systole::model::compile_calibrated(m, &arch, ca.as_ref())?;
-                        let mut e = systole::estimate::estimate_program(
+                        systole::estimate::estimate_program(
                             &m.display().to_string(),
                             &c.program,
                             &c.layers,
                             &arch,
                             engine,
-                        )?;
-                        systole::estimate::mark_binary(
-                            &mut e,
-                            &systole::estimate::binary_layers(&c.qmodel),
-                            &arch,
-                        );
-                        e
+                        )?
                     }
                     (None, None) => bail!("give a model or --topology FILE.csv"),
                 })

@@ -2,8 +2,9 @@
 //!
 //! Each design point is the base arch with the array resized (`--rows`, `--cols`), the input,
 //! weight and output buffers resized (`--buffers`, bytes each; the accumulator gets four times
-//! as much, its lines being int32) and a MAC precision (`--precision int8|xnor`: `xnor` prices
-//! the MACs of binary layers on an XNOR-popcount datapath, `xnor_popcount_bit_pj`). A DMA beat
+//! as much, its lines being int32) and a MAC precision (`--precision int8|xnor`: `xnor` builds
+//! the binary precision in, so bipolar layers run on the XNOR-popcount datapath; it needs
+//! columns in multiples of 8). A DMA beat
 //! must not straddle a buffer line, so a point's DRAM bytes per cycle is the base's capped at
 //! gcd(rows, cols); its instruction memory grows to the next power of two that holds the
 //! program when the base's is too small (control energy is priced at that size).
@@ -130,6 +131,13 @@ pub fn point_arch(base: &ArchConfig, p: &Point, imem: u32) -> Result<ArchConfig>
     a.name = format!("{}-{}x{}", base.name, p.rows, p.cols);
     a.array.rows = p.rows;
     a.array.cols = p.cols;
+    a.array.precisions = match p.precision {
+        Precision::Int8 => vec![systole_arch::config::Precision::Int8],
+        Precision::Xnor => vec![
+            systole_arch::config::Precision::Int8,
+            systole_arch::config::Precision::Binary,
+        ],
+    };
     if let Some(b) = p.buffer_bytes {
         a.name.push_str(&format!("-{b}B"));
         a.buffers.input.size_bytes = b;
@@ -172,15 +180,13 @@ pub fn estimate(w: &Workload, arch: &ArchConfig, engine: Engine) -> Result<Estim
     match w {
         Workload::Model { graph, path } => {
             let c = crate::model::compile_graph(graph, path, arch)?;
-            let mut e = crate::estimate::estimate_program(
+            crate::estimate::estimate_program(
                 &path.display().to_string(),
                 &c.program,
                 &c.layers,
                 arch,
                 engine,
-            )?;
-            crate::estimate::mark_binary(&mut e, &crate::estimate::binary_layers(&c.qmodel), arch);
-            Ok(e)
+            )
         }
         Workload::Topology { name, layers } => {
             crate::estimate::estimate_topology(name, layers, arch, engine, |_| {})
@@ -336,17 +342,9 @@ pub fn run_point(w: &Workload, base: &ArchConfig, p: &Point, of: usize, engine: 
         Ok(e) => {
             let t = &e.total;
             let en = &t.energy;
-            let mac = match p.precision {
-                Precision::Int8 => en.mac_pj,
-                Precision::Xnor => {
-                    en.mac_pj
-                        - e.layers
-                            .iter()
-                            .filter(|l| l.binary)
-                            .map(|l| l.energy.mac_pj - l.mac_xnor_pj)
-                            .sum::<f64>()
-                }
-            };
+            // The point's arch runs binary layers on the XNOR datapath or not: the
+            // emulator's MAC energy already prices what ran.
+            let mac = en.mac_pj;
             row.cycles = t.cycles;
             row.latency_us = t.latency_us;
             row.energy_nj = (en.total_pj - en.mac_pj + mac) / 1e3;

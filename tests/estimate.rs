@@ -278,27 +278,29 @@ fn bad_energy_tables_are_named() {
 }
 
 #[test]
-fn binary_layers_are_priced_on_xnor_popcount() {
+fn binary_layers_run_on_xnor_popcount() {
     let e = json(&["estimate", fixture("TFC_1W1A").to_str().unwrap(), "--json"]);
     let layers = e["layers"].as_array().unwrap();
     let binary: Vec<bool> = layers
         .iter()
         .map(|l| l["binary"].as_bool().unwrap())
         .collect();
-    // The first layer reads the (8-bit) image; the hidden and output layers are w1a1.
-    assert_eq!(binary, [false, true, true, true]);
+    // w1a1 throughout: the bipolar image is packed on chip, every layer runs binary.
+    assert_eq!(binary, [true, true, true, true]);
     for l in layers {
-        let (int8, xnor) = (
+        let (mac, xnor) = (
             l["energy"]["mac_pj"].as_f64().unwrap(),
             l["mac_xnor_pj"].as_f64().unwrap(),
         );
-        if l["binary"].as_bool().unwrap() {
-            let slots = l["mac_slots"].as_f64().unwrap();
-            assert!((xnor - slots * 0.005625).abs() < 1e-6 * xnor, "{xnor}");
-            assert!(xnor < int8 / 10.0);
-        } else {
-            assert_eq!(xnor, 0.0);
-        }
+        // Each PE slot: 8 XNOR-popcount bits (1.5 full adders each) and the int32 add.
+        let slots = l["mac_slots"].as_f64().unwrap();
+        assert!(
+            (xnor - slots * (8.0 * 0.005625 + 0.1)).abs() < 1e-6 * xnor,
+            "{xnor}"
+        );
+        assert!((xnor - mac).abs() < 1e-6 * mac, "{xnor} vs {mac}");
+        // 8 binary MACs a slot: fewer slots than the layer has MACs.
+        assert!(slots * 4.0 < l["macs"].as_f64().unwrap());
     }
     // An 8-bit model has none.
     let e = json(&[

@@ -19,7 +19,7 @@ fn shards_merge_into_the_whole_sweep() {
         "--rows",
         "4,8",
         "--cols",
-        "4,8,16",
+        "8,16",
         "--buffers",
         "8192,32768",
         "--precision",
@@ -32,7 +32,7 @@ fn shards_merge_into_the_whole_sweep() {
     ok(&whole);
     let csv = std::fs::read_to_string(&full).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + 2 * 3 * 2 * 2, "{csv}");
+    assert_eq!(lines.len(), 1 + 2 * 2 * 2 * 2, "{csv}");
     assert!(lines[0].starts_with("index,of,rows,cols,buffer_bytes,precision,engine,status"));
     assert!(
         lines.iter().skip(1).all(|l| l.contains(",analytic,ok,")),
@@ -42,17 +42,18 @@ fn shards_merge_into_the_whole_sweep() {
         lines.iter().any(|l| l.ends_with(",true")),
         "no Pareto point"
     );
-    // xnor points price binary layers lower, nothing else changes.
+    // xnor points run TFC_1W1A's bipolar layers on the XNOR-popcount datapath: fewer
+    // cycles (8 products per PE slot) and less energy than the same shape in int8.
     let field = |l: &str, i: usize| l.split(',').nth(i).unwrap().to_string();
     for pair in lines[1..].chunks(2) {
         assert_eq!(field(pair[0], 5), "int8");
         assert_eq!(field(pair[1], 5), "xnor");
-        assert_eq!(field(pair[0], 8), field(pair[1], 8), "cycles");
-        let (e8, ex): (f64, f64) = (
-            field(pair[0], 10).parse().unwrap(),
-            field(pair[1], 10).parse().unwrap(),
+        let num = |l: &str, i: usize| field(l, i).parse::<f64>().unwrap();
+        assert!(num(pair[1], 8) < num(pair[0], 8) / 2.0, "cycles: {pair:?}");
+        assert!(
+            num(pair[1], 10) < num(pair[0], 10) / 2.0,
+            "energy: {pair:?}"
         );
-        assert!(ex < e8, "{pair:?}");
     }
     // Bigger arrays cost more LUTs and DSPs.
     let luts = |i: usize| field(lines[i], 15).parse::<f64>().unwrap();

@@ -15,12 +15,16 @@ use std::path::Path;
 pub enum Precision {
     /// int8 operands, int32 accumulation.
     Int8,
+    /// Bipolar ({-1, +1}) operands packed 8 to a byte: `matmul binary=1` (XNOR-popcount in
+    /// every PE, 8 products per PE and cycle) and `store pack=1`.
+    Binary,
 }
 
 impl fmt::Display for Precision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Precision::Int8 => write!(f, "int8"),
+            Precision::Binary => write!(f, "binary"),
         }
     }
 }
@@ -341,6 +345,16 @@ impl ArchConfig {
                 "must include int8 (the accumulate path is int8 x int8 -> int32)".into(),
             );
         }
+        if a.precisions.contains(&Precision::Binary) && !a.cols.is_multiple_of(8) {
+            return err(
+                "array.precisions",
+                format!(
+                    "binary needs array.cols to be a multiple of 8 (a packed store turns each \
+                     output line into cols/8 bytes), got {}",
+                    a.cols
+                ),
+            );
+        }
         for kind in BufferKind::ALL {
             let b = self.buffer(kind);
             let f = |x: &str| format!("buffers.{}.{x}", kind.name());
@@ -480,6 +494,11 @@ impl ArchConfig {
         h.write_u32(self.controller.imem_instructions);
         h.write_u32(self.ppu.max_thresholds);
         h.finish()
+    }
+
+    /// Whether the array is built to execute `p`.
+    pub fn supports(&self, p: Precision) -> bool {
+        self.array.precisions.contains(&p)
     }
 
     /// Peak MACs per cycle of the array.

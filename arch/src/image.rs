@@ -807,6 +807,7 @@ mod tests {
                 acc: 2,
                 m: 3,
                 accumulate: true,
+                binary: false,
             })),
             Insn::new(Op::Finish(isa::Finish {})),
         ];

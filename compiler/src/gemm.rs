@@ -17,6 +17,7 @@
 //! weight tiles (n-tile major, then k-tile, each `rows` lines of `cols` bytes), per n-tile three
 //! int32 lines (bias, multiplier, shift), Y row-major with rows padded to `n_pad` bytes.
 
+use systole_arch::config::Precision;
 use systole_arch::image::{DType, Program, Quant, Role, Segment, TensorDesc};
 use systole_arch::isa::*;
 use systole_arch::{ArchConfig, BufferKind};
@@ -237,6 +238,14 @@ pub struct DenseGeom {
     /// Per-row int32 multipliers applied after the bias (m accumulator lines, `4 * cols` bytes
     /// apart, every lane of a line the same): an average pool's divisor per output pixel.
     pub row_mul_addr: Option<u64>,
+    /// XNOR-popcount layer: A and the weight tiles hold 8 bipolar values a byte (`k` counts
+    /// bytes), `matmul binary=1` sums the agreeing bits P, and an `alu add` of the
+    /// accumulators to themselves makes 2P, so that the bias line (which must already hold
+    /// bias - K) gives the bipolar dot product 2P - K + bias.
+    pub binary: bool,
+    /// Store bipolar outputs packed (`store pack=1`): each n-tile's `cols` outputs are
+    /// `cols / 8` bytes at `y_addr + row * y_pitch + nt * cols / 8`.
+    pub pack_out: bool,
 }
 
 /// One output row's worth of window inputs: output column ox reads input column
@@ -550,12 +559,25 @@ pub fn emit_dense(
                         acc: acc_slot(out_idx),
                         m: rows as u32,
                         accumulate: !(kc == 0 && j == 0),
+                        binary: g.binary,
                     })));
                 }
                 comp[0].deps.pop_prev = true;
                 if kc == 0 && out == OutMode::Int32 && out_idx >= 2 {
                     // The store of output o-2 reads this accumulator slot.
                     comp[0].deps.pop_next = true;
+                }
+                if last_chunk && g.binary {
+                    // P agreeing bits -> 2P; the bias line holds bias - K.
+                    comp.push(Insn::new(Op::Alu(Alu {
+                        func: AluFunc::Add,
+                        dst: acc_slot(out_idx),
+                        a: acc_slot(out_idx),
+                        a_stride: 1,
+                        b: acc_slot(out_idx),
+                        b_stride: 1,
+                        m: rows as u32,
+                    })));
                 }
                 if last_chunk {
                     comp.push(Insn::new(Op::Alu(Alu {
@@ -632,6 +654,7 @@ pub fn emit_dense(
                         }
                         OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
                     };
+                    let col_bytes = if g.pack_out { c / 8 } else { c * lane_bytes };
                     code.push(Insn {
                         deps: Deps {
                             pop_prev: true,
@@ -641,11 +664,12 @@ pub fn emit_dense(
                         op: Op::Store(Store {
                             buf,
                             sram,
-                            dram: (g.y_addr + m0 as u64 * g.y_pitch + (nt * c * lane_bytes) as u64)
+                            dram: (g.y_addr + m0 as u64 * g.y_pitch + (nt * col_bytes) as u64)
                                 as u32,
                             rows: rows as u32,
                             cols: 1,
                             stride: g.y_pitch as u32,
+                            pack: g.pack_out,
                         }),
                     });
                     out_idx += 1;
@@ -841,6 +865,128 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                     rows: p.ow as u32,
                     cols: 1,
                     stride: p.out_pitch as u32,
+                    pack: false,
+                }),
+            });
+            item += 1;
+        }
+    }
+    barrier(code, item, item);
+    Ok(())
+}
+
+/// A packing pass: `m` rows of `k` bipolar bytes (-1 / +1, zero past `k` up to whole
+/// `cols`-byte lines) become rows of bits for a binary layer, on chip: the bytes enter
+/// accumulator lines (`load acc8`), `thresh` with the threshold 1 keeps them -1 / +1, and
+/// `store pack=1` writes each line as `cols / 8` bytes (bit set for +1, zero past `k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackPass {
+    pub m: usize,
+    pub k: usize,
+    pub in_addr: u64,
+    pub in_pitch: u64,
+    pub out_addr: u64,
+    pub out_pitch: u64,
+    /// One accumulator line of 1s (`pack_threshold_line`).
+    pub param_addr: u64,
+}
+
+/// The threshold line `PackPass::param_addr` points at: 1 in every lane.
+pub fn pack_threshold_line(arch: &ArchConfig) -> Vec<u8> {
+    (0..arch.array.cols)
+        .flat_map(|_| 1i32.to_le_bytes())
+        .collect()
+}
+
+/// Packed bytes per row a `PackPass` of `k` values writes: whole lines of `cols / 8` bytes.
+pub fn packed_row_bytes(arch: &ArchConfig, k: usize) -> usize {
+    let c = arch.array.cols as usize;
+    k.div_ceil(c) * c / 8
+}
+
+/// Emits a packing pass (same token protocol and barrier as `emit_dense`).
+pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Result<(), GemmError> {
+    let c = arch.array.cols as usize;
+    if !arch.supports(Precision::Binary) {
+        return Err(GemmError::Invalid(format!(
+            "arch '{}' has no binary precision to pack for",
+            arch.name
+        )));
+    }
+    let lines = p.k.div_ceil(c);
+    let out_half = arch.lines(BufferKind::Output) as usize / 2;
+    let per = ((arch.lines(BufferKind::Accumulator) as usize - 1) / 2)
+        .min(out_half)
+        .min(1023);
+    let slot = |i: usize| (1 + (i % 2) * per) as u32;
+    let mut item = 0usize;
+    for row in 0..p.m {
+        for l0 in (0..lines).step_by(per) {
+            let n = per.min(lines - l0);
+            let mut loads = Vec::new();
+            if item == 0 {
+                loads.push(Load {
+                    buf: LoadBuf::Acc,
+                    sram: 0,
+                    dram: p.param_addr as u32,
+                    rows: 1,
+                    cols: 1,
+                    stride: (4 * c) as u32,
+                    ..Default::default()
+                });
+            }
+            loads.push(Load {
+                buf: LoadBuf::Acc8,
+                sram: slot(item),
+                dram: (p.in_addr + row as u64 * p.in_pitch + (l0 * c) as u64) as u32,
+                rows: 1,
+                cols: n as u32,
+                stride: (n * c) as u32,
+                ..Default::default()
+            });
+            let nl = loads.len();
+            for (x, l) in loads.into_iter().enumerate() {
+                code.push(Insn {
+                    deps: Deps {
+                        pop_next: x == 0 && item >= 2,
+                        push_next: x + 1 == nl,
+                        ..Default::default()
+                    },
+                    op: Op::Load(l),
+                });
+            }
+            let out = ((item % 2) * out_half) as u32;
+            code.push(Insn {
+                deps: Deps {
+                    pop_prev: true,
+                    pop_next: item >= 2,
+                    push_next: true,
+                    push_prev: true,
+                },
+                op: Op::Thresh(Thresh {
+                    dst: out,
+                    src: slot(item),
+                    thr: 0,
+                    count: 1,
+                    m: n as u32,
+                    base: -1,
+                    step: 2,
+                }),
+            });
+            code.push(Insn {
+                deps: Deps {
+                    pop_prev: true,
+                    push_prev: true,
+                    ..Default::default()
+                },
+                op: Op::Store(Store {
+                    buf: StoreBuf::Out,
+                    sram: out,
+                    dram: (p.out_addr + row as u64 * p.out_pitch + (l0 * c / 8) as u64) as u32,
+                    rows: 1,
+                    cols: n as u32,
+                    stride: (n * c / 8) as u32,
+                    pack: true,
                 }),
             });
             item += 1;
@@ -909,6 +1055,8 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         k_wrap: None,
         conv: None,
         row_mul_addr: None,
+        binary: false,
+        pack_out: false,
     };
     let mut code = Vec::new();
     let out = OutMode::Int8 {

@@ -13,11 +13,15 @@
 //! y_scale`, rounded half to even, offset by the zero point and saturated; `requant fp32` does
 //! exactly that in hardware.
 
-use crate::gemm::{emit_dense, pack_params, pack_weights, ConvLoad, DenseGeom, OutMode, Tiling};
+use crate::gemm::{
+    emit_dense, emit_pack, pack_params, pack_threshold_line, pack_weights, packed_row_bytes,
+    ConvLoad, DenseGeom, OutMode, PackPass, Tiling,
+};
 use crate::ir::{Graph, Node, Op, ValueId};
 use crate::qir::{ConvGeom, QDense, QIo, QModel, QOut};
 use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
+use systole_arch::config::Precision;
 use systole_arch::image::{self, Program, Quant, Role, Segment, TensorDesc};
 use systole_arch::isa::{Finish, Insn, Op as IsaOp};
 use systole_arch::ArchConfig;
@@ -294,6 +298,8 @@ struct Lowerer<'g> {
     /// Values that are an affine function (scale, offset) of an integer graph input: they
     /// stay dequantized 8-bit data with other parameters.
     input_affine: HashSet<ValueId>,
+    /// The program input is the output of a bipolar quantizer: every value -1 or +1.
+    input_bipolar: bool,
 }
 
 /// A sub-graph of `g` with `inputs` replaced by fresh float inputs of shape `rows x n`, the
@@ -503,7 +509,8 @@ impl Lowerer<'_> {
         let new = match (sym, &node.op) {
             // QONNX quantizers (quantize and dequantize in one node).
             (Sym::Pre, Op::QonnxQuant { .. } | Op::BipolarQuant | Op::MultiThreshold { .. }) => {
-                let (qp, range, _) = self.qonnx_params(node)?;
+                let (qp, range, step) = self.qonnx_params(node)?;
+                self.input_bipolar = range == (-1, 1) && step == 2;
                 self.pre.push(ni);
                 self.syms.insert(out, Sym::Q(qp, range));
                 self.bind_input(qp, range)?;
@@ -2169,6 +2176,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         reopen: None,
         last_dq: None,
         input_affine: HashSet::new(),
+        input_bipolar: false,
     };
     // An input annotated as integers (FINN datatype) is 8-bit data as it is.
     if let Some(&range) = g.int_inputs.get(&g.inputs[0]) {
@@ -2309,6 +2317,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
             name: g.name.clone(),
             m,
             input,
+            input_bipolar: l.input_bipolar,
             layers: l.layers,
             output,
         });
@@ -2507,6 +2516,7 @@ pub fn to_qir(g: &Graph) -> Result<QModel, LowerError> {
         name: g.name.clone(),
         m,
         input,
+        input_bipolar: l.input_bipolar,
         layers: l.layers,
         output,
     })
@@ -2561,13 +2571,57 @@ pub fn to_program(
         None => (m as u64, q.layers[0].k as u64),
     };
     let a_addr = 0u64;
-    let mut next = align(in_rows * k0 + r, 64);
+    // (slack: the last line of a row, or a packing pass's last line, reads past k)
+    let mut next = align(in_rows * k0 + r.max(c), 64);
+    // Layers that run on the XNOR-popcount datapath: bipolar weights and bipolar inputs
+    // (the program's, or the layer before's one-threshold {-1, +1} output), on an arch with
+    // the binary precision. A first layer of several rows needs whole lines per row, since
+    // its packing pass reads whole lines.
+    let binary: Vec<bool> = q
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            arch.supports(Precision::Binary)
+                && l.bipolar_weights()
+                && match i {
+                    0 => q.input_bipolar && (m == 1 || l.k % c as usize == 0),
+                    _ => q.layers[i - 1].bipolar_out(),
+                }
+        })
+        .collect();
     let mut a = (a_addr, k0);
     let pitch_unit = r.max(c) * r.min(c) / gcd(r, c);
     let mut out_desc_addr = 0;
     let mut out_pitch = 0;
     for (i, l) in q.layers.iter().enumerate() {
-        let (extra, out): (Vec<Vec<i32>>, OutMode) = match &l.out {
+        let pack_out = binary.get(i + 1).copied().unwrap_or(false);
+        if binary[i] && i == 0 {
+            // The program's bipolar bytes become bits on chip first.
+            let out_pitch = align(packed_row_bytes(arch, l.k) as u64, pitch_unit);
+            let out_addr = next;
+            next = align(out_addr + m as u64 * out_pitch + r, 64);
+            let param_addr = next;
+            let line = pack_threshold_line(arch);
+            next = align(param_addr + line.len() as u64, 64);
+            data.push(Segment {
+                dram_addr: param_addr,
+                bytes: line,
+            });
+            let pass = PackPass {
+                m,
+                k: l.k,
+                in_addr: a.0,
+                in_pitch: a.1,
+                out_addr,
+                out_pitch,
+                param_addr,
+            };
+            emit_pack(arch, &pass, &mut code)
+                .map_err(|e| err(format!("layer '{}' input packing: {e}", l.name)))?;
+            a = (out_addr, out_pitch);
+        }
+        let (mut extra, out): (Vec<Vec<i32>>, OutMode) = match &l.out {
             QOut::Int8 { scales, zp, lo, hi } => (
                 vec![
                     scales.iter().map(|s| s.to_bits() as i32).collect(),
@@ -2606,6 +2660,12 @@ pub fn to_program(
             ),
             QOut::Int32 => (vec![], OutMode::Int32),
         };
+        if pack_out {
+            // Lanes past n must pack to 0 bits (the next layer's padding weights are 1s):
+            // thresholds nothing reaches make them -1.
+            let lanes = l.n.div_ceil(c as usize) * c as usize;
+            extra.iter_mut().for_each(|v| v.resize(lanes, i32::MAX));
+        }
         let ru = arch.array.rows as usize;
         // A convolution's k runs over (ky, kx, ci) with ci padded to whole input lines, so
         // each k-tile is one kernel position and one input-channel tile.
@@ -2663,6 +2723,24 @@ pub fn to_program(
                 (2 * kp, w, Some(kp / ru))
             }
         };
+        // A binary layer's k counts bytes of 8 bipolar weights: bit b of byte kb is weight
+        // row 8 kb + b (set for +1); rows past k are 1s, which never agree with the 0 bits
+        // the input holds there, so padding adds nothing to the count.
+        let (k_eff, weights, bias) = if binary[i] {
+            let kt = l.k.div_ceil(8).div_ceil(ru) * ru;
+            let mut wp = vec![-1i8; kt * l.n];
+            for kk in 0..l.k {
+                for ch in 0..l.n {
+                    if l.weights[kk * l.n + ch] < 0 {
+                        wp[(kk / 8) * l.n + ch] &= !(1i8 << (kk % 8));
+                    }
+                }
+            }
+            let bias = l.bias.iter().map(|b| b.wrapping_sub(l.k as i32)).collect();
+            (kt, wp, bias)
+        } else {
+            (k_eff, weights, l.bias.clone())
+        };
         let m = match &l.conv {
             Some(cv) => cv.oh * cv.ow,
             None => m,
@@ -2681,7 +2759,7 @@ pub fn to_program(
         }
         .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
         let bt = pack_weights(arch, &t, k_eff, l.n, &weights);
-        let params = pack_params(arch, &t, &l.bias, &extra);
+        let params = pack_params(arch, &t, &bias, &extra);
         let b_addr = next;
         next = align(b_addr + bt.len() as u64, 64);
         let p_addr = next;
@@ -2700,7 +2778,11 @@ pub fn to_program(
             None => None,
         };
         let lane = if out == OutMode::Int32 { 4 } else { 1 };
-        let y_pitch = align(l.n as u64, pitch_unit) * lane;
+        let y_pitch = if pack_out {
+            align((t.n_tiles * c as usize / 8) as u64, pitch_unit)
+        } else {
+            align(l.n as u64, pitch_unit) * lane
+        };
         let mut y_addr = next;
         next = align(y_addr + m as u64 * y_pitch + r, 64);
         // A pooled convolution writes its full output here first, the pool pass the final.
@@ -2714,7 +2796,7 @@ pub fn to_program(
         };
         let g = DenseGeom {
             m,
-            k: l.k,
+            k: if binary[i] { k_eff } else { l.k },
             n: l.n,
             a_addr: a.0,
             a_pitch: a.1,
@@ -2736,6 +2818,8 @@ pub fn to_program(
                 pad_value: cv.pad_value,
             }),
             row_mul_addr,
+            binary: binary[i],
+            pack_out,
         };
         let before = code.len();
         emit_dense(arch, &t, &g, out, &mut code);

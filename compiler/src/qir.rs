@@ -174,6 +174,9 @@ pub struct QModel {
     /// Rows streamed through every layer (batch x leading dims).
     pub m: usize,
     pub input: QIo,
+    /// Every program input value is -1 or +1 (a bipolar quantizer's output): a first layer
+    /// with bipolar weights can run on the XNOR-popcount datapath.
+    pub input_bipolar: bool,
     pub layers: Vec<QDense>,
     pub output: QIo,
 }
@@ -213,6 +216,21 @@ pub fn requant_f32(acc: i32, scale: f32, zp: i32, lo: i8, hi: i8) -> i8 {
 }
 
 impl QDense {
+    /// Every weight is -1 or +1 and the layer is a plain dense one: it can run binary.
+    pub fn bipolar_weights(&self) -> bool {
+        self.conv.is_none()
+            && self.flat_image.is_none()
+            && self.row_mul.is_none()
+            && self.weights2.is_none()
+            && self.weights.iter().all(|&w| w == 1 || w == -1)
+    }
+
+    /// Every output is -1 or +1 (one threshold, base -1, step 2).
+    pub fn bipolar_out(&self) -> bool {
+        matches!(&self.out, QOut::Thresh { thresholds, base: -1, step: 2 } if thresholds.len() == 1)
+            && self.pool.is_none()
+    }
+
     /// The layer on `m` rows of `x` (row-major [m][k]; for a convolution, the image).
     pub fn run(&self, m: usize, x: &[i8]) -> QData {
         if let Some(cv) = &self.conv {

@@ -12,13 +12,20 @@ use crate::buffer::Buffers;
 use systole_arch::isa::{LoadWeights, MatMul};
 use systole_arch::BufferKind;
 
+/// One binary PE's product: how many of the 8 bit positions of `a` and `w` agree.
+pub fn xnor_popcount(a: u8, w: u8) -> i32 {
+    (!(a ^ w)).count_ones() as i32
+}
+
 pub struct Array {
     pub rows: usize,
     pub cols: usize,
     /// PE weight registers, row-major [rows][cols].
     pub weights: Vec<i32>,
-    /// MAC slots used (m x rows x cols per matmul).
+    /// MAC slots used (m x rows x cols per matmul), int8 and binary.
     pub macs: u64,
+    /// The binary ones among them (each 8 XNOR-popcount bit products).
+    pub xnor_macs: u64,
 }
 
 impl Array {
@@ -28,6 +35,7 @@ impl Array {
             cols,
             weights: vec![0; rows * cols],
             macs: 0,
+            xnor_macs: 0,
         }
     }
 
@@ -55,14 +63,23 @@ impl Array {
         }
     }
 
-    /// Functional effect of `matmul`: int8 x int8 products summed in wrapping int32.
+    /// Functional effect of `matmul`: int8 x int8 products (or, `binary`, XNOR-popcounts of
+    /// 8 packed bipolar values) summed in wrapping int32.
     pub fn matmul(&mut self, op: &MatMul, bufs: &mut Buffers) {
         let (r, c) = (self.rows, self.cols);
         let mut row = vec![0i32; c];
         for i in 0..op.m as usize {
             let inp = &bufs.inp[(op.inp as usize + i) * r..][..r];
             row.iter_mut().for_each(|x| *x = 0);
-            for (k, &a) in inp.iter().enumerate() {
+            if op.binary {
+                for (k, &a) in inp.iter().enumerate() {
+                    let w = &self.weights[k * c..][..c];
+                    for (acc, &wv) in row.iter_mut().zip(w) {
+                        *acc += xnor_popcount(a as u8, wv as u8);
+                    }
+                }
+            }
+            for (k, &a) in inp.iter().enumerate().filter(|_| !op.binary) {
                 if a == 0 {
                     continue;
                 }
@@ -82,6 +99,9 @@ impl Array {
             }
         }
         self.macs += op.m as u64 * (r * c) as u64;
+        if op.binary {
+            self.xnor_macs += op.m as u64 * (r * c) as u64;
+        }
     }
 
     /// Buffer ports a `ldw` uses in cycle `o` of its execution.

@@ -48,11 +48,29 @@ pub fn load_dram_line_bytes(buf: LoadBuf, rows: u32, cols: u32) -> u32 {
     }
 }
 
-pub fn store_dram_line_bytes(buf: StoreBuf, cols: u32) -> u32 {
-    match buf {
+pub fn store_dram_line_bytes(op: &Store, cols: u32) -> u32 {
+    match op.buf {
+        StoreBuf::Out if op.pack => cols / 8,
         StoreBuf::Out => cols,
         StoreBuf::Acc => cols * 4,
     }
+}
+
+/// DRAM beats one stored line takes: a packed line's last (or only) beat may be partial.
+pub fn store_line_beats(op: &Store, cols: u32, beat_bytes: u32) -> u32 {
+    store_dram_line_bytes(op, cols).div_ceil(beat_bytes)
+}
+
+/// A `store pack=1` line: bit j of byte i set when byte 8i + j is > 0 (bipolar +1).
+pub fn pack_line(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .chunks(8)
+        .map(|ch| {
+            ch.iter()
+                .enumerate()
+                .fold(0u8, |b, (j, &x)| b | (((x as i8 > 0) as u8) << j))
+        })
+        .collect()
 }
 
 pub struct LoadExec {
@@ -162,7 +180,7 @@ impl StoreExec {
             kind: store_kind(op.buf),
             sram: op.sram,
             total: op.rows * op.cols,
-            beats_per_line: store_dram_line_bytes(op.buf, array_cols) / beat_bytes,
+            beats_per_line: store_line_beats(op, array_cols, beat_bytes),
             latency,
             read: 0,
             reg_beats: 0,

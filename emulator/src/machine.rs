@@ -16,6 +16,7 @@ use crate::error::{EmuError, ErrorKind};
 use crate::ppu::Ppu;
 use crate::stats::{BufferStats, Stats, UnitStats};
 use crate::trace::Span;
+use systole_arch::config::Precision;
 use systole_arch::isa::{Insn, LoadBuf, Op, StoreBuf};
 use systole_arch::{ArchConfig, BufferKind, Program};
 
@@ -162,6 +163,23 @@ impl Machine {
 
     fn err(&self, kind: ErrorKind, idx: usize, msg: impl Into<String>) -> EmuError {
         EmuError::at(kind, idx, self.code[idx].op.mnemonic(), self.cycle, msg)
+    }
+
+    fn no_binary(&self, idx: usize, what: &str) -> EmuError {
+        self.err(
+            ErrorKind::IllegalOperands,
+            idx,
+            format!(
+                "{what}: arch '{}' has no binary precision (array.precisions = {:?})",
+                self.arch.name,
+                self.arch
+                    .array
+                    .precisions
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+            ),
+        )
     }
 
     /// Runs to `finish`; returns the cycle count.
@@ -548,7 +566,17 @@ impl Machine {
             }
             Op::Store(op) => {
                 let kind = dma::store_kind(op.buf);
-                let dline = dma::store_dram_line_bytes(op.buf, cols) as u64;
+                if op.pack && op.buf != StoreBuf::Out {
+                    return Err(self.err(
+                        ErrorKind::IllegalOperands,
+                        idx,
+                        "pack=1 needs buf=out (it packs bipolar output bytes)",
+                    ));
+                }
+                if op.pack && !self.arch.supports(Precision::Binary) {
+                    return Err(self.no_binary(idx, "pack=1"));
+                }
+                let dline = dma::store_dram_line_bytes(op, cols) as u64;
                 let fb = self.check_lines(
                     idx,
                     kind,
@@ -584,6 +612,9 @@ impl Machine {
                 )
             }
             Op::MatMul(op) => {
+                if op.binary && !self.arch.supports(Precision::Binary) {
+                    return Err(self.no_binary(idx, "binary=1"));
+                }
                 let fi =
                     self.check_lines(idx, BufferKind::Input, op.inp as u64, op.m as u64, "input")?;
                 let fa = w(self.check_lines(
@@ -837,12 +868,16 @@ impl Machine {
                 self.dram.bytes_read += op.rows as u64 * op.cols as u64 * dline as u64;
             }
             Op::Store(op) => {
-                let dline = dma::store_dram_line_bytes(op.buf, cols as u32) as usize;
+                let dline = dma::store_dram_line_bytes(&op, cols as u32) as usize;
                 for r in 0..op.rows as usize {
                     for c in 0..op.cols as usize {
                         let line = op.sram as usize + r * op.cols as usize + c;
                         let d = op.dram as usize + r * op.stride as usize + c * dline;
                         match op.buf {
+                            StoreBuf::Out if op.pack => self.dram.bytes[d..d + dline]
+                                .copy_from_slice(&dma::pack_line(
+                                    &self.bufs.out[line * cols..][..cols],
+                                )),
                             StoreBuf::Out => self.dram.bytes[d..d + cols]
                                 .copy_from_slice(&self.bufs.out[line * cols..][..cols]),
                             StoreBuf::Acc => {
@@ -898,6 +933,7 @@ impl Machine {
             store: self.unit_stats[2],
             dispatch_stall_cycles: self.ctrl.dispatch_stalls.iter().sum(),
             macs: self.array.macs,
+            xnor_macs: self.array.xnor_macs,
             peak_macs_per_cycle: peak,
             utilization: if cycles == 0 {
                 0.0

@@ -68,6 +68,8 @@ struct Gen<'a> {
     /// synced[v][u]: u has waited for every instruction of v up to this code index.
     synced: [[Option<usize>; 3]; 3],
     out_base: u64,
+    /// The arch has the binary precision: draw binary matmuls and packed stores too.
+    binary: bool,
 }
 
 fn unit_idx(u: Unit) -> usize {
@@ -279,7 +281,11 @@ impl Gen<'_> {
     fn gen_store(&mut self) {
         let c = self.arch.array.cols as u64;
         let buf = self.rng.pick(StoreBuf::ALL);
+        // Packed (bipolar) stores only where the arch has the binary precision, so programs
+        // for int8-only arches draw the same random numbers as before it existed.
+        let pack = buf == StoreBuf::Out && self.binary && self.rng.chance(40);
         let (kind, dline) = match buf {
+            StoreBuf::Out if pack => (BufferKind::Output, c / 8),
             StoreBuf::Out => (BufferKind::Output, c),
             StoreBuf::Acc => (BufferKind::Accumulator, 4 * c),
         };
@@ -321,6 +327,7 @@ impl Gen<'_> {
             rows: rows as u32,
             cols: cols as u32,
             stride: stride as u32,
+            pack,
         };
         let fp = vec![
             Access {
@@ -364,6 +371,7 @@ impl Gen<'_> {
                     acc: a as u32,
                     m: m as u32,
                     accumulate: self.rng.chance(50),
+                    binary: self.binary && self.rng.chance(40),
                 };
                 let fp = vec![
                     Access {
@@ -570,6 +578,7 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         meta: Vec::new(),
         synced: [[None; 3]; 3],
         out_base,
+        binary: arch.supports(systole_arch::config::Precision::Binary),
     };
     let acc_lines = g.lines(BufferKind::Accumulator);
     let pl = Load {

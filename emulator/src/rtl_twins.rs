@@ -4,7 +4,7 @@
 //! the same stimuli and compare every output on every cycle. The tests below hold the twins to
 //! `LoadExec` / `StoreExec` (same cycles, same stalls, same lines).
 
-use crate::dma::{load_dram_line_bytes, store_dram_line_bytes};
+use crate::dma::{load_dram_line_bytes, pack_line, store_dram_line_bytes, store_line_beats};
 use systole_arch::isa::{Load, LoadBuf, Store, StoreBuf};
 
 /// Inputs of the load engine in one cycle.
@@ -236,8 +236,8 @@ impl StoreEngine {
             return StoreOut::default();
         };
         let total = op.rows * op.cols;
-        let bpl = store_dram_line_bytes(op.buf, self.cols) / self.beat;
-        let dline = store_dram_line_bytes(op.buf, self.cols);
+        let bpl = store_line_beats(&op, self.cols, self.beat);
+        let dline = store_dram_line_bytes(&op, self.cols);
         let mut out = StoreOut::default();
         if total == 0 {
             out.done = true;
@@ -247,10 +247,14 @@ impl StoreEngine {
             if self.reg_beats > 0 {
                 let bi = bpl - self.reg_beats;
                 let at = (bi * self.beat) as usize;
-                out.beat = Some((
-                    self.send_addr + bi * self.beat,
-                    inp.rdata[at..at + self.beat as usize].to_vec(),
-                ));
+                // A packed line's last beat carries only the bytes left (the port's strobes).
+                let line = if op.pack {
+                    pack_line(&inp.rdata[..self.cols as usize])
+                } else {
+                    inp.rdata.clone()
+                };
+                let end = (at + self.beat as usize).min(dline as usize);
+                out.beat = Some((self.send_addr + bi * self.beat, line[at..end].to_vec()));
                 self.reg_beats -= 1;
                 if self.reg_beats == 0 && self.read == total {
                     out.last = true;
@@ -379,6 +383,7 @@ mod tests {
                 rows: rng.range(0, 3) as u32,
                 cols: rng.range(0, 3) as u32,
                 stride: rng.range(0, 96) as u32,
+                pack: false,
             };
             let busy: Vec<bool> = (0..300).map(|_| rng.chance(30)).collect();
             let kind = crate::dma::store_kind(op.buf);

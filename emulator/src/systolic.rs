@@ -14,6 +14,8 @@ pub struct PeIn {
     pub psum: i32,
     pub w: i8,
     pub w_load: bool,
+    /// XNOR-popcount of the 8 packed bipolar values instead of the int8 product.
+    pub binary: bool,
 }
 
 /// Outputs of one PE during one cycle.
@@ -43,7 +45,12 @@ impl Pe {
 
     pub fn step(&mut self, i: &PeIn) {
         self.a = i.a;
-        self.psum = i.psum.wrapping_add(i.a as i32 * self.w as i32);
+        let product = if i.binary {
+            crate::array::xnor_popcount(i.a as u8, self.w as u8)
+        } else {
+            i.a as i32 * self.w as i32
+        };
+        self.psum = i.psum.wrapping_add(product);
         if i.w_load {
             self.w = i.w;
         }
@@ -59,6 +66,8 @@ pub struct ArrayIn {
     /// One weight line (`cols` lanes), entering the bottom row.
     pub w: Vec<i8>,
     pub w_load: bool,
+    /// Every PE in binary (XNOR-popcount) mode: held for a whole `matmul binary=1`.
+    pub binary: bool,
 }
 
 /// Outputs of the array during one cycle.
@@ -148,6 +157,7 @@ impl SystolicArray {
                     psum,
                     w,
                     w_load: i.w_load,
+                    binary: i.binary,
                 });
             }
             shift_in(&mut self.skew[k], i.a[k]);
@@ -181,7 +191,7 @@ mod tests {
     /// describes (weight line wgt + o in cycle o; input line inp + o in cycle o) and checks
     /// the weights, the accumulator lines and the cycle of every accumulator write against
     /// the fast `Array` and its access schedule.
-    fn check(rows: usize, cols: usize, seed: &[i8], m: u32, accumulate: bool) {
+    fn check(rows: usize, cols: usize, seed: &[i8], m: u32, accumulate: bool, binary: bool) {
         let mut arch = ArchConfig::preset("tiny").unwrap();
         arch.array.rows = rows as u32;
         arch.array.cols = cols as u32;
@@ -199,6 +209,7 @@ mod tests {
             acc: 3,
             m,
             accumulate,
+            binary,
         };
         assert!(
             bufs.inp.len() >= (2 + m as usize) * rows && bufs.acc.len() >= (3 + m as usize) * cols
@@ -221,6 +232,7 @@ mod tests {
                 valid: false,
                 w: bufs.wgt[line..line + cols].to_vec(),
                 w_load: true,
+                binary: false,
             });
         }
         assert_eq!(sys.weights(), fast.weights, "weights after ldw");
@@ -248,6 +260,7 @@ mod tests {
                 valid: o < m as u64,
                 w: vec![0; cols],
                 w_load: false,
+                binary,
             });
         }
         assert!(
@@ -269,14 +282,22 @@ mod tests {
     #[test]
     fn matmul_extremes() {
         for (r, c) in [(1, 1), (2, 3), (3, 5), (4, 4), (5, 2)] {
-            check(r, c, &[-128, -128, 127, -128, 127, 127, 0, -1], 7, true);
-            check(r, c, &[-128], 3, false);
+            check(
+                r,
+                c,
+                &[-128, -128, 127, -128, 127, 127, 0, -1],
+                7,
+                true,
+                false,
+            );
+            check(r, c, &[-128], 3, false, false);
+            check(r, c, &[-128, 127, 0, -1, 0x55, -86], 7, true, true);
         }
     }
 
     #[test]
     fn matmul_of_no_lines_writes_nothing() {
-        check(3, 2, &[5, -7], 0, true);
+        check(3, 2, &[5, -7], 0, true, false);
     }
 
     proptest! {
@@ -288,16 +309,26 @@ mod tests {
             seed in proptest::collection::vec(any::<i8>(), 1..64),
             m in 0u32..12,
             accumulate in any::<bool>(),
+            binary in any::<bool>(),
         ) {
-            check(rows, cols, &seed, m, accumulate);
+            check(rows, cols, &seed, m, accumulate, binary);
         }
 
         #[test]
         fn pe_multiplies_and_accumulates(a in any::<i8>(), w in any::<i8>(), psum in any::<i32>()) {
             let mut pe = Pe::default();
-            pe.step(&PeIn { a: 0, psum: 0, w, w_load: true });
-            pe.step(&PeIn { a, psum, w: 0, w_load: false });
+            pe.step(&PeIn { a: 0, psum: 0, w, w_load: true, binary: false });
+            pe.step(&PeIn { a, psum, w: 0, w_load: false, binary: false });
             prop_assert_eq!(pe.outputs(), PeOut { a, psum: psum.wrapping_add(a as i32 * w as i32), w });
+        }
+
+        #[test]
+        fn pe_counts_agreeing_bits(a in any::<i8>(), w in any::<i8>(), psum in any::<i32>()) {
+            let mut pe = Pe::default();
+            pe.step(&PeIn { a: 0, psum: 0, w, w_load: true, binary: false });
+            pe.step(&PeIn { a, psum, w: 0, w_load: false, binary: true });
+            let agree = (0..8).filter(|b| (a >> b) & 1 == (w >> b) & 1).count() as i32;
+            prop_assert_eq!(pe.outputs(), PeOut { a, psum: psum.wrapping_add(agree), w });
         }
     }
 }

@@ -156,12 +156,12 @@ fn ppu_cycles() {
     let r = run(&p, &tiny(), &[], &RunOptions::default()).unwrap();
     assert_eq!(r.stats.compute.busy_cycles, 12);
     assert_eq!(cycles("nop unit=store\nnop unit=load\nfinish").cycles, 4);
-    // Thresh: count + m + 3.
+    // Thresh: count + m + S + 2, S = 8 search stages for tiny's 255 thresholds.
     assert_eq!(
         cycles("thresh dst=0 src=0 thr=50 count=3 m=4\nfinish")
             .compute
             .busy_cycles,
-        10
+        17
     );
 }
 

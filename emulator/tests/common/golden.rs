@@ -133,6 +133,19 @@ impl Golden {
                     for x in 0..s.cols as usize {
                         let line = s.sram as usize + y * s.cols as usize + x;
                         match s.buf {
+                            StoreBuf::Out if s.pack => {
+                                // Bit j of byte i: output lane 8i + j is positive.
+                                let at = s.dram as usize + y * s.stride as usize + x * (c / 8);
+                                for i in 0..c / 8 {
+                                    let mut byte = 0u8;
+                                    for j in 0..8 {
+                                        if (self.out[line][8 * i + j] as i8) > 0 {
+                                            byte |= 1 << j;
+                                        }
+                                    }
+                                    self.dram[at + i] = byte;
+                                }
+                            }
                             StoreBuf::Out => {
                                 let at = s.dram as usize + y * s.stride as usize + x * c;
                                 self.dram[at..at + c].copy_from_slice(&self.out[line]);
@@ -158,7 +171,16 @@ impl Golden {
                     for n in 0..c {
                         let mut sum: i64 = 0;
                         for k in 0..r {
-                            sum += self.inp[mm.inp as usize + i][k] as i64 * self.w[k][n] as i64;
+                            let (a, w) = (self.inp[mm.inp as usize + i][k], self.w[k][n]);
+                            if mm.binary {
+                                // Bit b of both bytes holds one bipolar value; equal bits
+                                // multiply to +1.
+                                for b in 0..8 {
+                                    sum += ((a >> b) & 1 == (w >> b) & 1) as i64;
+                                }
+                            } else {
+                                sum += a as i64 * w as i64;
+                            }
                         }
                         let sum = sum as i32; // |sum| <= 256 * 128 * 128 < 2^31
                         let a = &mut self.acc[mm.acc as usize + i][n];
