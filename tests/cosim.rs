@@ -69,6 +69,17 @@ fn tfc_2w2a_qcdq_ulx3s() {
     );
 }
 
+/// Binary: every layer on the XNOR-popcount datapath (packed weights, an on-chip packing
+/// pass for the bipolar image, packed stores between layers).
+#[test]
+fn tfc_1w1a_ulx3s() {
+    check_model(
+        &repo("../shared/fixtures/cases/TFC_1W1A"),
+        &ArchConfig::preset("ulx3s").unwrap(),
+        &[0, 1],
+    );
+}
+
 #[test]
 fn cnn_qdq_ulx3s() {
     check_model(

@@ -27,6 +27,8 @@ pub struct Array {
     /// One weight line, lane n for PE column n; loaded into the bottom row.
     pub w_in: Vec<Signal<In, Signed<8>>>,
     pub w_load: Signal<In, Bit>,
+    /// Every PE in XNOR-popcount mode (held for a whole `matmul binary=1`).
+    pub binary: Signal<In, Bit>,
     /// One result line, de-skewed: lane n is column n.
     pub acc_out: Vec<Signal<Out, Signed<32>>>,
     pub out_valid: Signal<Out, Bit>,
@@ -59,6 +61,7 @@ impl Array {
             in_valid: Default::default(),
             w_in: (0..cols).map(|_| Default::default()).collect(),
             w_load: Default::default(),
+            binary: Default::default(),
             acc_out: (0..cols).map(|_| Default::default()).collect(),
             out_valid: Default::default(),
             pe: (0..rows * cols).map(|_| Pe::default()).collect(),
@@ -84,6 +87,7 @@ impl Logic for Array {
         for p in &mut self.pe {
             p.clock.next = clk;
             p.w_load.next = self.w_load.val();
+            p.binary.next = self.binary.val();
         }
         for d in &mut self.skew {
             d.clock.next = clk;
@@ -158,6 +162,7 @@ impl Logic for Array {
             p.psum_in.connect();
             p.w_in.connect();
             p.w_load.connect();
+            p.binary.connect();
         }
         for d in &mut self.skew {
             d.clock.connect();
@@ -188,6 +193,7 @@ impl Logic for Array {
         for i in 0..rows * cols {
             line(format!("pe${i}$clock = clock"));
             line(format!("pe${i}$w_load = w_load"));
+            line(format!("pe${i}$binary = binary"));
         }
         for (name, len) in [
             ("skew", self.skew.len()),
@@ -281,5 +287,6 @@ impl Top for Array {
             s.connect();
         }
         self.w_load.connect();
+        self.binary.connect();
     }
 }

@@ -134,7 +134,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8) (
     systole_array_flat arr (
         .clock(clock),
         .a_in(inp_rdata), .in_valid(act && op == 6'd4 && o < mm_m),
-        .w_in(wgt_rdata), .w_load(act && op == 6'd3),
+        .w_in(wgt_rdata), .w_load(act && op == 6'd3), .binary(act && op == 6'd4 && cur[55]),
         .acc_out(arr_out), .out_valid(arr_valid)
     );
 

@@ -118,7 +118,8 @@ module systole_store #(parameter C = 4, B = 4) (
     output done,
     output sreq, output sbuf, output [15:0] sline, input sgrant,
     input [8*C-1:0] out_rdata, input [32*C-1:0] acc_rdata,
-    output wvalid, output [31:0] waddr, output [8*B-1:0] wdata, output wlast,
+    output wvalid, output [31:0] waddr, output [8*B-1:0] wdata, output [B-1:0] wstrb,
+    output wlast,
     input wack
 );
     reg active = 1'b0;
@@ -139,9 +140,11 @@ module systole_store #(parameter C = 4, B = 4) (
     wire [31:0] rows = {22'd0, cur[68:59]};
     wire [31:0] cols = {22'd0, cur[78:69]};
     wire [31:0] stride = {12'd0, cur[98:79]};
+    wire pack = cur[99];
     wire [31:0] total = rows * cols;
-    wire [15:0] bpl = buf_ ? 4 * C / B : C / B;
-    wire [31:0] dline = buf_ ? 4 * C : C;
+    // A packed line is C/8 bytes: its last (or only) beat may be partial (wstrb).
+    wire [15:0] bpl = buf_ ? 4 * C / B : pack ? (C / 8 + B - 1) / B : C / B;
+    wire [31:0] dline = buf_ ? 4 * C : pack ? C / 8 : C;
 
     wire [31:0] rd = start ? 32'd0 : read_q;
     wire [15:0] regb = start ? 16'd0 : regb_q;
@@ -161,10 +164,23 @@ module systole_store #(parameter C = 4, B = 4) (
     assign done = act && (total == 0 || (ackw && wack));
 
     wire [15:0] bi = bpl - regb;
-    wire [32*C-1:0] sdata = sbuf_q ? acc_rdata : {{(24*C){1'b0}}, out_rdata};
+    // Packing: bit l of the packed line is lane l > 0 (a bipolar +1).
+    wire [C-1:0] pos;
+    genvar l;
+    generate for (l = 0; l < C; l = l + 1) begin : pk
+        assign pos[l] = !out_rdata[8*l+7] && out_rdata[8*l +: 8] != 8'd0;
+    end endgenerate
+    reg pack_q = 1'b0;
+    wire [32*C-1:0] sdata = sbuf_q ? acc_rdata
+        : pack_q ? {{(31*C){1'b0}}, pos} : {{(24*C){1'b0}}, out_rdata};
+    wire [31:0] dline_q = sbuf_q ? 4 * C : pack_q ? C / 8 : C;
     assign wvalid = beat_out;
     assign wdata = beat_out ? sdata[bi * 8 * B +: 8 * B] : {(8 * B){1'b0}};
     assign waddr = saddr_q + bi * B;
+    genvar sb;
+    generate for (sb = 0; sb < B; sb = sb + 1) begin : strb
+        assign wstrb[sb] = beat_out && {16'd0, bi} * B + sb < dline_q;
+    end endgenerate
 
     always @(posedge clock) begin
         if (rst) begin
@@ -177,6 +193,7 @@ module systole_store #(parameter C = 4, B = 4) (
             regb_q <= got ? bpl : regb_dec;
             if (got) begin
                 sbuf_q <= buf_;
+                pack_q <= pack && !buf_;
                 saddr_q <= nline;
                 if (ncol + 16'd1 == cols[15:0]) begin
                     ncol_q <= 0; nrow_q <= nrow + stride; nline_q <= nrow + stride;

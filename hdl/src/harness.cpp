@@ -107,9 +107,14 @@ int main(int argc, char** argv) {
         if (top.rreq_valid && top.rreq_beats > 0) rq.push_back({t + L, top.rreq_addr, top.rreq_beats});
         if (top.wvalid) {
             uint64_t a = top.waddr;
-            if (a + B > dram.size()) { fprintf(stderr, "error: write beyond DRAM at %llu\n", (unsigned long long)a); bad = true; break; }
+            const uint64_t strb = (uint64_t)top.wstrb;  // byte enables (a packed line's last beat)
             get(top.wdata, beat.data(), B);
-            memcpy(&dram[a], beat.data(), B);
+            for (int i = 0; i < B; ++i) {
+                if (!((strb >> i) & 1)) continue;
+                if (a + i >= dram.size()) { fprintf(stderr, "error: write beyond DRAM at %llu\n", (unsigned long long)(a + i)); bad = true; break; }
+                dram[a + i] = beat[i];
+            }
+            if (bad) break;
             if (top.wlast) acks.push_back(t + L);
         }
         tick();

@@ -1,4 +1,6 @@
-//! Processing element: weight-stationary int8 x int8 -> int32 multiply-accumulate.
+//! Processing element: weight-stationary int8 x int8 -> int32 multiply-accumulate, or with
+//! `binary` an XNOR-popcount of the 8 bipolar values each byte packs (bit 1 = +1): the
+//! partial sum grows by the number of agreeing bits, 0..8.
 //!
 //! Twin of `systole_emulator::systolic::Pe`. All outputs are registers, so a PE's outputs in
 //! cycle t depend only on its inputs before t: the activation moves one PE right per cycle,
@@ -18,12 +20,20 @@ pub struct Pe {
     /// Weight from the PE below (or the weight port in the bottom row).
     pub w_in: Signal<In, Signed<8>>,
     pub w_load: Signal<In, Bit>,
+    /// XNOR-popcount instead of the int8 product (held for a whole `matmul binary=1`).
+    pub binary: Signal<In, Bit>,
     pub a_out: Signal<Out, Signed<8>>,
     pub psum_out: Signal<Out, Signed<32>>,
     pub w_out: Signal<Out, Signed<8>>,
     a: DFF<Signed<8>>,
     psum: DFF<Signed<32>>,
     w: DFF<Signed<8>>,
+    /// a XNOR w, bit by bit.
+    agree: Signal<Local, Bits<8>>,
+    /// Popcount of `agree`: pairs, then nibbles, then the byte (adder tree, widths 2-3-4).
+    pairs: Signal<Local, Bits<8>>,
+    nibbles: Signal<Local, Bits<8>>,
+    count: Signal<Local, Bits<4>>,
 }
 
 impl Logic for Pe {
@@ -33,8 +43,19 @@ impl Logic for Pe {
         self.a.d.next = self.a_in.val();
         // rust-hdl multiplies only 16 x 16; the 8-bit operands are sign-extended into it and
         // Verilog sizes the product to the 32-bit sum, so yosys still sees an 8 x 8 multiply.
-        self.psum.d.next = self.psum_in.val()
-            + signed_bit_cast::<16, 8>(self.a_in.val()) * signed_bit_cast::<16, 8>(self.w.q.val());
+        self.agree.next = !(unsigned_cast(self.a_in.val()) ^ unsigned_cast(self.w.q.val()));
+        // Two-bit sums of bit pairs, four-bit sums of nibbles, then the byte's count.
+        self.pairs.next = (self.agree.val() & 0x55) + ((self.agree.val() >> 1) & 0x55);
+        self.nibbles.next = (self.pairs.val() & 0x33) + ((self.pairs.val() >> 2) & 0x33);
+        self.count.next = self.nibbles.val().get_bits::<4>(0) + self.nibbles.val().get_bits::<4>(4);
+        if self.binary.val() {
+            self.psum.d.next =
+                self.psum_in.val() + signed_cast(bit_cast::<32, 4>(self.count.val()));
+        } else {
+            self.psum.d.next = self.psum_in.val()
+                + signed_bit_cast::<16, 8>(self.a_in.val())
+                    * signed_bit_cast::<16, 8>(self.w.q.val());
+        }
         if self.w_load.val() {
             self.w.d.next = self.w_in.val();
         }
@@ -54,5 +75,6 @@ impl crate::sim::Top for Pe {
         self.psum_in.connect();
         self.w_in.connect();
         self.w_load.connect();
+        self.binary.connect();
     }
 }

@@ -27,13 +27,17 @@ fn write(dir: &Path, file: &str, text: &str) -> Result<(), Error> {
 pub fn array_flat_verilog(rows: usize, cols: usize) -> String {
     let mut v = String::from("module systole_array_flat (\n    input clock,\n");
     let _ = writeln!(v, "    input [{}:0] a_in, input in_valid,", 8 * rows - 1);
-    let _ = writeln!(v, "    input [{}:0] w_in, input w_load,", 8 * cols - 1);
+    let _ = writeln!(
+        v,
+        "    input [{}:0] w_in, input w_load, input binary,",
+        8 * cols - 1
+    );
     let _ = writeln!(
         v,
         "    output [{}:0] acc_out, output out_valid\n);",
         32 * cols - 1
     );
-    v.push_str("    systole_array a (\n        .clock(clock), .in_valid(in_valid), .w_load(w_load), .out_valid(out_valid)");
+    v.push_str("    systole_array a (\n        .clock(clock), .in_valid(in_valid), .w_load(w_load), .binary(binary), .out_valid(out_valid)");
     for k in 0..rows {
         let _ = write!(v, ",\n        .a_in${k}(a_in[{}:{}])", 8 * k + 7, 8 * k);
     }
@@ -67,7 +71,8 @@ module systole_top (
     input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata,
     output rreq_valid, output [31:0] rreq_addr, output [31:0] rreq_beats,
     input rresp_valid, input [{bw}:0] rresp_data, output rresp_ready,
-    output wvalid, output [31:0] waddr, output [{bw}:0] wdata, output wlast,
+    output wvalid, output [31:0] waddr, output [{bw}:0] wdata, output [{sw}:0] wstrb,
+    output wlast,
     input wack,
     output done, output [63:0] cycles
 );
@@ -136,7 +141,8 @@ module systole_top (
         .clock(clock), .rst(rst), .start(eng_start[2]), .insn(head2), .done(st_done),
         .sreq(s_req), .sbuf(s_buf), .sline(s_line), .sgrant(s_grant),
         .out_rdata(out_sdata), .acc_rdata(acc_sdata),
-        .wvalid(wvalid), .waddr(waddr), .wdata(wdata), .wlast(wlast), .wack(wack)
+        .wvalid(wvalid), .waddr(waddr), .wdata(wdata), .wstrb(wstrb), .wlast(wlast),
+        .wack(wack)
     );
 
     // Port arbitration on contract cycles: compute > load > store, per bank and port.
@@ -185,6 +191,7 @@ module systole_top (
 endmodule
 "#,
         bw = 8 * b - 1,
+        sw = b - 1,
         lpb_i = lpb(BufferKind::Input),
         lpb_w = lpb(BufferKind::Weight),
         lpb_a = lpb(BufferKind::Accumulator),

@@ -19,14 +19,19 @@ fn line(n: usize) -> impl Strategy<Value = Vec<i8>> {
 
 /// Arbitrary per-cycle inputs: weights may load while data flows.
 fn random_cycles(rows: usize, cols: usize) -> impl Strategy<Value = Vec<ArrayIn>> {
-    let cycle =
-        (line(rows), any::<bool>(), line(cols), any::<bool>()).prop_map(|(a, valid, w, w_load)| {
-            ArrayIn {
-                a,
-                valid,
-                w,
-                w_load,
-            }
+    let cycle = (
+        line(rows),
+        any::<bool>(),
+        line(cols),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(a, valid, w, w_load, binary)| ArrayIn {
+            a,
+            valid,
+            w,
+            w_load,
+            binary,
         });
     proptest::collection::vec(cycle, 1..2 * (rows + cols) + 8)
 }
@@ -37,18 +42,21 @@ fn matmul_cycles(rows: usize, cols: usize) -> impl Strategy<Value = Vec<ArrayIn>
     let tile = (
         proptest::collection::vec(line(cols), rows),
         proptest::collection::vec(line(rows), 0..6),
+        any::<bool>(),
     );
     proptest::collection::vec(tile, 1..3).prop_map(move |tiles| {
         let mut v = Vec::new();
-        for (w, a) in tiles {
+        for (w, a, binary) in tiles {
             for wl in w {
                 v.push(ArrayIn {
                     a: vec![0; rows],
                     valid: false,
                     w: wl,
                     w_load: true,
+                    binary: false,
                 });
             }
+            // The matmul's mode (int8 or XNOR-popcount) holds through its drain.
             let m = a.len();
             for al in a {
                 v.push(ArrayIn {
@@ -56,6 +64,7 @@ fn matmul_cycles(rows: usize, cols: usize) -> impl Strategy<Value = Vec<ArrayIn>
                     valid: true,
                     w: vec![0; cols],
                     w_load: false,
+                    binary,
                 });
             }
             for _ in 0..rows + cols - 1 + usize::from(m == 0) {
@@ -64,6 +73,7 @@ fn matmul_cycles(rows: usize, cols: usize) -> impl Strategy<Value = Vec<ArrayIn>
                     valid: false,
                     w: vec![0; cols],
                     w_load: false,
+                    binary,
                 });
             }
         }
@@ -86,6 +96,7 @@ fn run(rows: usize, cols: usize, inputs: &[ArrayIn]) -> Result<usize, TestCaseEr
         }
         rtl.in_valid.next = i.valid;
         rtl.w_load.next = i.w_load;
+        rtl.binary.next = i.binary;
         settle(&mut rtl);
         let got = ArrayOut {
             acc: rtl
@@ -175,6 +186,7 @@ fn array_extreme_values() {
                 valid: false,
                 w: vec![w; cols],
                 w_load: true,
+                binary: false,
             });
         }
         for a in [-128i8, 127, -128, 0] {
@@ -183,6 +195,7 @@ fn array_extreme_values() {
                 valid: true,
                 w: vec![0; cols],
                 w_load: false,
+                binary: false,
             });
         }
         for _ in 0..rows + cols {
@@ -191,6 +204,7 @@ fn array_extreme_values() {
                 valid: false,
                 w: vec![0; cols],
                 w_load: false,
+                binary: false,
             });
         }
         assert_eq!(run(rows, cols, &v).unwrap(), 4);

@@ -15,12 +15,15 @@ fn int32() -> impl Strategy<Value = i32> {
 }
 
 fn stimulus() -> impl Strategy<Value = PeIn> {
-    (int8(), int32(), int8(), any::<bool>()).prop_map(|(a, psum, w, w_load)| PeIn {
-        a,
-        psum,
-        w,
-        w_load,
-    })
+    (int8(), int32(), int8(), any::<bool>(), any::<bool>()).prop_map(
+        |(a, psum, w, w_load, binary)| PeIn {
+            a,
+            psum,
+            w,
+            w_load,
+            binary,
+        },
+    )
 }
 
 /// Runs both models over `inputs`, comparing the outputs of every cycle.
@@ -32,6 +35,7 @@ fn run(inputs: &[PeIn]) -> Result<(), TestCaseError> {
         rtl.psum_in.next = to_signed(i.psum as i64);
         rtl.w_in.next = to_signed(i.w as i64);
         rtl.w_load.next = i.w_load;
+        rtl.binary.next = i.binary;
         settle(&mut rtl);
         let got = PeOut {
             a: from_signed(rtl.a_out.val()) as i8,
@@ -64,15 +68,19 @@ fn pe_extreme_products() {
             psum: 0,
             w,
             w_load: true,
+            binary: false,
         });
         for &a in &ext {
             for psum in [i32::MIN, -1, 0, i32::MAX] {
-                inputs.push(PeIn {
-                    a,
-                    psum,
-                    w: 0,
-                    w_load: false,
-                });
+                for binary in [false, true] {
+                    inputs.push(PeIn {
+                        a,
+                        psum,
+                        w: 0,
+                        w_load: false,
+                        binary,
+                    });
+                }
             }
         }
     }

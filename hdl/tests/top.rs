@@ -3,6 +3,8 @@
 //! valid programs (`systole_emulator::randprog`): the same DRAM bytes and the same cycle count.
 //! Needs verilator on PATH (scripts/test.sh installs it); fails without it.
 
+use systole_arch::config::Precision;
+use systole_arch::isa::Op;
 use systole_arch::ArchConfig;
 use systole_emulator::randprog::random_program;
 use systole_emulator::IoData;
@@ -22,8 +24,18 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Sta
     let rtl = Rtl::cached(arch, false).unwrap_or_else(|e| panic!("{e}"));
     let mut failures = Vec::new();
     let (mut nonzero, mut cycles) = (0usize, 0u64);
+    // Mixed precision: binary matmuls and packed stores among the int8 ones.
+    let (mut binary, mut int8, mut packed) = (0usize, 0usize, 0usize);
     for seed in seeds.clone() {
         let prog = random_program(arch, seed, n);
+        for insn in &prog.code {
+            match &insn.op {
+                Op::MatMul(mm) if mm.binary => binary += 1,
+                Op::MatMul(_) => int8 += 1,
+                Op::Store(st) if st.pack => packed += 1,
+                _ => {}
+            }
+        }
         let inputs: Vec<_> = prog.inputs().map(|_| unreachable!()).collect();
         let c = cosim(&rtl, &prog, &inputs, None).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         nonzero += c
@@ -63,6 +75,16 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Sta
         nonzero > 0,
         "the programs stored nothing: the comparison is vacuous"
     );
+    eprintln!(
+        "{}: {binary} binary and {int8} int8 matmuls, {packed} packed stores",
+        arch.name
+    );
+    if arch.supports(Precision::Binary) {
+        assert!(
+            binary > 0 && int8 > 0 && packed > 0,
+            "no mixed precision: {binary} binary / {int8} int8 matmuls, {packed} packed stores"
+        );
+    }
     assert!(
         failures.is_empty(),
         "{} of {} programs differ on {}:\n{}",

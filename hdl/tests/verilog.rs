@@ -117,21 +117,24 @@ impl Rng {
 
 /// `ldw` + `matmul` sequences, then cycles of arbitrary inputs.
 fn array_stimuli(rows: usize, cols: usize, rng: &mut Rng) -> Vec<ArrayIn> {
-    let idle = |rng: &mut Rng, valid: bool, load: bool| ArrayIn {
+    let idle = |rng: &mut Rng, valid: bool, load: bool, binary: bool| ArrayIn {
         a: if valid { rng.line(rows) } else { vec![0; rows] },
         valid,
         w: if load { rng.line(cols) } else { vec![0; cols] },
         w_load: load,
+        binary,
     };
     let mut v = Vec::new();
-    for m in [3, 1] {
-        v.extend((0..rows).map(|_| idle(rng, false, true)));
-        v.extend((0..m).map(|_| idle(rng, true, false)));
-        v.extend((0..rows + cols - 1).map(|_| idle(rng, false, false)));
+    // int8 and binary (XNOR-popcount) matmuls, the mode held for the whole instruction.
+    for (m, binary) in [(3, false), (1, false), (3, true), (2, true)] {
+        v.extend((0..rows).map(|_| idle(rng, false, true, false)));
+        v.extend((0..m).map(|_| idle(rng, true, false, binary)));
+        v.extend((0..rows + cols - 1).map(|_| idle(rng, false, false, binary)));
     }
     for _ in 0..rows + cols + 4 {
         let (valid, load) = (rng.next() & 1 == 1, rng.next() & 2 == 2);
-        let mut c = idle(rng, valid, load);
+        let binary = rng.next() & 4 == 4;
+        let mut c = idle(rng, valid, load, binary);
         c.a = rng.line(rows);
         v.push(c);
     }
@@ -156,6 +159,7 @@ fn array_verilog_equals_twin() {
                 s.push(i.valid as i64);
                 s.extend(i.w.iter().map(|&x| x as i64));
                 s.push(i.w_load as i64);
+                s.push(i.binary as i64);
                 s
             })
             .collect();
@@ -198,11 +202,20 @@ fn pe_verilog_equals_twin() {
             },
             w: rng.int8(),
             w_load: rng.next().is_multiple_of(3),
+            binary: rng.next().is_multiple_of(2),
         })
         .collect();
     let stimuli: Vec<Vec<i64>> = inputs
         .iter()
-        .map(|i| vec![i.a as i64, i.psum as i64, i.w as i64, i.w_load as i64])
+        .map(|i| {
+            vec![
+                i.a as i64,
+                i.psum as i64,
+                i.w as i64,
+                i.w_load as i64,
+                i.binary as i64,
+            ]
+        })
         .collect();
     let got = icarus::run(
         dir.path(),
