@@ -254,7 +254,7 @@ endmodule
                 cols: rng.range(0, 3) as u32,
                 stride: rng.range(0, 200) as u32,
                 // Packed bipolar lines where the arch could have them (cols % 8 == 0).
-                pack: buf == StoreBuf::Out && c % 8 == 0 && rng.chance(50),
+                pack: buf == StoreBuf::Out && c.is_multiple_of(8) && rng.chance(50),
             }
         });
         let wack = acks.first() == Some(&t);
