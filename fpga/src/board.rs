@@ -1,0 +1,306 @@
+//! Boards: FPGA part, pins, clock and I/O standard, and the constraint file (LPF for ECP5,
+//! PCF for iCE40) and PLL each needs. The board top level's ports are always `clk`, `btn_n`
+//! (reset, active low), `uart_rx`, `uart_tx` and `led[N]`.
+
+use std::fmt::Write;
+
+/// FPGA family and part, as nextpnr names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Lattice ECP5 (`nextpnr-ecp5 --85k --package CABGA381`).
+    Ecp5 {
+        device: &'static str,
+        package: &'static str,
+    },
+    /// Lattice iCE40 (`nextpnr-ice40 --up5k --package sg48`).
+    Ice40 {
+        device: &'static str,
+        package: &'static str,
+    },
+}
+
+/// A PLL setting: input clock to output clock through a VCO.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pll {
+    pub in_mhz: f64,
+    pub out_mhz: f64,
+    /// ECP5 EHXPLLL: CLKI_DIV, CLKFB_DIV, CLKOP_DIV, CLKOP_CPHASE.
+    /// iCE40 SB_PLL40_PAD: DIVR, DIVF, DIVQ, FILTER_RANGE.
+    pub params: [u32; 4],
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Board {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub family: Family,
+    /// The board oscillator.
+    pub osc_mhz: f64,
+    pub clk_pin: &'static str,
+    /// Reset button (active low, pulled up).
+    pub btn_n_pin: &'static str,
+    /// The FPGA's UART input (the USB bridge's TX) and output.
+    pub uart_rx_pin: &'static str,
+    pub uart_tx_pin: &'static str,
+    pub led_pins: &'static [&'static str],
+    pub led_active_low: bool,
+    pub io_standard: &'static str,
+    /// PLLs from the oscillator, by output clock.
+    pub plls: &'static [Pll],
+    /// How to load a bitstream into the board's SRAM.
+    pub flash: &'static str,
+}
+
+pub const ULX3S: Board = Board {
+    name: "ulx3s",
+    title: "Radiona ULX3S (Lattice ECP5 LFE5U-85F, CABGA381, 25 MHz, FTDI FT231X UART)",
+    family: Family::Ecp5 {
+        device: "85k",
+        package: "CABGA381",
+    },
+    osc_mhz: 25.0,
+    clk_pin: "G2",
+    btn_n_pin: "D6",
+    uart_rx_pin: "M1",
+    uart_tx_pin: "L4",
+    led_pins: &["B2", "C2", "C1", "D2", "D1", "E2", "E1", "H3"],
+    led_active_low: false,
+    io_standard: "LVCMOS33",
+    // VCO = 25 / CLKI_DIV * CLKFB_DIV * CLKOP_DIV (400..800 MHz); out = VCO / CLKOP_DIV.
+    plls: &[Pll {
+        in_mhz: 25.0,
+        out_mhz: 50.0,
+        params: [1, 2, 12, 5],
+    }],
+    flash: "openFPGALoader --board ulx3s BITSTREAM.bit",
+};
+
+pub const ICEBREAKER: Board = Board {
+    name: "icebreaker",
+    title: "1BitSquared iCEBreaker (Lattice iCE40UP5K, SG48, 12 MHz, FTDI FT2232H UART)",
+    family: Family::Ice40 {
+        device: "up5k",
+        package: "sg48",
+    },
+    osc_mhz: 12.0,
+    clk_pin: "35",
+    btn_n_pin: "10",
+    uart_rx_pin: "6",
+    uart_tx_pin: "9",
+    led_pins: &["11", "37"],
+    led_active_low: true,
+    io_standard: "SB_LVCMOS",
+    // F_VCO = 12 * (DIVF + 1) / (DIVR + 1) (533..1066 MHz); out = F_VCO / 2^DIVQ.
+    plls: &[Pll {
+        in_mhz: 12.0,
+        out_mhz: 24.0,
+        params: [0, 63, 5, 1],
+    }],
+    flash: "iceprog BITSTREAM.bin",
+};
+
+pub const BOARDS: &[Board] = &[ULX3S, ICEBREAKER];
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BoardError {
+    #[error("unknown board '{0}' (boards: ulx3s, icebreaker)")]
+    Unknown(String),
+    #[error(
+        "board {board}: no PLL makes {want} MHz from its {osc} MHz oscillator (it has: {have})"
+    )]
+    NoClock {
+        board: &'static str,
+        want: f64,
+        osc: f64,
+        have: String,
+    },
+}
+
+impl Board {
+    pub fn by_name(name: &str) -> Result<&'static Board, BoardError> {
+        BOARDS
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| BoardError::Unknown(name.to_string()))
+    }
+
+    /// The PLL for `mhz`, or None when the oscillator already runs at it.
+    pub fn pll_for(&self, mhz: f64) -> Result<Option<&'static Pll>, BoardError> {
+        if (mhz - self.osc_mhz).abs() < 1e-9 {
+            return Ok(None);
+        }
+        self.plls
+            .iter()
+            .find(|p| (p.out_mhz - mhz).abs() < 1e-9)
+            .map(Some)
+            .ok_or_else(|| BoardError::NoClock {
+                board: self.name,
+                want: mhz,
+                osc: self.osc_mhz,
+                have: self
+                    .plls
+                    .iter()
+                    .map(|p| format!("{} MHz", p.out_mhz))
+                    .chain(std::iter::once(format!("{} MHz (no PLL)", self.osc_mhz)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The constraint file: LPF (ECP5) or PCF (iCE40) for the board top's ports.
+    pub fn constraints(&self) -> String {
+        let mut s = String::new();
+        let pins: Vec<(String, &str)> = [
+            ("clk".to_string(), self.clk_pin),
+            ("btn_n".to_string(), self.btn_n_pin),
+            ("uart_rx".to_string(), self.uart_rx_pin),
+            ("uart_tx".to_string(), self.uart_tx_pin),
+        ]
+        .into_iter()
+        .chain(
+            self.led_pins
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (format!("led[{i}]"), *p)),
+        )
+        .collect();
+        match self.family {
+            Family::Ecp5 { .. } => {
+                let _ = writeln!(s, "# {} (generated by systole-fpga)", self.title);
+                for (port, site) in &pins {
+                    let pull = match port.as_str() {
+                        "btn_n" | "uart_rx" => " PULLMODE=UP",
+                        _ => "",
+                    };
+                    let _ = writeln!(s, "LOCATE COMP \"{port}\" SITE \"{site}\";");
+                    let _ = writeln!(
+                        s,
+                        "IOBUF PORT \"{port}\" IO_TYPE={}{pull};",
+                        self.io_standard
+                    );
+                }
+                let _ = writeln!(s, "FREQUENCY PORT \"clk\" {} MHZ;", self.osc_mhz);
+            }
+            Family::Ice40 { .. } => {
+                let _ = writeln!(s, "# {} (generated by systole-fpga)", self.title);
+                for (port, site) in &pins {
+                    let pull = match port.as_str() {
+                        "btn_n" | "uart_rx" => " -pullup yes",
+                        _ => "",
+                    };
+                    let _ = writeln!(s, "set_io{pull} {port} {site}");
+                }
+            }
+        }
+        s
+    }
+
+    /// `module systole_board_clock(input clk_in, output clk_out, output locked)`: the PLL to
+    /// `mhz` (or a wire when the oscillator runs at it).
+    pub fn clock_verilog(&self, mhz: f64) -> Result<String, BoardError> {
+        let head = "module systole_board_clock(input clk_in, output clk_out, output locked);\n";
+        let Some(p) = self.pll_for(mhz)? else {
+            return Ok(format!(
+                "{head}    assign clk_out = clk_in;\n    assign locked = 1'b1;\nendmodule\n"
+            ));
+        };
+        let [a, b, c, d] = p.params;
+        Ok(match self.family {
+            Family::Ecp5 { .. } => format!(
+                "{head}    // {in} MHz -> {out} MHz (VCO {vco} MHz)
+    (* FREQUENCY_PIN_CLKI=\"{in}\" *) (* FREQUENCY_PIN_CLKOP=\"{out}\" *) (* ICP_CURRENT=\"12\" *) (* LPF_RESISTOR=\"8\" *)
+    EHXPLLL #(.PLLRST_ENA(\"DISABLED\"), .INTFB_WAKE(\"DISABLED\"), .STDBY_ENABLE(\"DISABLED\"),
+        .DPHASE_SOURCE(\"DISABLED\"), .OUTDIVIDER_MUXA(\"DIVA\"), .OUTDIVIDER_MUXB(\"DIVB\"),
+        .OUTDIVIDER_MUXC(\"DIVC\"), .OUTDIVIDER_MUXD(\"DIVD\"), .CLKI_DIV({a}), .CLKOP_ENABLE(\"ENABLED\"),
+        .CLKOP_DIV({c}), .CLKOP_CPHASE({d}), .CLKOP_FPHASE(0), .FEEDBK_PATH(\"CLKOP\"), .CLKFB_DIV({b}))
+    pll (.RST(1'b0), .STDBY(1'b0), .CLKI(clk_in), .CLKOP(clk_out), .CLKFB(clk_out), .CLKINTFB(),
+        .PHASESEL0(1'b0), .PHASESEL1(1'b0), .PHASEDIR(1'b1), .PHASESTEP(1'b1), .PHASELOADREG(1'b1),
+        .PLLWAKESYNC(1'b0), .ENCLKOP(1'b0), .LOCK(locked));
+endmodule
+",
+                in = p.in_mhz,
+                out = p.out_mhz,
+                vco = p.in_mhz / a as f64 * b as f64 * c as f64,
+            ),
+            Family::Ice40 { .. } => format!(
+                "{head}    // {in} MHz -> {out} MHz (VCO {vco} MHz)
+    SB_PLL40_PAD #(.FEEDBACK_PATH(\"SIMPLE\"), .DIVR(4'd{a}), .DIVF(7'd{b}), .DIVQ(3'd{c}),
+        .FILTER_RANGE(3'd{d}))
+    pll (.PACKAGEPIN(clk_in), .PLLOUTGLOBAL(clk_out), .LOCK(locked), .RESETB(1'b1), .BYPASS(1'b0));
+endmodule
+",
+                in = p.in_mhz,
+                out = p.out_mhz,
+                vco = p.in_mhz * (b + 1) as f64 / (a + 1) as f64,
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plls_reach_their_clock_within_vco_range() {
+        for b in BOARDS {
+            for p in b.plls {
+                let [a, f, q, _] = p.params;
+                let (vco, out) = match b.family {
+                    Family::Ecp5 { .. } => {
+                        let vco = p.in_mhz / a as f64 * f as f64 * q as f64;
+                        (vco, vco / q as f64)
+                    }
+                    Family::Ice40 { .. } => {
+                        let vco = p.in_mhz * (f + 1) as f64 / (a + 1) as f64;
+                        (vco, vco / (1u32 << q) as f64)
+                    }
+                };
+                assert!(
+                    (out - p.out_mhz).abs() < 1e-9,
+                    "{}: {out} != {}",
+                    b.name,
+                    p.out_mhz
+                );
+                let range = match b.family {
+                    Family::Ecp5 { .. } => 400.0..=800.0,
+                    Family::Ice40 { .. } => 533.0..=1066.0,
+                };
+                assert!(range.contains(&vco), "{}: VCO {vco} MHz", b.name);
+            }
+        }
+    }
+
+    #[test]
+    fn constraints_place_every_port() {
+        let lpf = ULX3S.constraints();
+        assert!(lpf.contains("LOCATE COMP \"clk\" SITE \"G2\";"));
+        assert!(lpf.contains("LOCATE COMP \"uart_rx\" SITE \"M1\";"));
+        assert!(lpf.contains("LOCATE COMP \"uart_tx\" SITE \"L4\";"));
+        assert!(lpf.contains("LOCATE COMP \"led[7]\" SITE \"H3\";"));
+        assert!(lpf.contains("FREQUENCY PORT \"clk\" 25 MHZ;"));
+        assert_eq!(lpf.matches("IO_TYPE=LVCMOS33").count(), 12);
+        let pcf = ICEBREAKER.constraints();
+        assert!(pcf.contains("set_io clk 35"));
+        assert!(pcf.contains("set_io -pullup yes uart_rx 6"));
+        assert!(pcf.contains("set_io uart_tx 9"));
+        assert!(pcf.contains("set_io led[1] 37"));
+    }
+
+    #[test]
+    fn clocks_without_a_pll_are_named() {
+        assert_eq!(ULX3S.pll_for(25.0), Ok(None));
+        assert!(ULX3S.pll_for(50.0).unwrap().is_some());
+        let e = ICEBREAKER.pll_for(48.0).unwrap_err().to_string();
+        assert!(e.contains("48 MHz") && e.contains("24 MHz"), "{e}");
+        assert_eq!(
+            Board::by_name("arty").unwrap_err().to_string(),
+            "unknown board 'arty' (boards: ulx3s, icebreaker)"
+        );
+        assert!(ULX3S.clock_verilog(50.0).unwrap().contains("EHXPLLL"));
+        assert!(ICEBREAKER
+            .clock_verilog(24.0)
+            .unwrap()
+            .contains("SB_PLL40_PAD"));
+    }
+}
