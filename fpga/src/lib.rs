@@ -2,4 +2,7 @@
 //! (`board`), the framed UART protocol the host speaks to a running board (`link`).
 
 pub mod board;
+pub mod host;
 pub mod link;
+pub mod rtl;
+pub mod sim;

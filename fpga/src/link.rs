@@ -155,6 +155,129 @@ pub fn parse_reply(bytes: &[u8]) -> Result<Option<(Reply, usize)>, LinkError> {
     )))
 }
 
+/// A byte pipe to a board: a serial port, or the Verilator model's UART (`sim::SimPort`).
+pub trait Port {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError>;
+    /// The next byte, or None after `timeout` without one.
+    fn recv(&mut self, timeout: std::time::Duration) -> Result<Option<u8>, LinkError>;
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Idle,
+    Running,
+    Done,
+}
+
+/// The host side of the link: one command, one reply.
+pub struct Client<P: Port> {
+    pub port: P,
+    /// How long to wait for a reply's next byte.
+    pub timeout: std::time::Duration,
+}
+
+/// Instructions per `write_imem` frame and bytes per `write_mem` / `read_mem` frame.
+pub const IMEM_CHUNK: usize = 64;
+pub const MEM_CHUNK: usize = 1024;
+
+impl<P: Port> Client<P> {
+    pub fn new(port: P) -> Self {
+        Client {
+            port,
+            timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    /// Sends one frame and waits for its reply (any status).
+    pub fn transact_raw(&mut self, frame: &[u8]) -> Result<Reply, LinkError> {
+        self.port.send(frame)?;
+        let mut got = Vec::new();
+        loop {
+            match self.port.recv(self.timeout)? {
+                Some(b) => got.push(b),
+                None => return Err(LinkError::Timeout(got.len())),
+            }
+            if let Some((r, _)) = parse_reply(&got)? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// One command; an error unless the board answers `Ok`.
+    pub fn transact(&mut self, cmd: Cmd, payload: &[u8]) -> Result<Vec<u8>, LinkError> {
+        let r = self.transact_raw(&command_frame(cmd, payload))?;
+        match r.status {
+            Status::Ok => Ok(r.payload),
+            s => Err(LinkError::Refused(s)),
+        }
+    }
+
+    /// The board's arch fingerprint (the program images it runs must carry the same).
+    pub fn ping(&mut self) -> Result<u64, LinkError> {
+        let p = self.transact(Cmd::Ping, &[])?;
+        if p.len() != 12 || &p[..4] != b"SYST" {
+            return Err(LinkError::Malformed(format!("ping reply {p:02x?}")));
+        }
+        Ok(u64::from_le_bytes(p[4..12].try_into().unwrap()))
+    }
+
+    pub fn write_imem(&mut self, first: u32, code: &[[u8; 16]]) -> Result<(), LinkError> {
+        for (i, chunk) in code.chunks(IMEM_CHUNK).enumerate() {
+            let mut p = (first + (i * IMEM_CHUNK) as u32).to_le_bytes().to_vec();
+            chunk.iter().for_each(|w| p.extend_from_slice(w));
+            self.transact(Cmd::WriteImem, &p)?;
+        }
+        Ok(())
+    }
+
+    pub fn write_mem(&mut self, addr: u32, bytes: &[u8]) -> Result<(), LinkError> {
+        for (i, chunk) in bytes.chunks(MEM_CHUNK).enumerate() {
+            let mut p = (addr + (i * MEM_CHUNK) as u32).to_le_bytes().to_vec();
+            p.extend_from_slice(chunk);
+            self.transact(Cmd::WriteMem, &p)?;
+        }
+        Ok(())
+    }
+
+    pub fn read_mem(&mut self, addr: u32, len: usize) -> Result<Vec<u8>, LinkError> {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let n = (len - out.len()).min(MEM_CHUNK);
+            let mut p = (addr + out.len() as u32).to_le_bytes().to_vec();
+            p.extend_from_slice(&(n as u16).to_le_bytes());
+            let got = self.transact(Cmd::ReadMem, &p)?;
+            if got.len() != n {
+                return Err(LinkError::Malformed(format!(
+                    "read_mem of {n} bytes returned {}",
+                    got.len()
+                )));
+            }
+            out.extend(got);
+        }
+        Ok(out)
+    }
+
+    pub fn start(&mut self) -> Result<(), LinkError> {
+        self.transact(Cmd::Start, &[]).map(|_| ())
+    }
+
+    /// (state, the cycle count of the last finished run).
+    pub fn status(&mut self) -> Result<(RunState, u64), LinkError> {
+        let p = self.transact(Cmd::Status, &[])?;
+        if p.len() != 9 {
+            return Err(LinkError::Malformed(format!("status reply {p:02x?}")));
+        }
+        let state = match p[0] {
+            0 => RunState::Idle,
+            1 => RunState::Running,
+            2 => RunState::Done,
+            x => return Err(LinkError::Malformed(format!("run state {x}"))),
+        };
+        Ok((state, u64::from_le_bytes(p[1..9].try_into().unwrap())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

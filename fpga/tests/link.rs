@@ -1,0 +1,141 @@
+//! The board top level (UART link, on-chip memory, accelerator) in Verilator, driven by the
+//! host code of `systole_fpga::link` through a UART model: a compiled program loads, runs and
+//! returns the emulator's outputs and cycle count; corrupted frames are refused and reported;
+//! a reset or a pause in the middle of a frame leaves the link ready for the next one.
+//! Needs verilator on PATH (scripts/test.sh installs it).
+
+use std::time::Duration;
+use systole_arch::ArchConfig;
+use systole_compiler::gemm::{gemm_program, ChannelQuant, GemmLayer};
+use systole_emulator::randprog::Rng;
+use systole_emulator::{IoData, RunOptions};
+use systole_fpga::host::run_program;
+use systole_fpga::link::{command_frame, Client, Cmd, LinkError, Port, Status};
+use systole_fpga::rtl::BoardRtl;
+use systole_fpga::sim::{BoardSim, SimPort};
+
+const PARAMS: BoardRtl = BoardRtl {
+    cycles_per_bit: 8,
+    mem_addr_bits: 14,
+    timeout_cycles: 3000,
+    leds: 8,
+    led_active_low: false,
+};
+
+fn board(arch: &ArchConfig) -> Client<SimPort> {
+    let sim = BoardSim::cached(arch, &PARAMS).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Client::new(sim.spawn().unwrap());
+    c.timeout = Duration::from_secs(20);
+    c
+}
+
+#[test]
+fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
+    let arch = ArchConfig::preset("tiny").unwrap();
+    let mut c = board(&arch);
+    assert_eq!(c.ping().unwrap(), arch.fingerprint());
+    let (m, k, n) = (6, 10, 5);
+    let mut rng = Rng::new(42);
+    let layer = GemmLayer {
+        m,
+        k,
+        n,
+        weights: (0..k * n).map(|_| rng.next_u64() as i8).collect(),
+        channels: (0..n)
+            .map(|i| ChannelQuant {
+                bias: i as i32 * 100 - 200,
+                mult: 1 << 30,
+                shift: 36,
+            })
+            .collect(),
+        out_zp: -5,
+        out_lo: -128,
+        out_hi: 127,
+        in_quant: None,
+        out_quant: None,
+    };
+    let prog = gemm_program(&arch, &layer).unwrap();
+    for seed in [1u64, 2] {
+        let mut rng = Rng::new(seed);
+        let x = IoData::I8((0..m * k).map(|_| rng.next_u64() as i8).collect());
+        let run = run_program(&mut c, &prog, std::slice::from_ref(&x), 1 << 14, 1000).unwrap();
+        let emu = systole_emulator::run(&prog, &arch, &[x], &RunOptions::default()).unwrap();
+        assert_eq!(run.outputs, emu.outputs, "seed {seed}: outputs");
+        assert_eq!(run.cycles, emu.stats.cycles, "seed {seed}: cycles");
+        assert!(run.outputs[0].to_i64().iter().any(|&v| v != 0));
+        eprintln!(
+            "seed {seed}: board {} cycles, emulator {}",
+            run.cycles, emu.stats.cycles
+        );
+    }
+}
+
+#[test]
+fn bad_frames_are_refused_and_the_link_recovers() {
+    let arch = ArchConfig::preset("tiny").unwrap();
+    let mut c = board(&arch);
+    // A flipped CRC bit: refused, nothing done.
+    let mut f = command_frame(Cmd::WriteMem, &[0, 0, 0, 0, 0x11, 0x22]);
+    let last = f.len() - 1;
+    f[last] ^= 0x40;
+    let r = c.transact_raw(&f).unwrap();
+    assert_eq!(r.status, Status::BadCrc);
+    assert_eq!(
+        c.read_mem(0, 2).unwrap(),
+        vec![0, 0],
+        "a refused write wrote"
+    );
+    // Unknown command, bad lengths and out-of-range addresses are named.
+    assert_eq!(c.transact(Cmd::Ping, &[]).map(|_| ()), Ok(()));
+    let r = c.transact_raw(&command_frame(Cmd::Ping, &[])).unwrap();
+    assert_eq!(r.status, Status::Ok);
+    let bad_cmd = {
+        let mut f = command_frame(Cmd::Ping, &[]);
+        f[1] = 0x7f;
+        let crc = systole_fpga::link::crc16(0xFFFF, &f[1..4]);
+        f[4..6].copy_from_slice(&crc.to_le_bytes());
+        f
+    };
+    assert_eq!(c.transact_raw(&bad_cmd).unwrap().status, Status::BadCmd);
+    assert_eq!(
+        c.transact(Cmd::ReadMem, &[0, 0, 0, 0, 1]),
+        Err(LinkError::Refused(Status::BadArg))
+    );
+    assert_eq!(
+        c.transact(Cmd::ReadMem, &[0xff, 0x3f, 0, 0, 2, 0]),
+        Err(LinkError::Refused(Status::BadArg)),
+        "a read past the end of memory"
+    );
+    assert_eq!(
+        c.transact(Cmd::WriteImem, &[0, 0, 0, 0, 1, 2, 3]),
+        Err(LinkError::Refused(Status::BadArg))
+    );
+    // Writes and reads round-trip at any address and length.
+    let data: Vec<u8> = (0..300).map(|i| (i * 7 + 3) as u8).collect();
+    c.write_mem(1001, &data).unwrap();
+    assert_eq!(c.read_mem(1001, 300).unwrap(), data);
+    assert_eq!(c.read_mem(1000, 1).unwrap(), vec![0]);
+}
+
+#[test]
+fn a_reset_or_a_pause_mid_frame_leaves_the_link_ready() {
+    let arch = ArchConfig::preset("tiny").unwrap();
+    let mut c = board(&arch);
+    c.write_mem(0, &[9, 8, 7]).unwrap();
+    let f = command_frame(Cmd::WriteMem, &[0, 0, 0, 0, 1, 2, 3]);
+    // Half a frame, then the reset button: no reply, and the next frame is served.
+    c.port.send(&f[..5]).unwrap();
+    c.port.press_reset(50).unwrap();
+    assert_eq!(c.port.recv(Duration::from_millis(300)).unwrap(), None);
+    assert_eq!(c.ping().unwrap(), arch.fingerprint());
+    assert_eq!(
+        c.read_mem(0, 3).unwrap(),
+        vec![9, 8, 7],
+        "the half frame wrote"
+    );
+    // Half a frame, then silence past the timeout: dropped the same way.
+    c.port.send(&f[..6]).unwrap();
+    assert_eq!(c.port.recv(Duration::from_millis(500)).unwrap(), None);
+    assert_eq!(c.ping().unwrap(), arch.fingerprint());
+    assert_eq!(c.read_mem(0, 3).unwrap(), vec![9, 8, 7]);
+}
