@@ -161,6 +161,11 @@ enum Cmd {
         #[arg(long)]
         percentile: Option<f32>,
     },
+    /// FPGA boards: build a bitstream of the accelerator for a board, run programs on one.
+    Fpga {
+        #[command(subcommand)]
+        cmd: FpgaCmd,
+    },
     /// Design-space sweep: latency, energy and area over array shapes, buffer sizes and MAC
     /// precisions (analytic estimator unless --exact), one CSV line per point.
     #[command(args_conflicts_with_subcommands = true)]
@@ -316,6 +321,41 @@ fn default_tfc() -> PathBuf {
 }
 
 #[derive(Subcommand)]
+enum FpgaCmd {
+    /// Synthesis, place and route and bitstream of the board top level (accelerator, UART host
+    /// link, on-chip memory); writes the bitstream, utilization.md and the tools' logs, and
+    /// fails if timing is not met at the arch's clock.
+    Build {
+        /// ulx3s or icebreaker.
+        #[arg(long)]
+        board: String,
+        /// Arch preset or file (default: ulx3s on the ULX3S, tiny on the iCEBreaker).
+        #[arg(long)]
+        arch: Option<String>,
+        /// log2 of the on-chip memory's bytes (the programs' DRAM).
+        #[arg(long, default_value_t = 16)]
+        mem_bits: u32,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run a program image on a board over its USB serial port: outputs and cycle count.
+    Run {
+        /// Serial device, e.g. /dev/ttyUSB0.
+        #[arg(long)]
+        port: String,
+        program: PathBuf,
+        /// One tensor per program input, in order (.npy or ONNX TensorProto .pb).
+        #[arg(long, num_args = 1..)]
+        input: Vec<PathBuf>,
+        #[arg(long, default_value_t = systole_fpga::flow::BAUD)]
+        baud: u32,
+        /// log2 of the board's on-chip memory bytes (as built).
+        #[arg(long, default_value_t = 16)]
+        mem_bits: u32,
+    },
+}
+
+#[derive(Subcommand)]
 enum SweepCmd {
     /// Join shard CSVs of one sweep (every point exactly once) and recompute the Pareto front.
     Merge {
@@ -442,6 +482,69 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Rtl { arch, output } => rtl::write(&resolve_arch(&arch)?, &output)?,
+        Cmd::Fpga {
+            cmd:
+                FpgaCmd::Build {
+                    board,
+                    arch,
+                    mem_bits,
+                    output,
+                },
+        } => {
+            let board = systole_fpga::board::Board::by_name(&board)?;
+            let arch = resolve_arch(arch.as_deref().unwrap_or(match board.name {
+                "icebreaker" => "tiny",
+                _ => "ulx3s",
+            }))?;
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let t0 = std::time::Instant::now();
+            let r = systole_fpga::flow::build(board, &arch, mem_bits, &output, |s| {
+                bar.set_message(format!("{} / {}: {s}", board.name, arch.name));
+            });
+            bar.finish_and_clear();
+            let r = r.with_context(|| {
+                format!(
+                    "building {} for {} (files in {})",
+                    arch.name,
+                    board.name,
+                    output.display()
+                )
+            })?;
+            print!("{}", r.table());
+            for (step, secs) in &r.steps {
+                println!("{step}: {secs:.1} s");
+            }
+            println!(
+                "bitstream: {} ({:.0} s); flash: {}",
+                r.bitstream.display(),
+                t0.elapsed().as_secs_f64(),
+                board
+                    .flash
+                    .replace("BITSTREAM.bit", &r.bitstream.display().to_string())
+                    .replace("BITSTREAM.bin", &r.bitstream.display().to_string())
+            );
+        }
+        Cmd::Fpga {
+            cmd:
+                FpgaCmd::Run {
+                    port,
+                    program,
+                    input,
+                    baud,
+                    mem_bits,
+                },
+        } => {
+            let prog = load_program(&program)?;
+            let data = program_inputs(&prog, &input)?;
+            let port = systole_fpga::serial::SerialPort::open(&port, baud)?;
+            let mut c = systole_fpga::link::Client::new(port);
+            let r = systole_fpga::host::run_program(&mut c, &prog, &data, 1 << mem_bits, 100_000)?;
+            for (d, o) in prog.outputs().zip(&r.outputs) {
+                println!("output {} {:?}: {:?}", d.name, d.shape, o.to_i64());
+            }
+            println!("cycles: {}", r.cycles);
+        }
         Cmd::Cosim {
             program,
             input,

@@ -237,3 +237,53 @@ fn run_takes_onnx_tensor_protos_too() {
     let want = systole_compiler::tensor::read_npy(example("gemm_tiny_expected.npy")).unwrap();
     assert_eq!(systole_compiler::tensor::read_npy(&out).unwrap(), want);
 }
+
+#[test]
+fn fpga_commands_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b");
+    let o = systole(&[
+        "fpga",
+        "build",
+        "--board",
+        "arty",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "unknown board");
+    assert!(
+        stderr(&o).contains("unknown board 'arty' (boards: ulx3s, icebreaker)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists(), "a failed build left {}", out.display());
+    // An arch whose clock no PLL of the board makes.
+    let o = systole(&[
+        "fpga",
+        "build",
+        "--board",
+        "icebreaker",
+        "--arch",
+        "ulx3s",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, "no PLL");
+    assert!(stderr(&o).contains("no PLL makes 50 MHz"), "{}", stderr(&o));
+    let img = assemble_example(dir.path());
+    let o = systole(&[
+        "fpga",
+        "run",
+        "--port",
+        "/nonexistent/ttyUSB9",
+        img.to_str().unwrap(),
+        "--input",
+        example("gemm_tiny_input.npy").as_str(),
+    ]);
+    assert_clean_failure(&o, "bad port");
+    assert!(
+        stderr(&o).contains("/nonexistent/ttyUSB9"),
+        "{}",
+        stderr(&o)
+    );
+}

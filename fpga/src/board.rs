@@ -67,11 +67,18 @@ pub const ULX3S: Board = Board {
     led_active_low: false,
     io_standard: "LVCMOS33",
     // VCO = 25 / CLKI_DIV * CLKFB_DIV * CLKOP_DIV (400..800 MHz); out = VCO / CLKOP_DIV.
-    plls: &[Pll {
-        in_mhz: 25.0,
-        out_mhz: 50.0,
-        params: [1, 2, 12, 5],
-    }],
+    plls: &[
+        Pll {
+            in_mhz: 25.0,
+            out_mhz: 50.0,
+            params: [1, 2, 12, 5],
+        },
+        Pll {
+            in_mhz: 25.0,
+            out_mhz: 24.0,
+            params: [25, 24, 25, 12],
+        },
+    ],
     flash: "openFPGALoader --board ulx3s BITSTREAM.bit",
 };
 
