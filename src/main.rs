@@ -335,6 +335,10 @@ enum FpgaCmd {
         /// log2 of the on-chip memory's bytes (the programs' DRAM).
         #[arg(long, default_value_t = 16)]
         mem_bits: u32,
+        /// Bake this network (compiled for the arch) into the bitstream: its program and
+        /// weights are the block RAMs' initial values; run it with `fpga run --baked`.
+        #[arg(long)]
+        model: Option<PathBuf>,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -352,6 +356,9 @@ enum FpgaCmd {
         /// log2 of the board's on-chip memory bytes (as built).
         #[arg(long, default_value_t = 16)]
         mem_bits: u32,
+        /// The bitstream has this program baked in (`fpga build --model`): send only inputs.
+        #[arg(long)]
+        baked: bool,
     },
 }
 
@@ -488,6 +495,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     board,
                     arch,
                     mem_bits,
+                    model,
                     output,
                 },
         } => {
@@ -496,10 +504,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                 "icebreaker" => "tiny",
                 _ => "ulx3s",
             }))?;
+            let baked = match &model {
+                Some(m) => Some(systole::model::compile(m, &arch)?.program),
+                None => None,
+            };
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             let t0 = std::time::Instant::now();
-            let r = systole_fpga::flow::build(board, &arch, mem_bits, &output, |s| {
+            let r = systole_fpga::flow::build(board, &arch, mem_bits, baked.as_ref(), &output, |s| {
                 bar.set_message(format!("{} / {}: {s}", board.name, arch.name));
             });
             bar.finish_and_clear();
@@ -533,13 +545,18 @@ fn dispatch(cli: Cli) -> Result<()> {
                     input,
                     baud,
                     mem_bits,
+                    baked,
                 },
         } => {
             let prog = load_program(&program)?;
             let data = program_inputs(&prog, &input)?;
             let port = systole_fpga::serial::SerialPort::open(&port, baud)?;
             let mut c = systole_fpga::link::Client::new(port);
-            let r = systole_fpga::host::run_program(&mut c, &prog, &data, 1 << mem_bits, 100_000)?;
+            let r = if baked {
+                systole_fpga::host::run_baked(&mut c, &prog, &data, 100_000)?
+            } else {
+                systole_fpga::host::run_program(&mut c, &prog, &data, 1 << mem_bits, 100_000)?
+            };
             for (d, o) in prog.outputs().zip(&r.outputs) {
                 println!("output {} {:?}: {:?}", d.name, d.shape, o.to_i64());
             }

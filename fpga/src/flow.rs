@@ -6,7 +6,7 @@ use crate::rtl::{write_board_rtl, BoardRtl};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
-use systole_arch::ArchConfig;
+use systole_arch::{ArchConfig, Program};
 
 /// UART speed of the board link.
 pub const BAUD: u32 = 115_200;
@@ -129,6 +129,7 @@ pub fn build(
     board: &Board,
     arch: &ArchConfig,
     mem_addr_bits: u32,
+    bake: Option<&Program>,
     dir: &Path,
     mut progress: impl FnMut(&str),
 ) -> Result<BuildReport, FlowError> {
@@ -143,6 +144,7 @@ pub fn build(
         timeout_cycles: (mhz * 1e4) as u32,
         leds: board.led_pins.len() as u32,
         led_active_low: board.led_active_low,
+        baked: bake.is_some(),
     };
     let (yosys, pnr, pack) = match board.family {
         Family::Ecp5 { .. } => (
@@ -171,8 +173,8 @@ pub fn build(
     std::fs::create_dir_all(dir)
         .map_err(|e| FlowError::Setup(format!("cannot create {}: {e}", dir.display())))?;
     progress("writing RTL and constraints");
-    let files =
-        write_board_rtl(arch, &params, &clock, dir).map_err(|e| FlowError::Setup(e.to_string()))?;
+    let files = write_board_rtl(arch, &params, &clock, dir, bake)
+        .map_err(|e| FlowError::Setup(e.to_string()))?;
     let (cons, cons_flag) = match board.family {
         Family::Ecp5 { .. } => ("board.lpf", "--lpf"),
         Family::Ice40 { .. } => ("board.pcf", "--pcf"),

@@ -28,7 +28,8 @@ pub struct BoardRun {
     pub cycles: u64,
 }
 
-/// Runs `prog` with `inputs` on a board with `mem_bytes` of memory.
+/// Runs `prog` with `inputs` on a board with `mem_bytes` of memory: the whole memory image
+/// and the instructions go over the link first.
 pub fn run_program<P: Port>(
     c: &mut Client<P>,
     prog: &Program,
@@ -36,13 +37,7 @@ pub fn run_program<P: Port>(
     mem_bytes: u64,
     max_polls: usize,
 ) -> Result<BoardRun, HostError> {
-    let fp = c.ping()?;
-    if fp != prog.fingerprint {
-        return Err(HostError::Arch {
-            board: fp,
-            prog: prog.fingerprint,
-        });
-    }
+    check_board(c, prog)?;
     if prog.dram_bytes > mem_bytes {
         return Err(HostError::TooBig {
             need: prog.dram_bytes,
@@ -54,6 +49,50 @@ pub fn run_program<P: Port>(
         let a = s.dram_addr as usize;
         image[a..a + s.bytes.len()].copy_from_slice(&s.bytes);
     }
+    write_inputs_into(prog, inputs, &mut image)?;
+    c.write_mem(0, &image)?;
+    let code: Vec<[u8; 16]> = prog
+        .code
+        .iter()
+        .map(|i| i.encode().expect("a loaded program encodes"))
+        .collect();
+    c.write_imem(0, &code)?;
+    execute(c, prog, max_polls)
+}
+
+/// Runs `prog` on a board whose bitstream has it baked in (`systole fpga build --model`):
+/// only the inputs go over the link.
+pub fn run_baked<P: Port>(
+    c: &mut Client<P>,
+    prog: &Program,
+    inputs: &[IoData],
+    max_polls: usize,
+) -> Result<BoardRun, HostError> {
+    check_board(c, prog)?;
+    let mut image = vec![0u8; prog.dram_bytes as usize];
+    for (lo, hi) in write_inputs_into(prog, inputs, &mut image)? {
+        c.write_mem(lo as u32, &image[lo as usize..hi as usize])?;
+    }
+    execute(c, prog, max_polls)
+}
+
+fn check_board<P: Port>(c: &mut Client<P>, prog: &Program) -> Result<(), HostError> {
+    let fp = c.ping()?;
+    if fp != prog.fingerprint {
+        return Err(HostError::Arch {
+            board: fp,
+            prog: prog.fingerprint,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the inputs into `image`; returns each input's byte range.
+fn write_inputs_into(
+    prog: &Program,
+    inputs: &[IoData],
+    image: &mut [u8],
+) -> Result<Vec<(u64, u64)>, HostError> {
     let descs: Vec<_> = prog.inputs().collect();
     if descs.len() != inputs.len() {
         return Err(HostError::Input(format!(
@@ -62,27 +101,35 @@ pub fn run_program<P: Port>(
             inputs.len()
         )));
     }
+    let mut ranges = Vec::new();
     for (d, x) in descs.iter().zip(inputs) {
-        io::write_tensor(&mut image, d, x).map_err(|e| HostError::Input(e.to_string()))?;
+        io::write_tensor(image, d, x).map_err(|e| HostError::Input(e.to_string()))?;
+        ranges.push((d.dram_addr, d.dram_addr + extent(d)));
     }
-    c.write_mem(0, &image)?;
-    let code: Vec<[u8; 16]> = prog
-        .code
+    Ok(ranges)
+}
+
+/// Bytes from a tensor's address to the end of its last element.
+fn extent(d: &systole_arch::image::TensorDesc) -> u64 {
+    d.element_offsets()
         .iter()
-        .map(|i| i.encode().expect("a loaded program encodes"))
-        .collect();
-    c.write_imem(0, &code)?;
+        .max()
+        .map_or(0, |&o| o + d.dtype.size() as u64)
+}
+
+/// Starts the loaded program, waits for it and reads the outputs back.
+fn execute<P: Port>(
+    c: &mut Client<P>,
+    prog: &Program,
+    max_polls: usize,
+) -> Result<BoardRun, HostError> {
     c.start()?;
     for _ in 0..max_polls {
         let (state, cycles) = c.status()?;
         if state == RunState::Done {
             let mut outputs = Vec::new();
             for d in prog.outputs() {
-                let end = d
-                    .element_offsets()
-                    .iter()
-                    .max()
-                    .map_or(0, |&o| o + d.dtype.size() as u64);
+                let end = extent(d);
                 let bytes = c.read_mem(d.dram_addr as u32, end as usize)?;
                 let mut scratch = vec![0u8; (d.dram_addr + end) as usize];
                 scratch[d.dram_addr as usize..].copy_from_slice(&bytes);

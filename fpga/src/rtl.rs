@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use systole_arch::ArchConfig;
+use systole_arch::{ArchConfig, Program};
 
 /// UART 8N1. `CPB` clock cycles per bit. The receiver samples each bit in its middle (after a
 /// two-flop synchronizer) and drops a byte whose stop bit is low; the transmitter holds the
@@ -76,7 +76,7 @@ endmodule
 /// head at the earliest three cycles after it was accepted, so L must be at least 3. While
 /// `host` is high the host's byte port owns the banks (read data one cycle later).
 pub const BOARD_MEM: &str = r#"
-module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10) (
+module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10, INIT = 0) (
     input clock, input rst, input host,
     input rreq_valid, input [31:0] rreq_addr, input [31:0] rreq_beats,
     output rresp_valid, output [8*B-1:0] rresp_data, input rresp_ready,
@@ -113,6 +113,11 @@ module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10) (
         localparam [BW-1:0] JB = j;
         reg [7:0] m [0:(1 << RW) - 1];
         reg [7:0] qj = 8'd0;
+        // Baked contents (`systole fpga build --model`): bank j from mem_b<j in hex>.hex.
+        if (INIT) begin : baked
+            localparam [7:0] D = j < 10 ? 8'd48 + j : 8'd87 + j;
+            initial $readmemh({"mem_b", D, ".hex"}, m);
+        end
         // Byte i of a beat at address a is at a + i; bank j holds the one with (a + i) % B == j.
         wire [BW-1:0] ri = JB - a_rd[BW-1:0];
         wire [31:0] ra = a_rd + {{(32-BW){1'b0}}, ri};
@@ -358,6 +363,10 @@ pub struct BoardRtl {
     pub timeout_cycles: u32,
     pub leds: u32,
     pub led_active_low: bool,
+    /// A program baked into the block RAMs' initial values (`imem.hex`, `mem_b<j>.hex`, read
+    /// relative to the tool's working directory): the board runs it from power-up, the host
+    /// sends only inputs.
+    pub baked: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -368,6 +377,8 @@ pub enum RtlError {
     Beat { arch: String, got: u32 },
     #[error(transparent)]
     Hdl(#[from] systole_hdl::verilog::Error),
+    #[error("baking the program: {0}")]
+    Bake(String),
     #[error("cannot write {path}: {err}")]
     Io { path: String, err: std::io::Error },
 }
@@ -424,7 +435,7 @@ module systole_board (
     wire [31:0] rreq_addr, rreq_beats, waddr;
     wire [{bw}:0] rresp_data, wdata;
     wire [{sw}:0] wstrb;
-    systole_top acc (
+    systole_top #(.IMEM_INIT("{imem_init}")) acc (
         .clock(clock), .rst(acc_rst || rst),
         .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata),
         .rreq_valid(rreq_valid), .rreq_addr(rreq_addr), .rreq_beats(rreq_beats),
@@ -432,7 +443,7 @@ module systole_board (
         .wvalid(wvalid), .waddr(waddr), .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wack(wack),
         .done(acc_done), .cycles(acc_cycles)
     );
-    systole_board_mem #(.B({b}), .BW({bwl}), .AW({aw}), .L({lat})) mem (
+    systole_board_mem #(.B({b}), .BW({bwl}), .AW({aw}), .L({lat}), .INIT({baked})) mem (
         .clock(clock), .rst(acc_rst || rst), .host(acc_rst),
         .rreq_valid(rreq_valid), .rreq_addr(rreq_addr), .rreq_beats(rreq_beats),
         .rresp_valid(rresp_valid), .rresp_data(rresp_data), .rresp_ready(rresp_ready),
@@ -462,6 +473,8 @@ endmodule
             String::new()
         },
         inv = if p.led_active_low { "~" } else { "" },
+        imem_init = if p.baked { "imem.hex" } else { "" },
+        baked = p.baked as u32,
     );
     // LED order: led[0] = activity ... led[3] = running (the concatenation is MSB first).
     Ok(v)
@@ -477,13 +490,68 @@ pub const BOARD_FILES: &[&str] = &[
     "systole_board.v",
 ];
 
-/// Writes the accelerator's RTL and the board top level for `arch` into `dir`.
+/// The initial-value files of a baked program: `imem.hex` (one 128-bit word per instruction,
+/// most significant digit first) and `mem_b<j>.hex` (bank j: the bytes at addresses
+/// row * B + j of the program's DRAM image, inputs zero).
+pub fn bake_files(arch: &ArchConfig, prog: &Program) -> Vec<(String, String)> {
+    let mut imem = String::new();
+    for insn in &prog.code {
+        let w = insn.encode().expect("a loaded program encodes");
+        for b in w.iter().rev() {
+            let _ = write!(imem, "{b:02x}");
+        }
+        imem.push('\n');
+    }
+    let b = arch.dram.bytes_per_cycle as usize;
+    let mut image = vec![0u8; prog.dram_bytes.div_ceil(b as u64) as usize * b];
+    for s in &prog.data {
+        let a = s.dram_addr as usize;
+        image[a..a + s.bytes.len()].copy_from_slice(&s.bytes);
+    }
+    let mut files = vec![("imem.hex".to_string(), imem)];
+    for j in 0..b {
+        let mut t = String::new();
+        for row in image.chunks(b) {
+            let _ = writeln!(t, "{:02x}", row[j]);
+        }
+        files.push((format!("mem_b{j:x}.hex"), t));
+    }
+    files
+}
+
+/// Writes the accelerator's RTL and the board top level for `arch` into `dir` (with `bake`'s
+/// initial-value files when `p.baked`).
 pub fn write_board_rtl(
     arch: &ArchConfig,
     p: &BoardRtl,
     clock_verilog: &str,
     dir: &Path,
+    bake: Option<&Program>,
 ) -> Result<Vec<String>, RtlError> {
+    if let Some(prog) = bake {
+        if prog.dram_bytes > 1 << p.mem_addr_bits {
+            return Err(RtlError::Bake(format!(
+                "the program needs {} bytes of memory; the board has {}",
+                prog.dram_bytes,
+                1u64 << p.mem_addr_bits
+            )));
+        }
+        if prog.fingerprint != arch.fingerprint() {
+            return Err(RtlError::Bake(format!(
+                "the program was compiled for arch fingerprint {:016x}, not {}'s {:016x}",
+                prog.fingerprint,
+                arch.name,
+                arch.fingerprint()
+            )));
+        }
+        for (f, text) in bake_files(arch, prog) {
+            let path = dir.join(&f);
+            std::fs::write(&path, text).map_err(|err| RtlError::Io {
+                path: path.display().to_string(),
+                err,
+            })?;
+        }
+    }
     systole_hdl::top::write_rtl(arch, dir)?;
     let top = board_verilog(arch, p)?;
     for (f, text) in [

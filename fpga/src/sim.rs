@@ -10,13 +10,15 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::Duration;
-use systole_arch::ArchConfig;
+use systole_arch::{ArchConfig, Program};
 
 pub const HARNESS_CPP: &str = include_str!("board_harness.cpp");
 
 /// A built Verilator model of `systole_board`.
 pub struct BoardSim {
     pub exe: PathBuf,
+    /// The model's folder: a baked program's `.hex` files are read from it at start.
+    pub dir: PathBuf,
     pub params: BoardRtl,
 }
 
@@ -41,25 +43,39 @@ fn run_tool(cmd: &mut Command) -> Result<(), String> {
 impl BoardSim {
     /// Builds (or reuses, keyed by the sources' hash) the model for `arch` in the RTL cache
     /// (`$SYSTOLE_RTL_CACHE`, else the temp dir). The PLL is a wire in simulation.
-    pub fn cached(arch: &ArchConfig, params: &BoardRtl) -> Result<BoardSim, String> {
+    pub fn cached(
+        arch: &ArchConfig,
+        params: &BoardRtl,
+        bake: Option<&Program>,
+    ) -> Result<BoardSim, String> {
         let base = std::env::var_os("SYSTOLE_RTL_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("systole-rtl"));
-        let dir = base.join(format!("board-{}-{:016x}", arch.name, arch.fingerprint()));
+        let dir = base.join(format!(
+            "board-{}-{:016x}{}",
+            arch.name,
+            arch.fingerprint(),
+            if bake.is_some() { "-baked" } else { "" }
+        ));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let board = Board::by_name("ulx3s").map_err(|e| e.to_string())?;
         // Simulation runs the oscillator's clock straight through.
         let clock = board
             .clock_verilog(board.osc_mhz)
             .map_err(|e| e.to_string())?;
-        let files = write_board_rtl(arch, params, &clock, &dir).map_err(|e| e.to_string())?;
+        let files = write_board_rtl(arch, params, &clock, &dir, bake).map_err(|e| e.to_string())?;
         std::fs::write(dir.join("board_harness.cpp"), HARNESS_CPP).map_err(|e| e.to_string())?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        for f in files
-            .iter()
-            .map(String::as_str)
-            .chain(["board_harness.cpp"])
-        {
+        let baked: Vec<String> = bake
+            .map(|p| {
+                crate::rtl::bake_files(arch, p)
+                    .into_iter()
+                    .map(|f| f.0)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let all = files.iter().chain(&baked).map(String::as_str);
+        for f in all.chain(["board_harness.cpp"]) {
             std::fs::read(dir.join(f))
                 .map_err(|e| e.to_string())?
                 .hash(&mut h);
@@ -85,6 +101,7 @@ impl BoardSim {
         }
         Ok(BoardSim {
             exe,
+            dir,
             params: params.clone(),
         })
     }
@@ -93,6 +110,7 @@ impl BoardSim {
     pub fn spawn(&self) -> Result<SimPort, String> {
         let mut child = Command::new(&self.exe)
             .arg(self.params.cycles_per_bit.to_string())
+            .current_dir(&self.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -9,7 +9,7 @@ use systole_arch::ArchConfig;
 use systole_compiler::gemm::{gemm_program, ChannelQuant, GemmLayer};
 use systole_emulator::randprog::Rng;
 use systole_emulator::{IoData, RunOptions};
-use systole_fpga::host::run_program;
+use systole_fpga::host::{run_baked, run_program};
 use systole_fpga::link::{command_frame, Client, Cmd, LinkError, Port, Status};
 use systole_fpga::rtl::BoardRtl;
 use systole_fpga::sim::{BoardSim, SimPort};
@@ -20,20 +20,18 @@ const PARAMS: BoardRtl = BoardRtl {
     timeout_cycles: 3000,
     leds: 8,
     led_active_low: false,
+    baked: false,
 };
 
 fn board(arch: &ArchConfig) -> Client<SimPort> {
-    let sim = BoardSim::cached(arch, &PARAMS).unwrap_or_else(|e| panic!("{e}"));
+    let sim = BoardSim::cached(arch, &PARAMS, None).unwrap_or_else(|e| panic!("{e}"));
     let mut c = Client::new(sim.spawn().unwrap());
     c.timeout = Duration::from_secs(20);
     c
 }
 
-#[test]
-fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
-    let arch = ArchConfig::preset("tiny").unwrap();
-    let mut c = board(&arch);
-    assert_eq!(c.ping().unwrap(), arch.fingerprint());
+/// A 6x10 by 10x5 GEMM compiled by `gemm_program` (bias, requantization).
+fn gemm(arch: &ArchConfig) -> systole_arch::Program {
     let (m, k, n) = (6, 10, 5);
     let mut rng = Rng::new(42);
     let layer = GemmLayer {
@@ -54,7 +52,16 @@ fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
         in_quant: None,
         out_quant: None,
     };
-    let prog = gemm_program(&arch, &layer).unwrap();
+    gemm_program(arch, &layer).unwrap()
+}
+
+#[test]
+fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
+    let arch = ArchConfig::preset("tiny").unwrap();
+    let mut c = board(&arch);
+    assert_eq!(c.ping().unwrap(), arch.fingerprint());
+    let (m, k) = (6, 10);
+    let prog = gemm(&arch);
     for seed in [1u64, 2] {
         let mut rng = Rng::new(seed);
         let x = IoData::I8((0..m * k).map(|_| rng.next_u64() as i8).collect());
@@ -68,6 +75,31 @@ fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
             run.cycles, emu.stats.cycles
         );
     }
+}
+
+/// `--model`: the program and its weights in the block RAMs' initial values; only the input
+/// crosses the link.
+#[test]
+fn a_baked_program_runs_with_only_its_input_sent() {
+    let arch = ArchConfig::preset("tiny").unwrap();
+    let prog = gemm(&arch);
+    let params = BoardRtl {
+        baked: true,
+        ..PARAMS
+    };
+    let sim = BoardSim::cached(&arch, &params, Some(&prog)).unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Client::new(sim.spawn().unwrap());
+    c.timeout = Duration::from_secs(20);
+    let mut rng = Rng::new(9);
+    let x = IoData::I8((0..60).map(|_| rng.next_u64() as i8).collect());
+    let run = run_baked(&mut c, &prog, std::slice::from_ref(&x), 1000).unwrap();
+    let emu = systole_emulator::run(&prog, &arch, &[x], &RunOptions::default()).unwrap();
+    assert_eq!(run.outputs, emu.outputs);
+    assert_eq!(run.cycles, emu.stats.cycles);
+    // The weights were never sent: the image holds them from power-up.
+    let w = &prog.data[0];
+    let got = c.read_mem(w.dram_addr as u32, w.bytes.len()).unwrap();
+    assert_eq!(got, w.bytes);
 }
 
 #[test]

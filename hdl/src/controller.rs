@@ -18,7 +18,7 @@ pub const OP_FINISH: u32 = 0x08;
 
 /// The controller module (parameterised Verilog).
 pub const VERILOG: &str = r#"
-module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096) (
+module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "") (
     input clock, input rst,
     input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata,
     output [2:0] eng_start,
@@ -28,6 +28,11 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096) (
     output reg done = 1'b0, output reg [63:0] cycles = 64'd0
 );
     reg [127:0] imem [0:IMEM-1];
+    // A program baked into the bitstream (`systole fpga build --model`): one 32-digit hex word
+    // per instruction.
+    generate if (IMEM_INIT != "") begin : baked
+        initial $readmemh(IMEM_INIT, imem);
+    end endgenerate
     reg [127:0] ir = 128'd0;
     reg [31:0] pc = 32'd0;
     reg [63:0] cycle = 64'd0;

@@ -66,7 +66,7 @@ pub fn top_verilog(arch: &ArchConfig) -> String {
     let ctl = &arch.controller;
     format!(
         r#"
-module systole_top (
+module systole_top #(parameter IMEM_INIT = "") (
     input clock, input rst,
     input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata,
     output rreq_valid, output [31:0] rreq_addr, output [31:0] rreq_beats,
@@ -84,7 +84,7 @@ module systole_top (
     wire [127:0] head0, head1, head2, c_head_next;
     wire c_start_next;
     wire ld_done, cp_done, st_done;
-    systole_controller #(.Q({q}), .T({t}), .IMEM({imem})) ctl (
+    systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT)) ctl (
         .clock(clock), .rst(rst),
         .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata),
         .eng_start(eng_start), .head0(head0), .head1(head1), .head2(head2),
