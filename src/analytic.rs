@@ -65,7 +65,12 @@ pub fn store_cycles(op: &Store, arch: &ArchConfig) -> u64 {
     if n == 0 {
         return 1;
     }
-    let beats = store_line_beats(op, arch.array.cols, arch.dram.bytes_per_cycle) as u64;
+    let (c, b, w) = (
+        arch.array.cols,
+        arch.dram.bytes_per_cycle,
+        arch.array.xnor_bits,
+    );
+    let beats = store_line_beats(op, c, b, w) as u64;
     n * beats + arch.dram.latency_cycles as u64 + 1
 }
 
@@ -107,7 +112,8 @@ impl Counts {
             Op::Store(s) => {
                 let n = s.rows as u64 * s.cols as u64;
                 self.line_reads[store_kind(s.buf).index()] += n;
-                self.dram_written += n * store_dram_line_bytes(s, arch.array.cols) as u64;
+                self.dram_written +=
+                    n * store_dram_line_bytes(s, arch.array.cols, arch.array.xnor_bits) as u64;
             }
             Op::LoadWeights(_) => self.line_reads[wgt] += r,
             Op::MatMul(mm) => {

@@ -101,7 +101,7 @@ impl LayerEstimate {
             binary: s.xnor_macs > 0,
             mac_xnor_pj: s.xnor_macs as f64 * {
                 let e = arch.energy.effective();
-                8.0 * e.xnor_popcount_bit_pj + e.int32_add_pj
+                arch.array.xnor_bits as f64 * e.xnor_popcount_bit_pj + e.int32_add_pj
             },
             m_tiles: 0,
             k_tiles: 0,

@@ -302,6 +302,40 @@ fn qonnx_brevitas_models_pass_exactly() {
     );
 }
 
+/// The binary datapath at every word width (`array.xnor_bits` 1, 2, 4, 8): TFC_1W1A stays
+/// exact, and narrower words take more cycles (fewer bipolar products per PE and cycle).
+#[test]
+fn binary_word_widths_run_tfc_1w1a_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = fixtures()
+        .join("cases/TFC_1W1A")
+        .to_string_lossy()
+        .to_string();
+    let base = text(&systole(&["arch", "show", "ulx3s"]));
+    let toml: String = base
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(toml.contains("xnor_bits = 8"), "{toml}");
+    let mut last = 0u64;
+    for bits in [8, 4, 2, 1] {
+        let path = dir.path().join(format!("x{bits}.toml"));
+        let t = toml.replace("xnor_bits = 8", &format!("xnor_bits = {bits}"));
+        std::fs::write(&path, t).unwrap();
+        let arch = path.to_string_lossy().to_string();
+        assert_check_passes(std::slice::from_ref(&case), &arch);
+        let o = systole(&["check", "--arch", &arch, &case]);
+        let row = text(&o).lines().nth(1).unwrap().to_string();
+        let cycles: u64 = row.split_whitespace().nth(5).unwrap().parse().unwrap();
+        assert!(
+            cycles > last,
+            "xnor_bits {bits}: {cycles} cycles, not more than {last}"
+        );
+        last = cycles;
+    }
+}
+
 #[test]
 fn compile_report_lists_layers_host_work_and_exact_cycles() {
     let dir = tempfile::tempdir().unwrap();

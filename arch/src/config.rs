@@ -47,6 +47,15 @@ pub struct ArrayConfig {
     #[serde(default = "default_dataflow")]
     pub dataflow: Dataflow,
     pub precisions: Vec<Precision>,
+    /// Binary mode's word width: bipolar values one PE XNOR-popcounts per cycle, packed in the
+    /// low `xnor_bits` bits of each input and weight byte (1, 2, 4 or 8). Narrower words make a
+    /// smaller popcount per PE and proportionally fewer binary MACs per cycle.
+    #[serde(default = "default_xnor_bits")]
+    pub xnor_bits: u32,
+}
+
+fn default_xnor_bits() -> u32 {
+    8
 }
 
 fn default_dataflow() -> Dataflow {
@@ -345,6 +354,12 @@ impl ArchConfig {
                 "must include int8 (the accumulate path is int8 x int8 -> int32)".into(),
             );
         }
+        if ![1, 2, 4, 8].contains(&a.xnor_bits) {
+            return err(
+                "array.xnor_bits",
+                format!("{} must be 1, 2, 4 or 8 (bits of a byte lane)", a.xnor_bits),
+            );
+        }
         if a.precisions.contains(&Precision::Binary) && !a.cols.is_multiple_of(8) {
             return err(
                 "array.precisions",
@@ -480,6 +495,7 @@ impl ArchConfig {
         for x in p {
             h.write(x.to_string().as_bytes());
         }
+        h.write_u32(a.xnor_bits);
         for kind in BufferKind::ALL {
             let b = self.buffer(kind);
             h.write_u32(b.size_bytes);
@@ -612,6 +628,31 @@ mod tests {
         assert_eq!((s.array.rows, s.array.cols), (32, 32));
         for k in [BufferKind::Input, BufferKind::Weight, BufferKind::Output] {
             assert_eq!(s.buffer(k).size_bytes, 64 * 1024, "{k}");
+        }
+    }
+
+    #[test]
+    fn binary_settings_are_validated() {
+        let base = ArchConfig::preset("ulx3s").unwrap().to_toml();
+        for (from, to, field, says) in [
+            ("cols = 8", "cols = 4", "array.precisions", "multiple of 8"),
+            (
+                "xnor_bits = 8",
+                "xnor_bits = 3",
+                "array.xnor_bits",
+                "1, 2, 4 or 8",
+            ),
+            (
+                "max_thresholds = 255",
+                "max_thresholds = 100",
+                "ppu.max_thresholds",
+                "2^k - 1",
+            ),
+        ] {
+            assert!(base.contains(from), "{from} not in {base}");
+            let e = ArchConfig::from_toml_str(&base.replace(from, to), "t").unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(field) && msg.contains(says), "{msg}");
         }
     }
 

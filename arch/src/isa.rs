@@ -484,7 +484,7 @@ isa! {
         rows: u32 = 10, "rows in the block",
         cols: u32 = 10, "buffer lines per row",
         stride: u32 = 20, "DRAM bytes from one row to the next",
-        pack: bool = 1, "`out` only: each line's cols bytes leave as cols/8 bytes, bit j of byte i set when byte 8i+j is > 0 (bipolar +1); row r, line l at dram + r*stride + l*cols/8 (arch precision `binary`)",
+        pack: bool = 1, "`out` only: each line's cols bytes leave as cols/W bytes (W = `array.xnor_bits`), bit j < W of byte i set when byte W*i+j is > 0 (bipolar +1); row r, line l at dram + r*stride + l*cols/W (arch precision `binary`)",
     }
     /// Preload a weight tile: weight lines `wgt` to `wgt+rows-1` become the PE registers (line k
     /// feeds PE row k, lane n PE column n). The tile stays until the next `ldw`.
@@ -499,7 +499,7 @@ isa! {
         acc: u32 = 16, "first accumulator line",
         m: u32 = 12, "input lines to stream",
         accumulate: bool = 1, "add to the accumulator instead of overwriting it",
-        binary: bool = 1, "XNOR-popcount: input and weight bytes each hold 8 bipolar values (bit 1 = +1, bit 0 = -1) and a PE adds popcount(a XNOR w), 0..8, instead of a x w (arch precision `binary`)",
+        binary: bool = 1, "XNOR-popcount: the low W = `array.xnor_bits` bits of each input and weight byte hold W bipolar values (bit 1 = +1, bit 0 = -1) and a PE adds the number of them that agree, 0..W, instead of a x w (arch precision `binary`)",
     }
     /// Lane-wise int32 operation on accumulator lines: acc[dst+i] = func(acc[a + i*a_stride],
     /// acc[b + i*b_stride]) for i in 0..m. `b_stride` = 0 broadcasts one line (a bias row).

@@ -244,7 +244,7 @@ pub struct DenseGeom {
     /// bias - K) gives the bipolar dot product 2P - K + bias.
     pub binary: bool,
     /// Store bipolar outputs packed (`store pack=1`): each n-tile's `cols` outputs are
-    /// `cols / 8` bytes at `y_addr + row * y_pitch + nt * cols / 8`.
+    /// `cols / W` bytes at `y_addr + row * y_pitch + nt * cols / W` (W = `array.xnor_bits`).
     pub pack_out: bool,
 }
 
@@ -654,7 +654,11 @@ pub fn emit_dense(
                         }
                         OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
                     };
-                    let col_bytes = if g.pack_out { c / 8 } else { c * lane_bytes };
+                    let col_bytes = if g.pack_out {
+                        c / arch.array.xnor_bits as usize
+                    } else {
+                        c * lane_bytes
+                    };
                     code.push(Insn {
                         deps: Deps {
                             pop_prev: true,
@@ -878,7 +882,8 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
 /// A packing pass: `m` rows of `k` bipolar bytes (-1 / +1, zero past `k` up to whole
 /// `cols`-byte lines) become rows of bits for a binary layer, on chip: the bytes enter
 /// accumulator lines (`load acc8`), `thresh` with the threshold 1 keeps them -1 / +1, and
-/// `store pack=1` writes each line as `cols / 8` bytes (bit set for +1, zero past `k`).
+/// `store pack=1` writes each line as `cols / W` bytes of W bits (W = `array.xnor_bits`; bit
+/// set for +1, zero past `k`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackPass {
     pub m: usize,
@@ -898,10 +903,10 @@ pub fn pack_threshold_line(arch: &ArchConfig) -> Vec<u8> {
         .collect()
 }
 
-/// Packed bytes per row a `PackPass` of `k` values writes: whole lines of `cols / 8` bytes.
+/// Packed bytes per row a `PackPass` of `k` values writes: whole lines of `cols / W` bytes.
 pub fn packed_row_bytes(arch: &ArchConfig, k: usize) -> usize {
     let c = arch.array.cols as usize;
-    k.div_ceil(c) * c / 8
+    k.div_ceil(c) * c / arch.array.xnor_bits as usize
 }
 
 /// Emits a packing pass (same token protocol and barrier as `emit_dense`).
@@ -914,6 +919,7 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
         )));
     }
     let lines = p.k.div_ceil(c);
+    let wb = arch.array.xnor_bits as usize;
     let out_half = arch.lines(BufferKind::Output) as usize / 2;
     let per = ((arch.lines(BufferKind::Accumulator) as usize - 1) / 2)
         .min(out_half)
@@ -982,10 +988,10 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
                 op: Op::Store(Store {
                     buf: StoreBuf::Out,
                     sram: out,
-                    dram: (p.out_addr + row as u64 * p.out_pitch + (l0 * c / 8) as u64) as u32,
+                    dram: (p.out_addr + row as u64 * p.out_pitch + (l0 * c / wb) as u64) as u32,
                     rows: 1,
                     cols: n as u32,
-                    stride: (n * c / 8) as u32,
+                    stride: (n * c / wb) as u32,
                     pack: true,
                 }),
             });

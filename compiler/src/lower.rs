@@ -2723,16 +2723,17 @@ pub fn to_program(
                 (2 * kp, w, Some(kp / ru))
             }
         };
-        // A binary layer's k counts bytes of 8 bipolar weights: bit b of byte kb is weight
-        // row 8 kb + b (set for +1); rows past k are 1s, which never agree with the 0 bits
-        // the input holds there, so padding adds nothing to the count.
+        // A binary layer's k counts bytes of W = xnor_bits bipolar weights: bit b of byte kb
+        // is weight row W kb + b (set for +1); rows past k are 1s, which never agree with the
+        // 0 bits the input holds there, so padding adds nothing to the count.
         let (k_eff, weights, bias) = if binary[i] {
-            let kt = l.k.div_ceil(8).div_ceil(ru) * ru;
+            let wb = arch.array.xnor_bits as usize;
+            let kt = l.k.div_ceil(wb).div_ceil(ru) * ru;
             let mut wp = vec![-1i8; kt * l.n];
             for kk in 0..l.k {
                 for ch in 0..l.n {
                     if l.weights[kk * l.n + ch] < 0 {
-                        wp[(kk / 8) * l.n + ch] &= !(1i8 << (kk % 8));
+                        wp[(kk / wb) * l.n + ch] &= !(1i8 << (kk % wb));
                     }
                 }
             }
@@ -2779,7 +2780,10 @@ pub fn to_program(
         };
         let lane = if out == OutMode::Int32 { 4 } else { 1 };
         let y_pitch = if pack_out {
-            align((t.n_tiles * c as usize / 8) as u64, pitch_unit)
+            align(
+                (t.n_tiles * c as usize / arch.array.xnor_bits as usize) as u64,
+                pitch_unit,
+            )
         } else {
             align(l.n as u64, pitch_unit) * lane
         };

@@ -12,9 +12,10 @@ use crate::buffer::Buffers;
 use systole_arch::isa::{LoadWeights, MatMul};
 use systole_arch::BufferKind;
 
-/// One binary PE's product: how many of the 8 bit positions of `a` and `w` agree.
-pub fn xnor_popcount(a: u8, w: u8) -> i32 {
-    (!(a ^ w)).count_ones() as i32
+/// One binary PE's product: how many of the low `bits` bit positions of `a` and `w` agree
+/// (the arch's `xnor_bits`; the other bits of the bytes are not wired to the popcount).
+pub fn xnor_popcount(a: u8, w: u8, bits: u32) -> i32 {
+    (!(a ^ w) & (0xffu16 >> (8 - bits)) as u8).count_ones() as i32
 }
 
 pub struct Array {
@@ -24,8 +25,10 @@ pub struct Array {
     pub weights: Vec<i32>,
     /// MAC slots used (m x rows x cols per matmul), int8 and binary.
     pub macs: u64,
-    /// The binary ones among them (each 8 XNOR-popcount bit products).
+    /// The binary ones among them (each `xnor_bits` XNOR-popcount bit products).
     pub xnor_macs: u64,
+    /// Binary mode's word width per PE (`array.xnor_bits`).
+    pub xnor_bits: u32,
 }
 
 impl Array {
@@ -36,6 +39,7 @@ impl Array {
             weights: vec![0; rows * cols],
             macs: 0,
             xnor_macs: 0,
+            xnor_bits: 8,
         }
     }
 
@@ -75,7 +79,7 @@ impl Array {
                 for (k, &a) in inp.iter().enumerate() {
                     let w = &self.weights[k * c..][..c];
                     for (acc, &wv) in row.iter_mut().zip(w) {
-                        *acc += xnor_popcount(a as u8, wv as u8);
+                        *acc += xnor_popcount(a as u8, wv as u8, self.xnor_bits);
                     }
                 }
             }

@@ -48,23 +48,25 @@ pub fn load_dram_line_bytes(buf: LoadBuf, rows: u32, cols: u32) -> u32 {
     }
 }
 
-pub fn store_dram_line_bytes(op: &Store, cols: u32) -> u32 {
+/// (`xnor_bits`: the arch's binary word width, bits per packed byte.)
+pub fn store_dram_line_bytes(op: &Store, cols: u32, xnor_bits: u32) -> u32 {
     match op.buf {
-        StoreBuf::Out if op.pack => cols / 8,
+        StoreBuf::Out if op.pack => cols / xnor_bits,
         StoreBuf::Out => cols,
         StoreBuf::Acc => cols * 4,
     }
 }
 
 /// DRAM beats one stored line takes: a packed line's last (or only) beat may be partial.
-pub fn store_line_beats(op: &Store, cols: u32, beat_bytes: u32) -> u32 {
-    store_dram_line_bytes(op, cols).div_ceil(beat_bytes)
+pub fn store_line_beats(op: &Store, cols: u32, beat_bytes: u32, xnor_bits: u32) -> u32 {
+    store_dram_line_bytes(op, cols, xnor_bits).div_ceil(beat_bytes)
 }
 
-/// A `store pack=1` line: bit j of byte i set when byte 8i + j is > 0 (bipolar +1).
-pub fn pack_line(bytes: &[u8]) -> Vec<u8> {
+/// A `store pack=1` line: bit j < `bits` of byte i set when byte bits * i + j is > 0 (bipolar
+/// +1).
+pub fn pack_line(bytes: &[u8], bits: u32) -> Vec<u8> {
     bytes
-        .chunks(8)
+        .chunks(bits as usize)
         .map(|ch| {
             ch.iter()
                 .enumerate()
@@ -175,12 +177,18 @@ pub struct StoreExec {
 }
 
 impl StoreExec {
-    pub fn new(op: &Store, beat_bytes: u32, latency: u32, array_cols: u32) -> StoreExec {
+    pub fn new(
+        op: &Store,
+        beat_bytes: u32,
+        latency: u32,
+        array_cols: u32,
+        xnor_bits: u32,
+    ) -> StoreExec {
         StoreExec {
             kind: store_kind(op.buf),
             sram: op.sram,
             total: op.rows * op.cols,
-            beats_per_line: store_line_beats(op, array_cols, beat_bytes),
+            beats_per_line: store_line_beats(op, array_cols, beat_bytes, xnor_bits),
             latency,
             read: 0,
             reg_beats: 0,

@@ -147,7 +147,10 @@ impl Machine {
             cycle: 0,
             dram,
             bufs: Buffers::new(arch),
-            array: Array::new(arch.array.rows as usize, arch.array.cols as usize),
+            array: Array {
+                xnor_bits: arch.array.xnor_bits,
+                ..Array::new(arch.array.rows as usize, arch.array.cols as usize)
+            },
             ppu: Ppu::default(),
             ctrl: Controller::new(arch.controller.queue_depth, arch.controller.token_depth),
             slots: [Slot::Idle, Slot::Idle, Slot::Idle],
@@ -576,7 +579,7 @@ impl Machine {
                 if op.pack && !self.arch.supports(Precision::Binary) {
                     return Err(self.no_binary(idx, "pack=1"));
                 }
-                let dline = dma::store_dram_line_bytes(op, cols) as u64;
+                let dline = dma::store_dram_line_bytes(op, cols, self.arch.array.xnor_bits) as u64;
                 let fb = self.check_lines(
                     idx,
                     kind,
@@ -593,7 +596,13 @@ impl Machine {
                 )?);
                 (
                     vec![fb, fd],
-                    Exec::Store(StoreExec::new(op, beat, lat, cols)),
+                    Exec::Store(StoreExec::new(
+                        op,
+                        beat,
+                        lat,
+                        cols,
+                        self.arch.array.xnor_bits,
+                    )),
                 )
             }
             Op::LoadWeights(op) => {
@@ -868,7 +877,8 @@ impl Machine {
                 self.dram.bytes_read += op.rows as u64 * op.cols as u64 * dline as u64;
             }
             Op::Store(op) => {
-                let dline = dma::store_dram_line_bytes(&op, cols as u32) as usize;
+                let xb = self.arch.array.xnor_bits;
+                let dline = dma::store_dram_line_bytes(&op, cols as u32, xb) as usize;
                 for r in 0..op.rows as usize {
                     for c in 0..op.cols as usize {
                         let line = op.sram as usize + r * op.cols as usize + c;
@@ -877,6 +887,7 @@ impl Machine {
                             StoreBuf::Out if op.pack => self.dram.bytes[d..d + dline]
                                 .copy_from_slice(&dma::pack_line(
                                     &self.bufs.out[line * cols..][..cols],
+                                    xb,
                                 )),
                             StoreBuf::Out => self.dram.bytes[d..d + cols]
                                 .copy_from_slice(&self.bufs.out[line * cols..][..cols]),

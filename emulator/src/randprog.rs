@@ -285,7 +285,7 @@ impl Gen<'_> {
         // for int8-only arches draw the same random numbers as before it existed.
         let pack = buf == StoreBuf::Out && self.binary && self.rng.chance(40);
         let (kind, dline) = match buf {
-            StoreBuf::Out if pack => (BufferKind::Output, c / 8),
+            StoreBuf::Out if pack => (BufferKind::Output, c / self.arch.array.xnor_bits as u64),
             StoreBuf::Out => (BufferKind::Output, c),
             StoreBuf::Acc => (BufferKind::Accumulator, 4 * c),
         };

@@ -192,6 +192,8 @@ pub struct StoreOut {
 pub struct StoreEngine {
     cols: u32,
     beat: u32,
+    /// Bits per packed byte (`array.xnor_bits`).
+    pub xnor_bits: u32,
     op: Option<Store>,
     read: u32,
     reg_beats: u32,
@@ -207,6 +209,7 @@ impl StoreEngine {
         StoreEngine {
             cols: array_cols,
             beat: beat_bytes,
+            xnor_bits: 8,
             op: None,
             read: 0,
             reg_beats: 0,
@@ -236,8 +239,8 @@ impl StoreEngine {
             return StoreOut::default();
         };
         let total = op.rows * op.cols;
-        let bpl = store_line_beats(&op, self.cols, self.beat);
-        let dline = store_dram_line_bytes(&op, self.cols);
+        let bpl = store_line_beats(&op, self.cols, self.beat, self.xnor_bits);
+        let dline = store_dram_line_bytes(&op, self.cols, self.xnor_bits);
         let mut out = StoreOut::default();
         if total == 0 {
             out.done = true;
@@ -249,7 +252,7 @@ impl StoreEngine {
                 let at = (bi * self.beat) as usize;
                 // A packed line's last beat carries only the bytes left (the port's strobes).
                 let line = if op.pack {
-                    pack_line(&inp.rdata[..self.cols as usize])
+                    pack_line(&inp.rdata[..self.cols as usize], self.xnor_bits)
                 } else {
                     inp.rdata.clone()
                 };
@@ -388,7 +391,7 @@ mod tests {
             let busy: Vec<bool> = (0..300).map(|_| rng.chance(30)).collect();
             let kind = crate::dma::store_kind(op.buf);
             let mut bufs = Buffers::new(&arch);
-            let mut ex = StoreExec::new(&op, b, l, c);
+            let mut ex = StoreExec::new(&op, b, l, c, 8);
             let mut ref_trace = Vec::new();
             for t in 0..300u64 {
                 if busy[t as usize] {

@@ -53,8 +53,9 @@ pub struct Stats {
     pub store: UnitStats,
     pub dispatch_stall_cycles: u64,
     pub macs: u64,
-    /// The binary (`matmul binary=1`) PE slots among `macs`: each 8 XNOR-popcount bit
-    /// products, priced at `xnor_popcount_bit_pj` per bit instead of an int8 multiply.
+    /// The binary (`matmul binary=1`) PE slots among `macs`: each `array.xnor_bits`
+    /// XNOR-popcount bit products, priced at `xnor_popcount_bit_pj` per bit instead of an int8
+    /// multiply.
     pub xnor_macs: u64,
     pub peak_macs_per_cycle: u64,
     pub utilization: f64,
@@ -141,7 +142,8 @@ impl Stats {
         let e = &arch.energy.effective();
         let mut en = Energy {
             mac_pj: (self.macs - self.xnor_macs) as f64 * (e.int8_mul_pj + e.int32_add_pj)
-                + self.xnor_macs as f64 * (8.0 * e.xnor_popcount_bit_pj + e.int32_add_pj),
+                + self.xnor_macs as f64
+                    * (arch.array.xnor_bits as f64 * e.xnor_popcount_bit_pj + e.int32_add_pj),
             // ALU: one int32 op per lane; requant: a 32x32 multiply, a rounding add, a zero-point
             // add and two compares (priced as int32 adds).
             ppu_pj: self.alu_lane_ops as f64 * e.int32_add_pj

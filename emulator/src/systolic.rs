@@ -27,11 +27,24 @@ pub struct PeOut {
 }
 
 /// One PE: activation, partial-sum and weight registers.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Pe {
     a: i8,
     psum: i32,
     w: i8,
+    /// Binary mode's word width (`array.xnor_bits`): the popcount sees the low bits only.
+    pub xnor_bits: u32,
+}
+
+impl Default for Pe {
+    fn default() -> Self {
+        Pe {
+            a: 0,
+            psum: 0,
+            w: 0,
+            xnor_bits: 8,
+        }
+    }
 }
 
 impl Pe {
@@ -46,7 +59,7 @@ impl Pe {
     pub fn step(&mut self, i: &PeIn) {
         self.a = i.a;
         let product = if i.binary {
-            crate::array::xnor_popcount(i.a as u8, self.w as u8)
+            crate::array::xnor_popcount(i.a as u8, self.w as u8, self.xnor_bits)
         } else {
             i.a as i32 * self.w as i32
         };
@@ -94,6 +107,13 @@ pub struct SystolicArray {
 }
 
 impl SystolicArray {
+    /// An array whose PEs XNOR-popcount `bits` bits of each byte in binary mode.
+    pub fn with_xnor_bits(rows: usize, cols: usize, bits: u32) -> SystolicArray {
+        let mut a = SystolicArray::new(rows, cols);
+        a.pe.iter_mut().for_each(|p| p.xnor_bits = bits);
+        a
+    }
+
     pub fn new(rows: usize, cols: usize) -> SystolicArray {
         assert!(rows > 0 && cols > 0, "an array needs at least one PE");
         SystolicArray {
@@ -192,6 +212,18 @@ mod tests {
     /// the weights, the accumulator lines and the cycle of every accumulator write against
     /// the fast `Array` and its access schedule.
     fn check(rows: usize, cols: usize, seed: &[i8], m: u32, accumulate: bool, binary: bool) {
+        check_bits(rows, cols, seed, m, accumulate, binary, 8)
+    }
+
+    fn check_bits(
+        rows: usize,
+        cols: usize,
+        seed: &[i8],
+        m: u32,
+        accumulate: bool,
+        binary: bool,
+        bits: u32,
+    ) {
         let mut arch = ArchConfig::preset("tiny").unwrap();
         arch.array.rows = rows as u32;
         arch.array.cols = cols as u32;
@@ -215,7 +247,10 @@ mod tests {
             bufs.inp.len() >= (2 + m as usize) * rows && bufs.acc.len() >= (3 + m as usize) * cols
         );
 
-        let mut fast = Array::new(rows, cols);
+        let mut fast = Array {
+            xnor_bits: bits,
+            ..Array::new(rows, cols)
+        };
         let mut want = Buffers::new(&arch);
         want.inp.clone_from(&bufs.inp);
         want.wgt.clone_from(&bufs.wgt);
@@ -223,7 +258,7 @@ mod tests {
         fast.load_weights(&ldw, &want);
         fast.matmul(&mm, &mut want);
 
-        let mut sys = SystolicArray::new(rows, cols);
+        let mut sys = SystolicArray::with_xnor_bits(rows, cols, bits);
         let zeros_a = vec![0i8; rows];
         for o in 0..fast.ldw_cycles() as usize {
             let line = (ldw.wgt as usize + o) * cols;
@@ -310,8 +345,9 @@ mod tests {
             m in 0u32..12,
             accumulate in any::<bool>(),
             binary in any::<bool>(),
+            bits in prop_oneof![Just(1u32), Just(2), Just(4), Just(8)],
         ) {
-            check(rows, cols, &seed, m, accumulate, binary);
+            check_bits(rows, cols, &seed, m, accumulate, binary, bits);
         }
 
         #[test]

@@ -10,7 +10,12 @@ use systole_emulator::randprog::random_program;
 use systole_emulator::{Machine, RunOptions};
 
 fn check(arch_name: &str, seed: u64, n: usize) {
-    let arch = ArchConfig::preset(arch_name).unwrap();
+    check_arch(&ArchConfig::preset(arch_name).unwrap(), seed, n)
+}
+
+fn check_arch(arch: &ArchConfig, seed: u64, n: usize) {
+    let arch_name = arch.name.as_str();
+    let arch = arch.clone();
     let prog = random_program(&arch, seed, n);
     // The image survives a round trip through bytes.
     let prog = systole_arch::Program::from_bytes(&prog.to_bytes().unwrap()).unwrap();
@@ -76,6 +81,19 @@ fn random_programs_on_every_preset() {
     for arch in ["tiny", "ulx3s", "edge", "scalesim32"] {
         for seed in 0..4 {
             check(arch, seed, 50);
+        }
+    }
+}
+
+/// Binary matmuls and packed stores at every word width (`array.xnor_bits`).
+#[test]
+fn random_binary_programs_at_every_word_width() {
+    for bits in [1, 2, 4] {
+        let mut arch = ArchConfig::preset("ulx3s").unwrap();
+        arch.array.xnor_bits = bits;
+        arch.name = format!("ulx3s-xnor{bits}");
+        for seed in 0..12 {
+            check_arch(&arch, seed, 60);
         }
     }
 }

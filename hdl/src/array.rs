@@ -54,6 +54,11 @@ fn dbase(cols: usize, n: usize) -> usize {
 
 impl Array {
     pub fn new(rows: usize, cols: usize) -> Array {
+        Array::with_xnor_bits(rows, cols, 8)
+    }
+
+    /// An array whose PEs count the low `xnor_bits` bits of each byte in binary mode.
+    pub fn with_xnor_bits(rows: usize, cols: usize, xnor_bits: u32) -> Array {
         assert!(rows > 0 && cols > 0, "an array needs at least one PE");
         Array {
             clock: Default::default(),
@@ -64,7 +69,9 @@ impl Array {
             binary: Default::default(),
             acc_out: (0..cols).map(|_| Default::default()).collect(),
             out_valid: Default::default(),
-            pe: (0..rows * cols).map(|_| Pe::default()).collect(),
+            pe: (0..rows * cols)
+                .map(|_| Pe::with_xnor_bits(xnor_bits))
+                .collect(),
             skew: (0..sbase(rows)).map(|_| Default::default()).collect(),
             deskew: (0..dbase(cols, cols)).map(|_| Default::default()).collect(),
             valid: (0..rows + cols - 1).map(|_| Default::default()).collect(),

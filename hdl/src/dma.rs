@@ -112,7 +112,7 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
     end
 endmodule
 
-module systole_store #(parameter C = 4, B = 4) (
+module systole_store #(parameter C = 4, B = 4, XW = 8) (
     input clock, input rst,
     input start, input [127:0] insn,
     output done,
@@ -142,9 +142,9 @@ module systole_store #(parameter C = 4, B = 4) (
     wire [31:0] stride = {12'd0, cur[98:79]};
     wire pack = cur[99];
     wire [31:0] total = rows * cols;
-    // A packed line is C/8 bytes: its last (or only) beat may be partial (wstrb).
-    wire [15:0] bpl = buf_ ? 4 * C / B : pack ? (C / 8 + B - 1) / B : C / B;
-    wire [31:0] dline = buf_ ? 4 * C : pack ? C / 8 : C;
+    // A packed line is C/XW bytes of XW bits: its last (or only) beat may be partial (wstrb).
+    wire [15:0] bpl = buf_ ? 4 * C / B : pack ? (C / XW + B - 1) / B : C / B;
+    wire [31:0] dline = buf_ ? 4 * C : pack ? C / XW : C;
 
     wire [31:0] rd = start ? 32'd0 : read_q;
     wire [15:0] regb = start ? 16'd0 : regb_q;
@@ -164,16 +164,28 @@ module systole_store #(parameter C = 4, B = 4) (
     assign done = act && (total == 0 || (ackw && wack));
 
     wire [15:0] bi = bpl - regb;
-    // Packing: bit l of the packed line is lane l > 0 (a bipolar +1).
+    // Packing: bit j of packed byte i is lane XW i + j > 0 (a bipolar +1).
     wire [C-1:0] pos;
+    wire [8*C-1:0] pk_line;
     genvar l;
     generate for (l = 0; l < C; l = l + 1) begin : pk
         assign pos[l] = !out_rdata[8*l+7] && out_rdata[8*l +: 8] != 8'd0;
+    end
+    for (l = 0; l < C; l = l + 1) begin : pb
+        if (l < C / XW) begin : used
+            if (XW < 8) begin : narrow
+                assign pk_line[8*l +: 8] = {{(8-XW){1'b0}}, pos[XW*l +: XW]};
+            end else begin : full
+                assign pk_line[8*l +: 8] = pos[XW*l +: XW];
+            end
+        end else begin : unused
+            assign pk_line[8*l +: 8] = 8'd0;
+        end
     end endgenerate
     reg pack_q = 1'b0;
     wire [32*C-1:0] sdata = sbuf_q ? acc_rdata
-        : pack_q ? {{(31*C){1'b0}}, pos} : {{(24*C){1'b0}}, out_rdata};
-    wire [31:0] dline_q = sbuf_q ? 4 * C : pack_q ? C / 8 : C;
+        : pack_q ? {{(24*C){1'b0}}, pk_line} : {{(24*C){1'b0}}, out_rdata};
+    wire [31:0] dline_q = sbuf_q ? 4 * C : pack_q ? C / XW : C;
     assign wvalid = beat_out;
     assign wdata = beat_out ? sdata[bi * 8 * B +: 8 * B] : {(8 * B){1'b0}};
     assign waddr = saddr_q + bi * B;

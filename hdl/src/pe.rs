@@ -10,7 +10,7 @@
 use crate::cast::signed_bit_cast;
 use rust_hdl::prelude::*;
 
-#[derive(LogicBlock, Default)]
+#[derive(LogicBlock)]
 pub struct Pe {
     pub clock: Signal<In, Clock>,
     /// Activation from the left neighbour (or the input skew).
@@ -28,7 +28,9 @@ pub struct Pe {
     a: DFF<Signed<8>>,
     psum: DFF<Signed<32>>,
     w: DFF<Signed<8>>,
-    /// a XNOR w, bit by bit.
+    /// The bits binary mode counts: the low `array.xnor_bits` of each byte.
+    mask: Constant<Bits<8>>,
+    /// a XNOR w, bit by bit, masked.
     agree: Signal<Local, Bits<8>>,
     /// Popcount of `agree`: pairs, then nibbles, then the byte (adder tree, widths 2-3-4).
     pairs: Signal<Local, Bits<8>>,
@@ -43,7 +45,8 @@ impl Logic for Pe {
         self.a.d.next = self.a_in.val();
         // rust-hdl multiplies only 16 x 16; the 8-bit operands are sign-extended into it and
         // Verilog sizes the product to the 32-bit sum, so yosys still sees an 8 x 8 multiply.
-        self.agree.next = !(unsigned_cast(self.a_in.val()) ^ unsigned_cast(self.w.q.val()));
+        self.agree.next =
+            !(unsigned_cast(self.a_in.val()) ^ unsigned_cast(self.w.q.val())) & self.mask.val();
         // Two-bit sums of bit pairs, four-bit sums of nibbles, then the byte's count.
         self.pairs.next = (self.agree.val() & 0x55) + ((self.agree.val() >> 1) & 0x55);
         self.nibbles.next = (self.pairs.val() & 0x33) + ((self.pairs.val() >> 2) & 0x33);
@@ -62,6 +65,37 @@ impl Logic for Pe {
         self.a_out.next = self.a.q.val();
         self.psum_out.next = self.psum.q.val();
         self.w_out.next = self.w.q.val();
+    }
+}
+
+impl Pe {
+    /// A PE whose binary mode counts the low `xnor_bits` bits (1, 2, 4 or 8) of each byte.
+    pub fn with_xnor_bits(xnor_bits: u32) -> Pe {
+        Pe {
+            clock: Default::default(),
+            a_in: Default::default(),
+            psum_in: Default::default(),
+            w_in: Default::default(),
+            w_load: Default::default(),
+            binary: Default::default(),
+            a_out: Default::default(),
+            psum_out: Default::default(),
+            w_out: Default::default(),
+            a: Default::default(),
+            psum: Default::default(),
+            w: Default::default(),
+            mask: Constant::new(((0xffu32 >> (8 - xnor_bits)) as u64).into()),
+            agree: Default::default(),
+            pairs: Default::default(),
+            nibbles: Default::default(),
+            count: Default::default(),
+        }
+    }
+}
+
+impl Default for Pe {
+    fn default() -> Self {
+        Pe::with_xnor_bits(8)
     }
 }
 

@@ -137,7 +137,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [15:0] s_line;
     wire [8*C-1:0] out_sdata;
     wire [32*C-1:0] acc_sdata;
-    systole_store #(.C(C), .B(B)) st (
+    systole_store #(.C(C), .B(B), .XW({xw})) st (
         .clock(clock), .rst(rst), .start(eng_start[2]), .insn(head2), .done(st_done),
         .sreq(s_req), .sbuf(s_buf), .sline(s_line), .sgrant(s_grant),
         .out_rdata(out_sdata), .acc_rdata(acc_sdata),
@@ -208,6 +208,7 @@ endmodule
         t = ctl.token_depth,
         imem = ctl.imem_instructions,
         stages = arch.ppu.threshold_stages(),
+        xw = arch.array.xnor_bits,
     )
 }
 

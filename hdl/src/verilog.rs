@@ -141,7 +141,7 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
         });
         Ok::<(), Error>(())
     };
-    let pe = prepare(Pe::default());
+    let pe = prepare(Pe::with_xnor_bits(arch.array.xnor_bits));
     emit(
         "pe",
         "systole_emulator::systolic::Pe",
@@ -149,7 +149,7 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
         module_verilog(&pe, "systole_pe"),
         ports(&pe),
     )?;
-    let array = prepare(Array::new(rows, cols));
+    let array = prepare(Array::with_xnor_bits(rows, cols, arch.array.xnor_bits));
     emit(
         "array",
         "systole_emulator::systolic::SystolicArray",

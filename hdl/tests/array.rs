@@ -84,8 +84,18 @@ fn matmul_cycles(rows: usize, cols: usize) -> impl Strategy<Value = Vec<ArrayIn>
 /// Runs the RTL and the twin over `inputs`, comparing every output of every cycle; returns
 /// the number of valid result lines seen.
 fn run(rows: usize, cols: usize, inputs: &[ArrayIn]) -> Result<usize, TestCaseError> {
-    let mut rtl = prepare(Array::new(rows, cols));
-    let mut twin = SystolicArray::new(rows, cols);
+    run_bits(rows, cols, inputs, 8)
+}
+
+/// `run` with binary mode counting the low `bits` bits of each byte.
+fn run_bits(
+    rows: usize,
+    cols: usize,
+    inputs: &[ArrayIn],
+    bits: u32,
+) -> Result<usize, TestCaseError> {
+    let mut rtl = prepare(Array::with_xnor_bits(rows, cols, bits));
+    let mut twin = SystolicArray::with_xnor_bits(rows, cols, bits);
     let mut results = 0;
     for (t, i) in inputs.iter().enumerate() {
         for (s, &v) in rtl.a_in.iter_mut().zip(&i.a) {
@@ -148,9 +158,10 @@ proptest! {
     #[test]
     fn array_equals_twin_matmul(
         (rows, cols, inputs) in small_shape()
-            .prop_flat_map(|(r, c)| (Just(r), Just(c), matmul_cycles(r, c)))
+            .prop_flat_map(|(r, c)| (Just(r), Just(c), matmul_cycles(r, c))),
+        bits in prop_oneof![Just(1u32), Just(2), Just(4), Just(8)],
     ) {
-        run(rows, cols, &inputs)?;
+        run_bits(rows, cols, &inputs, bits)?;
     }
 }
 

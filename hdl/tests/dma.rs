@@ -185,13 +185,13 @@ endmodule
 }
 
 /// Runs a sequence of stores on a C-column array with B-byte beats.
-fn check_store(c: usize, b: usize, seed: u64) -> usize {
+fn check_store(c: usize, b: usize, xw: usize, seed: u64) -> usize {
     let wrapper = format!(
         "module wrap(input clock, input rst, input start, input [63:0] insn_lo, input [63:0] insn_hi,
     input sgrant, input [{ow}:0] out_rdata, input [{aw}:0] acc_rdata, input wack,
     output sreq, output sbuf, output [15:0] sline, output wvalid, output [31:0] waddr,
     output [{bw}:0] wdata, output [{sw}:0] wstrb, output wlast, output done);
-    systole_store #(.C({c}), .B({b})) u(.clock(clock), .rst(rst), .start(start),
+    systole_store #(.C({c}), .B({b}), .XW({xw})) u(.clock(clock), .rst(rst), .start(start),
         .insn({{insn_hi, insn_lo}}), .done(done), .sreq(sreq), .sbuf(sbuf), .sline(sline),
         .sgrant(sgrant), .out_rdata(out_rdata), .acc_rdata(acc_rdata), .wvalid(wvalid),
         .waddr(waddr), .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wack(wack));
@@ -231,6 +231,7 @@ endmodule
             .collect()
     };
     let mut tw = StoreEngine::new(c as u32, b as u32);
+    tw.xnor_bits = xw as u32;
     let mut stimuli = Vec::new();
     let mut expect = Vec::new();
     let (mut out_reg, mut acc_reg) = (vec![0u8; c], vec![0u8; 4 * c]);
@@ -338,9 +339,9 @@ proptest! {
 
     #[test]
     fn store_verilog_equals_twin(seed in any::<u64>(), shape in 0usize..6) {
-        // The last three also pack bipolar lines: 1 byte in a 4-byte, a 2-byte and a 1-byte
-        // beat.
-        let (c, b) = [(2, 2), (1, 1), (2, 1), (8, 4), (8, 2), (8, 1)][shape];
-        check_store(c, b, seed);
+        // The last three also pack bipolar lines, 8, 4 and 2 bits a byte (xnor_bits): one
+        // byte in a 4-byte beat, two bytes in a 2-byte beat, four bytes in four 1-byte beats.
+        let (c, b, xw) = [(2, 2, 8), (1, 1, 8), (2, 1, 8), (8, 4, 8), (8, 2, 4), (8, 1, 2)][shape];
+        check_store(c, b, xw, seed);
     }
 }

@@ -106,6 +106,16 @@ fn random_programs_ulx3s() {
     check_random(&ArchConfig::preset("ulx3s").unwrap(), 100..125, 80);
 }
 
+/// Binary mode with 2-bit words (`array.xnor_bits = 2`): masked popcounts in the PEs, 2 bits
+/// a byte in packed stores.
+#[test]
+fn random_programs_ulx3s_xnor2() {
+    let mut arch = ArchConfig::preset("ulx3s").unwrap();
+    arch.array.xnor_bits = 2;
+    arch.name = "ulx3s_xnor2".into();
+    check_random(&arch, 400..415, 80);
+}
+
 /// 16 x 16 with 16-byte beats (128-bit DRAM data port).
 #[test]
 fn random_programs_edge() {

@@ -144,10 +144,18 @@ fn array_stimuli(rows: usize, cols: usize, rng: &mut Rng) -> Vec<ArrayIn> {
 #[test]
 fn array_verilog_equals_twin() {
     let mut rng = Rng(0x5eed_1234_9876_abcd);
-    for (rows, cols) in [(1, 1), (2, 3), (3, 5), (5, 2), (4, 4), (8, 8)] {
+    for (rows, cols, bits) in [
+        (1, 1, 8),
+        (2, 3, 1),
+        (3, 5, 2),
+        (5, 2, 4),
+        (4, 4, 8),
+        (8, 8, 2),
+    ] {
         let mut arch = ArchConfig::preset("tiny").unwrap();
         arch.array.rows = rows as u32;
         arch.array.cols = cols as u32;
+        arch.array.xnor_bits = bits;
         let dir = tempfile::tempdir().unwrap();
         let m = write_verilog(&arch, dir.path()).unwrap();
         let info = m.module("array").unwrap();
@@ -171,7 +179,7 @@ fn array_verilog_equals_twin() {
             &stimuli,
         )
         .unwrap();
-        let mut twin = SystolicArray::new(rows, cols);
+        let mut twin = SystolicArray::with_xnor_bits(rows, cols, bits);
         let mut results = 0;
         for (t, (i, g)) in inputs.iter().zip(&got).enumerate() {
             let o = twin.outputs();

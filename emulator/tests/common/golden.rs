@@ -17,6 +17,8 @@ pub struct Golden {
     pub acc: Vec<Vec<i32>>,
     pub out: Vec<Vec<u8>>,
     pub w: Vec<Vec<i8>>,
+    /// Binary word width (`array.xnor_bits`).
+    pub xnor_bits: usize,
 }
 
 fn rshift(x: i128, s: u32, round: Round) -> i128 {
@@ -52,6 +54,7 @@ impl Golden {
             acc: vec![vec![0; c]; arch.lines(BufferKind::Accumulator) as usize],
             out: vec![vec![0; c]; arch.lines(BufferKind::Output) as usize],
             w: vec![vec![0; c]; r],
+            xnor_bits: arch.array.xnor_bits as usize,
         }
     }
 
@@ -135,11 +138,12 @@ impl Golden {
                         match s.buf {
                             StoreBuf::Out if s.pack => {
                                 // Bit j of byte i: output lane 8i + j is positive.
-                                let at = s.dram as usize + y * s.stride as usize + x * (c / 8);
-                                for i in 0..c / 8 {
+                                let wb = self.xnor_bits;
+                                let at = s.dram as usize + y * s.stride as usize + x * (c / wb);
+                                for i in 0..c / wb {
                                     let mut byte = 0u8;
-                                    for j in 0..8 {
-                                        if (self.out[line][8 * i + j] as i8) > 0 {
+                                    for j in 0..wb {
+                                        if (self.out[line][wb * i + j] as i8) > 0 {
                                             byte |= 1 << j;
                                         }
                                     }
@@ -175,7 +179,7 @@ impl Golden {
                             if mm.binary {
                                 // Bit b of both bytes holds one bipolar value; equal bits
                                 // multiply to +1.
-                                for b in 0..8 {
+                                for b in 0..self.xnor_bits {
                                     sum += ((a >> b) & 1 == (w >> b) & 1) as i64;
                                 }
                             } else {
