@@ -336,6 +336,50 @@ fn binary_word_widths_run_tfc_1w1a_exactly() {
     }
 }
 
+/// Without the binary32 requantizer lanes (`ppu.fp32_requant = false`, the way to fit an FPGA)
+/// the compiler turns every binary32 requantization into the equal threshold set: QLinear and
+/// QDQ models, convolutions and max pooling stay exact, and no `requant fp32` is emitted.
+#[test]
+fn models_stay_exact_without_the_binary32_requantizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = text(&systole(&["arch", "show", "ulx3s"]));
+    let toml: String = base
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(toml.contains("fp32_requant = true"), "{toml}");
+    let path = dir.path().join("nofp32.toml");
+    std::fs::write(
+        &path,
+        toml.replace("fp32_requant = true", "fp32_requant = false"),
+    )
+    .unwrap();
+    let arch = path.to_string_lossy().to_string();
+    let cases: Vec<String> = [
+        repo("models/demo/cases/mlp_qdq"),
+        repo("models/demo/cases/cnn_qdq"),
+        fixtures().join("cases/TFC_2W2A_qcdq"),
+    ]
+    .iter()
+    .map(|p| p.to_string_lossy().to_string())
+    .collect();
+    assert_check_passes(&cases, &arch);
+    let img = dir.path().join("mlp.sysb");
+    let model = repo("models/demo/cases/mlp_qdq/model.onnx");
+    let o = systole(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--arch",
+        &arch,
+        "-o",
+        img.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let asm = text(&systole(&["disasm", img.to_str().unwrap()]));
+    assert!(asm.contains("thresh") && !asm.contains("fp32=1"), "{asm}");
+}
+
 #[test]
 fn compile_report_lists_layers_host_work_and_exact_cycles() {
     let dir = tempfile::tempdir().unwrap();

@@ -156,6 +156,15 @@ pub struct PpuConfig {
     /// Most thresholds one `thresh` may use: 1, 3, 7, 15, 31, 63, 127 or 255.
     #[serde(default = "default_max_thresholds")]
     pub max_thresholds: u32,
+    /// Build the binary32 requantizer lanes (`requant fp32`). Without them the compiler turns
+    /// every binary32 requantization into the equal threshold set: slower, far smaller (each
+    /// lane is about 3.6 k ECP5 LUTs).
+    #[serde(default = "default_true")]
+    pub fp32_requant: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_thresholds() -> u32 {
@@ -166,6 +175,7 @@ impl Default for PpuConfig {
     fn default() -> Self {
         PpuConfig {
             max_thresholds: default_max_thresholds(),
+            fp32_requant: true,
         }
     }
 }
@@ -509,6 +519,7 @@ impl ArchConfig {
         h.write_u32(self.controller.token_depth);
         h.write_u32(self.controller.imem_instructions);
         h.write_u32(self.ppu.max_thresholds);
+        h.write_u32(self.ppu.fp32_requant as u32);
         h.finish()
     }
 

@@ -742,14 +742,22 @@ pub struct PoolPass {
     pub param_addr: u64,
 }
 
-/// The parameter lines `PoolPass::param_addr` points at.
+/// The parameter lines `PoolPass::param_addr` points at: an identity requantization, binary32
+/// (1.0, then zeros) or, without the binary32 lanes (`ppu.fp32_requant = false`), integer
+/// (multiplier 2^30, shift 30).
 pub fn pool_params(arch: &ArchConfig) -> Vec<u8> {
     let c = arch.array.cols as usize;
     let mut v = Vec::with_capacity(8 * c);
-    for _ in 0..c {
-        v.extend_from_slice(&1.0f32.to_bits().to_le_bytes());
+    let (a, b) = if arch.ppu.fp32_requant {
+        (1.0f32.to_bits() as i32, 0)
+    } else {
+        (1 << 30, 30)
+    };
+    for x in [a, b] {
+        for _ in 0..c {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
     }
-    v.extend(std::iter::repeat_n(0u8, 4 * c));
     v
 }
 
@@ -850,7 +858,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                     hi: 0x7f,
                     unsigned: false,
                     round: Round::HalfEven,
-                    fp32: true,
+                    fp32: arch.ppu.fp32_requant,
                 }),
             });
             comp[0].deps.pop_prev = true;

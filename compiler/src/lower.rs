@@ -18,7 +18,7 @@ use crate::gemm::{
     ConvLoad, DenseGeom, OutMode, PackPass, Tiling,
 };
 use crate::ir::{Graph, Node, Op, ValueId};
-use crate::qir::{ConvGeom, QDense, QIo, QModel, QOut};
+use crate::qir::{requant_f32, ConvGeom, QDense, QIo, QModel, QOut};
 use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
 use systole_arch::config::Precision;
@@ -2539,6 +2539,34 @@ pub struct LayerReport {
     pub weight_bytes: usize,
 }
 
+/// The threshold set equal to `requant_f32(acc, scales[c], zp, lo, hi)` for every int32 `acc`
+/// except possibly i32::MAX: threshold j of channel c is the least acc whose output reaches
+/// lo + 1 + j (found by bisection; the function is monotone for a positive scale). None when a
+/// scale is not positive and finite.
+fn requant_thresholds(scales: &[f32], zp: i32, lo: i8, hi: i8) -> Option<Vec<Vec<i32>>> {
+    if scales.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+        return None;
+    }
+    let levels = (hi as i32 - lo as i32).max(0) as usize;
+    let mut t = vec![vec![0i32; scales.len()]; levels];
+    for (c, &s) in scales.iter().enumerate() {
+        for (j, row) in t.iter_mut().enumerate() {
+            let want = lo as i32 + 1 + j as i32;
+            let (mut a, mut b) = (i32::MIN as i64, i32::MAX as i64 + 1);
+            while a < b {
+                let mid = a + (b - a) / 2;
+                if requant_f32(mid as i32, s, zp, lo, hi) as i32 >= want {
+                    b = mid;
+                } else {
+                    a = mid + 1;
+                }
+            }
+            row[c] = a.min(i32::MAX as i64) as i32;
+        }
+    }
+    Some(t)
+}
+
 /// Each channel's thresholds in ascending order: the hardware's binary search counts the
 /// thresholds reached only when they ascend, and the count does not depend on their order.
 fn ascending(thresholds: &[Vec<i32>]) -> Vec<Vec<i32>> {
@@ -2622,6 +2650,32 @@ pub fn to_program(
             a = (out_addr, out_pitch);
         }
         let (mut extra, out): (Vec<Vec<i32>>, OutMode) = match &l.out {
+            // Without the binary32 lanes: the same function as a threshold set.
+            QOut::Int8 { scales, zp, lo, hi } if !arch.ppu.fp32_requant => {
+                let thresholds = requant_thresholds(scales, *zp, *lo, *hi).ok_or_else(|| {
+                    err(format!(
+                        "layer '{}': a binary32 requantization with a scale that is not positive \
+                         and finite needs the binary32 lanes (ppu.fp32_requant = true)",
+                        l.name
+                    ))
+                })?;
+                let count = thresholds.len() as u32;
+                if count > arch.ppu.max_thresholds {
+                    return Err(err(format!(
+                        "layer '{}': its binary32 requantization as thresholds needs {count}; \
+                         arch '{}' holds at most {} (ppu.max_thresholds)",
+                        l.name, arch.name, arch.ppu.max_thresholds
+                    )));
+                }
+                (
+                    thresholds,
+                    OutMode::Thresh {
+                        count,
+                        base: *lo,
+                        step: 1,
+                    },
+                )
+            }
             QOut::Int8 { scales, zp, lo, hi } => (
                 vec![
                     scales.iter().map(|s| s.to_bits() as i32).collect(),

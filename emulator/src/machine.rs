@@ -691,6 +691,16 @@ impl Machine {
             }
             Op::Requant(op) => {
                 let m = op.m as u64;
+                if op.fp32 && !self.arch.ppu.fp32_requant {
+                    return Err(self.err(
+                        ErrorKind::IllegalOperands,
+                        idx,
+                        format!(
+                            "fp32=1: arch '{}' has no binary32 requantizer (ppu.fp32_requant = false)",
+                            self.arch.name
+                        ),
+                    ));
+                }
                 let fs =
                     self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
                 let fp = self.check_lines(

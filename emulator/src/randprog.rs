@@ -495,7 +495,7 @@ impl Gen<'_> {
                 let m = self.m(12.min(out_lines));
                 let src = self.rng.range(0, acc_all - m);
                 let dst = self.rng.range(0, out_lines - m);
-                let fp32 = self.rng.chance(50);
+                let fp32 = self.arch.ppu.fp32_requant && self.rng.chance(50);
                 let param = if fp32 { acc_all - 2 } else { acc_all - 4 };
                 let op = Requant {
                     dst: dst as u32,

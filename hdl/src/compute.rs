@@ -15,7 +15,7 @@
 /// The compute module (parameterised Verilog; `systole_array_flat` is generated per arch by
 /// `top.rs`).
 pub const VERILOG: &str = r#"
-module systole_compute #(parameter R = 4, C = 4, S = 8) (
+module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     input clock, input rst,
     input start, input [127:0] insn,
     input start_next, input [127:0] head_next,
@@ -166,13 +166,19 @@ module systole_compute #(parameter R = 4, C = 4, S = 8) (
     // Binary32 requantizer lanes (`requant fp32`): scale = multiplier line lane.
     wire [8*C-1:0] fpq_byte;
     wire [C-1:0] fpq_valid;
+    // (FP32 = 0: no binary32 lanes; the emulator refuses `requant fp32` on such an arch.)
     generate for (l = 0; l < C; l = l + 1) begin : fpq
+        if (!FP32) begin : none
+            assign fpq_byte[8*l +: 8] = 8'd0;
+            assign fpq_valid[l] = 1'b0;
+        end else begin : lane
         systole_requant_fp32_lane fl (
             .clock(clock), .valid(lane_req), .acc(acc_rdata[32*l +: 32]), .scale(mreg[32*l +: 32]),
             .round(cur[104:103]), .out_unsigned(cur[102]),
             .zp({{16{cur[85]}}, cur[85:70]}), .lo(cur[93:86]), .hi(cur[101:94]),
             .byte_out(fpq_byte[8*l +: 8]), .byte_valid(fpq_valid[l])
         );
+    end
     end endgenerate
 
     // Threshold unit: a binary search, one stage a cycle, then scale and clamp. Search stage

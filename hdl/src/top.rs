@@ -105,7 +105,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*C-1:0] out_wdata;
     wire cl_inp, cl_wgt, cl_acc;
     wire [15:0] cl_inp_line, cl_wgt_line, cl_acc_line;
-    systole_compute #(.R(R), .C(C), .S({stages})) cp (
+    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32})) cp (
         .clock(clock), .rst(rst), .start(eng_start[1]), .insn(head1),
         .start_next(c_start_next), .head_next(c_head_next), .done(cp_done),
         .inp_ren(inp_ren), .inp_raddr(inp_raddr), .inp_rdata(inp_rdata),
@@ -209,6 +209,7 @@ endmodule
         imem = ctl.imem_instructions,
         stages = arch.ppu.threshold_stages(),
         xw = arch.array.xnor_bits,
+        fp32 = arch.ppu.fp32_requant as u32,
     )
 }
 

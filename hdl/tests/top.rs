@@ -297,8 +297,9 @@ fn tiny_small() -> (ArchConfig, String) {
             out.push('\n');
         }
     }
-    // A 4-stage threshold search (at most 15 thresholds) instead of 8 stages.
-    out.push_str("\n[ppu]\nmax_thresholds = 15\n");
+    // A 4-stage threshold search (at most 15 thresholds) instead of 8 stages, and no binary32
+    // requantizer lanes.
+    out.push_str("\n[ppu]\nmax_thresholds = 15\nfp32_requant = false\n");
     (ArchConfig::from_toml_str(&out, "tiny_small").unwrap(), out)
 }
 
