@@ -123,40 +123,32 @@ fn cosim_command() {
         .unwrap(),
     )
     .unwrap();
-    let out = Command::new(bin)
-        .arg("cosim")
-        .arg(&img)
-        .arg("--input")
-        .arg(&npy)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `systole cosim IMG --input NPY ARGS...`: its stdout, which must report success.
+    let cosim = |args: &[&std::ffi::OsStr]| -> String {
+        let out = Command::new(bin)
+            .arg("cosim")
+            .arg(&img)
+            .arg("--input")
+            .arg(&npy)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = cosim(&[]);
     assert!(text.contains("output c [16, 4]: equal"), "{text}");
     assert!(text.contains("(equal)"), "{text}");
 
     // The same run with a waveform: a VCD whose `done` rises, whose `cycles` ends at the
     // cycle count both sides printed, and whose clock ticks through every cycle.
     let vcd = dir.path().join("run.vcd");
-    let out = Command::new(bin)
-        .arg("cosim")
-        .arg(&img)
-        .arg("--input")
-        .arg(&npy)
-        .arg("--vcd")
-        .arg(&vcd)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = cosim(&["--vcd".as_ref(), vcd.as_os_str()]);
     let cycles: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("cycles: rtl "))

@@ -8,7 +8,8 @@ mod common;
 use common::*;
 use std::process::Output;
 
-fn assert_check_passes(cases: &[String], arch: &str) {
+/// Runs `systole check` and asserts every case passes; returns its table.
+fn assert_check_passes(cases: &[String], arch: &str) -> String {
     let mut args = vec!["check", "--arch", arch];
     args.extend(cases.iter().map(|s| s.as_str()));
     let o = systole(&args);
@@ -26,6 +27,24 @@ fn assert_check_passes(cases: &[String], arch: &str) {
             assert!(cols[3].parse::<f64>().unwrap() <= 1e-5, "{r}");
         }
     }
+    t
+}
+
+/// An arch file in `dir`: the ulx3s preset with each `(from, to)` line replaced.
+fn ulx3s_variant(dir: &std::path::Path, name: &str, edits: &[(&str, &str)]) -> String {
+    let base = text(&systole(&["arch", "show", "ulx3s"]));
+    let mut toml: String = base
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for (from, to) in edits {
+        assert!(toml.contains(from), "{from} not in {toml}");
+        toml = toml.replace(from, to);
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml).unwrap();
+    path.to_string_lossy().to_string()
 }
 
 #[test]
@@ -311,22 +330,12 @@ fn binary_word_widths_run_tfc_1w1a_exactly() {
         .join("cases/TFC_1W1A")
         .to_string_lossy()
         .to_string();
-    let base = text(&systole(&["arch", "show", "ulx3s"]));
-    let toml: String = base
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(toml.contains("xnor_bits = 8"), "{toml}");
     let mut last = 0u64;
     for bits in [8, 4, 2, 1] {
-        let path = dir.path().join(format!("x{bits}.toml"));
-        let t = toml.replace("xnor_bits = 8", &format!("xnor_bits = {bits}"));
-        std::fs::write(&path, t).unwrap();
-        let arch = path.to_string_lossy().to_string();
-        assert_check_passes(std::slice::from_ref(&case), &arch);
-        let o = systole(&["check", "--arch", &arch, &case]);
-        let row = text(&o).lines().nth(1).unwrap().to_string();
+        let to = format!("xnor_bits = {bits}");
+        let arch = ulx3s_variant(dir.path(), &format!("x{bits}"), &[("xnor_bits = 8", &to)]);
+        let t = assert_check_passes(std::slice::from_ref(&case), &arch);
+        let row = t.lines().nth(1).unwrap().to_string();
         let cycles: u64 = row.split_whitespace().nth(5).unwrap().parse().unwrap();
         assert!(
             cycles > last,
@@ -342,20 +351,11 @@ fn binary_word_widths_run_tfc_1w1a_exactly() {
 #[test]
 fn models_stay_exact_without_the_binary32_requantizer() {
     let dir = tempfile::tempdir().unwrap();
-    let base = text(&systole(&["arch", "show", "ulx3s"]));
-    let toml: String = base
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(toml.contains("fp32_requant = true"), "{toml}");
-    let path = dir.path().join("nofp32.toml");
-    std::fs::write(
-        &path,
-        toml.replace("fp32_requant = true", "fp32_requant = false"),
-    )
-    .unwrap();
-    let arch = path.to_string_lossy().to_string();
+    let arch = ulx3s_variant(
+        dir.path(),
+        "nofp32",
+        &[("fp32_requant = true", "fp32_requant = false")],
+    );
     let cases: Vec<String> = [
         repo("models/demo/cases/mlp_qdq"),
         repo("models/demo/cases/cnn_qdq"),
@@ -378,6 +378,43 @@ fn models_stay_exact_without_the_binary32_requantizer() {
     assert!(o.status.success(), "{}", text(&o));
     let asm = text(&systole(&["disasm", img.to_str().unwrap()]));
     assert!(asm.contains("thresh") && !asm.contains("fp32=1"), "{asm}");
+}
+
+/// A layer whose thresholds the arch cannot hold is named, whether its thresholds come from the
+/// model (TFC_1W2A's 2-bit activations) or stand for a binary32 requantization on an arch
+/// without the binary32 lanes (cnn_qop's QLinearConv outputs need 255).
+#[test]
+fn threshold_storage_too_small_names_the_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = ulx3s_variant(
+        dir.path(),
+        "one",
+        &[("max_thresholds = 255", "max_thresholds = 1")],
+    );
+    let case = fixtures().join("cases/TFC_1W2A");
+    let o = systole(&["check", "--arch", &one, case.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("needs 2 thresholds") && t.contains("holds at most 1"),
+        "{t}"
+    );
+    let small = ulx3s_variant(
+        dir.path(),
+        "small",
+        &[
+            ("max_thresholds = 255", "max_thresholds = 15"),
+            ("fp32_requant = true", "fp32_requant = false"),
+        ],
+    );
+    let case = repo("models/demo/cases/cnn_qop");
+    let o = systole(&["check", "--arch", &small, case.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("as thresholds needs 255") && t.contains("holds at most 15"),
+        "{t}"
+    );
 }
 
 #[test]

@@ -539,15 +539,7 @@ pub fn emit_dense(
                         }));
                     }
                 }
-                let nl = loads.len();
-                for (x, op) in loads.into_iter().enumerate() {
-                    let deps = Deps {
-                        pop_next: x == 0 && item >= 2,
-                        push_next: x + 1 == nl,
-                        ..Default::default()
-                    };
-                    code.push(Insn { deps, op });
-                }
+                push_item_loads(code, loads, item);
                 // --- compute ---
                 let mut comp: Vec<Insn> = Vec::new();
                 for j in 0..tiles {
@@ -659,13 +651,9 @@ pub fn emit_dense(
                     } else {
                         c * lane_bytes
                     };
-                    code.push(Insn {
-                        deps: Deps {
-                            pop_prev: true,
-                            push_prev: true,
-                            ..Default::default()
-                        },
-                        op: Op::Store(Store {
+                    push_store(
+                        code,
+                        Store {
                             buf,
                             sram,
                             dram: (g.y_addr + m0 as u64 * g.y_pitch + (nt * col_bytes) as u64)
@@ -674,8 +662,8 @@ pub fn emit_dense(
                             cols: 1,
                             stride: g.y_pitch as u32,
                             pack: g.pack_out,
-                        }),
-                    });
+                        },
+                    );
                     out_idx += 1;
                 }
                 item += 1;
@@ -683,6 +671,34 @@ pub fn emit_dense(
         }
     }
     barrier(code, item, out_idx);
+}
+
+/// The loads of one item in the 2-deep token protocol: the first waits for the compute token
+/// of item - 2 (when there is one), the last hands the item to compute.
+fn push_item_loads(code: &mut Vec<Insn>, loads: impl IntoIterator<Item = Op>, item: usize) {
+    let loads: Vec<Op> = loads.into_iter().collect();
+    let nl = loads.len();
+    for (x, op) in loads.into_iter().enumerate() {
+        let deps = Deps {
+            pop_next: x == 0 && item >= 2,
+            push_next: x + 1 == nl,
+            ..Default::default()
+        };
+        code.push(Insn { deps, op });
+    }
+}
+
+/// An item's store in the 2-deep token protocol: waits for compute's result and returns the
+/// output slot to compute.
+fn push_store(code: &mut Vec<Insn>, store: Store) {
+    code.push(Insn {
+        deps: Deps {
+            pop_prev: true,
+            push_prev: true,
+            ..Default::default()
+        },
+        op: Op::Store(store),
+    });
 }
 
 /// End-of-layer barrier after `items` load/compute items and `outs` stores of the 2-deep
@@ -819,17 +835,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                     }));
                 }
             }
-            let nl = loads.len();
-            for (x, l) in loads.into_iter().enumerate() {
-                code.push(Insn {
-                    deps: Deps {
-                        pop_next: x == 0 && item >= 2,
-                        push_next: x + 1 == nl,
-                        ..Default::default()
-                    },
-                    op: Op::Load(l),
-                });
-            }
+            push_item_loads(code, loads.into_iter().map(Op::Load), item);
             let mut comp = Vec::new();
             for j in 1..kk {
                 comp.push(Insn::new(Op::Alu(Alu {
@@ -864,13 +870,9 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
             comp[0].deps.pop_prev = true;
             comp.last_mut().unwrap().deps.push_prev = true;
             code.extend(comp);
-            code.push(Insn {
-                deps: Deps {
-                    pop_prev: true,
-                    push_prev: true,
-                    ..Default::default()
-                },
-                op: Op::Store(Store {
+            push_store(
+                code,
+                Store {
                     buf: StoreBuf::Out,
                     sram: ((item % 2) * out_half) as u32,
                     dram: (p.out_addr + (oy * p.ow) as u64 * p.out_pitch + (ct * c) as u64) as u32,
@@ -878,8 +880,8 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                     cols: 1,
                     stride: p.out_pitch as u32,
                     pack: false,
-                }),
-            });
+                },
+            );
             item += 1;
         }
     }
@@ -958,17 +960,7 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
                 stride: (n * c) as u32,
                 ..Default::default()
             });
-            let nl = loads.len();
-            for (x, l) in loads.into_iter().enumerate() {
-                code.push(Insn {
-                    deps: Deps {
-                        pop_next: x == 0 && item >= 2,
-                        push_next: x + 1 == nl,
-                        ..Default::default()
-                    },
-                    op: Op::Load(l),
-                });
-            }
+            push_item_loads(code, loads.into_iter().map(Op::Load), item);
             let out = ((item % 2) * out_half) as u32;
             code.push(Insn {
                 deps: Deps {
@@ -987,13 +979,9 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
                     step: 2,
                 }),
             });
-            code.push(Insn {
-                deps: Deps {
-                    pop_prev: true,
-                    push_prev: true,
-                    ..Default::default()
-                },
-                op: Op::Store(Store {
+            push_store(
+                code,
+                Store {
                     buf: StoreBuf::Out,
                     sram: out,
                     dram: (p.out_addr + row as u64 * p.out_pitch + (l0 * c / wb) as u64) as u32,
@@ -1001,8 +989,8 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
                     cols: n as u32,
                     stride: (n * c / wb) as u32,
                     pack: true,
-                }),
-            });
+                },
+            );
             item += 1;
         }
     }

@@ -33,13 +33,19 @@ pub struct Array {
 
 impl Array {
     pub fn new(rows: usize, cols: usize) -> Array {
+        Array::with_xnor_bits(rows, cols, 8)
+    }
+
+    /// An array whose binary mode counts the low `xnor_bits` bits of each byte (the twin of
+    /// `systole_hdl::Array::with_xnor_bits`).
+    pub fn with_xnor_bits(rows: usize, cols: usize, xnor_bits: u32) -> Array {
         Array {
             rows,
             cols,
             weights: vec![0; rows * cols],
             macs: 0,
             xnor_macs: 0,
-            xnor_bits: 8,
+            xnor_bits,
         }
     }
 

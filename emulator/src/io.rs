@@ -77,6 +77,32 @@ pub fn write_tensor(dram: &mut [u8], desc: &TensorDesc, data: &IoData) -> Result
     Ok(())
 }
 
+/// Writes one tensor per input descriptor of `prog`, in image order; an error naming the
+/// inputs when their number does not match.
+pub fn write_inputs(
+    dram: &mut [u8],
+    prog: &systole_arch::Program,
+    inputs: &[IoData],
+) -> Result<(), EmuError> {
+    let descs: Vec<_> = prog.inputs().collect();
+    if descs.len() != inputs.len() {
+        let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
+        return Err(EmuError::new(
+            ErrorKind::BadInput,
+            format!(
+                "program takes {} input(s) ({}), got {}",
+                descs.len(),
+                names.join(", "),
+                inputs.len()
+            ),
+        ));
+    }
+    for (d, x) in descs.iter().zip(inputs) {
+        write_tensor(dram, d, x)?;
+    }
+    Ok(())
+}
+
 /// Reads the tensor `desc` describes out of `dram`.
 pub fn read_tensor(dram: &[u8], desc: &TensorDesc) -> IoData {
     let base = desc.dram_addr as usize;

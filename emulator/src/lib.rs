@@ -45,23 +45,8 @@ pub fn run(
     inputs: &[IoData],
     opts: &RunOptions,
 ) -> Result<RunResult, EmuError> {
-    let descs: Vec<_> = prog.inputs().collect();
-    if descs.len() != inputs.len() {
-        let names: Vec<_> = descs.iter().map(|d| d.name.as_str()).collect();
-        return Err(EmuError::new(
-            ErrorKind::BadInput,
-            format!(
-                "program takes {} input(s) ({}), got {}",
-                descs.len(),
-                names.join(", "),
-                inputs.len()
-            ),
-        ));
-    }
     let mut m = Machine::new(prog, arch, opts)?;
-    for (d, x) in descs.iter().zip(inputs) {
-        io::write_tensor(&mut m.dram.bytes, d, x)?;
-    }
+    io::write_inputs(&mut m.dram.bytes, prog, inputs)?;
     m.run()?;
     let outputs = prog
         .outputs()

@@ -147,10 +147,11 @@ impl Machine {
             cycle: 0,
             dram,
             bufs: Buffers::new(arch),
-            array: Array {
-                xnor_bits: arch.array.xnor_bits,
-                ..Array::new(arch.array.rows as usize, arch.array.cols as usize)
-            },
+            array: Array::with_xnor_bits(
+                arch.array.rows as usize,
+                arch.array.cols as usize,
+                arch.array.xnor_bits,
+            ),
             ppu: Ppu::default(),
             ctrl: Controller::new(arch.controller.queue_depth, arch.controller.token_depth),
             slots: [Slot::Idle, Slot::Idle, Slot::Idle],

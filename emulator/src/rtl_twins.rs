@@ -192,8 +192,8 @@ pub struct StoreOut {
 pub struct StoreEngine {
     cols: u32,
     beat: u32,
-    /// Bits per packed byte (`array.xnor_bits`).
-    pub xnor_bits: u32,
+    /// Bits per packed byte (`array.xnor_bits`), the RTL's `XW`.
+    xnor_bits: u32,
     op: Option<Store>,
     read: u32,
     reg_beats: u32,
@@ -205,11 +205,11 @@ pub struct StoreEngine {
 }
 
 impl StoreEngine {
-    pub fn new(array_cols: u32, beat_bytes: u32) -> StoreEngine {
+    pub fn new(array_cols: u32, beat_bytes: u32, xnor_bits: u32) -> StoreEngine {
         StoreEngine {
             cols: array_cols,
             beat: beat_bytes,
-            xnor_bits: 8,
+            xnor_bits,
             op: None,
             read: 0,
             reg_beats: 0,
@@ -405,7 +405,7 @@ mod tests {
                     break;
                 }
             }
-            let mut tw = StoreEngine::new(c, b);
+            let mut tw = StoreEngine::new(c, b, 8);
             let mut ack: Option<u64> = None;
             let mut trace = Vec::new();
             let rdata = vec![0u8; 16];

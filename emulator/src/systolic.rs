@@ -247,10 +247,7 @@ mod tests {
             bufs.inp.len() >= (2 + m as usize) * rows && bufs.acc.len() >= (3 + m as usize) * cols
         );
 
-        let mut fast = Array {
-            xnor_bits: bits,
-            ..Array::new(rows, cols)
-        };
+        let mut fast = Array::with_xnor_bits(rows, cols, bits);
         let mut want = Buffers::new(&arch);
         want.inp.clone_from(&bufs.inp);
         want.wgt.clone_from(&bufs.wgt);

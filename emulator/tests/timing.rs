@@ -328,3 +328,46 @@ fn machine_level_errors() {
     assert_eq!(e.kind, ErrorKind::BadInput);
     assert!(e.to_string().contains("4 elements"), "{e}");
 }
+
+/// Instructions the arch was not built for are refused before they run, naming the setting:
+/// binary matmuls and packed stores without the binary precision, packing the accumulator
+/// buffer, more thresholds than `ppu.max_thresholds`, binary32 requantization without its lanes.
+#[test]
+fn instructions_the_arch_lacks_are_named() {
+    let tiny = tiny();
+    let mut ulx3s = ArchConfig::preset("ulx3s").unwrap();
+    let on = |arch: &ArchConfig, text: &str| {
+        run(&prog(arch, text), arch, &[], &RunOptions::default()).unwrap_err()
+    };
+    for (arch, text, says) in [
+        (&tiny, "matmul m=1 binary=1\nfinish", "no binary precision"),
+        (
+            &tiny,
+            "store pack=1 rows=1 cols=1\nfinish",
+            "no binary precision",
+        ),
+        (
+            &ulx3s,
+            "store buf=acc pack=1 rows=1 cols=1\nfinish",
+            "needs buf=out",
+        ),
+    ] {
+        let e = on(arch, text);
+        assert_eq!(
+            (e.kind.clone(), e.insn),
+            (ErrorKind::IllegalOperands, Some(0)),
+            "{e}"
+        );
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    ulx3s.ppu.max_thresholds = 15;
+    ulx3s.ppu.fp32_requant = false;
+    let e = on(&ulx3s, "thresh thr=0 src=20 count=16 m=1\nfinish");
+    assert_eq!(e.kind, ErrorKind::IllegalOperands, "{e}");
+    assert!(e.to_string().contains("ppu.max_thresholds"), "{e}");
+    let fits = prog(&ulx3s, "thresh thr=0 src=20 count=15 m=1\nfinish");
+    run(&fits, &ulx3s, &[], &RunOptions::default()).expect("15 thresholds fit");
+    let e = on(&ulx3s, "requant src=4 param=0 m=1 fp32=1\nfinish");
+    assert_eq!(e.kind, ErrorKind::IllegalOperands, "{e}");
+    assert!(e.to_string().contains("fp32_requant"), "{e}");
+}

@@ -175,9 +175,27 @@ pub fn build(
     progress("writing RTL and constraints");
     let files = write_board_rtl(arch, &params, &clock, dir, bake)
         .map_err(|e| FlowError::Setup(e.to_string()))?;
-    let (cons, cons_flag) = match board.family {
-        Family::Ecp5 { .. } => ("board.lpf", "--lpf"),
-        Family::Ice40 { .. } => ("board.pcf", "--pcf"),
+    // Per family: nextpnr's device and package, the constraint and routed-design files and
+    // flags, the bitstream.
+    let (device, package, cons, cons_flag, routed_flag, routed, bits) = match board.family {
+        Family::Ecp5 { device, package } => (
+            device,
+            package,
+            "board.lpf",
+            "--lpf",
+            "--textcfg",
+            "board.config",
+            "board.bit",
+        ),
+        Family::Ice40 { device, package } => (
+            device,
+            package,
+            "board.pcf",
+            "--pcf",
+            "--asc",
+            "board.asc",
+            "board.bin",
+        ),
     };
     std::fs::write(dir.join(cons), board.constraints())
         .map_err(|e| FlowError::Setup(e.to_string()))?;
@@ -202,18 +220,8 @@ pub fn build(
     )?;
     progress("place and route (nextpnr)");
     let mut cmd = Command::new(&pnr);
-    match board.family {
-        Family::Ecp5 { device, package } => {
-            cmd.arg(format!("--{device}"))
-                .args(["--package", package])
-                .args(["--textcfg", "board.config"]);
-        }
-        Family::Ice40 { device, package } => {
-            cmd.arg(format!("--{device}"))
-                .args(["--package", package])
-                .args(["--asc", "board.asc"]);
-        }
-    }
+    cmd.arg(format!("--{device}"))
+        .args(["--package", package, routed_flag, routed]);
     cmd.args([
         cons_flag,
         cons,
@@ -225,26 +233,13 @@ pub fn build(
     .args(["--freq", &format!("{mhz}"), "--timing-allow-fail"]);
     step("place-and-route", dir, &mut cmd, &mut steps)?;
     progress("bitstream");
-    let bitstream = match board.family {
-        Family::Ecp5 { .. } => {
-            step(
-                "pack",
-                dir,
-                Command::new(&pack).args(["board.config", "board.bit"]),
-                &mut steps,
-            )?;
-            dir.join("board.bit")
-        }
-        Family::Ice40 { .. } => {
-            step(
-                "pack",
-                dir,
-                Command::new(&pack).args(["board.asc", "board.bin"]),
-                &mut steps,
-            )?;
-            dir.join("board.bin")
-        }
-    };
+    step(
+        "pack",
+        dir,
+        Command::new(&pack).args([routed, bits]),
+        &mut steps,
+    )?;
+    let bitstream = dir.join(bits);
     let report = std::fs::read_to_string(dir.join("report.json"))
         .map_err(|e| FlowError::Setup(format!("nextpnr wrote no report.json: {e}")))?;
     let (utilization, fmax) = parse_report(&report)?;

@@ -93,28 +93,11 @@ fn write_inputs_into(
     inputs: &[IoData],
     image: &mut [u8],
 ) -> Result<Vec<(u64, u64)>, HostError> {
-    let descs: Vec<_> = prog.inputs().collect();
-    if descs.len() != inputs.len() {
-        return Err(HostError::Input(format!(
-            "the program takes {} input(s), got {}",
-            descs.len(),
-            inputs.len()
-        )));
-    }
-    let mut ranges = Vec::new();
-    for (d, x) in descs.iter().zip(inputs) {
-        io::write_tensor(image, d, x).map_err(|e| HostError::Input(e.to_string()))?;
-        ranges.push((d.dram_addr, d.dram_addr + extent(d)));
-    }
-    Ok(ranges)
-}
-
-/// Bytes from a tensor's address to the end of its last element.
-fn extent(d: &systole_arch::image::TensorDesc) -> u64 {
-    d.element_offsets()
-        .iter()
-        .max()
-        .map_or(0, |&o| o + d.dtype.size() as u64)
+    io::write_inputs(image, prog, inputs).map_err(|e| HostError::Input(e.to_string()))?;
+    Ok(prog
+        .inputs()
+        .map(|d| (d.dram_addr, d.dram_addr + d.span_bytes()))
+        .collect())
 }
 
 /// Starts the loaded program, waits for it and reads the outputs back.
@@ -129,7 +112,7 @@ fn execute<P: Port>(
         if state == RunState::Done {
             let mut outputs = Vec::new();
             for d in prog.outputs() {
-                let end = extent(d);
+                let end = d.span_bytes();
                 let bytes = c.read_mem(d.dram_addr as u32, end as usize)?;
                 let mut scratch = vec![0u8; (d.dram_addr + end) as usize];
                 scratch[d.dram_addr as usize..].copy_from_slice(&bytes);

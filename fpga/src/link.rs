@@ -162,6 +162,34 @@ pub trait Port {
     fn recv(&mut self, timeout: std::time::Duration) -> Result<Option<u8>, LinkError>;
 }
 
+/// The bytes `r` yields, read on a thread of their own so `Port::recv` can time out.
+pub fn byte_channel(mut r: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<u8> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 256];
+        while let Ok(n) = r.read(&mut b) {
+            if n == 0 || b[..n].iter().any(|&x| tx.send(x).is_err()) {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next byte of a `byte_channel`, None after `timeout`; `closed` says what ended.
+pub fn recv_byte(
+    rx: &std::sync::mpsc::Receiver<u8>,
+    timeout: std::time::Duration,
+    closed: &str,
+) -> Result<Option<u8>, LinkError> {
+    use std::sync::mpsc::RecvTimeoutError;
+    match rx.recv_timeout(timeout) {
+        Ok(b) => Ok(Some(b)),
+        Err(RecvTimeoutError::Timeout) => Ok(None),
+        Err(RecvTimeoutError::Disconnected) => Err(LinkError::Io(closed.into())),
+    }
+}
+
 /// What `status` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {

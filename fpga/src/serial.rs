@@ -1,9 +1,9 @@
 //! A board's USB serial port as a `Port` (8N1, raw mode set with `stty`).
 
-use crate::link::{LinkError, Port};
-use std::io::{Read, Write};
+use crate::link::{byte_channel, recv_byte, LinkError, Port};
+use std::io::Write;
 use std::process::Command;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 pub struct SerialPort {
@@ -39,19 +39,13 @@ impl SerialPort {
             .write(true)
             .open(dev)
             .map_err(|e| LinkError::Io(format!("cannot open {dev}: {e}")))?;
-        let mut reader = file
+        let reader = file
             .try_clone()
             .map_err(|e| LinkError::Io(format!("{dev}: {e}")))?;
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            let mut b = [0u8; 256];
-            while let Ok(n) = reader.read(&mut b) {
-                if n == 0 || b[..n].iter().any(|&x| tx.send(x).is_err()) {
-                    break;
-                }
-            }
-        });
-        Ok(SerialPort { file, rx })
+        Ok(SerialPort {
+            file,
+            rx: byte_channel(reader),
+        })
     }
 }
 
@@ -64,10 +58,6 @@ impl Port for SerialPort {
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<u8>, LinkError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(b) => Ok(Some(b)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(LinkError::Io("the port closed".into())),
-        }
+        recv_byte(&self.rx, timeout, "the port closed")
     }
 }

@@ -1,16 +1,16 @@
 //! The board top level in Verilator, behind a `Port`: host code talks to the RTL exactly as
 //! to a board on a serial port (`board_harness.cpp` models the UART wires).
 
-use crate::board::Board;
-use crate::link::{LinkError, Port};
+use crate::board::wire_clock_verilog;
+use crate::link::{byte_channel, recv_byte, LinkError, Port};
 use crate::rtl::{write_board_rtl, BoardRtl};
-use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 use systole_arch::{ArchConfig, Program};
+use systole_hdl::cosim::{cache_base, verilate_cached, CosimError};
 
 pub const HARNESS_CPP: &str = include_str!("board_harness.cpp");
 
@@ -22,83 +22,29 @@ pub struct BoardSim {
     pub params: BoardRtl,
 }
 
-fn run_tool(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| {
-        format!(
-            "cannot run {:?} (install it: scripts/test.sh): {e}",
-            cmd.get_program()
-        )
-    })?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 impl BoardSim {
-    /// Builds (or reuses, keyed by the sources' hash) the model for `arch` in the RTL cache
-    /// (`$SYSTOLE_RTL_CACHE`, else the temp dir). The PLL is a wire in simulation.
+    /// Builds (or reuses, while the Verilog is unchanged) the model for `arch` under the RTL
+    /// cache (`systole_hdl::cosim::cache_base`). The PLL is a wire in simulation; a baked
+    /// program's `.hex` files are read when the model starts, so they need no rebuild.
     pub fn cached(
         arch: &ArchConfig,
         params: &BoardRtl,
         bake: Option<&Program>,
     ) -> Result<BoardSim, String> {
-        let base = std::env::var_os("SYSTOLE_RTL_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("systole-rtl"));
-        let dir = base.join(format!(
+        let dir = cache_base().join(format!(
             "board-{}-{:016x}{}",
             arch.name,
             arch.fingerprint(),
             if bake.is_some() { "-baked" } else { "" }
         ));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let board = Board::by_name("ulx3s").map_err(|e| e.to_string())?;
-        // Simulation runs the oscillator's clock straight through.
-        let clock = board
-            .clock_verilog(board.osc_mhz)
-            .map_err(|e| e.to_string())?;
-        let files = write_board_rtl(arch, params, &clock, &dir, bake).map_err(|e| e.to_string())?;
-        std::fs::write(dir.join("board_harness.cpp"), HARNESS_CPP).map_err(|e| e.to_string())?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        let baked: Vec<String> = bake
-            .map(|p| {
-                crate::rtl::bake_files(arch, p)
-                    .into_iter()
-                    .map(|f| f.0)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let all = files.iter().chain(&baked).map(String::as_str);
-        for f in all.chain(["board_harness.cpp"]) {
-            std::fs::read(dir.join(f))
-                .map_err(|e| e.to_string())?
-                .hash(&mut h);
-        }
-        let stamp = format!("{:016x}\n", h.finish());
-        let obj = dir.join("obj");
-        let exe = obj.join("Vsystole_board");
-        let stamp_path = dir.join("build.stamp");
-        if !(exe.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp)) {
-            let _ = std::fs::remove_file(&stamp_path);
-            run_tool(
-                Command::new("verilator")
-                    .current_dir(&dir)
-                    .args(["--cc", "--exe", "--build", "-O2", "-j", "2"])
-                    .args(["-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-PINCONNECTEMPTY"])
-                    .args(["--top-module", "systole_board", "--Mdir"])
-                    .arg(&obj)
-                    .args(["-CFLAGS", "-O1"])
-                    .args(&files)
-                    .arg("board_harness.cpp"),
-            )?;
-            std::fs::write(&stamp_path, stamp).map_err(|e| e.to_string())?;
-        }
+        let exe = verilate_cached(&dir, "systole_board", false, |dir| {
+            let mut files = write_board_rtl(arch, params, &wire_clock_verilog(), dir, bake)
+                .map_err(|e| CosimError::Tool(e.to_string()))?;
+            std::fs::write(dir.join("board_harness.cpp"), HARNESS_CPP)?;
+            files.push("board_harness.cpp".into());
+            Ok(files)
+        })
+        .map_err(|e| e.to_string())?;
         Ok(BoardSim {
             exe,
             dir,
@@ -116,16 +62,7 @@ impl BoardSim {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, rx) = channel();
-        std::thread::spawn(move || {
-            let mut b = [0u8; 256];
-            while let Ok(n) = stdout.read(&mut b) {
-                if n == 0 || b[..n].iter().any(|&x| tx.send(x).is_err()) {
-                    break;
-                }
-            }
-        });
+        let rx = byte_channel(child.stdout.take().unwrap());
         Ok(SimPort { child, stdin, rx })
     }
 }
@@ -165,13 +102,7 @@ impl Port for SimPort {
     }
 
     fn recv(&mut self, timeout: Duration) -> Result<Option<u8>, LinkError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(b) => Ok(Some(b)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(LinkError::Io("the board model exited".into()))
-            }
-        }
+        recv_byte(&self.rx, timeout, "the board model exited")
     }
 }
 

@@ -9,7 +9,7 @@ use systole_arch::ArchConfig;
 use systole_compiler::gemm::{gemm_program, ChannelQuant, GemmLayer};
 use systole_emulator::randprog::Rng;
 use systole_emulator::{IoData, RunOptions};
-use systole_fpga::host::{run_baked, run_program};
+use systole_fpga::host::{run_baked, run_program, HostError};
 use systole_fpga::link::{command_frame, Client, Cmd, LinkError, Port, Status};
 use systole_fpga::rtl::BoardRtl;
 use systole_fpga::sim::{BoardSim, SimPort};
@@ -75,6 +75,20 @@ fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
             run.cycles, emu.stats.cycles
         );
     }
+    // The host refuses, before sending anything, a program for another arch, one too big for
+    // the board's memory, and the wrong number of inputs.
+    let other = gemm(&ArchConfig::preset("ulx3s").unwrap());
+    let x = IoData::I8(vec![0; m * k]);
+    assert!(matches!(
+        run_program(&mut c, &other, std::slice::from_ref(&x), 1 << 14, 10),
+        Err(HostError::Arch { .. })
+    ));
+    assert!(matches!(
+        run_program(&mut c, &prog, std::slice::from_ref(&x), 64, 10),
+        Err(HostError::TooBig { need, have: 64 }) if need == prog.dram_bytes
+    ));
+    let e = run_program(&mut c, &prog, &[], 1 << 14, 10).unwrap_err();
+    assert!(e.to_string().contains("takes 1 input(s)"), "{e}");
 }
 
 /// `--model`: the program and its weights in the block RAMs' initial values; only the input

@@ -72,62 +72,81 @@ pub fn write_sources(arch: &ArchConfig, dir: &Path) -> Result<(), CosimError> {
     Ok(())
 }
 
+/// The folder models are cached in: `$SYSTOLE_RTL_CACHE`, else `systole-rtl` in the system's
+/// temporary directory.
+pub fn cache_base() -> PathBuf {
+    std::env::var_os("SYSTOLE_RTL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("systole-rtl"))
+}
+
+/// Writes sources into `dir` with `write` (which returns the Verilog and C++ files to compile,
+/// in order) and compiles them with Verilator into `dir/obj/V<top>`, unless a model built
+/// from the same sources and flags is already there. One build at a time in this process:
+/// tests share cached directories.
+pub fn verilate_cached(
+    dir: &Path,
+    top: &str,
+    trace: bool,
+    write: impl FnOnce(&Path) -> Result<Vec<String>, CosimError>,
+) -> Result<PathBuf, CosimError> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all(dir)?;
+    let files = write(dir)?;
+    let obj = dir.join("obj");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for f in &files {
+        std::fs::read(dir.join(f))?.hash(&mut h);
+    }
+    trace.hash(&mut h);
+    let stamp = format!("{:016x}\n", h.finish());
+    let exe = obj.join(format!("V{top}"));
+    let stamp_path = dir.join("build.stamp");
+    if exe.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
+        return Ok(exe);
+    }
+    let _ = std::fs::remove_file(&stamp_path);
+    let mut cmd = Command::new("verilator");
+    cmd.current_dir(dir)
+        .args(["--cc", "--exe", "--build", "-O2", "-j", "2"])
+        .args(["-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-PINCONNECTEMPTY"])
+        .args(["--top-module", top, "--Mdir"])
+        .arg(&obj)
+        .args(["-CFLAGS", "-O1"]);
+    if trace {
+        cmd.arg("--trace");
+    }
+    cmd.args(&files);
+    tool(&mut cmd)?;
+    std::fs::write(&stamp_path, stamp)?;
+    Ok(exe)
+}
+
 impl Rtl {
     /// Writes the sources into `dir` and compiles them with Verilator (`trace`: with VCD
     /// support).
     pub fn build(arch: &ArchConfig, dir: &Path, trace: bool) -> Result<Rtl, CosimError> {
-        // One build at a time in this process (tests share `cached` directories).
-        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-        std::fs::create_dir_all(dir)?;
-        write_sources(arch, dir)?;
-        let obj = dir.join("obj");
-        // Reuse a model compiled from the same sources (`cached` directories).
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        for f in RTL_FILES.iter().chain(["harness.cpp"].iter()) {
-            std::fs::read(dir.join(f))?.hash(&mut h);
-        }
-        trace.hash(&mut h);
-        let stamp = format!("{:016x}\n", h.finish());
-        let exe = obj.join("Vsystole_top");
-        let stamp_path = dir.join("build.stamp");
-        if exe.exists() && std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(&stamp) {
-            return Ok(Rtl {
-                arch: arch.clone(),
-                dir: dir.to_path_buf(),
-                exe,
-                trace,
-            });
-        }
-        let _ = std::fs::remove_file(&stamp_path);
-        let mut cmd = Command::new("verilator");
-        cmd.current_dir(dir)
-            .args(["--cc", "--exe", "--build", "-O2", "-j", "2"])
-            .args(["-Wno-WIDTH", "-Wno-UNOPTFLAT", "-Wno-PINCONNECTEMPTY"])
-            .args(["--top-module", "systole_top", "--Mdir"])
-            .arg(&obj)
-            .args(["-CFLAGS", "-O1"]);
-        if trace {
-            cmd.arg("--trace");
-        }
-        cmd.args(RTL_FILES).arg("harness.cpp");
-        tool(&mut cmd)?;
-        std::fs::write(&stamp_path, stamp)?;
+        let exe = verilate_cached(dir, "systole_top", trace, |dir| {
+            write_sources(arch, dir)?;
+            Ok(RTL_FILES
+                .iter()
+                .chain(&["harness.cpp"])
+                .map(|s| s.to_string())
+                .collect())
+        })?;
         Ok(Rtl {
             arch: arch.clone(),
             dir: dir.to_path_buf(),
-            exe: obj.join("Vsystole_top"),
+            exe,
             trace,
         })
     }
 
-    /// `build` in a per-arch directory under the system's temporary directory (or
-    /// `$SYSTOLE_RTL_CACHE`), reusing the compiled model while the sources are unchanged.
+    /// `build` in a per-arch directory under `cache_base()`, reusing the compiled model while
+    /// the sources are unchanged.
     pub fn cached(arch: &ArchConfig, trace: bool) -> Result<Rtl, CosimError> {
-        let base = std::env::var_os("SYSTOLE_RTL_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join("systole-rtl"));
-        let dir = base.join(format!(
+        let dir = cache_base().join(format!(
             "{}-{:016x}{}",
             arch.name,
             arch.fingerprint(),
@@ -144,17 +163,7 @@ impl Rtl {
         vcd: Option<&Path>,
     ) -> Result<RtlRun, CosimError> {
         let mut m = Machine::new(prog, &self.arch, &RunOptions::default())?;
-        let descs: Vec<_> = prog.inputs().collect();
-        if descs.len() != inputs.len() {
-            return Err(CosimError::Tool(format!(
-                "program takes {} input(s), got {}",
-                descs.len(),
-                inputs.len()
-            )));
-        }
-        for (d, x) in descs.iter().zip(inputs) {
-            io::write_tensor(&mut m.dram.bytes, d, x)?;
-        }
+        io::write_inputs(&mut m.dram.bytes, prog, inputs)?;
         let tmp = tempfile::tempdir()?;
         let imem: Vec<u8> = prog
             .code

@@ -230,8 +230,7 @@ endmodule
             .map(|i| (line as usize * 31 + i * 7 + buf as usize * 101) as u8)
             .collect()
     };
-    let mut tw = StoreEngine::new(c as u32, b as u32);
-    tw.xnor_bits = xw as u32;
+    let mut tw = StoreEngine::new(c as u32, b as u32, xw as u32);
     let mut stimuli = Vec::new();
     let mut expect = Vec::new();
     let (mut out_reg, mut acc_reg) = (vec![0u8; c], vec![0u8; 4 * c]);
