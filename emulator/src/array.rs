@@ -9,6 +9,7 @@
 //! m + rows + cols - 1 cycles.
 
 use crate::buffer::Buffers;
+use multiversion::multiversion;
 use systole_arch::isa::{LoadWeights, MatMul};
 use systole_arch::BufferKind;
 
@@ -16,6 +17,95 @@ use systole_arch::BufferKind;
 /// (the arch's `xnor_bits`; the other bits of the bytes are not wired to the popcount).
 pub fn xnor_popcount(a: u8, w: u8, bits: u32) -> i32 {
     (!(a ^ w) & (0xffu16 >> (8 - bits)) as u8).count_ones() as i32
+}
+
+/// Dot product of two i16 vectors in i32 (no overflow for int8-range operands, see `matmul`).
+#[inline(always)]
+fn dot16(a: &[i16], w: &[i16]) -> i32 {
+    let mut acc = [0i32; 8];
+    let mut ca = a.chunks_exact(8);
+    let mut cw = w.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cw) {
+        for l in 0..8 {
+            acc[l] += x[l] as i32 * y[l] as i32;
+        }
+    }
+    let tail: i32 = ca
+        .remainder()
+        .iter()
+        .zip(cw.remainder())
+        .map(|(&x, &y)| x as i32 * y as i32)
+        .sum();
+    acc.iter().sum::<i32>() + tail
+}
+
+/// Result rows of int8 `matmul`s: `inp` holds the input lines (`r` bytes each), `acc` the
+/// accumulator lines they write, `wt` the weights column by column. Compiled for AVX2 too,
+/// picked at run time.
+#[multiversion(targets("x86_64+avx2"))]
+fn int8_rows(inp: &[i8], wt: &[i16], acc: &mut [i32], r: usize, accumulate: bool) {
+    let c = wt.len() / r;
+    let mut a16 = vec![0i16; r];
+    for (a, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
+        a16.iter_mut().zip(a).for_each(|(x, &v)| *x = v as i16);
+        match r {
+            4 => dot_row::<4>(&a16, wt, dst, accumulate),
+            8 => dot_row::<8>(&a16, wt, dst, accumulate),
+            16 => dot_row::<16>(&a16, wt, dst, accumulate),
+            32 => dot_row::<32>(&a16, wt, dst, accumulate),
+            _ => {
+                for (d, w) in dst.iter_mut().zip(wt.chunks_exact(r)) {
+                    let v = dot16(&a16, w);
+                    *d = if accumulate { d.wrapping_add(v) } else { v };
+                }
+            }
+        }
+    }
+}
+
+/// Result rows of binary `matmul`s (see `int8_rows`): agreeing bits under `mask`.
+#[multiversion(targets("x86_64+avx2+popcnt"))]
+fn binary_rows(inp: &[i8], wt: &[u8], acc: &mut [i32], r: usize, mask: u64, accumulate: bool) {
+    let c = wt.len() / r;
+    let mut a8 = vec![0u8; r];
+    for (a, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
+        a8.iter_mut().zip(a).for_each(|(x, &v)| *x = v as u8);
+        for (d, w) in dst.iter_mut().zip(wt.chunks_exact(r)) {
+            let v = xnor_dot(&a8, w, mask);
+            *d = if accumulate { d.wrapping_add(v) } else { v };
+        }
+    }
+}
+
+/// One result row for an array of `R` rows: element n = dot(a, weight column n).
+#[inline(always)]
+fn dot_row<const R: usize>(a: &[i16], wt: &[i16], dst: &mut [i32], accumulate: bool) {
+    let a: &[i16; R] = a.try_into().expect("R input lanes");
+    for (d, w) in dst.iter_mut().zip(wt.chunks_exact(R)) {
+        let w: &[i16; R] = w.try_into().expect("R weights");
+        let mut v = 0i32;
+        for k in 0..R {
+            v += a[k] as i32 * w[k] as i32;
+        }
+        *d = if accumulate { d.wrapping_add(v) } else { v };
+    }
+}
+
+/// Agreeing bits (under `mask`, the low `xnor_bits` of every byte) of two byte vectors.
+#[inline(always)]
+fn xnor_dot(a: &[u8], w: &[u8], mask: u64) -> i32 {
+    let mut n = 0u32;
+    let mut ca = a.chunks_exact(8);
+    let mut cw = w.chunks_exact(8);
+    for (x, y) in (&mut ca).zip(&mut cw) {
+        let x = u64::from_ne_bytes(x.try_into().unwrap());
+        let y = u64::from_ne_bytes(y.try_into().unwrap());
+        n += (!(x ^ y) & mask).count_ones();
+    }
+    for (&x, &y) in ca.remainder().iter().zip(cw.remainder()) {
+        n += (!(x ^ y) & mask as u8).count_ones();
+    }
+    n as i32
 }
 
 pub struct Array {
@@ -29,6 +119,10 @@ pub struct Array {
     pub xnor_macs: u64,
     /// Binary mode's word width per PE (`array.xnor_bits`).
     pub xnor_bits: u32,
+    /// The weights column by column ([cols][rows]) as i16 and as bytes, so a result element
+    /// is one contiguous dot product (pmaddwd-friendly) or XNOR-popcount over whole words.
+    wt16: Vec<i16>,
+    wt8: Vec<u8>,
 }
 
 impl Array {
@@ -46,6 +140,8 @@ impl Array {
             macs: 0,
             xnor_macs: 0,
             xnor_bits,
+            wt16: vec![0; rows * cols],
+            wt8: vec![0; rows * cols],
         }
     }
 
@@ -71,42 +167,30 @@ impl Array {
         {
             *w = v as i32;
         }
+        let (r, c) = (self.rows, self.cols);
+        for k in 0..r {
+            for n in 0..c {
+                let v = self.weights[k * c + n];
+                self.wt16[n * r + k] = v as i16;
+                self.wt8[n * r + k] = v as u8;
+            }
+        }
     }
 
     /// Functional effect of `matmul`: int8 x int8 products (or, `binary`, XNOR-popcounts of
-    /// 8 packed bipolar values) summed in wrapping int32.
+    /// packed bipolar values) summed in wrapping int32. Element n of a result row is the dot
+    /// product of the input line with weight column n: the sum of at most 2^17 products of
+    /// magnitude <= 2^14 is exact in i32, so summing in any order equals the PE chain's
+    /// wrapping sums.
     pub fn matmul(&mut self, op: &MatMul, bufs: &mut Buffers) {
-        let (r, c) = (self.rows, self.cols);
-        let mut row = vec![0i32; c];
-        for i in 0..op.m as usize {
-            let inp = &bufs.inp[(op.inp as usize + i) * r..][..r];
-            row.iter_mut().for_each(|x| *x = 0);
-            if op.binary {
-                for (k, &a) in inp.iter().enumerate() {
-                    let w = &self.weights[k * c..][..c];
-                    for (acc, &wv) in row.iter_mut().zip(w) {
-                        *acc += xnor_popcount(a as u8, wv as u8, self.xnor_bits);
-                    }
-                }
-            }
-            for (k, &a) in inp.iter().enumerate().filter(|_| !op.binary) {
-                if a == 0 {
-                    continue;
-                }
-                let a = a as i32;
-                let w = &self.weights[k * c..][..c];
-                for (acc, &wv) in row.iter_mut().zip(w) {
-                    *acc = acc.wrapping_add(a * wv);
-                }
-            }
-            let dst = &mut bufs.acc[(op.acc as usize + i) * c..][..c];
-            if op.accumulate {
-                for (d, v) in dst.iter_mut().zip(&row) {
-                    *d = d.wrapping_add(*v);
-                }
-            } else {
-                dst.copy_from_slice(&row);
-            }
+        let (r, c, m) = (self.rows, self.cols, op.m as usize);
+        let inp = &bufs.inp[op.inp as usize * r..][..m * r];
+        let acc = &mut bufs.acc[op.acc as usize * c..][..m * c];
+        if op.binary {
+            let mask = u64::from_ne_bytes([(0xffu16 >> (8 - self.xnor_bits)) as u8; 8]);
+            binary_rows(inp, &self.wt8, acc, r, mask, op.accumulate);
+        } else {
+            int8_rows(inp, &self.wt16, acc, r, op.accumulate);
         }
         self.macs += op.m as u64 * (r * c) as u64;
         if op.binary {

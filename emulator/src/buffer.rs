@@ -103,6 +103,21 @@ impl Buffers {
         }
     }
 
+    /// Counts an access whose port is known to be free (fast-forwarding).
+    pub fn count(&mut self, kind: BufferKind, write: bool) {
+        self.count_n(kind, write, 1)
+    }
+
+    /// Counts `n` such accesses.
+    pub fn count_n(&mut self, kind: BufferKind, write: bool, n: u64) {
+        let c = &mut self.counters[kind.index()];
+        if write {
+            c.line_writes += n;
+        } else {
+            c.line_reads += n;
+        }
+    }
+
     pub fn lines(&self, kind: BufferKind) -> u32 {
         self.lines[kind.index()]
     }

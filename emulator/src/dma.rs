@@ -12,7 +12,6 @@
 //! completes `latency` cycles after its last beat (the write acknowledgement).
 
 use crate::buffer::Buffers;
-use crate::dram::ReadChannel;
 use systole_arch::isa::{Load, LoadBuf, Store, StoreBuf};
 use systole_arch::BufferKind;
 
@@ -75,6 +74,10 @@ pub fn pack_line(bytes: &[u8], bits: u32) -> Vec<u8> {
         .collect()
 }
 
+/// A load in flight. Its read requests (one DRAM row each, `cols` lines of beats) are issued
+/// one per cycle from the first cycle and never wait, so request i is ready `latency` cycles
+/// after cycle first + i: the read channel's state is two counters, not a queue (it equals
+/// `dram::ReadChannel` fed the same way).
 pub struct LoadExec {
     kind: BufferKind,
     sram: u32,
@@ -86,10 +89,13 @@ pub struct LoadExec {
     total: u32,
     beats_per_line: u32,
     latency: u32,
-    issued: u32,
+    /// Cycle of the first step (the first request); None before it.
+    first: Option<u64>,
+    /// The request being delivered and how many of its beats were taken.
+    served: u32,
+    served_beats: u32,
     pos: u32,
     beats: u32,
-    chan: ReadChannel,
 }
 
 impl LoadExec {
@@ -113,11 +119,16 @@ impl LoadExec {
             total: width * height,
             beats_per_line: load_dram_line_bytes(op.buf, array_rows, array_cols) / beat_bytes,
             latency,
-            issued: 0,
+            first: None,
+            served: 0,
+            served_beats: 0,
             pos: 0,
             beats: 0,
-            chan: ReadChannel::default(),
         }
+    }
+
+    pub fn kind(&self) -> BufferKind {
+        self.kind
     }
 
     fn is_data(&self, pos: u32) -> bool {
@@ -128,31 +139,111 @@ impl LoadExec {
             && c < self.pad_left + self.cols
     }
 
-    pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
-        let mut port_stall = false;
-        if self.issued < self.rows && self.cols > 0 {
-            self.chan
-                .request(cycle, self.latency, self.cols * self.beats_per_line);
-            self.issued += 1;
+    /// Beats a request carries.
+    fn row_beats(&self) -> u32 {
+        self.cols * self.beats_per_line
+    }
+
+    /// The cycle the next beat can be delivered in (None: every request delivered).
+    fn next_ready(&self, cycle: u64) -> Option<u64> {
+        (self.served < self.rows && self.cols > 0)
+            .then(|| self.first.unwrap_or(cycle) + self.served as u64 + self.latency as u64)
+    }
+
+    fn beat_ready(&self, cycle: u64) -> bool {
+        self.next_ready(cycle).is_some_and(|r| r <= cycle)
+    }
+
+    fn take_beats(&mut self, n: u32) {
+        self.served_beats += n;
+        if self.served_beats == self.row_beats() {
+            self.served += 1;
+            self.served_beats = 0;
         }
+    }
+
+    pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
+        let kind = self.kind;
+        self.step_with(cycle, |line, w| bufs.claim(kind, line, w, cycle))
+    }
+
+    /// Whether the step of `cycle` would complete the load (given the port it needs).
+    fn would_finish(&self, cycle: u64) -> bool {
+        self.pos >= self.total
+            || (self.pos + 1 == self.total
+                && (!self.is_data(self.pos)
+                    || (self.beats + 1 == self.beats_per_line && self.beat_ready(cycle))))
+    }
+
+    /// Runs cycles `from..until` with every port claim granted (`count(n)` is told of each
+    /// n lines written), stopping before the cycle in which the load would complete; returns
+    /// the first cycle not run. For fast-forwarding while no other unit can take the load's
+    /// port: waits for the DRAM are skipped and a request's beats taken in one go.
+    pub fn advance(&mut self, from: u64, until: u64, mut count: impl FnMut(u64)) -> u64 {
+        let mut c = from;
+        self.first.get_or_insert(from);
+        while c < until && !self.would_finish(c) {
+            if !self.is_data(self.pos) {
+                self.step_with(c, |_, _| {
+                    count(1);
+                    true
+                });
+                c += 1;
+                continue;
+            }
+            let ready = self.next_ready(c).expect("a data line has a request");
+            if ready > c {
+                c = ready.min(until); // nothing happens until the next beat arrives
+                continue;
+            }
+            // Every beat of the request being served is ready: take them one a cycle. They
+            // fill the rest of this grid row's data lines; keep the load's last beat for a
+            // step of its own (it completes the load).
+            let left = self.row_beats() - self.served_beats;
+            let lines = (left + self.beats) / self.beats_per_line;
+            let mut n = left.min((until - c).min(u32::MAX as u64) as u32);
+            if self.pos + lines == self.total {
+                n = n.min(left - 1);
+            }
+            if n == 0 {
+                self.step_with(c, |_, _| {
+                    count(1);
+                    true
+                });
+                c += 1;
+                continue;
+            }
+            let done = (self.beats + n) / self.beats_per_line;
+            count(done as u64);
+            self.pos += done;
+            self.beats = (self.beats + n) % self.beats_per_line;
+            self.take_beats(n);
+            c += n as u64;
+        }
+        c
+    }
+
+    fn step_with(&mut self, cycle: u64, mut claim: impl FnMut(u32, bool) -> bool) -> Step {
+        self.first.get_or_insert(cycle);
+        let mut port_stall = false;
         if self.pos < self.total {
             let line = self.sram + self.pos;
             if self.is_data(self.pos) {
-                if self.chan.beat_ready(cycle) {
+                if self.beat_ready(cycle) {
                     if self.beats + 1 == self.beats_per_line {
-                        if bufs.claim(self.kind, line, true, cycle) {
-                            self.chan.take_beat();
+                        if claim(line, true) {
+                            self.take_beats(1);
                             self.beats = 0;
                             self.pos += 1;
                         } else {
                             port_stall = true;
                         }
                     } else {
-                        self.chan.take_beat();
+                        self.take_beats(1);
                         self.beats += 1;
                     }
                 }
-            } else if bufs.claim(self.kind, line, true, cycle) {
+            } else if claim(line, true) {
                 self.pos += 1;
             } else {
                 port_stall = true;
@@ -196,7 +287,52 @@ impl StoreExec {
         }
     }
 
+    pub fn kind(&self) -> BufferKind {
+        self.kind
+    }
+
     pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
+        let kind = self.kind;
+        self.step_with(cycle, |line| bufs.claim(kind, line, false, cycle))
+    }
+
+    /// The cycle whose step reports completion, counting from `cycle` (the next step) and
+    /// assuming every port claim is granted.
+    pub fn done_cycle(&self, cycle: u64) -> u64 {
+        if self.total == 0 {
+            return cycle;
+        }
+        let lat = self.latency as u64;
+        // The step in which the acknowledgement time is set; done `latency` later, and never
+        // in that same step.
+        let set = match self.ack_at {
+            Some(at) => return cycle.max(at),
+            None => {
+                // First step that finds the send register empty.
+                let z0 = cycle + (self.reg_beats as u64).saturating_sub(1);
+                z0 + (self.total - self.read) as u64 * self.beats_per_line as u64
+            }
+        };
+        (set + lat).max(set + 1)
+    }
+
+    /// Runs cycles `from..until` (all before `done_cycle`) with every port claim granted
+    /// (`count` is told of each).
+    pub fn advance(&mut self, from: u64, until: u64, mut count: impl FnMut(u32)) {
+        let mut c = from;
+        while c < until {
+            if self.ack_at.is_some() {
+                return; // waiting for the acknowledgement: nothing changes
+            }
+            self.step_with(c, |line| {
+                count(line);
+                true
+            });
+            c += 1;
+        }
+    }
+
+    fn step_with(&mut self, cycle: u64, mut claim: impl FnMut(u32) -> bool) -> Step {
         if self.total == 0 {
             return Step {
                 done: true,
@@ -215,7 +351,7 @@ impl StoreExec {
         }
         if self.reg_beats == 0 {
             if self.read < self.total {
-                if bufs.claim(self.kind, self.sram + self.read, false, cycle) {
+                if claim(self.sram + self.read) {
                     self.read += 1;
                     self.reg_beats = self.beats_per_line;
                 } else {

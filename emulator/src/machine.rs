@@ -9,14 +9,14 @@
 
 use crate::array::Array;
 use crate::buffer::Buffers;
-use crate::controller::{token_use, Controller, TokenQueue};
+use crate::controller::{token_use, Controller, TokenQueue, TokenUse};
 use crate::dma::{self, LoadExec, Step, StoreExec};
 use crate::dram::Dram;
 use crate::error::{EmuError, ErrorKind};
 use crate::ppu::Ppu;
 use crate::stats::{BufferStats, Stats, UnitStats};
 use crate::trace::Span;
-use systole_arch::config::Precision;
+use systole_arch::config::{Ports, Precision};
 use systole_arch::isa::{Insn, LoadBuf, Op, StoreBuf};
 use systole_arch::{ArchConfig, BufferKind, Program};
 
@@ -30,6 +30,9 @@ pub struct RunOptions {
     /// the first instruction of each layer, for per-layer breakdowns (layers end in a
     /// barrier, so everything before one has finished when it starts).
     pub snapshot_at: Vec<usize>,
+    /// Step every cycle one by one, never fast-forwarding: the reference the fast path is
+    /// tested against (`Machine::fast_forward`).
+    pub step_every_cycle: bool,
 }
 
 /// A memory range an instruction touches, for race detection.
@@ -69,6 +72,9 @@ struct Active {
     exec: Exec,
     pushes: Vec<TokenQueue>,
     footprint: Vec<Access>,
+    /// Buffer ports the instruction may claim (`port_bit`), for fast-forwarding: a superset
+    /// of those its `fixed_access` / DMA steps name (checked in debug builds).
+    ports: u8,
 }
 
 enum Slot {
@@ -101,6 +107,34 @@ pub struct Machine {
     snapshot_at: Vec<usize>,
     /// (instruction index, statistics before it started), see `RunOptions::snapshot_at`.
     pub snapshots: Vec<(usize, Stats)>,
+    /// Token use of each instruction, decoded once (None: illegal flags, reported when met).
+    tokens: Vec<Option<TokenUse>>,
+    step_every_cycle: bool,
+}
+
+/// Buffer ports a compute-unit instruction uses in cycle `o` of its execution.
+fn fixed_access(
+    arch: &ArchConfig,
+    array: &Array,
+    op: &Op,
+    o: u64,
+    mut f: impl FnMut(BufferKind, u32, bool),
+) {
+    match op {
+        Op::LoadWeights(op) => array.ldw_access(op, o, &mut f),
+        Op::MatMul(op) => array.matmul_access(op, o, &mut f),
+        Op::Alu(op) => Ppu::alu_access(op, o, &mut f),
+        Op::Requant(op) => Ppu::requant_access(op, o, &mut f),
+        Op::Thresh(op) => Ppu::thresh_access(op, arch.ppu.threshold_stages(), o, &mut f),
+        _ => {}
+    }
+}
+
+/// Bit of a buffer port in a port mask: one per port, so a "1rw" bank's read and write share
+/// one bit.
+fn port_bit(arch: &ArchConfig, k: BufferKind, write: bool) -> u8 {
+    let w = write && arch.buffer(k).ports == Ports::OneROneW;
+    1 << (2 * k.index() + w as usize)
 }
 
 impl Machine {
@@ -162,6 +196,12 @@ impl Machine {
             max_cycles: opts.max_cycles,
             snapshot_at: opts.snapshot_at.clone(),
             snapshots: Vec::new(),
+            tokens: prog
+                .code
+                .iter()
+                .map(|i| token_use(i.unit(), i.deps).ok())
+                .collect(),
+            step_every_cycle: opts.step_every_cycle,
         })
     }
 
@@ -197,7 +237,9 @@ impl Machine {
                     ));
                 }
             }
-            self.step()?;
+            if self.step_every_cycle || !self.fast_forward() {
+                self.step()?;
+            }
         }
         Ok(self.cycle)
     }
@@ -226,6 +268,129 @@ impl Machine {
         }
         self.cycle += 1;
         Ok(())
+    }
+
+    /// Skips ahead over cycles in which nothing but independent progress happens: the
+    /// controller stalls, idle units stay idle, retiring ones keep waiting, and the busy units
+    /// cannot compete for a buffer port (their port masks are disjoint), so each can run alone
+    /// until the first cycle in which one of them completes. Returns false, doing nothing, when
+    /// the current cycle is not such a cycle; `step` then runs it. The result equals stepping
+    /// every cycle, statistics included (tested against `RunOptions::step_every_cycle`).
+    fn fast_forward(&mut self) -> bool {
+        let t = self.cycle;
+        let mut h = self.max_cycles.unwrap_or(u64::MAX);
+        // The controller must stall throughout: waiting to finish, or on a full queue (queues
+        // only drain when a unit starts an instruction, which ends the window).
+        let Some(insn) = self.code.get(self.ctrl.pc) else {
+            return false;
+        };
+        let stalled_queue = match Controller::queue_of(insn.unit()) {
+            None => {
+                let done = self.ctrl.queues.iter().all(|q| q.is_empty())
+                    && self.slots.iter().all(|s| matches!(s, Slot::Idle));
+                if done || !insn.deps.is_empty() {
+                    return false;
+                }
+                None
+            }
+            Some(q) if self.ctrl.queues[q].len() >= self.ctrl.queue_depth => Some(q),
+            Some(_) => return false,
+        };
+        #[derive(Clone, Copy)]
+        enum Wait {
+            Idle,
+            Tokens,
+            Push,
+            Busy,
+        }
+        let mut wait = [Wait::Idle; 3];
+        let mut ports = [0u8; 3];
+        let depth = self.ctrl.token_depth;
+        for u in 0..3 {
+            wait[u] = match &self.slots[u] {
+                Slot::Idle => match self.ctrl.queues[u].front() {
+                    None => Wait::Idle,
+                    Some(&(_, vis)) if vis > t => {
+                        h = h.min(vis);
+                        Wait::Idle
+                    }
+                    Some(&(idx, _)) => match &self.tokens[idx] {
+                        Some(tu) if !tu.pops.iter().all(|&q| self.ctrl.tokens[q as usize] > 0) => {
+                            Wait::Tokens
+                        }
+                        _ => return false, // starts now (or reports its flags)
+                    },
+                },
+                Slot::Retiring { pushes, .. } => {
+                    if pushes.iter().all(|&q| self.ctrl.tokens[q as usize] < depth) {
+                        return false;
+                    }
+                    Wait::Push
+                }
+                Slot::Busy(a) => {
+                    ports[u] = a.ports;
+                    match &a.exec {
+                        Exec::Fixed { cycles } => h = h.min(a.start + cycles - 1),
+                        Exec::Store(s) => h = h.min(s.done_cycle(t)),
+                        Exec::Load(_) => {}
+                    }
+                    Wait::Busy
+                }
+            };
+        }
+        if !wait.iter().any(|w| matches!(w, Wait::Busy)) {
+            return false; // nothing moves: a deadlock, which `step` reports
+        }
+        if ports[0] & ports[1] != 0 || ports[0] & ports[2] != 0 || ports[1] & ports[2] != 0 {
+            return false;
+        }
+        // The load's completion is found by running it; it goes first and may shorten the
+        // window for the others.
+        if let Slot::Busy(a) = &mut self.slots[0] {
+            if let Exec::Load(l) = &mut a.exec {
+                if h > t {
+                    let (bufs, kind) = (&mut self.bufs, l.kind());
+                    h = l.advance(t, h, |n| bufs.count_n(kind, true, n));
+                }
+            }
+        }
+        if h <= t {
+            return false;
+        }
+        let k = h - t;
+        for (st, w) in self.unit_stats.iter_mut().zip(wait) {
+            match w {
+                Wait::Idle => st.idle_cycles += k,
+                Wait::Tokens => st.token_stall_cycles += k,
+                Wait::Push => st.push_stall_cycles += k,
+                Wait::Busy => st.busy_cycles += k,
+            }
+        }
+        if let Some(q) = stalled_queue {
+            self.ctrl.dispatch_stalls[q] += k;
+        }
+        if let Slot::Busy(a) = &mut self.slots[1] {
+            let bufs = &mut self.bufs;
+            let op = &self.code[a.idx].op;
+            let (arch, mask) = (&self.arch, a.ports);
+            for o in t - a.start..h - a.start {
+                fixed_access(arch, &self.array, op, o, |kind, _, w| {
+                    debug_assert!(
+                        port_bit(arch, kind, w) & mask != 0,
+                        "port mask misses a port"
+                    );
+                    bufs.count(kind, w)
+                });
+            }
+        }
+        if let Slot::Busy(a) = &mut self.slots[2] {
+            if let Exec::Store(s) = &mut a.exec {
+                let (bufs, kind) = (&mut self.bufs, s.kind());
+                s.advance(t, h, |_| bufs.count(kind, false));
+            }
+        }
+        self.cycle = h;
+        true
     }
 
     /// Steps one unit; returns whether anything changed.
@@ -259,9 +424,11 @@ impl Machine {
                     self.unit_stats[u].idle_cycles += 1;
                     return Ok(false);
                 };
-                let insn = self.code[idx];
-                let tu = token_use(insn.unit(), insn.deps)
-                    .map_err(|m| self.err(ErrorKind::IllegalDeps, idx, m))?;
+                let Some(tu) = &self.tokens[idx] else {
+                    let insn = self.code[idx];
+                    let m = token_use(insn.unit(), insn.deps).expect_err("decoded as illegal");
+                    return Err(self.err(ErrorKind::IllegalDeps, idx, m));
+                };
                 if !tu.pops.iter().all(|&q| tok0[q as usize] > 0) {
                     self.unit_stats[u].token_stall_cycles += 1;
                     return Ok(false);
@@ -269,8 +436,9 @@ impl Machine {
                 for &q in &tu.pops {
                     delta[q as usize] -= 1;
                 }
+                let pushes = tu.pushes.clone();
                 self.ctrl.queues[u].pop_front();
-                let active = self.start(u, idx, t, tu.pushes)?;
+                let active = self.start(u, idx, t, pushes)?;
                 self.exec_cycle(u, Box::new(active), t, tok0, delta)?;
                 Ok(true)
             }
@@ -292,19 +460,16 @@ impl Machine {
             Exec::Fixed { cycles } => {
                 let o = t - a.start;
                 let bufs = &mut self.bufs;
-                let stages = self.arch.ppu.threshold_stages();
-                let mut claim = |k: BufferKind, line: u32, w: bool| {
-                    let ok = bufs.claim(k, line, w, t);
-                    debug_assert!(ok, "compute unit lost a port");
-                };
-                match &self.code[a.idx].op {
-                    Op::LoadWeights(op) => self.array.ldw_access(op, o, &mut claim),
-                    Op::MatMul(op) => self.array.matmul_access(op, o, &mut claim),
-                    Op::Alu(op) => Ppu::alu_access(op, o, &mut claim),
-                    Op::Requant(op) => Ppu::requant_access(op, o, &mut claim),
-                    Op::Thresh(op) => Ppu::thresh_access(op, stages, o, &mut claim),
-                    _ => {}
-                }
+                fixed_access(
+                    &self.arch,
+                    &self.array,
+                    &self.code[a.idx].op,
+                    o,
+                    |k, line, w| {
+                        let ok = bufs.claim(k, line, w, t);
+                        debug_assert!(ok, "compute unit lost a port");
+                    },
+                );
                 Step {
                     done: o + 1 == *cycles,
                     port_stall: false,
@@ -394,7 +559,10 @@ impl Machine {
                     return Ok(false);
                 }
                 // Flags are checked at dispatch so the error points at the fetch, not a stall.
-                token_use(unit, insn.deps).map_err(|m| self.err(ErrorKind::IllegalDeps, pc, m))?;
+                if self.tokens[pc].is_none() {
+                    let m = token_use(unit, insn.deps).expect_err("decoded as illegal");
+                    return Err(self.err(ErrorKind::IllegalDeps, pc, m));
+                }
                 self.ctrl.queues[q].push_back((pc, t + 1));
                 self.ctrl.pc += 1;
                 self.ctrl.dispatched += 1;
@@ -770,12 +938,28 @@ impl Machine {
         }
         self.apply(idx)?;
         self.unit_stats[u].instructions += 1;
+        let ports = match &exec {
+            Exec::Fixed { .. } => {
+                let b = |k, w| port_bit(&self.arch, k, w);
+                use BufferKind::*;
+                match &insn.op {
+                    Op::LoadWeights(_) => b(Weight, false),
+                    Op::MatMul(_) => b(Input, false) | b(Accumulator, false) | b(Accumulator, true),
+                    Op::Alu(_) => b(Accumulator, false) | b(Accumulator, true),
+                    Op::Requant(_) | Op::Thresh(_) => b(Accumulator, false) | b(Output, true),
+                    _ => 0,
+                }
+            }
+            Exec::Load(l) => port_bit(&self.arch, l.kind(), true),
+            Exec::Store(s) => port_bit(&self.arch, s.kind(), false),
+        };
         Ok(Active {
             idx,
             start: t,
             exec,
             pushes,
             footprint,
+            ports,
         })
     }
 
@@ -833,55 +1017,61 @@ impl Machine {
                     LoadBuf::Inp => rows,
                     _ => cols,
                 };
+                let (pl, dc) = (op.pad_left as usize, op.cols as usize);
+                let dram = &self.dram.bytes;
+                // One grid row at a time: left padding, the data lines (one DRAM row, its
+                // lines contiguous), right padding.
                 for r in 0..height {
-                    for c in 0..width {
-                        let line = op.sram as usize + r * width + c;
-                        let data_r = r
-                            .checked_sub(op.pad_top as usize)
-                            .filter(|&x| x < op.rows as usize);
-                        let data_c = c
-                            .checked_sub(op.pad_left as usize)
-                            .filter(|&x| x < op.cols as usize);
-                        let src = match (data_r, data_c) {
-                            (Some(dr), Some(dc)) => {
-                                Some(op.dram as usize + dr * op.stride as usize + dc * dline)
+                    let first = op.sram as usize + r * width;
+                    let src = r
+                        .checked_sub(op.pad_top as usize)
+                        .filter(|&x| x < op.rows as usize)
+                        .map(|dr| op.dram as usize + dr * op.stride as usize);
+                    let data = match src {
+                        Some(_) => pl..pl + dc,
+                        None => 0..0,
+                    };
+                    match op.buf {
+                        LoadBuf::Inp | LoadBuf::Wgt => {
+                            let dst = if op.buf == LoadBuf::Inp {
+                                &mut self.bufs.inp
+                            } else {
+                                &mut self.bufs.wgt
+                            };
+                            let row = &mut dst[first * lanes..][..width * lanes];
+                            let pad = op.pad_value as i8;
+                            let (lo, hi) = (data.start * lanes, data.end.max(data.start) * lanes);
+                            if lo > 0 {
+                                row[..lo].fill(pad);
                             }
-                            _ => None,
-                        };
-                        let dram = &self.dram.bytes;
-                        match op.buf {
-                            LoadBuf::Inp | LoadBuf::Wgt => {
-                                let dst = if op.buf == LoadBuf::Inp {
-                                    &mut self.bufs.inp
+                            if let Some(s) = src {
+                                row[lo..hi]
+                                    .iter_mut()
+                                    .zip(&dram[s..s + dc * lanes])
+                                    .for_each(|(x, &b)| *x = b as i8);
+                            }
+                            if hi < row.len() {
+                                row[hi..].fill(pad);
+                            }
+                        }
+                        LoadBuf::Acc | LoadBuf::Acc8 => {
+                            let row = &mut self.bufs.acc[first * cols..][..width * cols];
+                            row[..data.start * cols].fill(op.pad_value);
+                            if let Some(s) = src {
+                                let d = &mut row[data.start * cols..data.end * cols];
+                                if op.buf == LoadBuf::Acc {
+                                    d.iter_mut()
+                                        .zip(dram[s..s + 4 * dc * cols].chunks_exact(4))
+                                        .for_each(|(x, b)| {
+                                            *x = i32::from_le_bytes(b.try_into().unwrap())
+                                        });
                                 } else {
-                                    &mut self.bufs.wgt
-                                };
-                                let d = &mut dst[line * lanes..][..lanes];
-                                match src {
-                                    Some(s) => d
-                                        .iter_mut()
-                                        .zip(&dram[s..s + lanes])
-                                        .for_each(|(x, &b)| *x = b as i8),
-                                    None => d.fill(op.pad_value as i8),
+                                    d.iter_mut()
+                                        .zip(&dram[s..s + dc * cols])
+                                        .for_each(|(x, &b)| *x = b as i8 as i32);
                                 }
                             }
-                            LoadBuf::Acc | LoadBuf::Acc8 => {
-                                let d = &mut self.bufs.acc[line * cols..][..cols];
-                                match (src, op.buf) {
-                                    (Some(s), LoadBuf::Acc) => {
-                                        d.iter_mut().enumerate().for_each(|(l, x)| {
-                                            *x = i32::from_le_bytes(
-                                                dram[s + 4 * l..s + 4 * l + 4].try_into().unwrap(),
-                                            )
-                                        })
-                                    }
-                                    (Some(s), _) => d
-                                        .iter_mut()
-                                        .zip(&dram[s..s + cols])
-                                        .for_each(|(x, &b)| *x = b as i8 as i32),
-                                    (None, _) => d.fill(op.pad_value),
-                                }
-                            }
+                            row[data.end.max(data.start) * cols..].fill(op.pad_value);
                         }
                     }
                 }

@@ -94,6 +94,16 @@ pub fn requant_lane(acc: i32, mult: i32, shift: u32, op: &Requant) -> u8 {
     }
 }
 
+/// `dst[i][l] = lane(src[i][l], l)` over lines of `c` lanes.
+#[inline(always)]
+fn requant_rows(src: &[i32], dst: &mut [u8], c: usize, lane: impl Fn(i32, usize) -> u8) {
+    for (s, d) in src.chunks_exact(c).zip(dst.chunks_exact_mut(c)) {
+        for (l, (&a, o)) in s.iter().zip(d.iter_mut()).enumerate() {
+            *o = lane(a, l);
+        }
+    }
+}
+
 pub fn alu_lane(func: AluFunc, a: i32, b: i32) -> i32 {
     match func {
         AluFunc::Add => a.wrapping_add(b),
@@ -160,12 +170,32 @@ impl Ppu {
                 ));
             }
         }
-        for i in 0..op.m as usize {
-            let s = (op.src as usize + i) * c;
-            let d = (op.dst as usize + i) * c;
-            for l in 0..c {
-                bufs.out[d + l] =
-                    requant_lane(bufs.acc[s + l], mult[l], shift[l].clamp(0, 62) as u32, op);
+        let m = op.m as usize;
+        let src = &bufs.acc[op.src as usize * c..][..m * c];
+        let dst = &mut bufs.out[op.dst as usize * c..][..m * c];
+        // The lane function with the instruction's mode picked once (it is `requant_lane`).
+        match (op.fp32, op.round) {
+            (true, _) => requant_rows(src, dst, c, |a, l| requant_lane(a, mult[l], 0, op)),
+            (false, round) => {
+                let sh: Vec<u32> = shift.iter().map(|&s| s.clamp(0, 62) as u32).collect();
+                let (zp, unsigned) = (op.zp as i64, op.unsigned);
+                let (lo, hi) = if unsigned {
+                    (op.lo as i64, op.hi as i64)
+                } else {
+                    (op.lo as u8 as i8 as i64, op.hi as u8 as i8 as i64)
+                };
+                let (min, max) = if unsigned { (0, 255) } else { (-128, 127) };
+                let lane = |a: i32, l: usize| {
+                    let v = round_shift(a as i64 * mult[l] as i64, sh[l], round);
+                    v.saturating_add(zp).clamp(min, max).max(lo).min(hi) as u8
+                };
+                match round {
+                    Round::HalfEven => requant_rows(src, dst, c, |a, l| {
+                        let v = round_shift(a as i64 * mult[l] as i64, sh[l], Round::HalfEven);
+                        v.saturating_add(zp).clamp(min, max).max(lo).min(hi) as u8
+                    }),
+                    _ => requant_rows(src, dst, c, lane),
+                }
             }
         }
         self.requant_lane_ops += op.m as u64 * c as u64;

@@ -61,6 +61,27 @@ fn check_arch(arch: &ArchConfig, seed: u64, n: usize) {
     }
     let w: Vec<i32> = g.w.iter().flatten().map(|&x| x as i32).collect();
     assert_eq!(m.array.weights, w, "PE weights: {ctx}");
+    // Fast-forwarding changes nothing: stepping every cycle gives the same cycles,
+    // statistics and memories.
+    let opts = RunOptions {
+        step_every_cycle: true,
+        ..Default::default()
+    };
+    let mut s = Machine::new(&prog, &arch, &opts).unwrap();
+    assert_eq!(
+        s.run().unwrap(),
+        cycles,
+        "cycle count stepping every cycle: {ctx}"
+    );
+    assert_eq!(
+        s.stats(),
+        m.stats(),
+        "statistics stepping every cycle: {ctx}"
+    );
+    assert!(
+        s.dram.bytes == m.dram.bytes,
+        "DRAM stepping every cycle: {ctx}"
+    );
 }
 
 proptest! {

@@ -102,18 +102,22 @@ fn step(
 ) -> Result<(), FlowError> {
     let t0 = Instant::now();
     let log = dir.join(format!("{name}.log"));
-    let out = cmd
+    // The tool writes straight into its log, so `tail -f DIR/STEP.log` follows a long step.
+    let file = std::fs::File::create(&log)
+        .map_err(|e| FlowError::Setup(format!("cannot create {}: {e}", log.display())))?;
+    let err = file
+        .try_clone()
+        .map_err(|e| FlowError::Setup(format!("cannot share {}: {e}", log.display())))?;
+    let status = cmd
         .current_dir(dir)
-        .output()
+        .stdout(file)
+        .stderr(err)
+        .status()
         .map_err(|e| FlowError::Setup(format!("cannot run {:?}: {e}", cmd.get_program())))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::write(&log, &text);
     steps.push((name, t0.elapsed().as_secs_f64()));
-    if !out.status.success() {
+    if !status.success() {
+        let bytes = std::fs::read(&log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         return Err(FlowError::Step {
             step: name,
