@@ -43,17 +43,25 @@ fn dot16(a: &[i16], w: &[i16]) -> i32 {
 /// accumulator lines they write, `wt` the weights column by column. Compiled for AVX2 too,
 /// picked at run time.
 #[multiversion(targets("x86_64+avx2"))]
-fn int8_rows(inp: &[i8], wt: &[i16], acc: &mut [i32], r: usize, accumulate: bool) {
+fn int8_rows(inp: &[i8], wt: &[i16], w: &[i32], acc: &mut [i32], r: usize, accumulate: bool) {
     let c = wt.len() / r;
-    let mut a16 = vec![0i16; r];
-    for (a, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
-        a16.iter_mut().zip(a).for_each(|(x, &v)| *x = v as i16);
-        match r {
-            4 => dot_row::<4>(&a16, wt, dst, accumulate),
-            8 => dot_row::<8>(&a16, wt, dst, accumulate),
-            16 => dot_row::<16>(&a16, wt, dst, accumulate),
-            32 => dot_row::<32>(&a16, wt, dst, accumulate),
-            _ => {
+    // One loop per shape, so each gets its own fully unrolled kernel.
+    macro_rules! bcast {
+        ($r:literal, $c:literal) => {
+            for (a, dst) in inp.chunks_exact($r).zip(acc.chunks_exact_mut($c)) {
+                bcast_row::<$r, $c>(a, w, dst, accumulate)
+            }
+        };
+    }
+    match (r, c) {
+        (4, 4) => bcast!(4, 4),
+        (8, 8) => bcast!(8, 8),
+        (16, 16) => bcast!(16, 16),
+        (32, 32) => bcast!(32, 32),
+        _ => {
+            let mut a16 = vec![0i16; r];
+            for (a, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
+                a16.iter_mut().zip(a).for_each(|(x, &v)| *x = v as i16);
                 for (d, w) in dst.iter_mut().zip(wt.chunks_exact(r)) {
                     let v = dot16(&a16, w);
                     *d = if accumulate { d.wrapping_add(v) } else { v };
@@ -63,10 +71,31 @@ fn int8_rows(inp: &[i8], wt: &[i16], acc: &mut [i32], r: usize, accumulate: bool
     }
 }
 
-/// Result rows of binary `matmul`s (see `int8_rows`): agreeing bits under `mask`.
+/// Result rows of binary `matmul`s (see `int8_rows`): agreeing bits under `mask`, eight
+/// bytes of a row against eight of a weight column per popcount.
 #[multiversion(targets("x86_64+avx2+popcnt"))]
 fn binary_rows(inp: &[i8], wt: &[u8], acc: &mut [i32], r: usize, mask: u64, accumulate: bool) {
     let c = wt.len() / r;
+    if r.is_multiple_of(8) {
+        let words = r / 8;
+        let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+        let wcols: Vec<u64> = wt.chunks_exact(8).map(word).collect();
+        let mut a = vec![0u64; words];
+        for (row, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
+            for (x, b) in a.iter_mut().zip(row.chunks_exact(8)) {
+                *x = u64::from_ne_bytes(std::array::from_fn(|i| b[i] as u8));
+            }
+            for (d, col) in dst.iter_mut().zip(wcols.chunks_exact(words)) {
+                let v = a
+                    .iter()
+                    .zip(col)
+                    .map(|(&x, &y)| (!(x ^ y) & mask).count_ones())
+                    .sum::<u32>() as i32;
+                *d = if accumulate { d.wrapping_add(v) } else { v };
+            }
+        }
+        return;
+    }
     let mut a8 = vec![0u8; r];
     for (a, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
         a8.iter_mut().zip(a).for_each(|(x, &v)| *x = v as u8);
@@ -77,17 +106,30 @@ fn binary_rows(inp: &[i8], wt: &[u8], acc: &mut [i32], r: usize, mask: u64, accu
     }
 }
 
-/// One result row for an array of `R` rows: element n = dot(a, weight column n).
+/// One result row of an `R` x `C` array: each input element times its weight row (row-major
+/// i32 weights), added to all C elements at once.
 #[inline(always)]
-fn dot_row<const R: usize>(a: &[i16], wt: &[i16], dst: &mut [i32], accumulate: bool) {
-    let a: &[i16; R] = a.try_into().expect("R input lanes");
-    for (d, w) in dst.iter_mut().zip(wt.chunks_exact(R)) {
-        let w: &[i16; R] = w.try_into().expect("R weights");
-        let mut v = 0i32;
-        for k in 0..R {
-            v += a[k] as i32 * w[k] as i32;
-        }
-        *d = if accumulate { d.wrapping_add(v) } else { v };
+fn bcast_row<const R: usize, const C: usize>(
+    a: &[i8],
+    w: &[i32],
+    dst: &mut [i32],
+    accumulate: bool,
+) {
+    let a: &[i8; R] = a.try_into().expect("R input lanes");
+    assert!(w.len() >= R * C, "R x C weights");
+    let mut out = [0i32; C];
+    for (k, &x) in a.iter().enumerate() {
+        let row: &[i32; C] = w[k * C..k * C + C].try_into().expect("C weights");
+        let x = x as i32;
+        out.iter_mut().zip(row).for_each(|(o, &wv)| *o += x * wv);
+    }
+    let dst: &mut [i32; C] = dst.try_into().expect("C results");
+    for n in 0..C {
+        dst[n] = if accumulate {
+            dst[n].wrapping_add(out[n])
+        } else {
+            out[n]
+        };
     }
 }
 
@@ -190,7 +232,7 @@ impl Array {
             let mask = u64::from_ne_bytes([(0xffu16 >> (8 - self.xnor_bits)) as u8; 8]);
             binary_rows(inp, &self.wt8, acc, r, mask, op.accumulate);
         } else {
-            int8_rows(inp, &self.wt16, acc, r, op.accumulate);
+            int8_rows(inp, &self.wt16, &self.weights, acc, r, op.accumulate);
         }
         self.macs += op.m as u64 * (r * c) as u64;
         if op.binary {

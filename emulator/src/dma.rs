@@ -155,11 +155,9 @@ impl LoadExec {
     }
 
     fn take_beats(&mut self, n: u32) {
-        self.served_beats += n;
-        if self.served_beats == self.row_beats() {
-            self.served += 1;
-            self.served_beats = 0;
-        }
+        let t = self.served_beats + n;
+        self.served += t / self.row_beats();
+        self.served_beats = t % self.row_beats();
     }
 
     pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
@@ -198,8 +196,16 @@ impl LoadExec {
             }
             // Every beat of the request being served is ready: take them one a cycle. They
             // fill the rest of this grid row's data lines; keep the load's last beat for a
-            // step of its own (it completes the load).
-            let left = self.row_beats() - self.served_beats;
+            // step of its own (it completes the load). Without left and right padding the
+            // data lines of all remaining rows follow each other, and every later request is
+            // ready before its first beat is wanted (request i + 1 is issued one cycle after
+            // request i, whose beats take at least a cycle): one run to the last data line.
+            let left = if self.width == self.cols {
+                let data_end = (self.pad_top + self.rows) * self.width;
+                (data_end - self.pos) * self.beats_per_line - self.beats
+            } else {
+                self.row_beats() - self.served_beats
+            };
             let lines = (left + self.beats) / self.beats_per_line;
             let mut n = left.min((until - c).min(u32::MAX as u64) as u32);
             if self.pos + lines == self.total {

@@ -1019,6 +1019,26 @@ impl Machine {
                 };
                 let (pl, dc) = (op.pad_left as usize, op.cols as usize);
                 let dram = &self.dram.bytes;
+                let no_pad = op.pad_top + op.pad_bottom + op.pad_left + op.pad_right == 0;
+                if no_pad && matches!(op.buf, LoadBuf::Inp | LoadBuf::Wgt) {
+                    // The common case, kept tight: DRAM row dr fills lines dr * cols.. .
+                    let dst = if op.buf == LoadBuf::Inp {
+                        &mut self.bufs.inp
+                    } else {
+                        &mut self.bufs.wgt
+                    };
+                    let n = dc * lanes;
+                    let (mut s, mut d) = (op.dram as usize, op.sram as usize * lanes);
+                    for _ in 0..op.rows {
+                        for (x, &b) in dst[d..d + n].iter_mut().zip(&dram[s..s + n]) {
+                            *x = b as i8;
+                        }
+                        s += op.stride as usize;
+                        d += n;
+                    }
+                    self.dram.bytes_read += op.rows as u64 * op.cols as u64 * dline as u64;
+                    return Ok(());
+                }
                 // One grid row at a time: left padding, the data lines (one DRAM row, its
                 // lines contiguous), right padding.
                 for r in 0..height {
