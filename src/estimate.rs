@@ -826,7 +826,8 @@ impl ScaleSimDiff {
             (
                 self.m_tiling,
                 format!(
-                    "m-tiling ({} m-tiles each reload weights and refill the array)",
+                    "m-tiling ({} m-tiles each reload weights and refill the array, plus the \
+                     unstored columns of row reuse)",
                     l.m_tiles
                 ),
             ),

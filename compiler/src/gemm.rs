@@ -559,81 +559,20 @@ pub fn emit_dense(
                     // The store of output o-2 reads this accumulator slot.
                     comp[0].deps.pop_next = true;
                 }
-                if last_chunk && g.binary {
-                    // P agreeing bits -> 2P; the bias line holds bias - K.
-                    comp.push(Insn::new(Op::Alu(Alu {
-                        func: AluFunc::Add,
-                        dst: acc_slot(out_idx),
-                        a: acc_slot(out_idx),
-                        a_stride: 1,
-                        b: acc_slot(out_idx),
-                        b_stride: 1,
-                        m: rows as u32,
-                    })));
-                }
                 if last_chunk {
-                    comp.push(Insn::new(Op::Alu(Alu {
-                        func: AluFunc::Add,
-                        dst: acc_slot(out_idx),
-                        a: acc_slot(out_idx),
-                        a_stride: 1,
-                        b: param_slot(item),
-                        b_stride: 0,
-                        m: rows as u32,
-                    })));
-                    if g.row_mul_addr.is_some() {
-                        comp.push(Insn::new(Op::Alu(Alu {
-                            func: AluFunc::Mul,
-                            dst: acc_slot(out_idx),
-                            a: acc_slot(out_idx),
-                            a_stride: 1,
-                            b: row_mul_slot(item),
-                            b_stride: 1,
-                            m: rows as u32,
-                        })));
-                    }
-                    if let OutMode::Thresh { count, base, step } = out {
-                        let th = Thresh {
-                            dst: (out_idx % 2) as u32 * out_half,
-                            src: acc_slot(out_idx),
-                            thr: param_slot(item) + 1,
-                            count,
-                            m: rows as u32,
-                            base: base as i32,
-                            step: step as i32,
-                        };
-                        let deps = Deps {
-                            pop_next: out_idx >= 2,
-                            ..Default::default()
-                        };
-                        comp.push(Insn {
-                            deps,
-                            op: Op::Thresh(th),
-                        });
-                    }
-                    if let OutMode::Int8 { zp, lo, hi, fp32 } = out {
-                        let rq = Requant {
-                            dst: (out_idx % 2) as u32 * out_half,
-                            src: acc_slot(out_idx),
-                            param: param_slot(item) + 1,
-                            m: rows as u32,
-                            zp,
-                            lo: lo as u8 as u32,
-                            hi: hi as u8 as u32,
-                            unsigned: false,
-                            round: Round::HalfEven,
-                            fp32,
-                        };
-                        let deps = Deps {
-                            pop_next: out_idx >= 2,
-                            ..Default::default()
-                        };
-                        comp.push(Insn {
-                            deps,
-                            op: Op::Requant(rq),
-                        });
-                    }
-                    comp.last_mut().unwrap().deps.push_next = true;
+                    epilogue(
+                        &mut comp,
+                        &Epilogue {
+                            acc: acc_slot(out_idx),
+                            lines: rows as u32,
+                            param: param_slot(item),
+                            row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
+                            out_line: (out_idx % 2) as u32 * out_half,
+                            out_idx,
+                            binary: g.binary,
+                        },
+                        out,
+                    );
                 }
                 // Release the input/weight/parameter half once nothing reads it any more.
                 comp.last_mut().unwrap().deps.push_prev = true;
@@ -671,6 +610,348 @@ pub fn emit_dense(
         }
     }
     barrier(code, item, out_idx);
+}
+
+/// The row-reuse schedule of a stride-1 convolution (`emit_conv_rows`). The input buffer holds
+/// whole padded input rows, `wp` = ow + kw - 1 lines each, one block per input-channel tile;
+/// kernel tap (ky, kx) is then one long `matmul` over the lines starting ky * wp + kx into the
+/// block, so each input line is loaded once per item and used by all kh * kw taps, where the
+/// gathering schedule (`ConvLoad::loads`) loads it again for every tap. The price: each output
+/// row is computed wp wide, and the kw - 1 extra columns (junk, never stored) cost matmul and
+/// PPU cycles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvRows {
+    /// Output rows per item.
+    pub rows: usize,
+    pub oh: usize,
+    pub wp: usize,
+    /// Input lines per channel-tile block: rows + kh - 1 padded rows and kw - 1 lines the
+    /// last taps read past them.
+    pub block: usize,
+    /// Channel tiles per k-chunk, and chunks.
+    pub cc: usize,
+    pub chunks: usize,
+    pub n_tiles: usize,
+    pub param_lines: usize,
+}
+
+impl ConvRows {
+    /// The schedule for `cv` (m = oh * ow output pixels, n channels), or None when the
+    /// convolution is not stride 1 without dilation or its rows do not fit the buffers (the
+    /// gathering schedule then runs it).
+    pub fn plan(
+        arch: &ArchConfig,
+        cv: &ConvLoad,
+        m: usize,
+        n: usize,
+        param_lines: usize,
+    ) -> Option<ConvRows> {
+        if cv.stride != [1, 1] || cv.dilation != [1, 1] || cv.ow == 0 || !m.is_multiple_of(cv.ow) {
+            return None;
+        }
+        let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+        let oh = m / cv.ow;
+        let wp = cv.ow + cv.kw - 1;
+        let pad_right = wp.checked_sub(cv.pad[1] + cv.w)?;
+        if cv.pad[1] > 15 || pad_right > 15 || cv.w > 1023 || wp > 1023 {
+            return None; // (the load's 4-bit padding and 10-bit row fields)
+        }
+        let inp_half = arch.lines(BufferKind::Input) as usize / 2;
+        let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
+        let acc_lines = arch.lines(BufferKind::Accumulator) as usize;
+        let out_half = arch.lines(BufferKind::Output) as usize / 2;
+        let taps = cv.kh * cv.kw;
+        if taps * r > wgt_half {
+            return None;
+        }
+        let block = |rows: usize| (rows + cv.kh - 1) * wp + cv.kw - 1;
+        let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
+        let mut rows = oh
+            .min(slot / wp)
+            .min(out_half / wp)
+            .min(4095 / wp)
+            .min(1023 / wp);
+        while rows > 0 && block(rows) > inp_half {
+            rows -= 1;
+        }
+        if rows == 0 {
+            return None;
+        }
+        // Even out the items: 56 rows in items of at most 12 become 5 x 11.2 -> 12,12,12,12,8
+        // otherwise; ceil(oh / items) keeps the count and shortens the longest.
+        rows = oh.div_ceil(oh.div_ceil(rows));
+        let cc = cv
+            .ci_tiles
+            .min(wgt_half / (taps * r))
+            .min(inp_half / block(rows));
+        Some(ConvRows {
+            rows,
+            oh,
+            wp,
+            block: block(rows),
+            cc,
+            chunks: cv.ci_tiles.div_ceil(cc),
+            n_tiles: n.div_ceil(c),
+            param_lines,
+        })
+    }
+
+    /// The tiling this amounts to, for reports: items of `rows` output rows, k-chunks of cc
+    /// channel tiles times the taps.
+    pub fn tiling(&self, cv: &ConvLoad, k_tiles: usize) -> Tiling {
+        Tiling {
+            tm: self.rows * cv.ow,
+            kc: self.cc * cv.kh * cv.kw,
+            m_tiles: self.oh.div_ceil(self.rows),
+            k_tiles,
+            n_tiles: self.n_tiles,
+            k_chunks: self.chunks,
+            param_lines: self.param_lines,
+            row_mul: false,
+        }
+    }
+}
+
+/// Emits a stride-1 convolution with the row-reuse schedule of `ConvRows` (same layers, same
+/// token protocol and DRAM layout as `emit_dense`; `g.conv` must be set, without split
+/// weights, row multipliers or binary operands).
+pub fn emit_conv_rows(
+    arch: &ArchConfig,
+    t: &ConvRows,
+    g: &DenseGeom,
+    out: OutMode,
+    code: &mut Vec<Insn>,
+) {
+    let cv = g.conv.expect("a convolution");
+    debug_assert!(g.k_wrap.is_none() && g.row_mul_addr.is_none() && !g.binary && !g.pack_out);
+    let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+    let inp_half = arch.lines(BufferKind::Input) / 2;
+    let wgt_half = arch.lines(BufferKind::Weight) / 2;
+    let out_half = arch.lines(BufferKind::Output) / 2;
+    let taps = cv.kh * cv.kw;
+    let k_tiles = taps * cv.ci_tiles;
+    let pl = t.param_lines as u32;
+    let tm = (t.rows * t.wp) as u32;
+    let param_slot = |i: usize| (i % 2) as u32 * pl;
+    let acc_slot = |o: usize| 2 * pl + (o % 2) as u32 * tm;
+    let pad_right = (t.wp - cv.pad[1] - cv.w) as u32;
+    let (mut item, mut out_idx) = (0usize, 0usize);
+    for oy0 in (0..t.oh).step_by(t.rows) {
+        let rows = t.rows.min(t.oh - oy0);
+        let lines = (rows * t.wp) as u32;
+        for nt in 0..t.n_tiles {
+            for chunk in 0..t.chunks {
+                let c0 = chunk * t.cc;
+                let cc = t.cc.min(cv.ci_tiles - c0);
+                let last_chunk = chunk + 1 == t.chunks;
+                let half = (item % 2) as u32;
+                let mut loads = Vec::new();
+                // Input: each channel tile's block, one load per padded row.
+                for j in 0..cc {
+                    let base = half * inp_half + (j * t.block) as u32;
+                    for p in 0..rows + cv.kh - 1 {
+                        let iy = (oy0 + p) as i64 - cv.pad[0] as i64;
+                        let sram = base + (p * t.wp) as u32;
+                        loads.push(Op::Load(if iy < 0 || iy >= cv.h as i64 {
+                            Load {
+                                buf: LoadBuf::Inp,
+                                sram,
+                                rows: 0,
+                                cols: t.wp as u32,
+                                pad_top: 1,
+                                pad_value: cv.pad_value as i32,
+                                ..Default::default()
+                            }
+                        } else {
+                            Load {
+                                buf: LoadBuf::Inp,
+                                sram,
+                                dram: (g.a_addr
+                                    + iy as u64 * cv.w as u64 * g.a_pitch
+                                    + ((c0 + j) * r) as u64)
+                                    as u32,
+                                rows: cv.w as u32,
+                                cols: 1,
+                                stride: g.a_pitch as u32,
+                                pad_top: cv.pad[1] as u32,
+                                pad_bottom: pad_right,
+                                pad_value: cv.pad_value as i32,
+                                ..Default::default()
+                            }
+                        }));
+                    }
+                }
+                // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer).
+                loads.push(Op::Load(Load {
+                    buf: LoadBuf::Wgt,
+                    sram: half * wgt_half,
+                    dram: (g.b_addr + ((nt * k_tiles + c0) * r * c) as u64) as u32,
+                    rows: taps as u32,
+                    cols: (cc * r) as u32,
+                    stride: (cv.ci_tiles * r * c) as u32,
+                    ..Default::default()
+                }));
+                if last_chunk {
+                    loads.push(Op::Load(Load {
+                        buf: LoadBuf::Acc,
+                        sram: param_slot(item),
+                        dram: (g.p_addr + (nt * t.param_lines * 4 * c) as u64) as u32,
+                        rows: 1,
+                        cols: pl,
+                        stride: pl * 4 * c as u32,
+                        ..Default::default()
+                    }));
+                }
+                push_item_loads(code, loads, item);
+                let mut comp: Vec<Insn> = Vec::new();
+                for j in 0..cc {
+                    for tap in 0..taps {
+                        let (ky, kx) = (tap / cv.kw, tap % cv.kw);
+                        comp.push(Insn::new(Op::LoadWeights(LoadWeights {
+                            wgt: half * wgt_half + ((tap * cc + j) * r) as u32,
+                        })));
+                        comp.push(Insn::new(Op::MatMul(MatMul {
+                            inp: half * inp_half + (j * t.block + ky * t.wp + kx) as u32,
+                            acc: acc_slot(out_idx),
+                            m: lines,
+                            accumulate: !(chunk == 0 && j == 0 && tap == 0),
+                            binary: false,
+                        })));
+                    }
+                }
+                comp[0].deps.pop_prev = true;
+                if chunk == 0 && out == OutMode::Int32 && out_idx >= 2 {
+                    // The store of output o-2 reads this accumulator slot.
+                    comp[0].deps.pop_next = true;
+                }
+                if last_chunk {
+                    epilogue(
+                        &mut comp,
+                        &Epilogue {
+                            acc: acc_slot(out_idx),
+                            lines,
+                            param: param_slot(item),
+                            row_mul: None,
+                            out_line: (out_idx % 2) as u32 * out_half,
+                            out_idx,
+                            binary: false,
+                        },
+                        out,
+                    );
+                }
+                comp.last_mut().unwrap().deps.push_prev = true;
+                code.extend(comp);
+                if last_chunk {
+                    // One store per output row, skipping the junk columns; the first takes
+                    // compute's token, the last returns the slot.
+                    let (buf, first, lane_bytes) = match out {
+                        OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
+                        _ => (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1),
+                    };
+                    for i in 0..rows {
+                        code.push(Insn {
+                            deps: Deps {
+                                pop_prev: i == 0,
+                                push_prev: i + 1 == rows,
+                                ..Default::default()
+                            },
+                            op: Op::Store(Store {
+                                buf,
+                                sram: first + (i * t.wp) as u32,
+                                dram: (g.y_addr
+                                    + ((oy0 + i) * cv.ow) as u64 * g.y_pitch
+                                    + (nt * c * lane_bytes) as u64)
+                                    as u32,
+                                rows: cv.ow as u32,
+                                cols: 1,
+                                stride: g.y_pitch as u32,
+                                pack: false,
+                            }),
+                        });
+                    }
+                    out_idx += 1;
+                }
+                item += 1;
+            }
+        }
+    }
+    barrier(code, item, out_idx);
+}
+
+/// Where the end of an output's computation reads and writes (`epilogue`).
+struct Epilogue {
+    /// Accumulator slot of the output and its lines.
+    acc: u32,
+    lines: u32,
+    /// The item's parameter slot: bias line, then requantization or threshold lines.
+    param: u32,
+    /// Per-row multiplier slot, if any.
+    row_mul: Option<u32>,
+    /// First output-buffer line written.
+    out_line: u32,
+    /// Outputs before this one in the layer (the first two need no store token).
+    out_idx: usize,
+    binary: bool,
+}
+
+/// The instructions that finish an output once its last k-chunk is in the accumulators: a
+/// binary layer's doubling, the bias, a row multiplier, then requantization or thresholds into
+/// the output buffer (waiting for the store of output o - 2), and the token to the store.
+fn epilogue(comp: &mut Vec<Insn>, e: &Epilogue, out: OutMode) {
+    let alu = |func, b: u32, b_stride: u32| {
+        Insn::new(Op::Alu(Alu {
+            func,
+            dst: e.acc,
+            a: e.acc,
+            a_stride: 1,
+            b,
+            b_stride,
+            m: e.lines,
+        }))
+    };
+    if e.binary {
+        // P agreeing bits -> 2P; the bias line holds bias - K.
+        comp.push(alu(AluFunc::Add, e.acc, 1));
+    }
+    comp.push(alu(AluFunc::Add, e.param, 0));
+    if let Some(rm) = e.row_mul {
+        comp.push(alu(AluFunc::Mul, rm, 1));
+    }
+    let deps = Deps {
+        pop_next: e.out_idx >= 2,
+        ..Default::default()
+    };
+    match out {
+        OutMode::Thresh { count, base, step } => comp.push(Insn {
+            deps,
+            op: Op::Thresh(Thresh {
+                dst: e.out_line,
+                src: e.acc,
+                thr: e.param + 1,
+                count,
+                m: e.lines,
+                base: base as i32,
+                step: step as i32,
+            }),
+        }),
+        OutMode::Int8 { zp, lo, hi, fp32 } => comp.push(Insn {
+            deps,
+            op: Op::Requant(Requant {
+                dst: e.out_line,
+                src: e.acc,
+                param: e.param + 1,
+                m: e.lines,
+                zp,
+                lo: lo as u8 as u32,
+                hi: hi as u8 as u32,
+                unsigned: false,
+                round: Round::HalfEven,
+                fp32,
+            }),
+        }),
+        OutMode::Int32 => {}
+    }
+    comp.last_mut().unwrap().deps.push_next = true;
 }
 
 /// The loads of one item in the 2-deep token protocol: the first waits for the compute token

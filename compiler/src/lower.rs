@@ -14,8 +14,8 @@
 //! exactly that in hardware.
 
 use crate::gemm::{
-    emit_dense, emit_pack, pack_params, pack_threshold_line, pack_weights, packed_row_bytes,
-    ConvLoad, DenseGeom, OutMode, PackPass, Tiling,
+    emit_conv_rows, emit_dense, emit_pack, pack_params, pack_threshold_line, pack_weights,
+    packed_row_bytes, ConvLoad, ConvRows, DenseGeom, OutMode, PackPass, Tiling,
 };
 use crate::ir::{Graph, Node, Op, ValueId};
 use crate::qir::{requant_f32, ConvGeom, QDense, QIo, QModel, QOut};
@@ -2880,7 +2880,23 @@ pub fn to_program(
             pack_out,
         };
         let before = code.len();
-        emit_dense(arch, &t, &g, out, &mut code);
+        // Stride-1 convolutions reuse each loaded input row for all kernel taps.
+        let rows_plan = match &g.conv {
+            Some(cv) if k_wrap.is_none() && g.row_mul_addr.is_none() && !g.binary && !pack_out => {
+                ConvRows::plan(arch, cv, m, l.n, 1 + extra.len())
+            }
+            _ => None,
+        };
+        let t = match (&rows_plan, &g.conv) {
+            (Some(p), Some(cv)) => {
+                emit_conv_rows(arch, p, &g, out, &mut code);
+                p.tiling(cv, t.k_tiles)
+            }
+            _ => {
+                emit_dense(arch, &t, &g, out, &mut code);
+                t
+            }
+        };
         if let (Some(pa), Some(p), Some(cv)) = (pooled_to, &l.pool, &l.conv) {
             let params = crate::gemm::pool_params(arch);
             let param_addr = next;

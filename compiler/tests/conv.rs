@@ -1,0 +1,181 @@
+//! Convolutions, lowered and run on the emulator, equal the quantized reference
+//! (`QModel::run`) bit for bit: the row-reuse schedule (stride 1, `gemm::emit_conv_rows`) and
+//! the gathering one (strides, dilation), over random shapes that span several input-channel
+//! tiles, k-chunks, output-channel tiles and items (with a short last one), with padding on
+//! every side and a non-zero input zero point.
+
+use proptest::prelude::*;
+use systole_arch::ArchConfig;
+use systole_compiler::lower::to_program;
+use systole_compiler::qir::{ConvGeom, QData, QDense, QIo, QModel, QOut};
+use systole_compiler::tensor::DType;
+use systole_emulator::{run, IoData, RunOptions};
+
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    cin: usize,
+    h: usize,
+    w: usize,
+    k: [usize; 2],
+    stride: usize,
+    dilation: usize,
+    /// top, left, bottom, right
+    pads: [usize; 4],
+    n: usize,
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn i8(&mut self) -> i8 {
+        self.next() as i8
+    }
+}
+
+fn model(s: Shape, seed: u64) -> (QModel, Vec<i8>) {
+    let mut rng = Rng(seed);
+    let span = |k: usize| (k - 1) * s.dilation + 1;
+    let oh = (s.h + s.pads[0] + s.pads[2] - span(s.k[0])) / s.stride + 1;
+    let ow = (s.w + s.pads[1] + s.pads[3] - span(s.k[1])) / s.stride + 1;
+    let k = s.k[0] * s.k[1] * s.cin;
+    let weights = (0..k * s.n).map(|_| rng.i8()).collect();
+    let bias = (0..s.n)
+        .map(|_| (rng.next() % 4001) as i32 - 2000)
+        .collect();
+    let scales = (0..s.n)
+        .map(|_| 1.0 / (256.0 + (rng.next() % 2048) as f32))
+        .collect();
+    let io = |name: &str, shape: Vec<usize>| QIo {
+        name: name.into(),
+        shape,
+        dtype: DType::I8,
+        quant: Some((1.0, 0)),
+        offset: 0,
+        host: None,
+    };
+    let q = QModel {
+        name: "conv".into(),
+        m: 1,
+        input: io("x", vec![1, s.cin, s.h, s.w]),
+        input_bipolar: false,
+        layers: vec![QDense {
+            name: "conv".into(),
+            k,
+            n: s.n,
+            weights,
+            weights2: None,
+            bias,
+            out: QOut::Int8 {
+                scales,
+                zp: 3,
+                lo: -128,
+                hi: 127,
+            },
+            conv: Some(ConvGeom {
+                cin: s.cin,
+                h: s.h,
+                w: s.w,
+                kh: s.k[0],
+                kw: s.k[1],
+                stride: [s.stride; 2],
+                dilation: [s.dilation; 2],
+                pads: s.pads,
+                oh,
+                ow,
+                pad_value: -5,
+            }),
+            pool: None,
+            flat_image: None,
+            row_mul: None,
+        }],
+        output: io("y", vec![1, s.n, oh, ow]),
+    };
+    let x = (0..s.cin * s.h * s.w).map(|_| rng.i8()).collect();
+    (q, x)
+}
+
+fn check(arch: &str, s: Shape, seed: u64) {
+    let arch = ArchConfig::resolve(arch).unwrap();
+    let (q, x) = model(s, seed);
+    let (prog, _) = to_program(&arch, &q).unwrap_or_else(|e| panic!("{s:?} on {}: {e}", arch.name));
+    let got = run(
+        &prog,
+        &arch,
+        &[IoData::I8(x.clone())],
+        &RunOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{s:?} on {}: {e}", arch.name));
+    let QData::I8(want) = q.run(&x) else {
+        panic!("int8 output")
+    };
+    assert_eq!(
+        got.outputs,
+        vec![IoData::I8(want)],
+        "{s:?} seed {seed} on {}",
+        arch.name
+    );
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    (
+        1usize..40,
+        1usize..12,
+        1usize..14,
+        (1usize..4, 1usize..4),
+        1usize..3,
+        1usize..3,
+        (0usize..3, 0usize..3, 0usize..3, 0usize..3),
+        1usize..20,
+    )
+        .prop_filter_map("kernel larger than the padded image", |t| {
+            let (cin, h, w, (kh, kw), stride, dilation, (pt, pl, pb, pr), n) = t;
+            let s = Shape {
+                cin,
+                h,
+                w,
+                k: [kh, kw],
+                stride,
+                dilation,
+                pads: [pt, pl, pb, pr],
+                n,
+            };
+            let span = |k: usize| (k - 1) * dilation + 1;
+            (h + pt + pb >= span(kh) && w + pl + pr >= span(kw)).then_some(s)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn random_convolutions_match_the_reference(s in shape(), seed in any::<u64>(), arch in 0usize..2) {
+        check(["ulx3s", "edge"][arch], s, seed);
+    }
+}
+
+#[test]
+fn resnet_like_convolutions_match_the_reference() {
+    let s = |cin, hw, k, stride, pad, n| Shape {
+        cin,
+        h: hw,
+        w: hw,
+        k: [k, k],
+        stride,
+        dilation: 1,
+        pads: [pad; 4],
+        n,
+    };
+    // Several input-channel tiles and k-chunks, several output-channel tiles, items of a few
+    // output rows with a short last one (ulx3s: 8 x 8 array, 2048-line input buffer).
+    check("ulx3s", s(40, 30, 3, 1, 1, 20), 1);
+    check("ulx3s", s(64, 12, 3, 1, 1, 16), 2);
+    check("edge", s(48, 21, 3, 1, 1, 40), 3);
+    check("ulx3s", s(24, 17, 1, 1, 0, 12), 4);
+    check("ulx3s", s(16, 15, 3, 2, 1, 16), 5);
+    check("scalesim32", s(64, 14, 3, 1, 1, 64), 6);
+}
