@@ -612,21 +612,26 @@ pub fn emit_dense(
     barrier(code, item, out_idx);
 }
 
-/// The row-reuse schedule of a stride-1 convolution (`emit_conv_rows`). The input buffer holds
-/// whole padded input rows, `wp` = ow + kw - 1 lines each, one block per input-channel tile;
-/// kernel tap (ky, kx) is then one long `matmul` over the lines starting ky * wp + kx into the
-/// block, so each input line is loaded once per item and used by all kh * kw taps, where the
-/// gathering schedule (`ConvLoad::loads`) loads it again for every tap. The price: each output
-/// row is computed wp wide, and the kw - 1 extra columns (junk, never stored) cost matmul and
-/// PPU cycles.
+/// The row-reuse schedule of a convolution without dilation (`emit_conv_rows`). The input
+/// buffer holds whole padded input rows, one block per input-channel tile, so that kernel tap
+/// (ky, kx) is one long `matmul` over consecutive lines and each input line is loaded once per
+/// item and used by every tap, where the gathering schedule (`ConvLoad::loads`) loads it again
+/// for each. With stride s the rows are split into s x s phases (padded pixel (s a + ry,
+/// s b + rx) is line (a, b) of phase (ry, rx), `wq` = ceil(padded width / s) lines a row):
+/// tap (s qy + ry, s qx + rx) is then the stride-1 tap (qy, qx) of phase (ry, rx). The price:
+/// each output row is computed `wq` wide, and the extra columns (junk, never stored) cost
+/// matmul and PPU cycles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvRows {
     /// Output rows per item.
     pub rows: usize,
     pub oh: usize,
-    pub wp: usize,
-    /// Input lines per channel-tile block: rows + kh - 1 padded rows and kw - 1 lines the
-    /// last taps read past them.
+    pub stride: usize,
+    /// Lines of a phase row (= lines an output row is computed wide).
+    pub wq: usize,
+    /// Phases in use (min(s, kh) x min(s, kw)), and the lines of each phase's block: rows +
+    /// (kh - 1) / s phase rows and the (kw - 1) / s lines the last taps read past them.
+    pub phases: [usize; 2],
     pub block: usize,
     /// Channel tiles per k-chunk, and chunks.
     pub cc: usize,
@@ -637,7 +642,7 @@ pub struct ConvRows {
 
 impl ConvRows {
     /// The schedule for `cv` (m = oh * ow output pixels, n channels), or None when the
-    /// convolution is not stride 1 without dilation or its rows do not fit the buffers (the
+    /// convolution is dilated or its rows do not fit the buffers or the load's fields (the
     /// gathering schedule then runs it).
     pub fn plan(
         arch: &ArchConfig,
@@ -646,15 +651,28 @@ impl ConvRows {
         n: usize,
         param_lines: usize,
     ) -> Option<ConvRows> {
-        if cv.stride != [1, 1] || cv.dilation != [1, 1] || cv.ow == 0 || !m.is_multiple_of(cv.ow) {
+        let st = cv.stride[0];
+        if cv.stride[1] != st || st == 0 || cv.dilation != [1, 1] || cv.ow == 0 {
+            return None;
+        }
+        if !m.is_multiple_of(cv.ow) {
             return None;
         }
         let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
         let oh = m / cv.ow;
-        let wp = cv.ow + cv.kw - 1;
-        let pad_right = wp.checked_sub(cv.pad[1] + cv.w)?;
-        if cv.pad[1] > 15 || pad_right > 15 || cv.w > 1023 || wp > 1023 {
-            return None; // (the load's 4-bit padding and 10-bit row fields)
+        // Padded width: what the output width implies (the right padding may be partly unused).
+        let wp = st * (cv.ow - 1) + cv.kw;
+        let wq = wp.div_ceil(st);
+        if cv.pad[1] > 15 || wq > 1023 || wq < cv.ow || cv.w > 1023 {
+            return None;
+        }
+        // Every phase row's load fits the 4-bit padding fields.
+        let phases = [st.min(cv.kh), st.min(cv.kw)];
+        for rx in 0..phases[1] {
+            let (lo, hi) = phase_columns(cv, st, wq, rx)?;
+            if lo > 15 || wq - 1 - hi > 15 {
+                return None;
+            }
         }
         let inp_half = arch.lines(BufferKind::Input) as usize / 2;
         let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
@@ -664,14 +682,11 @@ impl ConvRows {
         if taps * r > wgt_half {
             return None;
         }
-        let block = |rows: usize| (rows + cv.kh - 1) * wp + cv.kw - 1;
+        let np = phases[0] * phases[1];
+        let block = |rows: usize| (rows + (cv.kh - 1) / st) * wq + (cv.kw - 1) / st;
         let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
-        let mut rows = oh
-            .min(slot / wp)
-            .min(out_half / wp)
-            .min(4095 / wp)
-            .min(1023 / wp);
-        while rows > 0 && block(rows) > inp_half {
+        let mut rows = oh.min(slot / wq).min(out_half / wq).min(4095 / wq);
+        while rows > 0 && np * block(rows) > inp_half {
             rows -= 1;
         }
         if rows == 0 {
@@ -683,11 +698,13 @@ impl ConvRows {
         let cc = cv
             .ci_tiles
             .min(wgt_half / (taps * r))
-            .min(inp_half / block(rows));
+            .min(inp_half / (np * block(rows)));
         Some(ConvRows {
             rows,
             oh,
-            wp,
+            stride: st,
+            wq,
+            phases,
             block: block(rows),
             cc,
             chunks: cv.ci_tiles.div_ceil(cc),
@@ -712,7 +729,17 @@ impl ConvRows {
     }
 }
 
-/// Emits a stride-1 convolution with the row-reuse schedule of `ConvRows` (same layers, same
+/// The first and last line (b) of a phase-rx row of `wq` lines that hold image pixels
+/// (padded column s b + rx inside the image), or None when none does.
+fn phase_columns(cv: &ConvLoad, st: usize, wq: usize, rx: usize) -> Option<(usize, usize)> {
+    let (pl, w) = (cv.pad[1] as i64, cv.w as i64);
+    let (st, rx) = (st as i64, rx as i64);
+    let lo = ((pl - rx).max(0) as u64).div_ceil(st as u64) as i64;
+    let hi = ((w - 1 + pl - rx).div_euclid(st)).min(wq as i64 - 1);
+    (w > 0 && hi >= lo).then_some((lo as usize, hi as usize))
+}
+
+/// Emits a convolution with the row-reuse schedule of `ConvRows` (same layers, same
 /// token protocol and DRAM layout as `emit_dense`; `g.conv` must be set, without split
 /// weights, row multipliers or binary operands).
 pub fn emit_conv_rows(
@@ -731,14 +758,17 @@ pub fn emit_conv_rows(
     let taps = cv.kh * cv.kw;
     let k_tiles = taps * cv.ci_tiles;
     let pl = t.param_lines as u32;
-    let tm = (t.rows * t.wp) as u32;
+    let tm = (t.rows * t.wq) as u32;
     let param_slot = |i: usize| (i % 2) as u32 * pl;
     let acc_slot = |o: usize| 2 * pl + (o % 2) as u32 * tm;
-    let pad_right = (t.wp - cv.pad[1] - cv.w) as u32;
+    let st = t.stride;
+    let np = t.phases[0] * t.phases[1];
+    // Phase rows of a block: the item's output rows plus the taps' reach below them.
+    let block_rows = |rows: usize| rows + (cv.kh - 1) / st;
     let (mut item, mut out_idx) = (0usize, 0usize);
     for oy0 in (0..t.oh).step_by(t.rows) {
         let rows = t.rows.min(t.oh - oy0);
-        let lines = (rows * t.wp) as u32;
+        let lines = (rows * t.wq) as u32;
         for nt in 0..t.n_tiles {
             for chunk in 0..t.chunks {
                 let c0 = chunk * t.cc;
@@ -746,39 +776,68 @@ pub fn emit_conv_rows(
                 let last_chunk = chunk + 1 == t.chunks;
                 let half = (item % 2) as u32;
                 let mut loads = Vec::new();
-                // Input: each channel tile's block, one load per padded row.
+                // Input: per channel tile and phase, one load per phase row. At stride 1
+                // without left and right padding, image rows follow each other in DRAM as in
+                // the block, so one load moves a run of them (one DRAM latency, not one a row).
+                let merge = if st == 1 && cv.pad[1] == 0 && t.wq == cv.w {
+                    (1023 / cv.w).max(1)
+                } else {
+                    1
+                };
                 for j in 0..cc {
-                    let base = half * inp_half + (j * t.block) as u32;
-                    for p in 0..rows + cv.kh - 1 {
-                        let iy = (oy0 + p) as i64 - cv.pad[0] as i64;
-                        let sram = base + (p * t.wp) as u32;
-                        loads.push(Op::Load(if iy < 0 || iy >= cv.h as i64 {
-                            Load {
-                                buf: LoadBuf::Inp,
-                                sram,
-                                rows: 0,
-                                cols: t.wp as u32,
-                                pad_top: 1,
-                                pad_value: cv.pad_value as i32,
-                                ..Default::default()
+                    for (ph, (ry, rx)) in (0..t.phases[0])
+                        .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
+                        .enumerate()
+                    {
+                        let base = half * inp_half + ((j * np + ph) * t.block) as u32;
+                        let cols = phase_columns(&cv, st, t.wq, rx);
+                        let image_row = |a: usize| {
+                            let iy = (st * (oy0 + a) + ry) as i64 - cv.pad[0] as i64;
+                            (iy >= 0 && iy < cv.h as i64 && cols.is_some()).then_some(iy as u64)
+                        };
+                        let mut a = 0;
+                        while a < block_rows(rows) {
+                            let sram = base + (a * t.wq) as u32;
+                            let iy = image_row(a);
+                            let mut run = 1;
+                            while run < merge
+                                && a + run < block_rows(rows)
+                                && iy.is_some()
+                                && image_row(a + run).is_some()
+                            {
+                                run += 1;
                             }
-                        } else {
-                            Load {
-                                buf: LoadBuf::Inp,
-                                sram,
-                                dram: (g.a_addr
-                                    + iy as u64 * cv.w as u64 * g.a_pitch
-                                    + ((c0 + j) * r) as u64)
-                                    as u32,
-                                rows: cv.w as u32,
-                                cols: 1,
-                                stride: g.a_pitch as u32,
-                                pad_top: cv.pad[1] as u32,
-                                pad_bottom: pad_right,
-                                pad_value: cv.pad_value as i32,
-                                ..Default::default()
-                            }
-                        }));
+                            a += run;
+                            loads.push(Op::Load(match (iy, cols) {
+                                (Some(iy), Some((lo, hi))) => {
+                                    let ix = (st * lo + rx - cv.pad[1]) as u64;
+                                    Load {
+                                        buf: LoadBuf::Inp,
+                                        sram,
+                                        dram: (g.a_addr
+                                            + (iy * cv.w as u64 + ix) * g.a_pitch
+                                            + ((c0 + j) * r) as u64)
+                                            as u32,
+                                        rows: (run * (hi - lo + 1)) as u32,
+                                        cols: 1,
+                                        stride: (st as u64 * g.a_pitch) as u32,
+                                        pad_top: lo as u32,
+                                        pad_bottom: (t.wq - 1 - hi) as u32,
+                                        pad_value: cv.pad_value as i32,
+                                        ..Default::default()
+                                    }
+                                }
+                                _ => Load {
+                                    buf: LoadBuf::Inp,
+                                    sram,
+                                    rows: 0,
+                                    cols: t.wq as u32,
+                                    pad_top: 1,
+                                    pad_value: cv.pad_value as i32,
+                                    ..Default::default()
+                                },
+                            }));
+                        }
                     }
                 }
                 // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer).
@@ -811,7 +870,10 @@ pub fn emit_conv_rows(
                             wgt: half * wgt_half + ((tap * cc + j) * r) as u32,
                         })));
                         comp.push(Insn::new(Op::MatMul(MatMul {
-                            inp: half * inp_half + (j * t.block + ky * t.wp + kx) as u32,
+                            inp: half * inp_half
+                                + ((j * np + (ky % st) * t.phases[1] + kx % st) * t.block
+                                    + (ky / st) * t.wq
+                                    + kx / st) as u32,
                             acc: acc_slot(out_idx),
                             m: lines,
                             accumulate: !(chunk == 0 && j == 0 && tap == 0),
@@ -857,7 +919,7 @@ pub fn emit_conv_rows(
                             },
                             op: Op::Store(Store {
                                 buf,
-                                sram: first + (i * t.wp) as u32,
+                                sram: first + (i * t.wq) as u32,
                                 dram: (g.y_addr
                                     + ((oy0 + i) * cv.ow) as u64 * g.y_pitch
                                     + (nt * c * lane_bytes) as u64)
