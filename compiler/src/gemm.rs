@@ -655,7 +655,8 @@ impl ConvRows {
         if cv.stride[1] != st || st == 0 || cv.dilation != [1, 1] || cv.ow == 0 {
             return None;
         }
-        if !m.is_multiple_of(cv.ow) {
+        if !m.is_multiple_of(cv.ow) || (st > 1 && cv.kh * cv.kw == 1) {
+            // (A strided 1x1 kernel reads each pixel once anyway: nothing to reuse.)
             return None;
         }
         let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);

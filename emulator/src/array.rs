@@ -53,11 +53,21 @@ fn int8_rows(inp: &[i8], wt: &[i16], w: &[i32], acc: &mut [i32], r: usize, accum
             }
         };
     }
+    // Wider arrays: dot products over i16 (one multiply-add instruction per pair of products).
+    macro_rules! dots {
+        ($r:literal) => {{
+            let mut a16 = [0i16; $r];
+            for (a, dst) in inp.chunks_exact($r).zip(acc.chunks_exact_mut(c)) {
+                a16.iter_mut().zip(a).for_each(|(x, &v)| *x = v as i16);
+                dot_rows(&a16, wt, dst, accumulate);
+            }
+        }};
+    }
     match (r, c) {
         (4, 4) => bcast!(4, 4),
         (8, 8) => bcast!(8, 8),
         (16, 16) => bcast!(16, 16),
-        (32, 32) => bcast!(32, 32),
+        (32, 32) => dots!(32),
         _ => {
             let mut a16 = vec![0i16; r];
             for (a, dst) in inp.chunks_exact(r).zip(acc.chunks_exact_mut(c)) {
@@ -130,6 +140,17 @@ fn bcast_row<const R: usize, const C: usize>(
         } else {
             out[n]
         };
+    }
+}
+
+/// One result row of an array of `R` rows from the weights column by column: element n =
+/// dot(a, column n).
+#[inline(always)]
+fn dot_rows<const R: usize>(a: &[i16; R], wt: &[i16], dst: &mut [i32], accumulate: bool) {
+    for (d, w) in dst.iter_mut().zip(wt.chunks_exact(R)) {
+        let w: &[i16; R] = w.try_into().expect("R weights");
+        let v: i32 = a.iter().zip(w).map(|(&x, &y)| x as i32 * y as i32).sum();
+        *d = if accumulate { d.wrapping_add(v) } else { v };
     }
 }
 
