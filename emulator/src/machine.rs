@@ -1,5 +1,6 @@
 //! The top level: wires controller, DMA engines, buffers, array and PPU together and steps
-//! them one clock cycle at a time.
+//! them one clock cycle at a time, skipping ahead (`Machine::fast_forward`) over cycles in
+//! which the units run independently, with the same result.
 //!
 //! Order inside a cycle only matters for buffer port arbitration (compute, then load, then
 //! store); every other decision reads the state registered at the start of the cycle.
