@@ -518,15 +518,7 @@ pub fn emit_dense(
                     ..Default::default()
                 }));
                 if last_chunk {
-                    loads.push(Op::Load(Load {
-                        buf: LoadBuf::Acc,
-                        sram: param_slot(item),
-                        dram: (g.p_addr + (nt * t.param_lines * 4 * c) as u64) as u32,
-                        rows: 1,
-                        cols: pl,
-                        stride: pl * 4 * c as u32,
-                        ..Default::default()
-                    }));
+                    loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
                     if let Some(addr) = g.row_mul_addr {
                         loads.push(Op::Load(Load {
                             buf: LoadBuf::Acc,
@@ -852,15 +844,7 @@ pub fn emit_conv_rows(
                     ..Default::default()
                 }));
                 if last_chunk {
-                    loads.push(Op::Load(Load {
-                        buf: LoadBuf::Acc,
-                        sram: param_slot(item),
-                        dram: (g.p_addr + (nt * t.param_lines * 4 * c) as u64) as u32,
-                        rows: 1,
-                        cols: pl,
-                        stride: pl * 4 * c as u32,
-                        ..Default::default()
-                    }));
+                    loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
                 }
                 push_item_loads(code, loads, item);
                 let mut comp: Vec<Insn> = Vec::new();
@@ -939,6 +923,21 @@ pub fn emit_conv_rows(
         }
     }
     barrier(code, item, out_idx);
+}
+
+/// The load of n-tile `nt`'s parameter lines (bias, then requantization or thresholds) into
+/// accumulator lines `sram..`.
+fn params_load(g: &DenseGeom, param_lines: usize, cols: usize, nt: usize, sram: u32) -> Op {
+    let pl = param_lines as u32;
+    Op::Load(Load {
+        buf: LoadBuf::Acc,
+        sram,
+        dram: (g.p_addr + (nt * param_lines * 4 * cols) as u64) as u32,
+        rows: 1,
+        cols: pl,
+        stride: pl * 4 * cols as u32,
+        ..Default::default()
+    })
 }
 
 /// Where the end of an output's computation reads and writes (`epilogue`).
