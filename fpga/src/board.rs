@@ -49,6 +49,12 @@ pub struct Board {
     pub plls: &'static [Pll],
     /// How to load a bitstream into the board's SRAM.
     pub flash: &'static str,
+    /// The FPGA's hard blocks, as yosys names the cells that use them: (cell, how many the
+    /// device has). A synthesized design needing more of one cannot be placed.
+    pub hard_blocks: &'static [(&'static str, u64)],
+    /// Logic cells (LUT4s), and the yosys cells that take them: (cell, LUT4s per cell).
+    pub luts: u64,
+    pub lut_cells: &'static [(&'static str, u64)],
 }
 
 pub const ULX3S: Board = Board {
@@ -80,6 +86,11 @@ pub const ULX3S: Board = Board {
         },
     ],
     flash: "openFPGALoader --board ulx3s BITSTREAM.bit",
+    // LFE5U-85F data sheet: 83,640 LUT4s, 156 18x18 multipliers, 208 EBR (18 Kbit).
+    hard_blocks: &[("MULT18X18D", 156), ("DP16KD", 208), ("EHXPLLL", 4)],
+    luts: 83_640,
+    // A carry cell (CCU2C) is two LUT4s of a slice.
+    lut_cells: &[("LUT4", 1), ("CCU2C", 2)],
 };
 
 pub const ICEBREAKER: Board = Board {
@@ -104,6 +115,16 @@ pub const ICEBREAKER: Board = Board {
         params: [0, 63, 5, 1],
     }],
     flash: "iceprog BITSTREAM.bin",
+    // iCE40UP5K data sheet: 5,280 LUT4s, 8 DSP (SB_MAC16), 30 EBR (4 Kbit), 4 SPRAM (256 Kbit).
+    hard_blocks: &[
+        ("SB_MAC16", 8),
+        ("SB_RAM40_4K", 30),
+        ("SB_SPRAM256KA", 4),
+        ("SB_PLL40_PAD", 1),
+    ],
+    luts: 5_280,
+    // SB_CARRY shares a logic cell with its LUT.
+    lut_cells: &[("SB_LUT4", 1)],
 };
 
 pub const BOARDS: &[Board] = &[ULX3S, ICEBREAKER];

@@ -26,6 +26,14 @@ pub enum FlowError {
         log: String,
         tail: String,
     },
+    #[error("the design does not fit the {board}: synthesis needs {used} {cell} of {available} ({stat}); place and route was not started")]
+    DoesNotFit {
+        board: &'static str,
+        cell: String,
+        used: u64,
+        available: u64,
+        stat: String,
+    },
     #[error("timing not met: {achieved:.1} MHz achieved, {target:.1} MHz required ({report})")]
     Timing {
         achieved: f64,
@@ -216,13 +224,23 @@ pub fn build(
             "-q",
             "-p",
             &format!(
-                "read_verilog {}; {synth} -top systole_board -json board.json",
+                "read_verilog {}; {synth} -top systole_board -json board.json; \
+                 tee -q -o synthesis_stat.txt stat",
                 files.join(" ")
             ),
         ]),
         &mut steps,
     )?;
-    progress("place and route (nextpnr)");
+    // Hard blocks are counted exactly by synthesis: a design needing more than the device has
+    // fails now rather than after an hour of placement.
+    let stat_path = dir.join("synthesis_stat.txt");
+    let stat = std::fs::read_to_string(&stat_path)
+        .map_err(|e| FlowError::Setup(format!("yosys wrote no {}: {e}", stat_path.display())))?;
+    let luts = synthesis_fit(board, &stat, &stat_path.display().to_string())?;
+    progress(&format!(
+        "place and route (nextpnr; synthesis: about {luts} of {} LUT4s)",
+        board.luts
+    ));
     let mut cmd = Command::new(&pnr);
     cmd.arg(format!("--{device}"))
         .args(["--package", package, routed_flag, routed]);
@@ -266,6 +284,65 @@ pub fn build(
     Ok(r)
 }
 
+/// Cell counts of the top module from yosys's `stat` output (flattened: one module).
+pub fn synthesis_cells(stat: &str) -> Vec<(String, u64)> {
+    let mut cells = Vec::new();
+    let mut in_top = false;
+    for line in stat.lines() {
+        let t = line.trim();
+        if t.starts_with("===") {
+            // A later module's section (or the design hierarchy) ends the first one's.
+            in_top = cells.is_empty() && !t.contains("design hierarchy");
+            continue;
+        }
+        if !in_top {
+            continue;
+        }
+        let mut f = t.split_whitespace();
+        if let (Some(name), Some(n), None) = (f.next(), f.next(), f.next()) {
+            if let Ok(n) = n.parse::<u64>() {
+                if name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+                {
+                    cells.push((name.to_string(), n));
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// Checks a synthesized design's hard blocks against the board's FPGA; returns the LUT4s its
+/// logic cells take (an estimate: placement packs and may add routing LUTs).
+pub fn synthesis_fit(board: &Board, stat: &str, stat_path: &str) -> Result<u64, FlowError> {
+    let cells = synthesis_cells(stat);
+    let count = |name: &str| {
+        cells
+            .iter()
+            .filter(|(c, _)| c == name)
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    for &(cell, available) in board.hard_blocks {
+        let used = count(cell);
+        if used > available {
+            return Err(FlowError::DoesNotFit {
+                board: board.name,
+                cell: cell.to_string(),
+                used,
+                available,
+                stat: stat_path.to_string(),
+            });
+        }
+    }
+    Ok(board
+        .lut_cells
+        .iter()
+        .map(|&(cell, per)| count(cell) * per)
+        .sum())
+}
+
 /// Utilization and the slowest clock's Fmax from nextpnr's `--report` JSON:
 /// `{"utilization": {"X": {"used": n, "available": n}, ...}, "fmax": {"clk": {"achieved": f,
 /// "constraint": f}, ...}}`.
@@ -301,6 +378,55 @@ pub fn parse_report(json: &str) -> Result<(Vec<Use>, f64), FlowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// yosys 0.23 `tee -o F stat` after `synth_ecp5` (a flattened design: one module).
+    const STAT: &str = "
+3. Printing statistics.
+
+=== systole_board ===
+
+   Number of wires:              20814
+   Number of wire bits:         149131
+   Number of public wires:       20814
+   Number of public wire bits:  149131
+   Number of memories:               0
+   Number of memory bits:            0
+   Number of processes:              0
+   Number of cells:              96312
+     CCU2C                       13745
+     DP16KD                        162
+     EHXPLLL                         1
+     LUT4                        47840
+     MULT18X18D                    149
+     PFUMX                        6454
+     TRELLIS_FF                  14780
+";
+
+    #[test]
+    fn synthesis_stat_gives_cells_and_the_fit() {
+        let cells = synthesis_cells(STAT);
+        assert!(cells.contains(&("LUT4".to_string(), 47840)));
+        assert!(cells.contains(&("MULT18X18D".to_string(), 149)));
+        assert!(!cells.iter().any(|(c, _)| c == "Number"));
+        // 47,840 LUT4 + 2 x 13,745 carry cells.
+        assert_eq!(
+            synthesis_fit(&crate::board::ULX3S, STAT, "s.txt").unwrap(),
+            75_330
+        );
+        // One multiplier more than the LFE5U-85F has.
+        let over = STAT.replace("MULT18X18D                    149", "MULT18X18D 157");
+        let e = synthesis_fit(&crate::board::ULX3S, &over, "s.txt").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the design does not fit the ulx3s: synthesis needs 157 MULT18X18D of 156 (s.txt); \
+             place and route was not started"
+        );
+        // The iCEBreaker's UP5K has 30 block RAMs.
+        let ice = "=== systole_board ===\n   Number of cells: 9\n     SB_LUT4 52294\n     \
+                   SB_RAM40_4K 208\n";
+        let e = synthesis_fit(&crate::board::ICEBREAKER, ice, "s.txt").unwrap_err();
+        assert!(e.to_string().contains("208 SB_RAM40_4K of 30"), "{e}");
+    }
 
     #[test]
     fn reports_give_utilization_and_the_slowest_clock() {
