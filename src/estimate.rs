@@ -14,7 +14,6 @@ use std::path::Path;
 use systole_arch::{ArchConfig, Program};
 use systole_compiler::lower::{self, LayerReport};
 use systole_compiler::qir::{ConvGeom, QDense, QIo, QModel, QOut};
-use systole_compiler::tensor::DType;
 use systole_emulator::stats::Energy;
 use systole_emulator::{run, IoData, RunOptions, Stats};
 
@@ -336,18 +335,10 @@ impl TopoLayer {
         let (k, n) = (self.filter_h * self.filter_w * self.channels, self.filters);
         // Weights do not change the timing; a fixed pattern keeps runs reproducible.
         let weights = (0..k * n).map(|i| ((i * 37 + 11) % 255) as i8).collect();
-        let io = |name: &str, shape: Vec<usize>| QIo {
-            name: name.into(),
-            shape,
-            dtype: DType::I8,
-            quant: Some((1.0, 0)),
-            offset: 0,
-            host: None,
-        };
         QModel {
             name: self.name.clone(),
             m: 1,
-            input: io("ifmap", vec![1, self.channels, self.ifmap_h, self.ifmap_w]),
+            input: QIo::int8("ifmap", vec![1, self.channels, self.ifmap_h, self.ifmap_w]),
             input_bipolar: false,
             layers: vec![QDense {
                 name: self.name.clone(),
@@ -379,7 +370,7 @@ impl TopoLayer {
                 flat_image: None,
                 row_mul: None,
             }],
-            output: io("ofmap", vec![1, n, oh, ow]),
+            output: QIo::int8("ofmap", vec![1, n, oh, ow]),
         }
     }
 }

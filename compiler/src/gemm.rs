@@ -633,16 +633,16 @@ pub struct ConvRows {
 }
 
 impl ConvRows {
-    /// The schedule for `cv` (m = oh * ow output pixels, n channels), or None when the
-    /// convolution is dilated or its rows do not fit the buffers or the load's fields (the
-    /// gathering schedule then runs it).
-    pub fn plan(
-        arch: &ArchConfig,
-        cv: &ConvLoad,
-        m: usize,
-        n: usize,
-        param_lines: usize,
-    ) -> Option<ConvRows> {
+    /// The schedule for the convolution `g` (m = oh * ow output pixels, n channels), or None
+    /// when `g` is no convolution or one this schedule does not run: dilated, split weights,
+    /// row multipliers, binary operands or packed outputs, rows that do not fit the buffers or
+    /// the load's fields (`emit_dense`'s gathering schedule then runs it).
+    pub fn plan(arch: &ArchConfig, g: &DenseGeom, param_lines: usize) -> Option<ConvRows> {
+        let cv = g.conv?;
+        if g.k_wrap.is_some() || g.row_mul_addr.is_some() || g.binary || g.pack_out {
+            return None;
+        }
+        let (m, n) = (g.m, g.n);
         let st = cv.stride[0];
         if cv.stride[1] != st || st == 0 || cv.dilation != [1, 1] || cv.ow == 0 {
             return None;
@@ -662,7 +662,7 @@ impl ConvRows {
         // Every phase row's load fits the 4-bit padding fields.
         let phases = [st.min(cv.kh), st.min(cv.kw)];
         for rx in 0..phases[1] {
-            let (lo, hi) = phase_columns(cv, st, wq, rx)?;
+            let (lo, hi) = phase_columns(&cv, st, wq, rx)?;
             if lo > 15 || wq - 1 - hi > 15 {
                 return None;
             }
@@ -708,12 +708,12 @@ impl ConvRows {
 
     /// The tiling this amounts to, for reports: items of `rows` output rows, k-chunks of cc
     /// channel tiles times the taps.
-    pub fn tiling(&self, cv: &ConvLoad, k_tiles: usize) -> Tiling {
+    pub fn tiling(&self, cv: &ConvLoad) -> Tiling {
         Tiling {
             tm: self.rows * cv.ow,
             kc: self.cc * cv.kh * cv.kw,
             m_tiles: self.oh.div_ceil(self.rows),
-            k_tiles,
+            k_tiles: cv.kh * cv.kw * cv.ci_tiles,
             n_tiles: self.n_tiles,
             k_chunks: self.chunks,
             param_lines: self.param_lines,
@@ -732,9 +732,8 @@ fn phase_columns(cv: &ConvLoad, st: usize, wq: usize, rx: usize) -> Option<(usiz
     (w > 0 && hi >= lo).then_some((lo as usize, hi as usize))
 }
 
-/// Emits a convolution with the row-reuse schedule of `ConvRows` (same layers, same
-/// token protocol and DRAM layout as `emit_dense`; `g.conv` must be set, without split
-/// weights, row multipliers or binary operands).
+/// Emits a convolution with the row-reuse schedule `t` (`ConvRows::plan` of `g`): same
+/// layers, token protocol and DRAM layout as `emit_dense`.
 pub fn emit_conv_rows(
     arch: &ArchConfig,
     t: &ConvRows,
@@ -742,8 +741,7 @@ pub fn emit_conv_rows(
     out: OutMode,
     code: &mut Vec<Insn>,
 ) {
-    let cv = g.conv.expect("a convolution");
-    debug_assert!(g.k_wrap.is_none() && g.row_mul_addr.is_none() && !g.binary && !g.pack_out);
+    let cv = g.conv.expect("planned for a convolution");
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
     let inp_half = arch.lines(BufferKind::Input) / 2;
     let wgt_half = arch.lines(BufferKind::Weight) / 2;

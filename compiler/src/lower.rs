@@ -2881,16 +2881,10 @@ pub fn to_program(
         };
         let before = code.len();
         // Stride-1 convolutions reuse each loaded input row for all kernel taps.
-        let rows_plan = match &g.conv {
-            Some(cv) if k_wrap.is_none() && g.row_mul_addr.is_none() && !g.binary && !pack_out => {
-                ConvRows::plan(arch, cv, m, l.n, 1 + extra.len())
-            }
-            _ => None,
-        };
-        let t = match (&rows_plan, &g.conv) {
+        let t = match (ConvRows::plan(arch, &g, 1 + extra.len()), &g.conv) {
             (Some(p), Some(cv)) => {
-                emit_conv_rows(arch, p, &g, out, &mut code);
-                p.tiling(cv, t.k_tiles)
+                emit_conv_rows(arch, &p, &g, out, &mut code);
+                p.tiling(cv)
             }
             _ => {
                 emit_dense(arch, &t, &g, out, &mut code);

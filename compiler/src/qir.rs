@@ -39,6 +39,21 @@ pub struct QIo {
     pub host: Option<Graph>,
 }
 
+impl QIo {
+    /// A tensor the program reads or writes as it is: int8 with scale 1, zero point 0 and no
+    /// host-side work (synthetic layers, benchmarks, tests).
+    pub fn int8(name: &str, shape: Vec<usize>) -> QIo {
+        QIo {
+            name: name.into(),
+            shape,
+            dtype: DType::I8,
+            quant: Some((1.0, 0)),
+            offset: 0,
+            host: None,
+        }
+    }
+}
+
 /// Requantization of one layer's outputs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QOut {

@@ -8,7 +8,6 @@ use proptest::prelude::*;
 use systole_arch::ArchConfig;
 use systole_compiler::lower::to_program;
 use systole_compiler::qir::{ConvGeom, QData, QDense, QIo, QModel, QOut};
-use systole_compiler::tensor::DType;
 use systole_emulator::{run, IoData, RunOptions};
 
 #[derive(Debug, Clone, Copy)]
@@ -51,18 +50,10 @@ fn model(s: Shape, seed: u64) -> (QModel, Vec<i8>) {
     let scales = (0..s.n)
         .map(|_| 1.0 / (256.0 + (rng.next() % 2048) as f32))
         .collect();
-    let io = |name: &str, shape: Vec<usize>| QIo {
-        name: name.into(),
-        shape,
-        dtype: DType::I8,
-        quant: Some((1.0, 0)),
-        offset: 0,
-        host: None,
-    };
     let q = QModel {
         name: "conv".into(),
         m: 1,
-        input: io("x", vec![1, s.cin, s.h, s.w]),
+        input: QIo::int8("x", vec![1, s.cin, s.h, s.w]),
         input_bipolar: false,
         layers: vec![QDense {
             name: "conv".into(),
@@ -94,7 +85,7 @@ fn model(s: Shape, seed: u64) -> (QModel, Vec<i8>) {
             flat_image: None,
             row_mul: None,
         }],
-        output: io("y", vec![1, s.n, oh, ow]),
+        output: QIo::int8("y", vec![1, s.n, oh, ow]),
     };
     let x = (0..s.cin * s.h * s.w).map(|_| rng.i8()).collect();
     (q, x)
