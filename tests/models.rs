@@ -345,17 +345,16 @@ fn binary_word_widths_run_tfc_1w1a_exactly() {
     }
 }
 
-/// Without the binary32 requantizer lanes (`ppu.fp32_requant = false`, the way to fit an FPGA)
-/// the compiler turns every binary32 requantization into the equal threshold set: QLinear and
-/// QDQ models, convolutions and max pooling stay exact, and no `requant fp32` is emitted.
+/// Without the binary32 requantizer lanes (`ppu.fp32_requant = false`: the ulx3s preset, to fit
+/// its FPGA) the compiler turns every binary32 requantization into the equal threshold set:
+/// QLinear and QDQ models, convolutions and max pooling stay exact, and no `requant fp32` is
+/// emitted. The same models with the lanes (edge) emit `fp32=1`.
 #[test]
 fn models_stay_exact_without_the_binary32_requantizer() {
     let dir = tempfile::tempdir().unwrap();
-    let arch = ulx3s_variant(
-        dir.path(),
-        "nofp32",
-        &[("fp32_requant = true", "fp32_requant = false")],
-    );
+    let arch = "ulx3s".to_string();
+    let shown = text(&systole(&["arch", "show", &arch]));
+    assert!(shown.contains("fp32_requant = false"), "{shown}");
     let cases: Vec<String> = [
         repo("models/demo/cases/mlp_qdq"),
         repo("models/demo/cases/cnn_qdq"),
@@ -365,8 +364,8 @@ fn models_stay_exact_without_the_binary32_requantizer() {
     .map(|p| p.to_string_lossy().to_string())
     .collect();
     assert_check_passes(&cases, &arch);
-    let img = dir.path().join("mlp.sysb");
-    let model = repo("models/demo/cases/mlp_qdq/model.onnx");
+    let img = dir.path().join("cnn.sysb");
+    let model = repo("models/demo/cases/cnn_qdq/model.onnx");
     let o = systole(&[
         "compile",
         model.to_str().unwrap(),
@@ -378,6 +377,17 @@ fn models_stay_exact_without_the_binary32_requantizer() {
     assert!(o.status.success(), "{}", text(&o));
     let asm = text(&systole(&["disasm", img.to_str().unwrap()]));
     assert!(asm.contains("thresh") && !asm.contains("fp32=1"), "{asm}");
+    let o = systole(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--arch",
+        "edge",
+        "-o",
+        img.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let asm = text(&systole(&["disasm", img.to_str().unwrap()]));
+    assert!(asm.contains("fp32=1"), "{asm}");
 }
 
 /// A layer whose thresholds the arch cannot hold is named, whether its thresholds come from the
@@ -404,7 +414,8 @@ fn threshold_storage_too_small_names_the_layer() {
         "small",
         &[
             ("max_thresholds = 255", "max_thresholds = 15"),
-            ("fp32_requant = true", "fp32_requant = false"),
+            // (ulx3s has no binary32 lanes: its requantizations are thresholds.)
+            ("fp32_requant = false", "fp32_requant = false"),
         ],
     );
     let case = repo("models/demo/cases/cnn_qop");

@@ -84,6 +84,16 @@ pub const ULX3S: Board = Board {
             out_mhz: 24.0,
             params: [25, 24, 25, 12],
         },
+        Pll {
+            in_mhz: 25.0,
+            out_mhz: 12.5,
+            params: [2, 1, 48, 23],
+        },
+        Pll {
+            in_mhz: 25.0,
+            out_mhz: 10.0,
+            params: [5, 2, 60, 29],
+        },
     ],
     flash: "openFPGALoader --board ulx3s BITSTREAM.bit",
     // LFE5U-85F data sheet: 83,640 LUT4s, 156 18x18 multipliers, 208 EBR (18 Kbit).
