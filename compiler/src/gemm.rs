@@ -442,6 +442,12 @@ pub fn emit_dense(
     let row_mul_slot = |i: usize| 2 * pl + (2 + i % 2) as u32 * t.tm as u32;
     let mut item = 0usize;
     let mut out_idx = 0usize;
+    // When an m-tile's whole input fits one half of the input buffer (one k-chunk), it stays
+    // there for all n-tiles: loaded by the m-tile's first item into half mt % 2, read by the
+    // rest. The 2-deep token protocol already covers it: the first item i of m-tile mt + 1
+    // waits for compute item i - 2, at or after the last one of m-tile mt - 1, the previous
+    // user of that half.
+    let resident = t.k_chunks == 1 && t.n_tiles > 1;
     for mt in 0..t.m_tiles {
         let m0 = mt * t.tm;
         let rows = t.tm.min(m - m0);
@@ -451,6 +457,8 @@ pub fn emit_dense(
                 let tiles = t.kc.min(t.k_tiles - k0);
                 let last_chunk = kc + 1 == t.k_chunks;
                 let half = (item % 2) as u32;
+                let in_half = if resident { (mt % 2) as u32 } else { half };
+                let load_inputs = !resident || nt == 0;
                 // --- load ---
                 let mut loads = Vec::new();
                 // One row per item (batch-1 dense layers): every k-tile is one line, and lines
@@ -458,7 +466,7 @@ pub fn emit_dense(
                 // run of them (one DRAM latency instead of one per tile).
                 let single_row = t.tm == 1 && g.conv.is_none();
                 let mut j = 0;
-                while single_row && j < tiles {
+                while load_inputs && single_row && j < tiles {
                     let col = |j: usize| (k0 + j) % g.k_wrap.unwrap_or(usize::MAX);
                     let mut run = 1;
                     while j + run < tiles && col(j + run) == col(j) + run && run < 1023 {
@@ -466,7 +474,7 @@ pub fn emit_dense(
                     }
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Inp,
-                        sram: half * inp_half + j as u32,
+                        sram: in_half * inp_half + j as u32,
                         dram: (g.a_addr + m0 as u64 * g.a_pitch + (col(j) * r) as u64) as u32,
                         rows: 1,
                         cols: run as u32,
@@ -476,11 +484,11 @@ pub fn emit_dense(
                     j += run;
                 }
                 for j in 0..tiles {
-                    if single_row {
+                    if single_row || !load_inputs {
                         break;
                     }
                     if let Some(cv) = &g.conv {
-                        let sram = half * inp_half + (j * t.tm) as u32;
+                        let sram = in_half * inp_half + (j * t.tm) as u32;
                         loads.extend(
                             cv.loads(
                                 g,
@@ -497,7 +505,7 @@ pub fn emit_dense(
                     }
                     loads.push(Op::Load(Load {
                         buf: LoadBuf::Inp,
-                        sram: half * inp_half + (j * t.tm) as u32,
+                        sram: in_half * inp_half + (j * t.tm) as u32,
                         dram: (g.a_addr
                             + m0 as u64 * g.a_pitch
                             + (((k0 + j) % g.k_wrap.unwrap_or(usize::MAX)) * r) as u64)
@@ -539,7 +547,7 @@ pub fn emit_dense(
                         wgt: half * wgt_half + (j * r) as u32,
                     })));
                     comp.push(Insn::new(Op::MatMul(MatMul {
-                        inp: half * inp_half + (j * t.tm) as u32,
+                        inp: in_half * inp_half + (j * t.tm) as u32,
                         acc: acc_slot(out_idx),
                         m: rows as u32,
                         accumulate: !(kc == 0 && j == 0),
