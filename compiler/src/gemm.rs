@@ -123,7 +123,7 @@ impl Tiling {
         param_lines: usize,
         row_mul: bool,
     ) -> Result<Tiling, GemmError> {
-        let t = Self::with_params(arch, m, k, n, param_lines, row_mul)?;
+        let t = Self::rows_of(arch, m, k, n, param_lines, row_mul, ow)?;
         let tm = (t.tm / ow) * ow;
         if tm == 0 {
             return Err(GemmError::DoesNotFit {
@@ -157,6 +157,20 @@ impl Tiling {
         param_lines: usize,
         row_mul: bool,
     ) -> Result<Tiling, GemmError> {
+        Self::rows_of(arch, m, k, n, param_lines, row_mul, 1)
+    }
+
+    /// `with_params` for items of whole multiples of `align` rows (a convolution's output
+    /// rows) when it shortens items to keep their input resident.
+    fn rows_of(
+        arch: &ArchConfig,
+        m: usize,
+        k: usize,
+        n: usize,
+        param_lines: usize,
+        row_mul: bool,
+        align: usize,
+    ) -> Result<Tiling, GemmError> {
         let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
         let fit = |msg: String| GemmError::DoesNotFit { m, k, n, msg };
         if m == 0 || k == 0 || n == 0 {
@@ -181,6 +195,23 @@ impl Tiling {
         }
         // Then k-tiles per chunk: what the input half (kc blocks of tm lines) and the weight
         // half (kc tiles of `rows` lines) both hold.
+        let mut tm = tm;
+        let kc_max = (wgt_half / r).min(k_tiles).min(1023);
+        // Shorter items whose whole input fits one half stay resident across the n-tiles
+        // (`emit_dense`): worth it when that moves fewer DRAM bytes (the input once instead
+        // of once per n-tile, against the weights once more per extra m-tile) and the
+        // matmuls stay at least as long as the array's fill and drain.
+        let short = (inp_half / k_tiles).min(tm) / align * align;
+        if n_tiles > 1
+            && tm * k_tiles > inp_half
+            && kc_max == k_tiles
+            && short >= (r + c).min(m).max(align)
+        {
+            let bytes = |tm: usize, n_loads: usize| m * k * n_loads + m.div_ceil(tm) * k * n;
+            if bytes(short, 1) < bytes(tm, n_tiles) {
+                tm = short;
+            }
+        }
         let kc = (wgt_half / r).min(inp_half / tm).min(k_tiles).min(1023);
         if kc == 0 {
             return Err(fit(format!(
