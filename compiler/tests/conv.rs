@@ -170,3 +170,37 @@ fn resnet_like_convolutions_match_the_reference() {
     check("ulx3s", s(16, 15, 3, 2, 1, 16), 5);
     check("scalesim32", s(64, 14, 3, 1, 1, 64), 6);
 }
+
+/// The gathering schedule keeps an m-tile's input in the buffer for all output-channel tiles
+/// (`Tiling`, `emit_dense`): a strided 1x1 convolution with 8 output-channel tiles issues as
+/// many input loads as with one, and stays exact, including where items are shortened to
+/// whole output rows so that the input fits (56 x 56 -> 28 x 28 on ulx3s).
+#[test]
+fn gathered_inputs_are_loaded_once_for_all_output_tiles() {
+    use systole_arch::isa::{LoadBuf, Op};
+    let s = |hw, n| Shape {
+        cin: 32,
+        h: hw,
+        w: hw,
+        k: [1, 1],
+        stride: 2,
+        dilation: 1,
+        pads: [0; 4],
+        n,
+    };
+    let arch = ArchConfig::resolve("ulx3s").unwrap();
+    let input_loads = |s: Shape| {
+        let (q, _) = model(s, 0);
+        let (prog, _) = to_program(&arch, &q).unwrap();
+        prog.code
+            .iter()
+            .filter(|i| matches!(&i.op, Op::Load(l) if l.buf == LoadBuf::Inp))
+            .count()
+    };
+    for hw in [14, 56] {
+        let one = input_loads(s(hw, 8));
+        assert!(one > 0);
+        assert_eq!(input_loads(s(hw, 64)), one, "{hw} x {hw}");
+        check("ulx3s", s(hw, 64), 7);
+    }
+}
