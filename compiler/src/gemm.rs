@@ -198,17 +198,25 @@ impl Tiling {
         let mut tm = tm;
         let kc_max = (wgt_half / r).min(k_tiles).min(1023);
         // Shorter items whose whole input fits one half stay resident across the n-tiles
-        // (`emit_dense`): worth it when that moves fewer DRAM bytes (the input once instead
-        // of once per n-tile, against the weights once more per extra m-tile) and the
-        // matmuls stay at least as long as the array's fill and drain.
+        // (`emit_dense`): the input moves once instead of once per n-tile, against the weights
+        // once more per extra m-tile and one more weight load and array fill and drain per
+        // extra matmul. Taken when that estimate of DRAM and array cycles is smaller, with at
+        // most twice the m-tiles (the program grows with them: instruction memory).
         let short = (inp_half / k_tiles).min(tm) / align * align;
+        let aligned = tm / align * align;
         if n_tiles > 1
             && tm * k_tiles > inp_half
             && kc_max == k_tiles
             && short >= (r + c).min(m).max(align)
+            && 2 * short >= aligned
         {
-            let bytes = |tm: usize, n_loads: usize| m * k * n_loads + m.div_ceil(tm) * k * n;
-            if bytes(short, 1) < bytes(tm, n_tiles) {
+            let bpc = arch.dram.bytes_per_cycle as usize;
+            let cost = |tm: usize, input_loads: usize| {
+                let m_tiles = m.div_ceil(tm);
+                (m * k * input_loads + m_tiles * k * n) / bpc
+                    + m_tiles * n_tiles * k_tiles * (2 * r + c - 1)
+            };
+            if cost(short, 1) < cost(aligned, n_tiles) {
                 tm = short;
             }
         }

@@ -179,7 +179,7 @@ fn resnet_like_convolutions_match_the_reference() {
 fn gathered_inputs_are_loaded_once_for_all_output_tiles() {
     use systole_arch::isa::{LoadBuf, Op};
     let s = |hw, n| Shape {
-        cin: 32,
+        cin: 24,
         h: hw,
         w: hw,
         k: [1, 1],
