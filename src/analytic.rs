@@ -11,13 +11,15 @@
 //!   holds `queue_depth` instructions not yet started;
 //! * start: the cycle after fetch, after the unit's previous instruction, and after the
 //!   producer of every token it pops (the n-th pop of a token queue takes the n-th push);
+//! * retire: a push into a queue holding `token_depth` tokens waits for the pop that makes
+//!   room (the unit starts nothing meanwhile);
 //! * finish: the first cycle after fetch with every unit idle.
 //!
 //! Reading the compiler's instruction stream (rather than re-deriving `gemm::emit_dense`'s
 //! loops) keeps the model in step with the schedule: a new tiling, a different gather or more
 //! loads per item change the instructions and so the estimate, with no edit here. What it
 //! leaves out is the emulator's buffer port arbitration (a load that loses a bank's write port
-//! to the compute unit waits a cycle) and token-queue-full push stalls; `tests/analytic.rs`
+//! to the compute unit waits a cycle); `tests/analytic.rs`
 //! measures the error this costs against the emulator on every layer of the demo models, the
 //! TFC fixtures and ResNet-18.
 
@@ -241,9 +243,11 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
     // Per unit: start cycles of its instructions so far (queue occupancy), next free cycle.
     let mut starts: [Vec<u64>; 3] = Default::default();
     let mut free = [0u64; 3];
-    // Per token queue: the cycle each push lands (end of the producer), and pops so far.
+    let depth = arch.controller.token_depth as usize;
+    // Per token queue: the cycle each push lands (end of the producer, or later when the
+    // queue was full), and the cycle of each pop (the consumer's start).
     let mut pushes: [Vec<u64>; 4] = Default::default();
-    let mut pops = [0usize; 4];
+    let mut pops: [Vec<u64>; 4] = Default::default();
     let mut fetch: Option<u64> = None;
     let mut counts = Counts::default();
     let mut snapshots = Vec::with_capacity(snapshot_at.len());
@@ -279,15 +283,17 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
         let mut s = (f + 1).max(free[u]);
         for &tq in &tu.pops {
             let k = tq as usize;
-            let Some(&at) = pushes[k].get(pops[k]) else {
+            let Some(&at) = pushes[k].get(pops[k].len()) else {
                 bail!(
                     "instruction {idx} ({}): pops a {} token no earlier instruction pushes (the analytic model needs producers before consumers in program order)",
                     insn.op.mnemonic(),
                     tq.describe()
                 );
             };
-            pops[k] += 1;
             s = s.max(at + 1);
+        }
+        for &tq in &tu.pops {
+            pops[tq as usize].push(s);
         }
         let d = match &insn.op {
             Op::Load(l) => load_cycles(l, arch),
@@ -302,7 +308,20 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
         if snapshot_at.get(snapshots.len()) == Some(&idx) {
             snapshots.push((idx, counts.stats(arch, s)));
         }
-        let e = s + d - 1;
+        // A push into a full queue waits (the unit retiring) until a pop makes room: push n
+        // needs pop n - depth one cycle earlier. A pop later in program order than the push
+        // is not known yet and is taken as no stall.
+        let mut e = s + d - 1;
+        for &tq in &tu.pushes {
+            let k = tq as usize;
+            if let Some(&p) = pushes[k]
+                .len()
+                .checked_sub(depth)
+                .and_then(|i| pops[k].get(i))
+            {
+                e = e.max(p + 1);
+            }
+        }
         for &tq in &tu.pushes {
             pushes[tq as usize].push(e);
         }

@@ -476,9 +476,13 @@ pub fn emit_dense(
     let wgt_half = arch.lines(BufferKind::Weight) / 2;
     let out_half = arch.lines(BufferKind::Output) / 2;
     let pl = t.param_lines as u32;
-    let param_slot = |i: usize| (i % 2) as u32 * pl;
-    let acc_slot = |o: usize| 2 * pl + (o % 2) as u32 * t.tm as u32;
-    let row_mul_slot = |i: usize| 2 * pl + (2 + i % 2) as u32 * t.tm as u32;
+    // Accumulator halves (banks): half h holds parameter slot h, then accumulator slot h, then
+    // row-multiplier slot h, so that the load of item i + 1's parameters (half (i + 1) % 2)
+    // does not wait for the bank compute is writing item i's results into (half i % 2).
+    let acc_half = arch.lines(BufferKind::Accumulator) / 2;
+    let param_slot = |i: usize| (i % 2) as u32 * acc_half;
+    let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
+    let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + pl + t.tm as u32;
     let mut item = 0usize;
     let mut out_idx = 0usize;
     // When an m-tile's whole input fits one half of the input buffer (one k-chunk), it stays
@@ -797,14 +801,20 @@ pub fn emit_conv_rows(
     let k_tiles = taps * cv.ci_tiles;
     let pl = t.param_lines as u32;
     let tm = (t.rows * t.wq) as u32;
-    let param_slot = |i: usize| (i % 2) as u32 * pl;
-    let acc_slot = |o: usize| 2 * pl + (o % 2) as u32 * tm;
+    // Accumulator halves as in `emit_dense`: parameter slot h, then accumulator slot h.
+    let acc_half = arch.lines(BufferKind::Accumulator) / 2;
+    let param_slot = |i: usize| (i % 2) as u32 * acc_half;
+    let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
     let st = t.stride;
     let np = t.phases[0] * t.phases[1];
     // Phase rows of a block: the item's output rows plus the taps' reach below them.
     let block_rows = |rows: usize| rows + (cv.kh - 1) / st;
+    // When the blocks of every channel tile fit one half of the input buffer, they stay there
+    // for all n-tiles (as in `emit_dense`): the items of the first n-tile load them into half
+    // mt % 2, tile c at block c; the other items read them.
+    let resident = t.n_tiles > 1 && cv.ci_tiles * np * t.block <= inp_half as usize;
     let (mut item, mut out_idx) = (0usize, 0usize);
-    for oy0 in (0..t.oh).step_by(t.rows) {
+    for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
         let rows = t.rows.min(t.oh - oy0);
         let lines = (rows * t.wq) as u32;
         for nt in 0..t.n_tiles {
@@ -813,6 +823,15 @@ pub fn emit_conv_rows(
                 let cc = t.cc.min(cv.ci_tiles - c0);
                 let last_chunk = chunk + 1 == t.chunks;
                 let half = (item % 2) as u32;
+                // Input block of the chunk's tile j.
+                let in_block = |j: usize| {
+                    if resident {
+                        (mt % 2) as u32 * inp_half + ((c0 + j) * np * t.block) as u32
+                    } else {
+                        half * inp_half + (j * np * t.block) as u32
+                    }
+                };
+                let load_inputs = !resident || nt == 0;
                 let mut loads = Vec::new();
                 // Input: per channel tile and phase, one load per phase row. At stride 1
                 // without left and right padding, image rows follow each other in DRAM as in
@@ -822,12 +841,12 @@ pub fn emit_conv_rows(
                 } else {
                     1
                 };
-                for j in 0..cc {
+                for j in (0..cc).filter(|_| load_inputs) {
                     for (ph, (ry, rx)) in (0..t.phases[0])
                         .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
                         .enumerate()
                     {
-                        let base = half * inp_half + ((j * np + ph) * t.block) as u32;
+                        let base = in_block(j) + (ph * t.block) as u32;
                         let cols = phase_columns(&cv, st, t.wq, rx);
                         let image_row = |a: usize| {
                             let iy = (st * (oy0 + a) + ry) as i64 - cv.pad[0] as i64;
@@ -900,8 +919,8 @@ pub fn emit_conv_rows(
                             wgt: half * wgt_half + ((tap * cc + j) * r) as u32,
                         })));
                         comp.push(Insn::new(Op::MatMul(MatMul {
-                            inp: half * inp_half
-                                + ((j * np + (ky % st) * t.phases[1] + kx % st) * t.block
+                            inp: in_block(j)
+                                + (((ky % st) * t.phases[1] + kx % st) * t.block
                                     + (ky / st) * t.wq
                                     + kx / st) as u32,
                             acc: acc_slot(out_idx),
