@@ -800,7 +800,6 @@ pub fn emit_conv_rows(
     let taps = cv.kh * cv.kw;
     let k_tiles = taps * cv.ci_tiles;
     let pl = t.param_lines as u32;
-    let tm = (t.rows * t.wq) as u32;
     // Accumulator halves as in `emit_dense`: parameter slot h, then accumulator slot h.
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
     let param_slot = |i: usize| (i % 2) as u32 * acc_half;
