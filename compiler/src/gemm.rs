@@ -729,8 +729,9 @@ impl ConvRows {
         let np = phases[0] * phases[1];
         let block = |rows: usize| (rows + (cv.kh - 1) / st) * wq + (cv.kw - 1) / st;
         let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
+        let fits = |rows: usize, tiles: usize| tiles * np * block(rows) <= inp_half;
         let mut rows = oh.min(slot / wq).min(out_half / wq).min(4095 / wq);
-        while rows > 0 && np * block(rows) > inp_half {
+        while rows > 0 && !fits(rows, 1) {
             rows -= 1;
         }
         if rows == 0 {
@@ -738,7 +739,47 @@ impl ConvRows {
         }
         // Even out the items: 56 rows in items of at most 12 become 5 x 11.2 -> 12,12,12,12,8
         // otherwise; ceil(oh / items) keeps the count and shortens the longest.
-        rows = oh.div_ceil(oh.div_ceil(rows));
+        let even = |rows: usize| oh.div_ceil(oh.div_ceil(rows));
+        rows = even(rows);
+        let n_tiles = n.div_ceil(c);
+        // Shorter items can keep the blocks of every channel tile resident across the n-tiles
+        // (`emit_conv_rows`): fewer input loads, more weight loads and shorter matmuls. Taken
+        // when a first-order estimate of the layer's cycles says so: the larger of the load
+        // unit's time (each load pays the DRAM latency, then its beats) and the compute
+        // unit's (ldw, matmul with fill and drain, bias and requantization).
+        let mut res_rows = rows;
+        while res_rows > 0 && !fits(res_rows, cv.ci_tiles) {
+            res_rows -= 1;
+        }
+        if n_tiles > 1 && res_rows > 0 && res_rows < rows {
+            let lat = arch.dram.latency_cycles as usize;
+            let bpc = arch.dram.bytes_per_cycle as usize;
+            let beats = |bytes: usize| bytes.div_ceil(bpc).max(1);
+            let estimate = |rows: usize| {
+                let m_tiles = oh.div_ceil(rows);
+                let resident = fits(rows, cv.ci_tiles);
+                let cc = cv.ci_tiles.min(wgt_half / (taps * r)).min(if resident {
+                    cv.ci_tiles
+                } else {
+                    inp_half / (np * block(rows))
+                });
+                let chunks = cv.ci_tiles.div_ceil(cc);
+                let phase_rows = rows + (cv.kh - 1) / st;
+                let input_loads =
+                    m_tiles * cv.ci_tiles * np * phase_rows * if resident { 1 } else { n_tiles };
+                let items = m_tiles * n_tiles * chunks;
+                let load =
+                    input_loads * (lat + wq * beats(r)) + items * (lat + cc * taps * r * beats(c));
+                let lines = rows * wq;
+                let compute =
+                    m_tiles * n_tiles * (cv.ci_tiles * taps * (2 * r + c - 1 + lines) + 2 * lines);
+                load.max(compute)
+            };
+            let res_rows = even(res_rows);
+            if estimate(res_rows) < estimate(rows) {
+                rows = res_rows;
+            }
+        }
         let cc = cv
             .ci_tiles
             .min(wgt_half / (taps * r))
@@ -752,7 +793,7 @@ impl ConvRows {
             block: block(rows),
             cc,
             chunks: cv.ci_tiles.div_ceil(cc),
-            n_tiles: n.div_ceil(c),
+            n_tiles,
             param_lines,
         })
     }

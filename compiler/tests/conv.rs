@@ -169,6 +169,9 @@ fn resnet_like_convolutions_match_the_reference() {
     check("ulx3s", s(24, 17, 1, 1, 0, 12), 4);
     check("ulx3s", s(16, 15, 3, 2, 1, 16), 5);
     check("scalesim32", s(64, 14, 3, 1, 1, 64), 6);
+    // Conv5_1a of ResNet-18: stride 2, 8 channel tiles, 16 n-tiles; its items are shortened
+    // so that all channel tiles' phase blocks stay resident across the n-tiles.
+    check("scalesim32", s(256, 14, 3, 2, 0, 512), 8);
 }
 
 /// The gathering schedule keeps an m-tile's input in the buffer for all output-channel tiles
