@@ -65,37 +65,39 @@ pub struct PpuLane {
     p1: Signal<Local, Bits<32>>,
     p2: Signal<Local, Bits<32>>,
     p3: Signal<Local, Bits<32>>,
-    uprod0: Signal<Local, Bits<64>>,
-    uprod1: Signal<Local, Bits<64>>,
-    uprod2: Signal<Local, Bits<64>>,
-    sfloor: Signal<Local, Bits<64>>,
+    mid: Signal<Local, Bits<33>>,
+    upper: Signal<Local, Bits<48>>,
+    ca: Signal<Local, Bits<32>>,
+    cb: Signal<Local, Bits<32>>,
+    low32: Signal<Local, Bits<32>>,
+    lt: Signal<Local, Bit>,
     sa: Signal<Local, Bits<32>>,
     sb: Signal<Local, Bits<32>>,
+    smask: Signal<Local, Bits<64>>,
+    below: Signal<Local, Bits<64>>,
+    below1: Signal<Local, Bits<64>>,
     floor: Signal<Local, Bits<64>>,
-    rem: Signal<Local, Bits<64>>,
-    half: Signal<Local, Bits<64>>,
+    half: Signal<Local, Bit>,
+    sticky: Signal<Local, Bit>,
     up: Signal<Local, Bit>,
     v: Signal<Local, Bits<64>>,
-    lo_ext: Signal<Local, Bits<64>>,
-    hi_ext: Signal<Local, Bits<64>>,
-    tlo: Signal<Local, Bits<64>>,
-    thi: Signal<Local, Bits<64>>,
-    t1: Signal<Local, Bits<64>>,
-    t2: Signal<Local, Bits<64>>,
-    t3: Signal<Local, Bits<64>>,
-    t4: Signal<Local, Bits<64>>,
+    any_hi: Signal<Local, Bit>,
+    all_hi: Signal<Local, Bit>,
+    fits: Signal<Local, Bit>,
+    v9: Signal<Local, Bits<9>>,
+    lo9: Signal<Local, Bits<9>>,
+    hi9: Signal<Local, Bits<9>>,
+    below_lo: Signal<Local, Bit>,
+    above_hi: Signal<Local, Bit>,
     c16: Constant<Bits<6>>,
     c32: Constant<Bits<6>>,
-    one: Constant<Bits<64>>,
     ones: Constant<Bits<64>>,
-    sign32: Constant<Bits<32>>,
-    sign64: Constant<Bits<64>>,
-    hi56: Constant<Bits<64>>,
-    hi32: Constant<Bits<64>>,
-    min8: Constant<Bits<64>>,
-    max8: Constant<Bits<64>>,
-    max_u8: Constant<Bits<64>>,
     zero64: Constant<Bits<64>>,
+    hi32: Constant<Bits<64>>,
+    low8: Constant<Bits<64>>,
+    sign9: Constant<Bits<9>>,
+    sign32: Constant<Bits<32>>,
+    zero32: Constant<Bits<32>>,
 }
 
 impl Default for PpuLane {
@@ -142,37 +144,39 @@ impl Default for PpuLane {
             p1: Default::default(),
             p2: Default::default(),
             p3: Default::default(),
-            uprod0: Default::default(),
-            uprod1: Default::default(),
-            uprod2: Default::default(),
-            sfloor: Default::default(),
+            mid: Default::default(),
+            upper: Default::default(),
+            ca: Default::default(),
+            cb: Default::default(),
+            low32: Default::default(),
+            lt: Default::default(),
             sa: Default::default(),
             sb: Default::default(),
+            smask: Default::default(),
+            below: Default::default(),
+            below1: Default::default(),
             floor: Default::default(),
-            rem: Default::default(),
             half: Default::default(),
+            sticky: Default::default(),
             up: Default::default(),
             v: Default::default(),
-            lo_ext: Default::default(),
-            hi_ext: Default::default(),
-            tlo: Default::default(),
-            thi: Default::default(),
-            t1: Default::default(),
-            t2: Default::default(),
-            t3: Default::default(),
-            t4: Default::default(),
+            any_hi: Default::default(),
+            all_hi: Default::default(),
+            fits: Default::default(),
+            v9: Default::default(),
+            lo9: Default::default(),
+            hi9: Default::default(),
+            below_lo: Default::default(),
+            above_hi: Default::default(),
             c16: Constant::new(Bits::<6>::from(16u64)),
             c32: Constant::new(Bits::<6>::from(32u64)),
-            one: c(1),
             ones: c(u64::MAX),
-            sign32: Constant::new(Bits::<32>::from(1u64 << 31)),
-            sign64: c(1 << 63),
-            hi56: c(!0xff),
-            hi32: c(!0xffff_ffff),
-            min8: c(-128i64 as u64),
-            max8: c(127),
-            max_u8: c(255),
             zero64: c(0),
+            hi32: c(!0xffff_ffff),
+            low8: c(0xff),
+            sign9: Constant::new(Bits::<9>::from(0x100u64)),
+            sign32: Constant::new(Bits::<32>::from(1u64 << 31)),
+            zero32: Constant::new(Bits::<32>::from(0u64)),
         }
     }
 }
@@ -204,58 +208,59 @@ impl Logic for PpuLane {
             s3_byte,
             s3_valid
         );
-        // Stage 1. Unsigned 32 x 32 product from 16-bit halves, then the two's complement
-        // corrections: a*b = ua*ub - 2^32 (b if a < 0) - 2^32 (a if b < 0), modulo 2^64.
+        // Stage 1. Unsigned 32 x 32 product from 16-bit halves: p3:p0 plus the middle
+        // products at bit 16, added only above bit 16 (bits 0-15 are p0's). Then the two's
+        // complement corrections, which touch only the high word:
+        // a*b = ua*ub - 2^32 (b if a < 0) - 2^32 (a if b < 0), modulo 2^64.
         self.p0.next = self.a.val().get_bits::<16>(0) * self.b.val().get_bits::<16>(0);
         self.p1.next = self.a.val().get_bits::<16>(0) * self.b.val().get_bits::<16>(16);
         self.p2.next = self.a.val().get_bits::<16>(16) * self.b.val().get_bits::<16>(0);
         self.p3.next = self.a.val().get_bits::<16>(16) * self.b.val().get_bits::<16>(16);
         // Each step is its own Local: in rust-hdl's simulator a Local read in the same
         // update is its old value (pitfall 7).
-        self.uprod0.next = bit_cast::<64, 32>(self.p0.val())
-            + (bit_cast::<64, 32>(self.p1.val()) << self.c16.val())
-            + (bit_cast::<64, 32>(self.p2.val()) << self.c16.val())
-            + (bit_cast::<64, 32>(self.p3.val()) << self.c32.val());
+        self.mid.next = bit_cast::<33, 32>(self.p1.val()) + bit_cast::<33, 32>(self.p2.val());
+        self.upper.next = ((bit_cast::<48, 32>(self.p3.val()) << self.c16.val())
+            | bit_cast::<48, 32>(self.p0.val() >> self.c16.val()))
+            + bit_cast::<48, 33>(self.mid.val());
+        self.low32.next = (bit_cast::<32, 16>(self.upper.val().get_bits::<16>(0))
+            << self.c16.val())
+            | bit_cast::<32, 16>(self.p0.val().get_bits::<16>(0));
+        self.ca.next = self.zero32.val();
         if self.a.val().get_bit(31) {
-            self.uprod1.next =
-                self.uprod0.val() - (bit_cast::<64, 32>(self.b.val()) << self.c32.val());
-        } else {
-            self.uprod1.next = self.uprod0.val();
+            self.ca.next = self.b.val();
         }
+        self.cb.next = self.zero32.val();
         if self.b.val().get_bit(31) {
-            self.uprod2.next =
-                self.uprod1.val() - (bit_cast::<64, 32>(self.a.val()) << self.c32.val());
-        } else {
-            self.uprod2.next = self.uprod1.val();
+            self.cb.next = self.a.val();
         }
-        self.s1_prod.d.next = self.uprod2.val();
-        // Signed order as unsigned order of the sign-flipped values.
+        self.s1_prod.d.next = (bit_cast::<64, 32>(
+            self.upper.val().get_bits::<32>(16) - self.ca.val() - self.cb.val(),
+        ) << self.c32.val())
+            | bit_cast::<64, 32>(self.low32.val());
+        // Signed order as unsigned order of the sign-flipped values; one comparator serves
+        // max and min (on equal operands either is the result).
         self.sa.next = self.a.val() ^ self.sign32.val();
         self.sb.next = self.b.val() ^ self.sign32.val();
+        self.lt.next = self.sa.val() < self.sb.val();
         match self.func.val().index() {
             0 => self.s1_alu.d.next = self.a.val() + self.b.val(),
             1 => self.s1_alu.d.next = self.a.val() - self.b.val(),
             2 => {
-                if self.sa.val() > self.sb.val() {
-                    self.s1_alu.d.next = self.a.val();
-                } else {
+                if self.lt.val() {
                     self.s1_alu.d.next = self.b.val();
+                } else {
+                    self.s1_alu.d.next = self.a.val();
                 }
             }
             3 => {
-                if self.sa.val() < self.sb.val() {
+                if self.lt.val() {
                     self.s1_alu.d.next = self.a.val();
                 } else {
                     self.s1_alu.d.next = self.b.val();
                 }
             }
-            _ => {
-                self.s1_alu.d.next = self.p0.val()
-                    + (bit_cast::<32, 64>(
-                        (bit_cast::<64, 32>(self.p1.val()) + bit_cast::<64, 32>(self.p2.val()))
-                            << self.c16.val(),
-                    ));
-            }
+            // The low word of the product is the same for signed and unsigned operands.
+            _ => self.s1_alu.d.next = self.low32.val(),
         }
         self.s1_alu_valid.d.next = self.valid.val() & !self.requant.val();
         self.s1_req_valid.d.next = self.valid.val() & self.requant.val();
@@ -266,35 +271,29 @@ impl Logic for PpuLane {
         self.s1_lo.d.next = self.lo.val();
         self.s1_hi.d.next = self.hi.val();
 
-        // Stage 2: ALU result out; arithmetic shift right with rounding.
+        // Stage 2: ALU result out; arithmetic shift right with rounding. One barrel shifter:
+        // x >> s (arithmetic) = ((x ^ m) >> s) ^ m with m the sign mask. The rounding needs
+        // only the half bit (bit s - 1) and whether any bit below it is set.
         self.s2_alu.d.next = self.s1_alu.q.val();
         self.s2_alu_valid.d.next = self.s1_alu_valid.q.val();
-        self.sfloor.next = self.s1_prod.q.val() >> self.s1_shift.q.val();
+        self.smask.next = self.zero64.val();
         if self.s1_prod.q.val().get_bit(63) {
-            self.floor.next = self.sfloor.val() | !(self.ones.val() >> self.s1_shift.q.val());
-        } else {
-            self.floor.next = self.sfloor.val();
+            self.smask.next = self.ones.val();
         }
-        self.rem.next = self.s1_prod.q.val() & !(self.ones.val() << self.s1_shift.q.val());
-        self.half.next = (self.one.val() << self.s1_shift.q.val()) >> 1;
-        self.up.next = false;
-        if self.s1_shift.q.val().any() {
-            match self.s1_round.q.val().index() {
-                0 => {
-                    self.up.next = (self.rem.val() > self.half.val())
-                        | ((self.rem.val() == self.half.val()) & self.floor.val().get_bit(0));
-                }
-                1 => {
-                    self.up.next = (self.rem.val() > self.half.val())
-                        | ((self.rem.val() == self.half.val()) & !self.s1_prod.q.val().get_bit(63));
-                }
-                2 => {
-                    self.up.next = self.rem.val() >= self.half.val();
-                }
-                _ => {
-                    self.up.next = false;
-                }
+        self.floor.next =
+            ((self.s1_prod.q.val() ^ self.smask.val()) >> self.s1_shift.q.val()) ^ self.smask.val();
+        self.below.next = !(self.ones.val() << self.s1_shift.q.val());
+        self.below1.next = self.below.val() >> 1;
+        self.half.next = (self.s1_prod.q.val() & self.below.val() & !self.below1.val()).any();
+        self.sticky.next = (self.s1_prod.q.val() & self.below1.val()).any();
+        match self.s1_round.q.val().index() {
+            0 => self.up.next = self.half.val() & (self.sticky.val() | self.floor.val().get_bit(0)),
+            1 => {
+                self.up.next =
+                    self.half.val() & (self.sticky.val() | !self.s1_prod.q.val().get_bit(63))
             }
+            2 => self.up.next = self.half.val(),
+            _ => self.up.next = false,
         }
         self.s2_r.d.next = self.floor.val() + self.up.val();
         self.s2_req_valid.d.next = self.s1_req_valid.q.val();
@@ -303,49 +302,41 @@ impl Logic for PpuLane {
         self.s2_lo.d.next = self.s1_lo.q.val();
         self.s2_hi.d.next = self.s1_hi.q.val();
 
-        // Stage 3: zero point, clamp to the output type, then to [lo, hi]; all compares
-        // on sign-flipped 64-bit values.
+        // Stage 3: zero point, then min(max(v, lo), hi). lo and hi always lie inside the
+        // output type's range, so the clamp to the type changes nothing after them. v is
+        // compared as 9-bit signed when it fits (bits 63-8 all equal), else by its sign;
+        // compares on sign-flipped values.
         self.v.next = self.s2_r.q.val() + bit_cast::<64, 32>(self.s2_zp.q.val());
         if self.s2_zp.q.val().get_bit(31) {
             self.v.next =
                 self.s2_r.q.val() + (bit_cast::<64, 32>(self.s2_zp.q.val()) | self.hi32.val());
         }
-        self.lo_ext.next = bit_cast::<64, 8>(self.s2_lo.q.val());
-        self.hi_ext.next = bit_cast::<64, 8>(self.s2_hi.q.val());
-        if self.s2_unsigned.q.val() {
-            self.tlo.next = self.zero64.val() ^ self.sign64.val();
-            self.thi.next = self.max_u8.val() ^ self.sign64.val();
-        } else {
-            self.tlo.next = self.min8.val() ^ self.sign64.val();
-            self.thi.next = self.max8.val() ^ self.sign64.val();
-            if self.s2_lo.q.val().get_bit(7) {
-                self.lo_ext.next = bit_cast::<64, 8>(self.s2_lo.q.val()) | self.hi56.val();
+        self.any_hi.next = (self.v.val() & !self.low8.val()).any();
+        self.all_hi.next = (self.v.val() | self.low8.val()) == self.ones.val();
+        self.fits.next = !self.any_hi.val() | self.all_hi.val();
+        self.v9.next = self.v.val().get_bits::<9>(0) ^ self.sign9.val();
+        self.lo9.next = bit_cast::<9, 8>(self.s2_lo.q.val()) | self.sign9.val();
+        if !self.s2_unsigned.q.val() & self.s2_lo.q.val().get_bit(7) {
+            self.lo9.next = bit_cast::<9, 8>(self.s2_lo.q.val());
+        }
+        self.hi9.next = bit_cast::<9, 8>(self.s2_hi.q.val()) | self.sign9.val();
+        if !self.s2_unsigned.q.val() & self.s2_hi.q.val().get_bit(7) {
+            self.hi9.next = bit_cast::<9, 8>(self.s2_hi.q.val());
+        }
+        self.below_lo.next = (self.v.val().get_bit(63) & !self.fits.val())
+            | (self.fits.val() & (self.v9.val() < self.lo9.val()));
+        self.above_hi.next = (!self.v.val().get_bit(63) & !self.fits.val())
+            | (self.fits.val() & (self.v9.val() > self.hi9.val()));
+        if self.below_lo.val() {
+            if self.lo9.val() > self.hi9.val() {
+                self.s3_byte.d.next = self.s2_hi.q.val();
+            } else {
+                self.s3_byte.d.next = self.s2_lo.q.val();
             }
-            if self.s2_hi.q.val().get_bit(7) {
-                self.hi_ext.next = bit_cast::<64, 8>(self.s2_hi.q.val()) | self.hi56.val();
-            }
-        }
-        self.t1.next = self.v.val() ^ self.sign64.val();
-        if self.t1.val() < self.tlo.val() {
-            self.t2.next = self.tlo.val();
+        } else if self.above_hi.val() {
+            self.s3_byte.d.next = self.s2_hi.q.val();
         } else {
-            self.t2.next = self.t1.val();
-        }
-        if self.t2.val() > self.thi.val() {
-            self.t3.next = self.thi.val();
-        } else {
-            self.t3.next = self.t2.val();
-        }
-        if self.t3.val() < (self.lo_ext.val() ^ self.sign64.val()) {
-            self.t4.next = self.lo_ext.val() ^ self.sign64.val();
-        } else {
-            self.t4.next = self.t3.val();
-        }
-        // The last clamp, to hi; flipping the sign bit leaves the low byte as it is.
-        if self.t4.val() > (self.hi_ext.val() ^ self.sign64.val()) {
-            self.s3_byte.d.next = self.hi_ext.val().get_bits::<8>(0);
-        } else {
-            self.s3_byte.d.next = self.t4.val().get_bits::<8>(0);
+            self.s3_byte.d.next = self.v.val().get_bits::<8>(0);
         }
         self.s3_valid.d.next = self.s2_req_valid.q.val();
 

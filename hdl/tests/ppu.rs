@@ -52,8 +52,8 @@ proptest! {
     }
 }
 
-/// Every rounding mode on exact ties of both signs, the largest products, and every ALU
-/// function on the int32 extremes.
+/// Every rounding mode on exact ties of both signs, the largest products, the clamp around
+/// its 9-bit boundaries, and every ALU function on the int32 extremes.
 #[test]
 fn ppu_lane_ties_and_extremes() {
     let mut v = Vec::new();
@@ -84,6 +84,52 @@ fn ppu_lane_ties_and_extremes() {
                     shift,
                     a,
                     b,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    // The clamp around the 9-bit boundaries (the RTL compares 9 bits when v fits), with
+    // narrow and crossed (lo > hi) bounds of both output types.
+    for unsigned in [false, true] {
+        for (lo, hi) in [
+            (0x80u8, 0x7fu8),
+            (0, 255),
+            (0x85, 0x10),
+            (3, 250),
+            (200, 100),
+            (0x7f, 0x80),
+        ] {
+            for a in [
+                -65_537,
+                -257,
+                -256,
+                -255,
+                -129,
+                -128,
+                -127,
+                -1,
+                0,
+                1,
+                127,
+                128,
+                129,
+                254,
+                255,
+                256,
+                257,
+                65_536,
+                i32::MIN,
+                i32::MAX,
+            ] {
+                v.push(LaneIn {
+                    valid: true,
+                    requant: true,
+                    unsigned,
+                    lo,
+                    hi,
+                    a,
+                    b: 1,
                     ..Default::default()
                 });
             }
