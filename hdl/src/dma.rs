@@ -76,10 +76,15 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
     wire [31:0] pos_n = pos + (advance ? 32'd1 : 32'd0);
     assign done = act && pos_n == total;
 
+    // The beat goes into its place in the line: one decoded write enable per beat position
+    // (a shift by the 16-bit beat count would build a mux for every possible count).
+    localparam NB = LB / B;
     reg [8*LB-1:0] full;
+    integer k;
     always @(*) begin
         full = line_q;
-        full[beats * 8 * B +: 8 * B] = rresp_data;
+        for (k = 0; k < NB; k = k + 1)
+            if (beats == k) full[k * 8 * B +: 8 * B] = rresp_data;
     end
     assign wbuf = buf_;
     assign wline = sram + pos[15:0];
