@@ -816,11 +816,17 @@ impl ScaleSimDiff {
             ),
             (
                 self.m_tiling,
-                format!(
-                    "m-tiling ({} m-tiles each reload weights and refill the array, plus the \
-                     unstored columns of row reuse)",
-                    l.m_tiles
-                ),
+                if l.m_tiles == 1 {
+                    "m-tiling (1 m-tile: the array's refills and the unstored columns of row \
+                     reuse)"
+                        .to_string()
+                } else {
+                    format!(
+                        "m-tiling ({} m-tiles each reload weights and refill the array, plus \
+                         the unstored columns of row reuse)",
+                        l.m_tiles
+                    )
+                },
             ),
             (
                 self.ppu,

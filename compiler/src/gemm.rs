@@ -681,6 +681,12 @@ pub struct ConvRows {
     pub chunks: usize,
     pub n_tiles: usize,
     pub param_lines: usize,
+    /// Loop order: k-chunks outside the n-tiles. Each chunk's input blocks are loaded once
+    /// and used by every n-tile, whose accumulators (one region per n-tile, in the m-tile's
+    /// accumulator half) stay in the buffer across the chunks; the items can then be as long
+    /// as that many accumulators allow instead of as short as keeping every channel tile's
+    /// blocks resident needs.
+    pub chunks_outside: bool,
 }
 
 impl ConvRows {
@@ -688,7 +694,14 @@ impl ConvRows {
     /// when `g` is no convolution or one this schedule does not run: dilated, split weights,
     /// row multipliers, binary operands or packed outputs, rows that do not fit the buffers or
     /// the load's fields (`emit_dense`'s gathering schedule then runs it).
-    pub fn plan(arch: &ArchConfig, g: &DenseGeom, param_lines: usize) -> Option<ConvRows> {
+    /// `acc_out`: the layer's output is stored from the accumulators (`OutMode::Int32`), which
+    /// the chunks-outside order does not do.
+    pub fn plan(
+        arch: &ArchConfig,
+        g: &DenseGeom,
+        param_lines: usize,
+        acc_out: bool,
+    ) -> Option<ConvRows> {
         let cv = g.conv?;
         if g.k_wrap.is_some() || g.row_mul_addr.is_some() || g.binary || g.pack_out {
             return None;
@@ -743,41 +756,63 @@ impl ConvRows {
         rows = even(rows);
         let n_tiles = n.div_ceil(c);
         // Shorter items can keep the blocks of every channel tile resident across the n-tiles
-        // (`emit_conv_rows`): fewer input loads, more weight loads and shorter matmuls. Taken
-        // when a first-order estimate of the layer's cycles says so: the larger of the load
-        // unit's time (each load pays the DRAM latency, then its beats) and the compute
-        // unit's (ldw, matmul with fill and drain, bias and requantization).
+        // (`emit_conv_rows`): fewer input loads, more weight loads and shorter matmuls. The
+        // chunks-outside order keeps the accumulators of every n-tile instead, which bounds
+        // the items by the accumulator half. Each is taken when a first-order estimate of the
+        // layer's cycles says so: the larger of the load unit's time (each load pays the DRAM
+        // latency, then its beats) and the compute unit's (ldw, matmul with fill and drain,
+        // bias and requantization).
+        let lat = arch.dram.latency_cycles as usize;
+        let bpc = arch.dram.bytes_per_cycle as usize;
+        let beats = |bytes: usize| bytes.div_ceil(bpc).max(1);
+        let estimate = |rows: usize, outside: bool| {
+            let m_tiles = oh.div_ceil(rows);
+            let resident = outside || fits(rows, cv.ci_tiles);
+            let cc = cv
+                .ci_tiles
+                .min(wgt_half / (taps * r))
+                .min(if resident && !outside {
+                    cv.ci_tiles
+                } else {
+                    inp_half / (np * block(rows))
+                });
+            let chunks = cv.ci_tiles.div_ceil(cc);
+            let phase_rows = rows + (cv.kh - 1) / st;
+            let input_loads =
+                m_tiles * cv.ci_tiles * np * phase_rows * if resident { 1 } else { n_tiles };
+            let items = m_tiles * n_tiles * chunks;
+            let load =
+                input_loads * (lat + wq * beats(r)) + items * (lat + cc * taps * r * beats(c));
+            let lines = rows * wq;
+            let compute =
+                m_tiles * n_tiles * (cv.ci_tiles * taps * (2 * r + c - 1 + lines) + 2 * lines);
+            load.max(compute)
+        };
         let mut res_rows = rows;
         while res_rows > 0 && !fits(res_rows, cv.ci_tiles) {
             res_rows -= 1;
         }
         if n_tiles > 1 && res_rows > 0 && res_rows < rows {
-            let lat = arch.dram.latency_cycles as usize;
-            let bpc = arch.dram.bytes_per_cycle as usize;
-            let beats = |bytes: usize| bytes.div_ceil(bpc).max(1);
-            let estimate = |rows: usize| {
-                let m_tiles = oh.div_ceil(rows);
-                let resident = fits(rows, cv.ci_tiles);
-                let cc = cv.ci_tiles.min(wgt_half / (taps * r)).min(if resident {
-                    cv.ci_tiles
-                } else {
-                    inp_half / (np * block(rows))
-                });
-                let chunks = cv.ci_tiles.div_ceil(cc);
-                let phase_rows = rows + (cv.kh - 1) / st;
-                let input_loads =
-                    m_tiles * cv.ci_tiles * np * phase_rows * if resident { 1 } else { n_tiles };
-                let items = m_tiles * n_tiles * chunks;
-                let load =
-                    input_loads * (lat + wq * beats(r)) + items * (lat + cc * taps * r * beats(c));
-                let lines = rows * wq;
-                let compute =
-                    m_tiles * n_tiles * (cv.ci_tiles * taps * (2 * r + c - 1 + lines) + 2 * lines);
-                load.max(compute)
-            };
             let res_rows = even(res_rows);
-            if estimate(res_rows) < estimate(rows) {
+            if estimate(res_rows, false) < estimate(rows, false) {
                 rows = res_rows;
+            }
+        }
+        let mut chunks_outside = false;
+        if n_tiles > 1 && !acc_out {
+            let mut out_rows = oh
+                .min(slot / n_tiles / wq)
+                .min(out_half / wq)
+                .min(4095 / wq);
+            while out_rows > 0 && !fits(out_rows, 1) {
+                out_rows -= 1;
+            }
+            if out_rows > 0 {
+                let out_rows = even(out_rows);
+                if estimate(out_rows, true) < estimate(rows, false) {
+                    rows = out_rows;
+                    chunks_outside = true;
+                }
             }
         }
         let cc = cv
@@ -795,6 +830,7 @@ impl ConvRows {
             chunks: cv.ci_tiles.div_ceil(cc),
             n_tiles,
             param_lines,
+            chunks_outside,
         })
     }
 
@@ -852,178 +888,196 @@ pub fn emit_conv_rows(
     // When the blocks of every channel tile fit one half of the input buffer, they stay there
     // for all n-tiles (as in `emit_dense`): the items of the first n-tile load them into half
     // mt % 2, tile c at block c; the other items read them.
-    let resident = t.n_tiles > 1 && cv.ci_tiles * np * t.block <= inp_half as usize;
+    let resident =
+        !t.chunks_outside && t.n_tiles > 1 && cv.ci_tiles * np * t.block <= inp_half as usize;
+    // Chunks outside the n-tiles: n-tile nt accumulates in its own region of the m-tile's
+    // accumulator half, after that half's parameter slot.
+    let region = (t.rows * t.wq) as u32;
     let (mut item, mut out_idx) = (0usize, 0usize);
     for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
         let rows = t.rows.min(t.oh - oy0);
         let lines = (rows * t.wq) as u32;
-        for nt in 0..t.n_tiles {
-            for chunk in 0..t.chunks {
-                let c0 = chunk * t.cc;
-                let cc = t.cc.min(cv.ci_tiles - c0);
-                let last_chunk = chunk + 1 == t.chunks;
-                let half = (item % 2) as u32;
-                // Input block of the chunk's tile j.
-                let in_block = |j: usize| {
-                    if resident {
-                        (mt % 2) as u32 * inp_half + ((c0 + j) * np * t.block) as u32
-                    } else {
-                        half * inp_half + (j * np * t.block) as u32
-                    }
-                };
-                let load_inputs = !resident || nt == 0;
-                let mut loads = Vec::new();
-                // Input: per channel tile and phase, one load per phase row. At stride 1
-                // without left and right padding, image rows follow each other in DRAM as in
-                // the block, so one load moves a run of them (one DRAM latency, not one a row).
-                let merge = if st == 1 && cv.pad[1] == 0 && t.wq == cv.w {
-                    (1023 / cv.w).max(1)
+        let order: Vec<(usize, usize)> = if t.chunks_outside {
+            (0..t.chunks)
+                .flat_map(|chunk| (0..t.n_tiles).map(move |nt| (nt, chunk)))
+                .collect()
+        } else {
+            (0..t.n_tiles)
+                .flat_map(|nt| (0..t.chunks).map(move |chunk| (nt, chunk)))
+                .collect()
+        };
+        for (nt, chunk) in order {
+            let c0 = chunk * t.cc;
+            let cc = t.cc.min(cv.ci_tiles - c0);
+            let last_chunk = chunk + 1 == t.chunks;
+            let half = (item % 2) as u32;
+            // Input block of the chunk's tile j.
+            let in_block = |j: usize| {
+                if t.chunks_outside {
+                    ((mt * t.chunks + chunk) % 2) as u32 * inp_half + (j * np * t.block) as u32
+                } else if resident {
+                    (mt % 2) as u32 * inp_half + ((c0 + j) * np * t.block) as u32
                 } else {
-                    1
-                };
-                for j in (0..cc).filter(|_| load_inputs) {
-                    for (ph, (ry, rx)) in (0..t.phases[0])
-                        .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
-                        .enumerate()
-                    {
-                        let base = in_block(j) + (ph * t.block) as u32;
-                        let cols = phase_columns(&cv, st, t.wq, rx);
-                        let image_row = |a: usize| {
-                            let iy = (st * (oy0 + a) + ry) as i64 - cv.pad[0] as i64;
-                            (iy >= 0 && iy < cv.h as i64 && cols.is_some()).then_some(iy as u64)
-                        };
-                        let mut a = 0;
-                        while a < block_rows(rows) {
-                            let sram = base + (a * t.wq) as u32;
-                            let iy = image_row(a);
-                            let mut run = 1;
-                            while run < merge
-                                && a + run < block_rows(rows)
-                                && iy.is_some()
-                                && image_row(a + run).is_some()
-                            {
-                                run += 1;
-                            }
-                            a += run;
-                            loads.push(Op::Load(match (iy, cols) {
-                                (Some(iy), Some((lo, hi))) => {
-                                    let ix = (st * lo + rx - cv.pad[1]) as u64;
-                                    Load {
-                                        buf: LoadBuf::Inp,
-                                        sram,
-                                        dram: (g.a_addr
-                                            + (iy * cv.w as u64 + ix) * g.a_pitch
-                                            + ((c0 + j) * r) as u64)
-                                            as u32,
-                                        rows: (run * (hi - lo + 1)) as u32,
-                                        cols: 1,
-                                        stride: (st as u64 * g.a_pitch) as u32,
-                                        pad_top: lo as u32,
-                                        pad_bottom: (t.wq - 1 - hi) as u32,
-                                        pad_value: cv.pad_value as i32,
-                                        ..Default::default()
-                                    }
-                                }
-                                _ => Load {
+                    half * inp_half + (j * np * t.block) as u32
+                }
+            };
+            let load_inputs = !(resident || t.chunks_outside) || nt == 0;
+            let acc = if t.chunks_outside {
+                (mt % 2) as u32 * acc_half + pl + nt as u32 * region
+            } else {
+                acc_slot(out_idx)
+            };
+            let mut loads = Vec::new();
+            // Input: per channel tile and phase, one load per phase row. At stride 1
+            // without left and right padding, image rows follow each other in DRAM as in
+            // the block, so one load moves a run of them (one DRAM latency, not one a row).
+            let merge = if st == 1 && cv.pad[1] == 0 && t.wq == cv.w {
+                (1023 / cv.w).max(1)
+            } else {
+                1
+            };
+            for j in (0..cc).filter(|_| load_inputs) {
+                for (ph, (ry, rx)) in (0..t.phases[0])
+                    .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
+                    .enumerate()
+                {
+                    let base = in_block(j) + (ph * t.block) as u32;
+                    let cols = phase_columns(&cv, st, t.wq, rx);
+                    let image_row = |a: usize| {
+                        let iy = (st * (oy0 + a) + ry) as i64 - cv.pad[0] as i64;
+                        (iy >= 0 && iy < cv.h as i64 && cols.is_some()).then_some(iy as u64)
+                    };
+                    let mut a = 0;
+                    while a < block_rows(rows) {
+                        let sram = base + (a * t.wq) as u32;
+                        let iy = image_row(a);
+                        let mut run = 1;
+                        while run < merge
+                            && a + run < block_rows(rows)
+                            && iy.is_some()
+                            && image_row(a + run).is_some()
+                        {
+                            run += 1;
+                        }
+                        a += run;
+                        loads.push(Op::Load(match (iy, cols) {
+                            (Some(iy), Some((lo, hi))) => {
+                                let ix = (st * lo + rx - cv.pad[1]) as u64;
+                                Load {
                                     buf: LoadBuf::Inp,
                                     sram,
-                                    rows: 0,
-                                    cols: t.wq as u32,
-                                    pad_top: 1,
+                                    dram: (g.a_addr
+                                        + (iy * cv.w as u64 + ix) * g.a_pitch
+                                        + ((c0 + j) * r) as u64)
+                                        as u32,
+                                    rows: (run * (hi - lo + 1)) as u32,
+                                    cols: 1,
+                                    stride: (st as u64 * g.a_pitch) as u32,
+                                    pad_top: lo as u32,
+                                    pad_bottom: (t.wq - 1 - hi) as u32,
                                     pad_value: cv.pad_value as i32,
                                     ..Default::default()
-                                },
-                            }));
-                        }
-                    }
-                }
-                // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer).
-                loads.push(Op::Load(Load {
-                    buf: LoadBuf::Wgt,
-                    sram: half * wgt_half,
-                    dram: (g.b_addr + ((nt * k_tiles + c0) * r * c) as u64) as u32,
-                    rows: taps as u32,
-                    cols: (cc * r) as u32,
-                    stride: (cv.ci_tiles * r * c) as u32,
-                    ..Default::default()
-                }));
-                if last_chunk {
-                    loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
-                }
-                push_item_loads(code, loads, item);
-                let mut comp: Vec<Insn> = Vec::new();
-                for j in 0..cc {
-                    for tap in 0..taps {
-                        let (ky, kx) = (tap / cv.kw, tap % cv.kw);
-                        comp.push(Insn::new(Op::LoadWeights(LoadWeights {
-                            wgt: half * wgt_half + ((tap * cc + j) * r) as u32,
-                        })));
-                        comp.push(Insn::new(Op::MatMul(MatMul {
-                            inp: in_block(j)
-                                + (((ky % st) * t.phases[1] + kx % st) * t.block
-                                    + (ky / st) * t.wq
-                                    + kx / st) as u32,
-                            acc: acc_slot(out_idx),
-                            m: lines,
-                            accumulate: !(chunk == 0 && j == 0 && tap == 0),
-                            binary: false,
-                        })));
-                    }
-                }
-                comp[0].deps.pop_prev = true;
-                if chunk == 0 && out == OutMode::Int32 && out_idx >= 2 {
-                    // The store of output o-2 reads this accumulator slot.
-                    comp[0].deps.pop_next = true;
-                }
-                if last_chunk {
-                    epilogue(
-                        &mut comp,
-                        &Epilogue {
-                            acc: acc_slot(out_idx),
-                            lines,
-                            param: param_slot(item),
-                            row_mul: None,
-                            out_line: (out_idx % 2) as u32 * out_half,
-                            out_idx,
-                            binary: false,
-                        },
-                        out,
-                    );
-                }
-                comp.last_mut().unwrap().deps.push_prev = true;
-                code.extend(comp);
-                if last_chunk {
-                    // One store per output row, skipping the junk columns; the first takes
-                    // compute's token, the last returns the slot.
-                    let (buf, first, lane_bytes) = match out {
-                        OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
-                        _ => (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1),
-                    };
-                    for i in 0..rows {
-                        code.push(Insn {
-                            deps: Deps {
-                                pop_prev: i == 0,
-                                push_prev: i + 1 == rows,
+                                }
+                            }
+                            _ => Load {
+                                buf: LoadBuf::Inp,
+                                sram,
+                                rows: 0,
+                                cols: t.wq as u32,
+                                pad_top: 1,
+                                pad_value: cv.pad_value as i32,
                                 ..Default::default()
                             },
-                            op: Op::Store(Store {
-                                buf,
-                                sram: first + (i * t.wq) as u32,
-                                dram: (g.y_addr
-                                    + ((oy0 + i) * cv.ow) as u64 * g.y_pitch
-                                    + (nt * c * lane_bytes) as u64)
-                                    as u32,
-                                rows: cv.ow as u32,
-                                cols: 1,
-                                stride: g.y_pitch as u32,
-                                pack: false,
-                            }),
-                        });
+                        }));
                     }
-                    out_idx += 1;
                 }
-                item += 1;
             }
+            // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer).
+            loads.push(Op::Load(Load {
+                buf: LoadBuf::Wgt,
+                sram: half * wgt_half,
+                dram: (g.b_addr + ((nt * k_tiles + c0) * r * c) as u64) as u32,
+                rows: taps as u32,
+                cols: (cc * r) as u32,
+                stride: (cv.ci_tiles * r * c) as u32,
+                ..Default::default()
+            }));
+            if last_chunk {
+                loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
+            }
+            push_item_loads(code, loads, item);
+            let mut comp: Vec<Insn> = Vec::new();
+            for j in 0..cc {
+                for tap in 0..taps {
+                    let (ky, kx) = (tap / cv.kw, tap % cv.kw);
+                    comp.push(Insn::new(Op::LoadWeights(LoadWeights {
+                        wgt: half * wgt_half + ((tap * cc + j) * r) as u32,
+                    })));
+                    comp.push(Insn::new(Op::MatMul(MatMul {
+                        inp: in_block(j)
+                            + (((ky % st) * t.phases[1] + kx % st) * t.block
+                                + (ky / st) * t.wq
+                                + kx / st) as u32,
+                        acc,
+                        m: lines,
+                        accumulate: !(chunk == 0 && j == 0 && tap == 0),
+                        binary: false,
+                    })));
+                }
+            }
+            comp[0].deps.pop_prev = true;
+            if chunk == 0 && out == OutMode::Int32 && out_idx >= 2 {
+                // The store of output o-2 reads this accumulator slot.
+                comp[0].deps.pop_next = true;
+            }
+            if last_chunk {
+                epilogue(
+                    &mut comp,
+                    &Epilogue {
+                        acc,
+                        lines,
+                        param: param_slot(item),
+                        row_mul: None,
+                        out_line: (out_idx % 2) as u32 * out_half,
+                        out_idx,
+                        binary: false,
+                    },
+                    out,
+                );
+            }
+            comp.last_mut().unwrap().deps.push_prev = true;
+            code.extend(comp);
+            if last_chunk {
+                // One store per output row, skipping the junk columns; the first takes
+                // compute's token, the last returns the slot.
+                let (buf, first, lane_bytes) = match out {
+                    OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
+                    _ => (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1),
+                };
+                for i in 0..rows {
+                    code.push(Insn {
+                        deps: Deps {
+                            pop_prev: i == 0,
+                            push_prev: i + 1 == rows,
+                            ..Default::default()
+                        },
+                        op: Op::Store(Store {
+                            buf,
+                            sram: first + (i * t.wq) as u32,
+                            dram: (g.y_addr
+                                + ((oy0 + i) * cv.ow) as u64 * g.y_pitch
+                                + (nt * c * lane_bytes) as u64)
+                                as u32,
+                            rows: cv.ow as u32,
+                            cols: 1,
+                            stride: g.y_pitch as u32,
+                            pack: false,
+                        }),
+                    });
+                }
+                out_idx += 1;
+            }
+            item += 1;
         }
     }
     barrier(code, item, out_idx);

@@ -2881,7 +2881,10 @@ pub fn to_program(
         };
         let before = code.len();
         // Stride-1 convolutions reuse each loaded input row for all kernel taps.
-        let t = match (ConvRows::plan(arch, &g, 1 + extra.len()), &g.conv) {
+        let t = match (
+            ConvRows::plan(arch, &g, 1 + extra.len(), out == OutMode::Int32),
+            &g.conv,
+        ) {
             (Some(p), Some(cv)) => {
                 emit_conv_rows(arch, &p, &g, out, &mut code);
                 p.tiling(cv)

@@ -172,6 +172,61 @@ fn resnet_like_convolutions_match_the_reference() {
     // Conv5_1a of ResNet-18: stride 2, 8 channel tiles, 16 n-tiles; its items are shortened
     // so that all channel tiles' phase blocks stay resident across the n-tiles.
     check("scalesim32", s(256, 14, 3, 2, 0, 512), 8);
+    check("ulx3s", s(64, 28, 3, 2, 1, 64), 9);
+}
+
+/// Distinct accumulator regions the program's matmuls write: 2 (one slot per output, double
+/// buffered) unless the k-chunks run outside the n-tiles, where each n-tile has its own.
+fn acc_regions(arch: &str, s: Shape) -> usize {
+    use systole_arch::isa::Op;
+    let arch = ArchConfig::resolve(arch).unwrap();
+    let (q, _) = model(s, 0);
+    let (prog, _) = to_program(&arch, &q).unwrap();
+    let accs: std::collections::BTreeSet<u32> = prog
+        .code
+        .iter()
+        .filter_map(|i| match &i.op {
+            Op::MatMul(m) => Some(m.acc),
+            _ => None,
+        })
+        .collect();
+    accs.len()
+}
+
+/// The row-reuse schedule with its k-chunks outside the n-tiles (`ConvRows::chunks_outside`):
+/// every n-tile's accumulators stay in the m-tile's half across the chunks, each chunk's
+/// input is loaded once for all n-tiles. Strided layers with many channel tiles and n-tiles
+/// take it; checked bit for bit with several m-tiles (a short last one), several chunks and
+/// n-tiles, and on Conv5_1a of ResNet-18 (one m-tile, 16 n-tiles).
+#[test]
+fn chunks_outside_the_output_tiles_match_the_reference() {
+    let s = |cin, hw, n| Shape {
+        cin,
+        h: hw,
+        w: hw,
+        k: [3, 3],
+        stride: 2,
+        dilation: 1,
+        pads: [1; 4],
+        n,
+    };
+    for (arch, shape, seed) in [
+        ("edge", s(96, 30, 64), 13),
+        ("edge", s(96, 34, 64), 14),
+        (
+            "scalesim32",
+            Shape {
+                pads: [0; 4],
+                ..s(256, 14, 512)
+            },
+            8,
+        ),
+    ] {
+        assert!(acc_regions(arch, shape) > 2, "{shape:?} on {arch}");
+        check(arch, shape, seed);
+    }
+    // The usual order where the input fits for all n-tiles anyway.
+    assert_eq!(acc_regions("ulx3s", s(16, 15, 16)), 2);
 }
 
 /// The gathering schedule keeps an m-tile's input in the buffer for all output-channel tiles
