@@ -893,55 +893,25 @@ pub fn emit_conv_rows(
     // Chunks outside the n-tiles: n-tile nt accumulates in its own region of the m-tile's
     // accumulator half, after that half's parameter slot.
     let region = (t.rows * t.wq) as u32;
-    let (mut item, mut out_idx) = (0usize, 0usize);
-    for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
-        let rows = t.rows.min(t.oh - oy0);
-        let lines = (rows * t.wq) as u32;
-        let order: Vec<(usize, usize)> = if t.chunks_outside {
-            (0..t.chunks)
-                .flat_map(|chunk| (0..t.n_tiles).map(move |nt| (nt, chunk)))
-                .collect()
-        } else {
-            (0..t.n_tiles)
-                .flat_map(|nt| (0..t.chunks).map(move |chunk| (nt, chunk)))
-                .collect()
-        };
-        for (nt, chunk) in order {
-            let c0 = chunk * t.cc;
-            let cc = t.cc.min(cv.ci_tiles - c0);
-            let last_chunk = chunk + 1 == t.chunks;
-            let half = (item % 2) as u32;
-            // Input block of the chunk's tile j.
-            let in_block = |j: usize| {
-                if t.chunks_outside {
-                    ((mt * t.chunks + chunk) % 2) as u32 * inp_half + (j * np * t.block) as u32
-                } else if resident {
-                    (mt % 2) as u32 * inp_half + ((c0 + j) * np * t.block) as u32
-                } else {
-                    half * inp_half + (j * np * t.block) as u32
-                }
-            };
-            let load_inputs = !(resident || t.chunks_outside) || nt == 0;
-            let acc = if t.chunks_outside {
-                (mt % 2) as u32 * acc_half + pl + nt as u32 * region
-            } else {
-                acc_slot(out_idx)
-            };
-            let mut loads = Vec::new();
-            // Input: per channel tile and phase, one load per phase row. At stride 1
-            // without left and right padding, image rows follow each other in DRAM as in
-            // the block, so one load moves a run of them (one DRAM latency, not one a row).
-            let merge = if st == 1 && cv.pad[1] == 0 && t.wq == cv.w {
-                (1023 / cv.w).max(1)
-            } else {
-                1
-            };
-            for j in (0..cc).filter(|_| load_inputs) {
+    // Input: per channel tile and phase, one load per phase row. At stride 1 without left
+    // and right padding, image rows follow each other in DRAM as in the block, so one load
+    // moves a run of them (one DRAM latency, not one a row).
+    let merge = if st == 1 && cv.pad[1] == 0 && t.wq == cv.w {
+        (1023 / cv.w).max(1)
+    } else {
+        1
+    };
+    // The input loads of channel tiles c0..c0 + cc for output rows oy0..oy0 + rows, tile j
+    // into the block at `block_at(j)`.
+    let input_loads =
+        |oy0: usize, rows: usize, c0: usize, cc: usize, block_at: &dyn Fn(usize) -> u32| {
+            let mut ops = Vec::new();
+            for j in 0..cc {
                 for (ph, (ry, rx)) in (0..t.phases[0])
                     .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
                     .enumerate()
                 {
-                    let base = in_block(j) + (ph * t.block) as u32;
+                    let base = block_at(j) + (ph * t.block) as u32;
                     let cols = phase_columns(&cv, st, t.wq, rx);
                     let image_row = |a: usize| {
                         let iy = (st * (oy0 + a) + ry) as i64 - cv.pad[0] as i64;
@@ -960,7 +930,7 @@ pub fn emit_conv_rows(
                             run += 1;
                         }
                         a += run;
-                        loads.push(Op::Load(match (iy, cols) {
+                        ops.push(Op::Load(match (iy, cols) {
                             (Some(iy), Some((lo, hi))) => {
                                 let ix = (st * lo + rx - cv.pad[1]) as u64;
                                 Load {
@@ -992,6 +962,54 @@ pub fn emit_conv_rows(
                     }
                 }
             }
+            ops
+        };
+    let (mut item, mut out_idx) = (0usize, 0usize);
+    let mut next_inputs: Vec<Op> = Vec::new();
+    for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
+        let rows = t.rows.min(t.oh - oy0);
+        let lines = (rows * t.wq) as u32;
+        let order: Vec<(usize, usize)> = if t.chunks_outside {
+            (0..t.chunks)
+                .flat_map(|chunk| (0..t.n_tiles).map(move |nt| (nt, chunk)))
+                .collect()
+        } else {
+            (0..t.n_tiles)
+                .flat_map(|nt| (0..t.chunks).map(move |chunk| (nt, chunk)))
+                .collect()
+        };
+        for (nt, chunk) in order {
+            let c0 = chunk * t.cc;
+            let cc = t.cc.min(cv.ci_tiles - c0);
+            let last_chunk = chunk + 1 == t.chunks;
+            let half = (item % 2) as u32;
+            // Input block of the chunk's tile j.
+            let in_block = |j: usize| {
+                if t.chunks_outside {
+                    ((mt * t.chunks + chunk) % 2) as u32 * inp_half + (j * np * t.block) as u32
+                } else if resident {
+                    (mt % 2) as u32 * inp_half + ((c0 + j) * np * t.block) as u32
+                } else {
+                    half * inp_half + (j * np * t.block) as u32
+                }
+            };
+            // Chunks outside the n-tiles: the first chunk's input comes with its first item;
+            // every later chunk's is prefetched during the chunk before it (below).
+            let load_inputs = if t.chunks_outside {
+                mt == 0 && chunk == 0 && nt == 0
+            } else {
+                !resident || nt == 0
+            };
+            let acc = if t.chunks_outside {
+                (mt % 2) as u32 * acc_half + pl + nt as u32 * region
+            } else {
+                acc_slot(out_idx)
+            };
+            let mut loads = if load_inputs {
+                input_loads(oy0, rows, c0, cc, &in_block)
+            } else {
+                Vec::new()
+            };
             // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer).
             loads.push(Op::Load(Load {
                 buf: LoadBuf::Wgt,
@@ -1006,6 +1024,40 @@ pub fn emit_conv_rows(
                 loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
             }
             push_item_loads(code, loads, item);
+            if t.chunks_outside && nt >= 1 {
+                // Prefetch of the next chunk's input into the other input half, spread over
+                // this chunk's items 1..n_tiles, after each item's own loads: that half was
+                // last read by the previous chunk, whose last item compute finished before
+                // item 1's loads could pop their token, and one share per item keeps the
+                // item's weight loads from waiting behind all of it.
+                let (nmt, nchunk) = if chunk + 1 < t.chunks {
+                    (mt, chunk + 1)
+                } else {
+                    (mt + 1, 0)
+                };
+                let noy0 = nmt * t.rows;
+                if noy0 < t.oh {
+                    if nt == 1 {
+                        let nc0 = nchunk * t.cc;
+                        let half = ((nmt * t.chunks + nchunk) % 2) as u32;
+                        let block_at = |j: usize| half * inp_half + (j * np * t.block) as u32;
+                        next_inputs = input_loads(
+                            noy0,
+                            t.rows.min(t.oh - noy0),
+                            nc0,
+                            t.cc.min(cv.ci_tiles - nc0),
+                            &block_at,
+                        );
+                    }
+                    let share = next_inputs.len().div_ceil(t.n_tiles - 1);
+                    code.extend(
+                        next_inputs[((nt - 1) * share).min(next_inputs.len())..]
+                            .iter()
+                            .take(share)
+                            .map(|&op| Insn::new(op)),
+                    );
+                }
+            }
             let mut comp: Vec<Insn> = Vec::new();
             for j in 0..cc {
                 for tap in 0..taps {
