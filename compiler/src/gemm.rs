@@ -767,19 +767,18 @@ impl ConvRows {
         let beats = |bytes: usize| bytes.div_ceil(bpc).max(1);
         let estimate = |rows: usize, outside: bool| {
             let m_tiles = oh.div_ceil(rows);
-            let resident = outside || fits(rows, cv.ci_tiles);
-            let cc = cv
-                .ci_tiles
-                .min(wgt_half / (taps * r))
-                .min(if resident && !outside {
-                    cv.ci_tiles
-                } else {
-                    inp_half / (np * block(rows))
-                });
+            // Every channel tile's blocks in the buffer at once (inputs loaded once per
+            // m-tile); the chunks-outside order loads each chunk's once instead.
+            let all_resident = !outside && fits(rows, cv.ci_tiles);
+            let cc = cv.ci_tiles.min(wgt_half / (taps * r)).min(if all_resident {
+                cv.ci_tiles
+            } else {
+                inp_half / (np * block(rows))
+            });
             let chunks = cv.ci_tiles.div_ceil(cc);
             let phase_rows = rows + (cv.kh - 1) / st;
-            let input_loads =
-                m_tiles * cv.ci_tiles * np * phase_rows * if resident { 1 } else { n_tiles };
+            let reloads = if outside || all_resident { 1 } else { n_tiles };
+            let input_loads = m_tiles * cv.ci_tiles * np * phase_rows * reloads;
             let items = m_tiles * n_tiles * chunks;
             let load =
                 input_loads * (lat + wq * beats(r)) + items * (lat + cc * taps * r * beats(c));
@@ -891,8 +890,10 @@ pub fn emit_conv_rows(
     let resident =
         !t.chunks_outside && t.n_tiles > 1 && cv.ci_tiles * np * t.block <= inp_half as usize;
     // Chunks outside the n-tiles: n-tile nt accumulates in its own region of the m-tile's
-    // accumulator half, after that half's parameter slot.
+    // accumulator half, after that half's parameter slot; the input of the layer's g-th
+    // chunk (counting over the m-tiles) goes to input half g % 2.
     let region = (t.rows * t.wq) as u32;
+    let chunk_block = |g: usize, j: usize| (g % 2) as u32 * inp_half + (j * np * t.block) as u32;
     // Input: per channel tile and phase, one load per phase row. At stride 1 without left
     // and right padding, image rows follow each other in DRAM as in the block, so one load
     // moves a run of them (one DRAM latency, not one a row).
@@ -986,7 +987,7 @@ pub fn emit_conv_rows(
             // Input block of the chunk's tile j.
             let in_block = |j: usize| {
                 if t.chunks_outside {
-                    ((mt * t.chunks + chunk) % 2) as u32 * inp_half + (j * np * t.block) as u32
+                    chunk_block(mt * t.chunks + chunk, j)
                 } else if resident {
                     (mt % 2) as u32 * inp_half + ((c0 + j) * np * t.block) as u32
                 } else {
@@ -1030,17 +1031,13 @@ pub fn emit_conv_rows(
                 // last read by the previous chunk, whose last item compute finished before
                 // item 1's loads could pop their token, and one share per item keeps the
                 // item's weight loads from waiting behind all of it.
-                let (nmt, nchunk) = if chunk + 1 < t.chunks {
-                    (mt, chunk + 1)
-                } else {
-                    (mt + 1, 0)
-                };
+                let next = mt * t.chunks + chunk + 1;
+                let (nmt, nchunk) = (next / t.chunks, next % t.chunks);
                 let noy0 = nmt * t.rows;
                 if noy0 < t.oh {
                     if nt == 1 {
                         let nc0 = nchunk * t.cc;
-                        let half = ((nmt * t.chunks + nchunk) % 2) as u32;
-                        let block_at = |j: usize| half * inp_half + (j * np * t.block) as u32;
+                        let block_at = |j: usize| chunk_block(next, j);
                         next_inputs = input_loads(
                             noy0,
                             t.rows.min(t.oh - noy0),

@@ -177,11 +177,10 @@ fn resnet_like_convolutions_match_the_reference() {
 
 /// Distinct accumulator regions the program's matmuls write: 2 (one slot per output, double
 /// buffered) unless the k-chunks run outside the n-tiles, where each n-tile has its own.
-fn acc_regions(arch: &str, s: Shape) -> usize {
+fn acc_regions(arch: &str, q: &QModel) -> usize {
     use systole_arch::isa::Op;
     let arch = ArchConfig::resolve(arch).unwrap();
-    let (q, _) = model(s, 0);
-    let (prog, _) = to_program(&arch, &q).unwrap();
+    let (prog, _) = to_program(&arch, q).unwrap();
     let accs: std::collections::BTreeSet<u32> = prog
         .code
         .iter()
@@ -222,11 +221,50 @@ fn chunks_outside_the_output_tiles_match_the_reference() {
             8,
         ),
     ] {
-        assert!(acc_regions(arch, shape) > 2, "{shape:?} on {arch}");
+        assert!(
+            acc_regions(arch, &model(shape, 0).0) > 2,
+            "{shape:?} on {arch}"
+        );
         check(arch, shape, seed);
     }
     // The usual order where the input fits for all n-tiles anyway.
-    assert_eq!(acc_regions("ulx3s", s(16, 15, 16)), 2);
+    assert_eq!(acc_regions("ulx3s", &model(s(16, 15, 16), 0).0), 2);
+}
+
+/// A layer stored from its accumulators (int32 outputs, as MatMulInteger and ConvInteger
+/// give) keeps the usual order, whose store tokens protect the accumulator slots, even where
+/// its int8 twin runs the chunks outside; and stays exact.
+#[test]
+fn int32_outputs_keep_the_chunks_inside() {
+    let s = Shape {
+        cin: 96,
+        h: 30,
+        w: 30,
+        k: [3, 3],
+        stride: 2,
+        dilation: 1,
+        pads: [1; 4],
+        n: 64,
+    };
+    let arch = ArchConfig::resolve("edge").unwrap();
+    let (mut q, x) = model(s, 21);
+    assert!(acc_regions("edge", &q) > 2);
+    q.layers[0].out = QOut::Int32;
+    q.output.dtype = systole_compiler::tensor::DType::I32;
+    q.output.quant = None;
+    assert_eq!(acc_regions("edge", &q), 2);
+    let (prog, _) = to_program(&arch, &q).unwrap();
+    let got = run(
+        &prog,
+        &arch,
+        &[IoData::I8(x.clone())],
+        &RunOptions::default(),
+    )
+    .unwrap();
+    let QData::I32(want) = q.run(&x) else {
+        panic!("int32 output")
+    };
+    assert_eq!(got.outputs, vec![IoData::I32(want)]);
 }
 
 /// The gathering schedule keeps an m-tile's input in the buffer for all output-channel tiles

@@ -119,9 +119,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     assign wgt_raddr = ereq[15:0];
     assign acc_raddr = mm_acc_rd ? mm_acc_line : ereq[15:0];
 
-    // Contract claims of this cycle. The claim of offset o is the early read issued for it a cycle before
-    // (start_next is exact: the early reads already rely on it), so it is that request
-    // registered rather than the instruction decoded a second time.
+    // Contract claims of this cycle. The claim of offset o is the early read issued for it
+    // a cycle before (start_next is exact: the early reads already rely on it), so it is
+    // that request registered rather than the instruction decoded a second time.
     reg [18:0] ereq_q = 19'd0;
     always @(posedge clock) ereq_q <= rst ? 19'd0 : ereq;
     wire [18:0] creq = act ? ereq_q : 19'd0;
