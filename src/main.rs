@@ -339,6 +339,10 @@ enum FpgaCmd {
         /// weights are the block RAMs' initial values; run it with `fpga run --baked`.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Extra nextpnr option, passed as is (repeatable), e.g. `--pnr-arg=--placer=static`
+        /// or `--pnr-arg=--seed=3`.
+        #[arg(long = "pnr-arg", allow_hyphen_values = true)]
+        pnr_args: Vec<String>,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -496,6 +500,7 @@ fn dispatch(cli: Cli) -> Result<()> {
                     arch,
                     mem_bits,
                     model,
+                    pnr_args,
                     output,
                 },
         } => {
@@ -512,7 +517,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             let t0 = std::time::Instant::now();
             let r =
-                systole_fpga::flow::build(board, &arch, mem_bits, baked.as_ref(), &output, |s| {
+                systole_fpga::flow::build(board, &arch, mem_bits, baked.as_ref(), &pnr_args, &output, |s| {
                     bar.set_message(format!("{} / {}: {s}", board.name, arch.name));
                 });
             bar.finish_and_clear();

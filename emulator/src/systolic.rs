@@ -14,7 +14,8 @@ pub struct PeIn {
     pub psum: i32,
     pub w: i8,
     pub w_load: bool,
-    /// XNOR-popcount of the 8 packed bipolar values instead of the int8 product.
+    /// XNOR-popcount of the 8 packed bipolar values instead of the int8 product: the mode
+    /// of the activation on `a`, which passes on with it.
     pub binary: bool,
 }
 
@@ -24,6 +25,8 @@ pub struct PeOut {
     pub a: i8,
     pub psum: i32,
     pub w: i8,
+    /// The mode of the activation on `a` (registered beside it).
+    pub binary: bool,
 }
 
 /// One PE: activation, partial-sum and weight registers.
@@ -32,6 +35,7 @@ pub struct Pe {
     a: i8,
     psum: i32,
     w: i8,
+    binary: bool,
     /// Binary mode's word width (`array.xnor_bits`): the popcount sees the low bits only.
     pub xnor_bits: u32,
 }
@@ -42,6 +46,7 @@ impl Default for Pe {
             a: 0,
             psum: 0,
             w: 0,
+            binary: false,
             xnor_bits: 8,
         }
     }
@@ -53,11 +58,13 @@ impl Pe {
             a: self.a,
             psum: self.psum,
             w: self.w,
+            binary: self.binary,
         }
     }
 
     pub fn step(&mut self, i: &PeIn) {
         self.a = i.a;
+        self.binary = i.binary;
         let product = if i.binary {
             crate::array::xnor_popcount(i.a as u8, self.w as u8, self.xnor_bits)
         } else {
@@ -79,7 +86,9 @@ pub struct ArrayIn {
     /// One weight line (`cols` lanes), entering the bottom row.
     pub w: Vec<i8>,
     pub w_load: bool,
-    /// Every PE in binary (XNOR-popcount) mode: held for a whole `matmul binary=1`.
+    /// The line on `a` is binary (XNOR-popcount): the mode travels with the line through
+    /// the PEs (PE(0, 0) takes it from the port, column 0 passes it down, each row to the
+    /// right), so no control signal fans out to every PE.
     pub binary: bool,
 }
 
@@ -172,12 +181,17 @@ impl SystolicArray {
                 } else {
                     old[(k + 1) * cols + n].w
                 };
+                let binary = match (k, n) {
+                    (0, 0) => i.binary,
+                    (_, 0) => old[(k - 1) * cols].binary,
+                    _ => old[k * cols + n - 1].binary,
+                };
                 self.pe[k * cols + n].step(&PeIn {
                     a,
                     psum,
                     w,
                     w_load: i.w_load,
-                    binary: i.binary,
+                    binary,
                 });
             }
             shift_in(&mut self.skew[k], i.a[k]);
@@ -287,12 +301,13 @@ mod tests {
             } else {
                 zeros_a.clone()
             };
+            // The mode goes in with the lines only: it travels with them to every PE.
             sys.step(&ArrayIn {
                 a,
                 valid: o < m as u64,
                 w: vec![0; cols],
                 w_load: false,
-                binary,
+                binary: binary && o < m as u64,
             });
         }
         assert!(
@@ -352,7 +367,7 @@ mod tests {
             let mut pe = Pe::default();
             pe.step(&PeIn { a: 0, psum: 0, w, w_load: true, binary: false });
             pe.step(&PeIn { a, psum, w: 0, w_load: false, binary: false });
-            prop_assert_eq!(pe.outputs(), PeOut { a, psum: psum.wrapping_add(a as i32 * w as i32), w });
+            prop_assert_eq!(pe.outputs(), PeOut { a, psum: psum.wrapping_add(a as i32 * w as i32), w, binary: false });
         }
 
         #[test]
@@ -361,7 +376,7 @@ mod tests {
             pe.step(&PeIn { a: 0, psum: 0, w, w_load: true, binary: false });
             pe.step(&PeIn { a, psum, w: 0, w_load: false, binary: true });
             let agree = (0..8).filter(|b| (a >> b) & 1 == (w >> b) & 1).count() as i32;
-            prop_assert_eq!(pe.outputs(), PeOut { a, psum: psum.wrapping_add(agree), w });
+            prop_assert_eq!(pe.outputs(), PeOut { a, psum: psum.wrapping_add(agree), w, binary: true });
         }
     }
 }

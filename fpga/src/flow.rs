@@ -227,12 +227,16 @@ fn step(
     Ok(())
 }
 
-/// Builds the bitstream of `arch` on `board` into `dir`. `progress` hears each step's name.
+/// Builds the bitstream of `arch` on `board` into `dir`. `pnr_args` go to nextpnr after the
+/// flow's own options (a `--router` there replaces the flow's choice). `progress` hears each
+/// step's name.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     board: &Board,
     arch: &ArchConfig,
     mem_addr_bits: u32,
     bake: Option<&Program>,
+    pnr_args: &[String],
     dir: &Path,
     mut progress: impl FnMut(&str),
 ) -> Result<BuildReport, FlowError> {
@@ -344,11 +348,13 @@ pub fn build(
         "report.json",
     ])
     .args(["--freq", &format!("{mhz}"), "--timing-allow-fail"]);
-    if let Family::Ecp5 { .. } = board.family {
+    let own_router = pnr_args.iter().any(|a| a == "--router" || a.starts_with("--router="));
+    if let (Family::Ecp5 { .. }, false) = (board.family, own_router) {
         // On the ulx3s design router1 still had ~146,000 arcs to route after 90 minutes;
-        // router2 (negotiated congestion) converges on it (docs/fpga.md).
+        // router2 (negotiated congestion) gets much further (docs/fpga.md).
         cmd.args(["--router", "router2"]);
     }
+    cmd.args(pnr_args);
     step("place-and-route", dir, &mut cmd, &mut steps)?;
     progress("bitstream");
     step(

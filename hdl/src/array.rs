@@ -8,6 +8,8 @@
 //! is on `acc_out` with `out_valid` in cycle i + rows + cols - 1, the cycle `matmul` writes
 //! it. `w_load` for `rows` cycles shifts weight lines in at the bottom row and up one row
 //! per cycle, so the line presented first ends in row 0 (`ldw` reads line wgt + o at o).
+//! `binary` is the mode of the line on `a_in` and travels with it: into PE(0, 0), down
+//! column 0 and along each row, one PE per cycle like the line's elements.
 //!
 //! rust-hdl's `#[hdl_gen]` cannot index 2-D or by expressions (notes, pitfall 3), so the
 //! wiring is written twice, in `update` for simulation and as text in `hdl`; the Verilog
@@ -27,7 +29,7 @@ pub struct Array {
     /// One weight line, lane n for PE column n; loaded into the bottom row.
     pub w_in: Vec<Signal<In, Signed<8>>>,
     pub w_load: Signal<In, Bit>,
-    /// Every PE in XNOR-popcount mode (held for a whole `matmul binary=1`).
+    /// The line on `a_in` is binary (XNOR-popcount); the mode travels with the line.
     pub binary: Signal<In, Bit>,
     /// One result line, de-skewed: lane n is column n.
     pub acc_out: Vec<Signal<Out, Signed<32>>>,
@@ -94,7 +96,6 @@ impl Logic for Array {
         for p in &mut self.pe {
             p.clock.next = clk;
             p.w_load.next = self.w_load.val();
-            p.binary.next = self.binary.val();
         }
         for d in &mut self.skew {
             d.clock.next = clk;
@@ -119,8 +120,14 @@ impl Logic for Array {
             } else {
                 self.skew[b + k - 1].q.val()
             };
+            self.pe[k * cols].binary.next = if k == 0 {
+                self.binary.val()
+            } else {
+                self.pe[(k - 1) * cols].binary_out.val()
+            };
             for n in 1..cols {
                 self.pe[k * cols + n].a_in.next = self.pe[k * cols + n - 1].a_out.val();
+                self.pe[k * cols + n].binary.next = self.pe[k * cols + n - 1].binary_out.val();
             }
             for n in 0..cols {
                 self.pe[k * cols + n].psum_in.next = if k == 0 {
@@ -200,7 +207,6 @@ impl Logic for Array {
         for i in 0..rows * cols {
             line(format!("pe${i}$clock = clock"));
             line(format!("pe${i}$w_load = w_load"));
-            line(format!("pe${i}$binary = binary"));
         }
         for (name, len) in [
             ("skew", self.skew.len()),
@@ -227,9 +233,16 @@ impl Logic for Array {
                 format!("skew${}$q", b + k - 1)
             };
             line(format!("pe${}$a_in = {left}", k * cols));
+            let mode = if k == 0 {
+                "binary".to_string()
+            } else {
+                format!("pe${}$binary_out", (k - 1) * cols)
+            };
+            line(format!("pe${}$binary = {mode}", k * cols));
             for n in 1..cols {
                 let i = k * cols + n;
                 line(format!("pe${i}$a_in = pe${}$a_out", i - 1));
+                line(format!("pe${i}$binary = pe${}$binary_out", i - 1));
             }
             for n in 0..cols {
                 let i = k * cols + n;

@@ -110,8 +110,12 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     wire [18:0] ereq = (cont || start_next) ? rdreq(nx, no) : 19'd0;
     // Accumulating matmul: old line acc + i read at i + D - 2.
     wire [31:0] mm_m = {20'd0, cur[53:42]};
-    wire mm_acc_rd = act && op == 6'd4 && cur[54] && o >= D - 2 && o - (D - 2) < mm_m;
-    wire [15:0] mm_acc_line = cur[41:26] + o[15:0] - (D - 2);
+    // Fields used only from offset 1 on come from `ir` (equal to `cur` there): a register,
+    // not the start multiplexer, drives their wide fan-out (write data selects, PPU lanes).
+    // The accumulating read starts at D - 2, offset 0 only on a 1 x 1 array.
+    wire [127:0] late = D > 2 ? ir : cur;
+    wire mm_acc_rd = act && op == 6'd4 && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
+    wire [15:0] mm_acc_line = late[41:26] + o[15:0] - (D - 2);
     assign inp_ren = ereq[18] && ereq[17:16] == 2'd1;
     assign wgt_ren = ereq[18] && ereq[17:16] == 2'd2;
     assign acc_ren = (ereq[18] && ereq[17:16] == 2'd3) || mm_acc_rd;
@@ -132,13 +136,17 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     assign cl_wgt_line = creq[15:0];
     assign cl_acc_line = mm_acc_rd ? mm_acc_line : creq[15:0];
 
-    // Array.
+    // Array. Its mode input goes with each line (the array passes it from PE to PE); it is
+    // decoded a cycle early from the instruction the early reads use, so it leaves a
+    // register rather than the controller's instruction multiplexer.
+    reg bin_q = 1'b0;
+    always @(posedge clock) bin_q <= !rst && (cont || start_next) && nx[5:0] == 6'd4 && nx[55];
     wire [32*C-1:0] arr_out;
     wire arr_valid;
     systole_array_flat arr (
         .clock(clock),
         .a_in(inp_rdata), .in_valid(act && op == 6'd4 && o < mm_m),
-        .w_in(wgt_rdata), .w_load(act && op == 6'd3), .binary(act && op == 6'd4 && cur[55]),
+        .w_in(wgt_rdata), .w_load(act && op == 6'd3), .binary(bin_q),
         .acc_out(arr_out), .out_valid(arr_valid)
     );
 
@@ -150,17 +158,20 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     wire [31:0] rq_m = {20'd0, cur[69:58]};
     wire lane_alu = is_alu && (alu_bc ? (o >= 1 && o <= alu_m) : (o[0] && (o >> 1) < alu_m));
     wire lane_req = is_req && o >= 2 && o - 2 < rq_m;
-    wire [32*C-1:0] lane_a = (is_alu && !alu_bc) ? breg : acc_rdata;
-    wire [32*C-1:0] lane_b = is_req ? mreg : (alu_bc ? breg : acc_rdata);
+    // Operand selects and lane settings matter only while a lane is valid (offset 1 on).
+    wire ir_req = ir[5:0] == 6'd6;
+    wire ir_bc = ir[68:65] == 4'd0;
+    wire [32*C-1:0] lane_a = (ir[5:0] == 6'd5 && !ir_bc) ? breg : acc_rdata;
+    wire [32*C-1:0] lane_b = ir_req ? mreg : (ir_bc ? breg : acc_rdata);
     wire [32*C-1:0] ppu_acc;
     wire [8*C-1:0] ppu_byte;
     wire [C-1:0] ppu_acc_valid, ppu_byte_valid;
     genvar l;
     generate for (l = 0; l < C; l = l + 1) begin : lane
         systole_ppu_lane pl (
-            .clock(clock), .valid(lane_alu || lane_req), .requant(is_req),
-            .func(cur[12:10]), .round(cur[104:103]), .out_unsigned(cur[102]),
-            .zp({{16{cur[85]}}, cur[85:70]}), .lo(cur[93:86]), .hi(cur[101:94]),
+            .clock(clock), .valid(lane_alu || lane_req), .requant(ir_req),
+            .func(ir[12:10]), .round(ir[104:103]), .out_unsigned(ir[102]),
+            .zp({{16{ir[85]}}, ir[85:70]}), .lo(ir[93:86]), .hi(ir[101:94]),
             .shift(sreg[32*l +: 6]), .a(lane_a[32*l +: 32]), .b(lane_b[32*l +: 32]),
             .acc_out(ppu_acc[32*l +: 32]), .acc_valid(ppu_acc_valid[l]),
             .byte_out(ppu_byte[8*l +: 8]), .byte_valid(ppu_byte_valid[l])
@@ -178,8 +189,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
         end else begin : lane
         systole_requant_fp32_lane fl (
             .clock(clock), .valid(lane_req), .acc(acc_rdata[32*l +: 32]), .scale(mreg[32*l +: 32]),
-            .round(cur[104:103]), .out_unsigned(cur[102]),
-            .zp({{16{cur[85]}}, cur[85:70]}), .lo(cur[93:86]), .hi(cur[101:94]),
+            .round(ir[104:103]), .out_unsigned(ir[102]),
+            .zp({{16{ir[85]}}, ir[85:70]}), .lo(ir[93:86]), .hi(ir[101:94]),
             .byte_out(fpq_byte[8*l +: 8]), .byte_valid(fpq_valid[l])
         );
     end
@@ -249,7 +260,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     always @(posedge clock) begin
         th_vs <= {th_vs[S:0], th_src};
         for (lc = 0; lc < C; lc = lc + 1)
-            th_v[32*lc +: 32] <= {{24{cur[85]}}, cur[85:78]} + {{24{cur[93]}}, cur[93:86]} * {24'd0, th_nf[8*lc +: 8]};
+            th_v[32*lc +: 32] <= {{24{ir[85]}}, ir[85:78]} + {{24{ir[93]}}, ir[93:86]} * {24'd0, th_nf[8*lc +: 8]};
         for (lc = 0; lc < C; lc = lc + 1) begin
             tv = th_v[32*lc +: 32];
             th_b[8*lc +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
@@ -264,13 +275,14 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     wire mm_we = act && op == 6'd4 && arr_valid;
     wire alu_we = is_alu && ppu_acc_valid[0];
     assign acc_we = mm_we || alu_we;
-    assign acc_waddr = (mm_we ? cur[41:26] : cur[28:13]) + wi;
-    assign acc_wdata = mm_we ? (cur[54] ? mm_sum : arr_out) : ppu_acc;
+    // Writes come at offset D - 1 >= 1 (matmul), 3 (alu), 5 (requant) or later (thresh).
+    assign acc_waddr = (mm_we ? ir[41:26] : ir[28:13]) + wi;
+    assign acc_wdata = mm_we ? (ir[54] ? mm_sum : arr_out) : ppu_acc;
     wire rq_we = is_req && ppu_byte_valid[0];
     wire th_we = is_thr && th_vs[S+1];
     assign out_we = rq_we || th_we;
-    assign out_waddr = cur[25:10] + wi;
-    assign out_wdata = rq_we ? (cur[105] ? fpq_byte : ppu_byte) : th_b;
+    assign out_waddr = ir[25:10] + wi;
+    assign out_wdata = rq_we ? (ir[105] ? fpq_byte : ppu_byte) : th_b;
 
     always @(posedge clock) begin
         if (rst) begin

@@ -5,7 +5,9 @@
 //! Twin of `systole_emulator::systolic::Pe`. All outputs are registers, so a PE's outputs in
 //! cycle t depend only on its inputs before t: the activation moves one PE right per cycle,
 //! the partial sum one PE down. The weight register loads `w_in` when `w_load` is high; the
-//! array chains `w_out` upwards, so `rows` loads shift a weight tile into place.
+//! array chains `w_out` upwards, so `rows` loads shift a weight tile into place. The mode
+//! (`binary`) is registered beside the activation and passed on with it, so it reaches every
+//! PE with its line through neighbour wires instead of one net to all PEs.
 
 use crate::cast::signed_bit_cast;
 use rust_hdl::prelude::*;
@@ -20,12 +22,15 @@ pub struct Pe {
     /// Weight from the PE below (or the weight port in the bottom row).
     pub w_in: Signal<In, Signed<8>>,
     pub w_load: Signal<In, Bit>,
-    /// XNOR-popcount instead of the int8 product (held for a whole `matmul binary=1`).
+    /// XNOR-popcount instead of the int8 product: the mode of the activation on `a_in`.
     pub binary: Signal<In, Bit>,
     pub a_out: Signal<Out, Signed<8>>,
     pub psum_out: Signal<Out, Signed<32>>,
     pub w_out: Signal<Out, Signed<8>>,
+    /// The mode of the activation on `a_out`.
+    pub binary_out: Signal<Out, Bit>,
     a: DFF<Signed<8>>,
+    b: DFF<Bit>,
     psum: DFF<Signed<32>>,
     w: DFF<Signed<8>>,
     /// The bits binary mode counts: the low `array.xnor_bits` of each byte.
@@ -41,8 +46,9 @@ pub struct Pe {
 impl Logic for Pe {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, a, psum, w);
+        dff_setup!(self, clock, a, b, psum, w);
         self.a.d.next = self.a_in.val();
+        self.b.d.next = self.binary.val();
         // rust-hdl multiplies only 16 x 16; the 8-bit operands are sign-extended into it and
         // Verilog sizes the product to the 32-bit sum, so yosys still sees an 8 x 8 multiply.
         self.agree.next =
@@ -65,6 +71,7 @@ impl Logic for Pe {
         self.a_out.next = self.a.q.val();
         self.psum_out.next = self.psum.q.val();
         self.w_out.next = self.w.q.val();
+        self.binary_out.next = self.b.q.val();
     }
 }
 
@@ -81,7 +88,9 @@ impl Pe {
             a_out: Default::default(),
             psum_out: Default::default(),
             w_out: Default::default(),
+            binary_out: Default::default(),
             a: Default::default(),
+            b: Default::default(),
             psum: Default::default(),
             w: Default::default(),
             mask: Constant::new(((0xffu32 >> (8 - xnor_bits)) as u64).into()),

@@ -41,6 +41,7 @@ fn run(inputs: &[PeIn]) -> Result<(), TestCaseError> {
             a: from_signed(rtl.a_out.val()) as i8,
             psum: from_signed(rtl.psum_out.val()) as i32,
             w: from_signed(rtl.w_out.val()) as i8,
+            binary: rtl.binary_out.val(),
         };
         prop_assert_eq!(got, twin.outputs(), "cycle {}", t);
         tick(&mut rtl);

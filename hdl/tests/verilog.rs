@@ -238,7 +238,7 @@ fn pe_verilog_equals_twin() {
         let o = twin.outputs();
         assert_eq!(
             g,
-            &vec![o.a as i64, o.psum as i64, o.w as i64],
+            &vec![o.a as i64, o.psum as i64, o.w as i64, o.binary as i64],
             "PE Verilog, cycle {t}"
         );
         twin.step(i);
