@@ -35,65 +35,67 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     localparam D = R + C;
     reg active = 1'b0;
     reg [127:0] ir = 128'd0;
-    reg [31:0] o_q = 0;
+    // Offsets fit 16 bits: the longest instruction, `alu` over 4,095 lines of two operands,
+    // lasts 8,192 cycles (m fields are 12 bits, threshold counts 8).
+    reg [15:0] o_q = 0;
     reg [15:0] wi_q = 0;
     reg [32*C-1:0] breg = 0, mreg = 0, sreg = 0;
 
     wire [127:0] cur = start ? insn : ir;
     wire act = start || active;
-    wire [31:0] o = start ? 32'd0 : o_q;
+    wire [15:0] o = start ? 16'd0 : o_q;
     wire [15:0] wi = start ? 16'd0 : wi_q;
     wire [5:0] op = cur[5:0];
 
-    function [31:0] dur(input [127:0] x);
-        reg [31:0] m;
+    function [15:0] dur(input [127:0] x);
+        reg [15:0] m;
         begin
             case (x[5:0])
                 6'd3: dur = R;
-                6'd4: begin m = {20'd0, x[53:42]}; dur = m == 0 ? 1 : m + D - 1; end
-                6'd5: begin m = {20'd0, x[80:69]};
-                    dur = m == 0 ? 1 : (x[68:65] == 0 ? m + 3 : 2 * m + 2); end
-                6'd6: begin m = {20'd0, x[69:58]}; dur = m == 0 ? 1 : m + 5; end
-                6'd9: begin m = {20'd0, x[77:66]}; dur = m == 0 ? 1 : {24'd0, x[65:58]} + m + S + 2; end
-                default: dur = 1;
+                6'd4: begin m = {4'd0, x[53:42]}; dur = m == 0 ? 16'd1 : m + D - 1; end
+                6'd5: begin m = {4'd0, x[80:69]};
+                    dur = m == 0 ? 16'd1 : (x[68:65] == 0 ? m + 16'd3 : 16'd2 * m + 16'd2); end
+                6'd6: begin m = {4'd0, x[69:58]}; dur = m == 0 ? 16'd1 : m + 16'd5; end
+                6'd9: begin m = {4'd0, x[77:66]}; dur = m == 0 ? 16'd1 : {8'd0, x[65:58]} + m + S + 2; end
+                default: dur = 16'd1;
             endcase
         end
     endfunction
 
     // Contract read of offset oo: {en, buf (1 inp, 2 wgt, 3 acc), line}.
-    function [18:0] rdreq(input [127:0] x, input [31:0] oo);
-        reg [31:0] m, cnt, i;
+    function [18:0] rdreq(input [127:0] x, input [15:0] oo);
+        reg [15:0] m, cnt, i;
         begin
             rdreq = 19'd0;
             case (x[5:0])
-                6'd3: if (oo < R) rdreq = {1'b1, 2'd2, x[25:10] + oo[15:0]};
-                6'd4: begin m = {20'd0, x[53:42]};
-                    if (oo < m) rdreq = {1'b1, 2'd1, x[25:10] + oo[15:0]}; end
-                6'd5: begin m = {20'd0, x[80:69]};
+                6'd3: if (oo < R) rdreq = {1'b1, 2'd2, x[25:10] + oo};
+                6'd4: begin m = {4'd0, x[53:42]};
+                    if (oo < m) rdreq = {1'b1, 2'd1, x[25:10] + oo}; end
+                6'd5: begin m = {4'd0, x[80:69]};
                     if (m != 0) begin
                         if (x[68:65] == 0) begin
                             if (oo == 0) rdreq = {1'b1, 2'd3, x[64:49]};
-                            else if (oo <= m) rdreq = {1'b1, 2'd3, x[44:29] + (oo[15:0] - 16'd1) * {12'd0, x[48:45]}};
+                            else if (oo <= m) rdreq = {1'b1, 2'd3, x[44:29] + (oo - 16'd1) * {12'd0, x[48:45]}};
                         end else begin
                             i = oo >> 1;
                             if (i < m) begin
-                                if (oo[0]) rdreq = {1'b1, 2'd3, x[64:49] + i[15:0] * {12'd0, x[68:65]}};
-                                else rdreq = {1'b1, 2'd3, x[44:29] + i[15:0] * {12'd0, x[48:45]}};
+                                if (oo[0]) rdreq = {1'b1, 2'd3, x[64:49] + i * {12'd0, x[68:65]}};
+                                else rdreq = {1'b1, 2'd3, x[44:29] + i * {12'd0, x[48:45]}};
                             end
                         end
                     end
                 end
-                6'd6: begin m = {20'd0, x[69:58]};
+                6'd6: begin m = {4'd0, x[69:58]};
                     if (m != 0) begin
                         if (oo == 0) rdreq = {1'b1, 2'd3, x[57:42]};
                         else if (oo == 1) rdreq = {1'b1, 2'd3, x[57:42] + 16'd1};
-                        else if (oo - 2 < m) rdreq = {1'b1, 2'd3, x[41:26] + oo[15:0] - 16'd2};
+                        else if (oo - 16'd2 < m) rdreq = {1'b1, 2'd3, x[41:26] + oo - 16'd2};
                     end
                 end
-                6'd9: begin m = {20'd0, x[77:66]}; cnt = {24'd0, x[65:58]};
+                6'd9: begin m = {4'd0, x[77:66]}; cnt = {8'd0, x[65:58]};
                     if (m != 0) begin
-                        if (oo < cnt) rdreq = {1'b1, 2'd3, x[57:42] + oo[15:0]};
-                        else if (oo - cnt < m) rdreq = {1'b1, 2'd3, x[41:26] + oo[15:0] - cnt[15:0]};
+                        if (oo < cnt) rdreq = {1'b1, 2'd3, x[57:42] + oo};
+                        else if (oo - cnt < m) rdreq = {1'b1, 2'd3, x[41:26] + oo - cnt};
                     end
                 end
                 default: rdreq = 19'd0;
@@ -101,21 +103,21 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
         end
     endfunction
 
-    assign done = act && o + 1 == dur(cur);
+    assign done = act && o + 16'd1 == dur(cur);
 
     // Early (physical) reads.
     wire cont = act && !done;
     wire [127:0] nx = cont ? cur : head_next;
-    wire [31:0] no = cont ? o + 32'd1 : 32'd0;
+    wire [15:0] no = cont ? o + 16'd1 : 16'd0;
     wire [18:0] ereq = (cont || start_next) ? rdreq(nx, no) : 19'd0;
     // Accumulating matmul: old line acc + i read at i + D - 2.
-    wire [31:0] mm_m = {20'd0, cur[53:42]};
+    wire [15:0] mm_m = {4'd0, cur[53:42]};
     // Fields used only from offset 1 on come from `ir` (equal to `cur` there): a register,
     // not the start multiplexer, drives their wide fan-out (write data selects, PPU lanes).
     // The accumulating read starts at D - 2, offset 0 only on a 1 x 1 array.
     wire [127:0] late = D > 2 ? ir : cur;
     wire mm_acc_rd = act && op == 6'd4 && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
-    wire [15:0] mm_acc_line = late[41:26] + o[15:0] - (D - 2);
+    wire [15:0] mm_acc_line = late[41:26] + o - (D - 2);
     assign inp_ren = ereq[18] && ereq[17:16] == 2'd1;
     assign wgt_ren = ereq[18] && ereq[17:16] == 2'd2;
     assign acc_ren = (ereq[18] && ereq[17:16] == 2'd3) || mm_acc_rd;
@@ -153,9 +155,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     // PPU lanes.
     wire is_alu = act && op == 6'd5;
     wire is_req = act && op == 6'd6;
-    wire [31:0] alu_m = {20'd0, cur[80:69]};
+    wire [15:0] alu_m = {4'd0, cur[80:69]};
     wire alu_bc = cur[68:65] == 4'd0;
-    wire [31:0] rq_m = {20'd0, cur[69:58]};
+    wire [15:0] rq_m = {4'd0, cur[69:58]};
     wire lane_alu = is_alu && (alu_bc ? (o >= 1 && o <= alu_m) : (o[0] && (o >> 1) < alu_m));
     wire lane_req = is_req && o >= 2 && o - 2 < rq_m;
     // Operand selects and lane settings matter only while a lane is valid (offset 1 on).
@@ -202,8 +204,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     // LUT RAM: one read a cycle), so no lane ever compares against more than S thresholds.
     // Loading writes threshold line o (position o + 1) into the one memory that holds it.
     wire is_thr = act && op == 6'd9;
-    wire [31:0] th_cnt = {24'd0, cur[65:58]};
-    wire [31:0] th_m = {20'd0, cur[77:66]};
+    wire [15:0] th_cnt = {8'd0, cur[65:58]};
+    wire [15:0] th_m = {4'd0, cur[77:66]};
     wire th_src = is_thr && o >= th_cnt && o - th_cnt < th_m;
     wire th_ld = is_thr && o < th_cnt;
     wire [7:0] th_p = o[7:0] + 8'd1;
@@ -290,7 +292,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
         end else begin
             if (start) ir <= insn;
             active <= cont;
-            o_q <= o + 32'd1;
+            o_q <= o + 16'd1;
             wi_q <= wi + ((acc_we || out_we) ? 16'd1 : 16'd0);
             if (is_alu && alu_bc && o == 0) breg <= acc_rdata;
             if (is_alu && !alu_bc && !o[0]) breg <= acc_rdata;
