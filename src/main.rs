@@ -516,10 +516,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
             let t0 = std::time::Instant::now();
-            let r =
-                systole_fpga::flow::build(board, &arch, mem_bits, baked.as_ref(), &pnr_args, &output, |s| {
+            let r = systole_fpga::flow::build(
+                board,
+                &arch,
+                mem_bits,
+                baked.as_ref(),
+                &pnr_args,
+                &output,
+                |s| {
                     bar.set_message(format!("{} / {}: {s}", board.name, arch.name));
-                });
+                },
+            );
             bar.finish_and_clear();
             let r = r.with_context(|| {
                 format!(

@@ -348,13 +348,7 @@ pub fn build(
         "report.json",
     ])
     .args(["--freq", &format!("{mhz}"), "--timing-allow-fail"]);
-    let own_router = pnr_args.iter().any(|a| a == "--router" || a.starts_with("--router="));
-    if let (Family::Ecp5 { .. }, false) = (board.family, own_router) {
-        // On the ulx3s design router1 still had ~146,000 arcs to route after 90 minutes;
-        // router2 (negotiated congestion) gets much further (docs/fpga.md).
-        cmd.args(["--router", "router2"]);
-    }
-    cmd.args(pnr_args);
+    cmd.args(pnr_extra_options(&board.family, pnr_args));
     step("place-and-route", dir, &mut cmd, &mut steps)?;
     progress("bitstream");
     step(
@@ -389,6 +383,22 @@ pub fn build(
         });
     }
     Ok(r)
+}
+
+/// nextpnr options after the flow's fixed ones: router2 on ECP5 unless the user's options
+/// name a router (nextpnr refuses an option given twice), then the user's.
+pub fn pnr_extra_options(family: &Family, user: &[String]) -> Vec<String> {
+    let own_router = user
+        .iter()
+        .any(|a| a == "--router" || a.starts_with("--router="));
+    let mut v = Vec::new();
+    if let (Family::Ecp5 { .. }, false) = (family, own_router) {
+        // On the ulx3s design router1 still had ~146,000 arcs to route after 90 minutes;
+        // router2 (negotiated congestion) gets much further (docs/fpga.md).
+        v.extend(["--router".to_string(), "router2".to_string()]);
+    }
+    v.extend(user.iter().cloned());
+    v
 }
 
 /// Cell counts of the top module from yosys's `stat` output (flattened: one module).
@@ -485,6 +495,24 @@ pub fn parse_report(json: &str) -> Result<(Vec<Use>, f64), FlowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nextpnr_options_keep_the_users_router_and_add_theirs() {
+        let ecp5 = &Board::by_name("ulx3s").unwrap().family;
+        let ice40 = &Board::by_name("icebreaker").unwrap().family;
+        let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            pnr_extra_options(ecp5, &s(&["--placer=static"])),
+            s(&["--router", "router2", "--placer=static"])
+        );
+        for own in [&["--router=router1"][..], &["--router", "router1"][..]] {
+            assert_eq!(pnr_extra_options(ecp5, &s(own)), s(own));
+        }
+        assert_eq!(
+            pnr_extra_options(ice40, &s(&["--seed=3"])),
+            s(&["--seed=3"])
+        );
+    }
 
     /// yosys 0.23 `tee -o F stat` after `synth_ecp5` (a flattened design: one module).
     const STAT: &str = "
