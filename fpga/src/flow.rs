@@ -401,18 +401,35 @@ pub fn pnr_extra_options(family: &Family, user: &[String]) -> Vec<String> {
     v
 }
 
-/// Cell counts of the top module from yosys's `stat` output (flattened: one module).
+/// Cell counts of the whole design from yosys's `stat` output: the top module's section of a
+/// flattened design, or the `design hierarchy` totals when blocks kept their hierarchy (the
+/// PPU lanes do: `keep_hierarchy`).
 pub fn synthesis_cells(stat: &str) -> Vec<(String, u64)> {
+    let hier = stat.contains("=== design hierarchy ===");
     let mut cells = Vec::new();
-    let mut in_top = false;
+    let mut in_section = false;
+    // In the hierarchy section, the instance counts come before the cell list.
+    let mut in_list = false;
     for line in stat.lines() {
         let t = line.trim();
         if t.starts_with("===") {
-            // A later module's section (or the design hierarchy) ends the first one's.
-            in_top = cells.is_empty() && !t.contains("design hierarchy");
+            in_section = if hier {
+                t.contains("design hierarchy")
+            } else {
+                // A later module's section (or the design hierarchy) ends the first one's.
+                cells.is_empty() && !t.contains("design hierarchy")
+            };
+            in_list = !hier;
             continue;
         }
-        if !in_top {
+        if !in_section {
+            continue;
+        }
+        if t.starts_with("Number of cells") {
+            in_list = true;
+            continue;
+        }
+        if !in_list {
             continue;
         }
         let mut f = t.split_whitespace();
@@ -536,6 +553,47 @@ mod tests {
      PFUMX                        6454
      TRELLIS_FF                  14780
 ";
+
+    /// yosys 0.23 `stat` of a design with a kept hierarchy: per-module sections, then totals.
+    const STAT_HIER: &str = "
+=== systole_ppu_lane ===
+
+   Number of wires:                  6
+   Number of cells:                 17
+     MULT18X18D                      4
+     TRELLIS_FF                     16
+
+=== systole_board ===
+
+   Number of wires:                  4
+   Number of cells:                  2
+     LUT4                           10
+     systole_ppu_lane                8
+
+=== design hierarchy ===
+
+   systole_board                     1
+     systole_ppu_lane                8
+
+   Number of wires:                 16
+   Number of cells:                 34
+     LUT4                           10
+     MULT18X18D                     32
+     TRELLIS_FF                    128
+";
+
+    #[test]
+    fn synthesis_stat_of_a_kept_hierarchy_counts_every_instance() {
+        let cells = synthesis_cells(STAT_HIER);
+        assert_eq!(
+            cells,
+            vec![
+                ("LUT4".to_string(), 10),
+                ("MULT18X18D".to_string(), 32),
+                ("TRELLIS_FF".to_string(), 128)
+            ]
+        );
+    }
 
     #[test]
     fn synthesis_stat_gives_cells_and_the_fit() {

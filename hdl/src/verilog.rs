@@ -162,7 +162,14 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
         "ppu_lane",
         "systole_emulator::ppu::{alu_lane, requant_lane} behind the docs/timing.md delays",
         3,
-        module_verilog(&lane, "systole_ppu_lane"),
+        // Kept as its own module in synthesis: flattened, yosys merges the eight lanes'
+        // identical setting registers and decoders into one, whose outputs then fan out to
+        // every lane (800 loads on ulx3s) and crowd the router.
+        module_verilog(&lane, "systole_ppu_lane").replacen(
+            "module systole_ppu_lane(",
+            "(* keep_hierarchy *)\nmodule systole_ppu_lane(",
+            1,
+        ),
         ports(&lane),
     )?;
     let manifest = Manifest {
