@@ -258,12 +258,7 @@ fn step(
 pub fn tool_status(log: &str) -> Option<String> {
     let field = |line: &str, key: &str| -> Option<String> {
         let rest = &line[line.find(key)? + key.len()..];
-        Some(
-            rest.split(|c: char| c == ' ' || c == ',')
-                .next()?
-                .trim()
-                .to_string(),
-        )
+        Some(rest.split([' ', ',']).next()?.trim().to_string())
     };
     log.lines().rev().find_map(|line| {
         if line.contains(" overused=") {
