@@ -15,6 +15,16 @@
 /// The compute module (parameterised Verilog; `systole_array_flat` is generated per arch by
 /// `top.rs`).
 pub const VERILOG: &str = r#"
+// A register kept as its own module in synthesis: yosys merges registers with the same
+// input, so a value needed in many places (one copy per lane) is replicated through it.
+(* keep_hierarchy *)
+module systole_keep_reg #(parameter W = 1) (
+    input clock, input en, input [W-1:0] d, output reg [W-1:0] q
+);
+    initial q = {W{1'b0}};
+    always @(posedge clock) if (en) q <= d;
+endmodule
+
 module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     input clock, input rst,
     input start, input [127:0] insn,
@@ -279,7 +289,14 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     assign acc_we = mm_we || alu_we;
     // Writes come at offset D - 1 >= 1 (matmul), 3 (alu), 5 (requant) or later (thresh).
     assign acc_waddr = (mm_we ? ir[41:26] : ir[28:13]) + wi;
-    assign acc_wdata = mm_we ? (ir[54] ? mm_sum : arr_out) : ppu_acc;
+    // The accumulate flag selects 32 write-data bits per lane: one copy of it per lane
+    // (ir[54] alone fanned out to all C x 32 selects and crowded the router).
+    wire [C-1:0] acc_fl;
+    generate for (l = 0; l < C; l = l + 1) begin : accf
+        systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54]), .q(acc_fl[l]));
+        assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
+            : ppu_acc[32*l +: 32];
+    end endgenerate
     wire rq_we = is_req && ppu_byte_valid[0];
     wire th_we = is_thr && th_vs[S+1];
     assign out_we = rq_we || th_we;

@@ -169,6 +169,10 @@ module systole_store #(parameter C = 4, B = 4, XW = 8) (
     assign done = act && (total == 0 || (ackw && wack));
 
     wire [15:0] bi = bpl - regb;
+    // The beat's place in the line: fewer than 4 C / B beats, so only the low bits select
+    // (a full 16-bit index made a 16-stage shifter over the whole line).
+    localparam BW = $clog2(4 * C / B + 1);
+    wire [BW-1:0] bi_n = bi[BW-1:0];
     // Packing: bit j of packed byte i is lane XW i + j > 0 (a bipolar +1).
     wire [C-1:0] pos;
     wire [8*C-1:0] pk_line;
@@ -192,7 +196,7 @@ module systole_store #(parameter C = 4, B = 4, XW = 8) (
         : pack_q ? {{(24*C){1'b0}}, pk_line} : {{(24*C){1'b0}}, out_rdata};
     wire [31:0] dline_q = sbuf_q ? 4 * C : pack_q ? C / XW : C;
     assign wvalid = beat_out;
-    assign wdata = beat_out ? sdata[bi * 8 * B +: 8 * B] : {(8 * B){1'b0}};
+    assign wdata = beat_out ? sdata[bi_n * 8 * B +: 8 * B] : {(8 * B){1'b0}};
     assign waddr = saddr_q + bi * B;
     genvar sb;
     generate for (sb = 0; sb < B; sb = sb + 1) begin : strb
