@@ -452,17 +452,25 @@ pub fn build(
     Ok(r)
 }
 
-/// nextpnr options after the flow's fixed ones: router2 on ECP5 unless the user's options
-/// name a router (nextpnr refuses an option given twice), then the user's.
+/// nextpnr options after the flow's fixed ones: on ECP5 the static placer and router2 unless
+/// the user's options name a placer or router (nextpnr refuses an option given twice), then
+/// the user's.
 pub fn pnr_extra_options(family: &Family, user: &[String]) -> Vec<String> {
-    let own_router = user
-        .iter()
-        .any(|a| a == "--router" || a.starts_with("--router="));
+    let given = |opt: &str| {
+        user.iter()
+            .any(|a| a == opt || a.starts_with(&format!("{opt}=")))
+    };
     let mut v = Vec::new();
-    if let (Family::Ecp5 { .. }, false) = (family, own_router) {
-        // On the ulx3s design router1 still had ~146,000 arcs to route after 90 minutes;
-        // router2 (negotiated congestion) gets much further (docs/fpga.md).
-        v.extend(["--router".to_string(), "router2".to_string()]);
+    if let Family::Ecp5 { .. } = family {
+        // On the ulx3s design the static (electrostatic) placer left router2 less than
+        // half the overuse of the default heap placer, in less time; router1 still had
+        // ~146,000 arcs to route after 90 minutes (docs/fpga.md).
+        if !given("--placer") {
+            v.extend(["--placer".to_string(), "static".to_string()]);
+        }
+        if !given("--router") {
+            v.extend(["--router".to_string(), "router2".to_string()]);
+        }
     }
     v.extend(user.iter().cloned());
     v
@@ -620,11 +628,17 @@ mod tests {
         let ice40 = &Board::by_name("icebreaker").unwrap().family;
         let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            pnr_extra_options(ecp5, &s(&["--placer=static"])),
-            s(&["--router", "router2", "--placer=static"])
+            pnr_extra_options(ecp5, &s(&["--seed=2"])),
+            s(&["--placer", "static", "--router", "router2", "--seed=2"])
+        );
+        assert_eq!(
+            pnr_extra_options(ecp5, &s(&["--placer=heap"])),
+            s(&["--router", "router2", "--placer=heap"])
         );
         for own in [&["--router=router1"][..], &["--router", "router1"][..]] {
-            assert_eq!(pnr_extra_options(ecp5, &s(own)), s(own));
+            let mut want = s(&["--placer", "static"]);
+            want.extend(s(own));
+            assert_eq!(pnr_extra_options(ecp5, &s(own)), want);
         }
         assert_eq!(
             pnr_extra_options(ice40, &s(&["--seed=3"])),
