@@ -269,7 +269,11 @@ fn fpga_commands_name_what_is_wrong() {
         out.to_str().unwrap(),
     ]);
     assert_clean_failure(&o, "no PLL");
-    assert!(stderr(&o).contains("no PLL makes 10 MHz"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no PLL makes 6.25 MHz"),
+        "{}",
+        stderr(&o)
+    );
     let img = assemble_example(dir.path());
     let o = systole(&[
         "fpga",

@@ -27,6 +27,16 @@ pub struct Pll {
     /// ECP5 EHXPLLL: CLKI_DIV, CLKFB_DIV, CLKOP_DIV, CLKOP_CPHASE.
     /// iCE40 SB_PLL40_PAD: DIVR, DIVF, DIVQ, FILTER_RANGE.
     pub params: [u32; 4],
+    /// 1, or 2 for a toggle flip-flop behind the PLL: below the PLL's lowest output (10 MHz
+    /// on the EHXPLLL) `out_mhz` is half of it.
+    pub fabric_div: u32,
+}
+
+impl Pll {
+    /// The PLL's own output (before `fabric_div`).
+    pub fn pll_out_mhz(&self) -> f64 {
+        self.out_mhz * self.fabric_div as f64
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -78,21 +88,32 @@ pub const ULX3S: Board = Board {
             in_mhz: 25.0,
             out_mhz: 50.0,
             params: [1, 2, 12, 5],
+            fabric_div: 1,
         },
         Pll {
             in_mhz: 25.0,
             out_mhz: 24.0,
             params: [25, 24, 25, 12],
+            fabric_div: 1,
         },
         Pll {
             in_mhz: 25.0,
             out_mhz: 12.5,
             params: [2, 1, 48, 23],
+            fabric_div: 1,
         },
         Pll {
             in_mhz: 25.0,
             out_mhz: 10.0,
             params: [5, 2, 60, 29],
+            fabric_div: 1,
+        },
+        // The 12.5 MHz setting halved in the fabric.
+        Pll {
+            in_mhz: 25.0,
+            out_mhz: 6.25,
+            params: [2, 1, 48, 23],
+            fabric_div: 2,
         },
     ],
     flash: "openFPGALoader --board ulx3s BITSTREAM.bit",
@@ -123,6 +144,7 @@ pub const ICEBREAKER: Board = Board {
         in_mhz: 12.0,
         out_mhz: 24.0,
         params: [0, 63, 5, 1],
+        fabric_div: 1,
     }],
     flash: "iceprog BITSTREAM.bin",
     // iCE40UP5K data sheet: 5,280 LUT4s, 8 DSP (SB_MAC16), 30 EBR (4 Kbit), 4 SPRAM (256 Kbit).
@@ -247,20 +269,33 @@ impl Board {
         let [a, b, c, d] = p.params;
         Ok(match self.family {
             Family::Ecp5 { .. } => format!(
-                "{head}    // {in} MHz -> {out} MHz (VCO {vco} MHz)
-    (* FREQUENCY_PIN_CLKI=\"{in}\" *) (* FREQUENCY_PIN_CLKOP=\"{out}\" *) (* ICP_CURRENT=\"12\" *) (* LPF_RESISTOR=\"8\" *)
+                "{head}    // {in} MHz -> {out} MHz (VCO {vco} MHz){div_note}
+    wire pll_clk;
+    (* FREQUENCY_PIN_CLKI=\"{in}\" *) (* FREQUENCY_PIN_CLKOP=\"{pll_out}\" *) (* ICP_CURRENT=\"12\" *) (* LPF_RESISTOR=\"8\" *)
     EHXPLLL #(.PLLRST_ENA(\"DISABLED\"), .INTFB_WAKE(\"DISABLED\"), .STDBY_ENABLE(\"DISABLED\"),
         .DPHASE_SOURCE(\"DISABLED\"), .OUTDIVIDER_MUXA(\"DIVA\"), .OUTDIVIDER_MUXB(\"DIVB\"),
         .OUTDIVIDER_MUXC(\"DIVC\"), .OUTDIVIDER_MUXD(\"DIVD\"), .CLKI_DIV({a}), .CLKOP_ENABLE(\"ENABLED\"),
         .CLKOP_DIV({c}), .CLKOP_CPHASE({d}), .CLKOP_FPHASE(0), .FEEDBK_PATH(\"CLKOP\"), .CLKFB_DIV({b}))
-    pll (.RST(1'b0), .STDBY(1'b0), .CLKI(clk_in), .CLKOP(clk_out), .CLKFB(clk_out), .CLKINTFB(),
+    pll (.RST(1'b0), .STDBY(1'b0), .CLKI(clk_in), .CLKOP(pll_clk), .CLKFB(pll_clk), .CLKINTFB(),
         .PHASESEL0(1'b0), .PHASESEL1(1'b0), .PHASEDIR(1'b1), .PHASESTEP(1'b1), .PHASELOADREG(1'b1),
         .PLLWAKESYNC(1'b0), .ENCLKOP(1'b0), .LOCK(locked));
-endmodule
+{div}endmodule
 ",
                 in = p.in_mhz,
                 out = p.out_mhz,
+                pll_out = p.pll_out_mhz(),
                 vco = p.in_mhz / a as f64 * b as f64 * c as f64,
+                div_note = if p.fabric_div == 2 {
+                    format!(", halved by a flip-flop from {}", p.pll_out_mhz())
+                } else {
+                    String::new()
+                },
+                div = if p.fabric_div == 2 {
+                    "    reg half = 1'b0;\n    always @(posedge pll_clk) half <= !half;\n    \
+                     assign clk_out = half;\n"
+                } else {
+                    "    assign clk_out = pll_clk;\n"
+                },
             ),
             Family::Ice40 { .. } => format!(
                 "{head}    // {in} MHz -> {out} MHz (VCO {vco} MHz)
@@ -286,12 +321,16 @@ mod tests {
         for b in BOARDS {
             for p in b.plls {
                 let [a, f, q, _] = p.params;
+                assert!(matches!(p.fabric_div, 1 | 2), "{}: divider", b.name);
                 let (vco, out) = match b.family {
                     Family::Ecp5 { .. } => {
                         let vco = p.in_mhz / a as f64 * f as f64 * q as f64;
-                        (vco, vco / q as f64)
+                        // ecppll: the EHXPLLL's output is 10 to 400 MHz.
+                        assert!(vco / q as f64 >= 10.0, "{}: PLL output", b.name);
+                        (vco, vco / q as f64 / p.fabric_div as f64)
                     }
                     Family::Ice40 { .. } => {
+                        assert_eq!(p.fabric_div, 1, "{}: no divider on iCE40", b.name);
                         let vco = p.in_mhz * (f + 1) as f64 / (a + 1) as f64;
                         (vco, vco / (1u32 << q) as f64)
                     }
