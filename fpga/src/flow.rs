@@ -216,7 +216,7 @@ fn step(
         .stderr(err)
         .spawn()
         .map_err(|e| FlowError::Setup(format!("cannot run {:?}: {e}", cmd.get_program())))?;
-    let mut seen = 0usize;
+    let mut seen = 0u64;
     let exit = loop {
         if let Some(exit) = child
             .try_wait()
@@ -225,16 +225,17 @@ fn step(
             break exit;
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
-        // Only whole new lines; a log that cannot be read just shows no status.
-        if let Ok(bytes) = std::fs::read(&log) {
-            if let Some(end) = bytes[seen.min(bytes.len())..]
-                .iter()
-                .rposition(|&b| b == b'\n')
-            {
-                let new = &bytes[seen..seen + end];
-                seen += end + 1;
-                if let Some(s) = tool_status(&String::from_utf8_lossy(new)) {
-                    status(&s);
+        // Only the whole lines written since the last look; a log that cannot be read just
+        // shows no status.
+        let mut new = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(&log) {
+            use std::io::{Read, Seek, SeekFrom};
+            if f.seek(SeekFrom::Start(seen)).is_ok() && f.read_to_end(&mut new).is_ok() {
+                if let Some(end) = new.iter().rposition(|&b| b == b'\n') {
+                    seen += end as u64 + 1;
+                    if let Some(s) = tool_status(&String::from_utf8_lossy(&new[..end])) {
+                        status(&s);
+                    }
                 }
             }
         }
@@ -620,6 +621,45 @@ mod tests {
             "timing estimate 31.2 MHz (PASS at 12.00 MHz)"
         );
         assert_eq!(tool_status("Info: Packing IOs..\n"), None);
+    }
+
+    #[test]
+    fn a_step_reports_its_tool_s_progress_while_it_runs_and_keeps_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut heard = Vec::new();
+        let mut steps = Vec::new();
+        step(
+            "place-and-route",
+            dir.path(),
+            Command::new("sh").args([
+                "-c",
+                "echo 'Info:     iter=3 wires=10 overused=7 overuse=7 archfail=NA'; sleep 1.5; \
+                 echo 'Info:     iter=4 wires=10 overused=0 overuse=0 archfail=NA'; sleep 1.5",
+            ]),
+            &mut steps,
+            &mut |s| heard.push(s.to_string()),
+        )
+        .unwrap();
+        assert_eq!(
+            heard,
+            [
+                "routing: iteration 3, 7 overused wires",
+                "routing: iteration 4, 0 overused wires"
+            ]
+        );
+        assert_eq!(steps.len(), 1);
+        let log = std::fs::read_to_string(dir.path().join("place-and-route.log")).unwrap();
+        assert_eq!(log.lines().count(), 2);
+        // A failing tool: the step fails with its log's tail.
+        let e = step(
+            "pack",
+            dir.path(),
+            Command::new("sh").args(["-c", "echo 'ERROR: no bels'; exit 3"]),
+            &mut steps,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no bels"), "{e}");
     }
 
     #[test]
