@@ -351,6 +351,22 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_below_the_pll_range_is_the_pll_halved_in_a_flip_flop() {
+        let half = ULX3S.clock_verilog(6.25).unwrap();
+        // The PLL is set (and its output constrained) at 12.5 MHz; the design gets the half.
+        assert!(half.contains("FREQUENCY_PIN_CLKOP=\"12.5\""), "{half}");
+        assert!(
+            half.contains("always @(posedge pll_clk) half <= !half;"),
+            "{half}"
+        );
+        assert!(half.contains("assign clk_out = half;"), "{half}");
+        let direct = ULX3S.clock_verilog(10.0).unwrap();
+        assert!(direct.contains("FREQUENCY_PIN_CLKOP=\"10\""), "{direct}");
+        assert!(direct.contains("assign clk_out = pll_clk;"), "{direct}");
+        assert!(!direct.contains("half"), "{direct}");
+    }
+
+    #[test]
     fn constraints_place_every_port() {
         let lpf = ULX3S.constraints();
         assert!(lpf.contains("LOCATE COMP \"clk\" SITE \"G2\";"));
