@@ -339,8 +339,8 @@ enum FpgaCmd {
         /// weights are the block RAMs' initial values; run it with `fpga run --baked`.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Extra nextpnr option, passed as is (repeatable), e.g. `--pnr-arg=--placer=static`
-        /// or `--pnr-arg=--seed=3`.
+        /// Extra nextpnr option, passed as is (repeatable), e.g. `--pnr-arg=--seed=3` or
+        /// `--pnr-arg=--placer=heap` (instead of the flow's static placer on ECP5).
         #[arg(long = "pnr-arg", allow_hyphen_values = true)]
         pnr_args: Vec<String>,
         #[arg(short, long)]

@@ -175,6 +175,11 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     wire ir_bc = ir[68:65] == 4'd0;
     wire [32*C-1:0] lane_a = (ir[5:0] == 6'd5 && !ir_bc) ? breg : acc_rdata;
     wire [32*C-1:0] lane_b = ir_req ? mreg : (ir_bc ? breg : acc_rdata);
+    // Requantization settings, shared by the integer and the binary32 lanes.
+    wire [1:0] rq_round = ir[104:103];
+    wire rq_unsigned = ir[102];
+    wire [31:0] rq_zp = {{16{ir[85]}}, ir[85:70]};
+    wire [7:0] rq_lo = ir[93:86], rq_hi = ir[101:94];
     wire [32*C-1:0] ppu_acc;
     wire [8*C-1:0] ppu_byte;
     wire [C-1:0] ppu_acc_valid, ppu_byte_valid;
@@ -182,8 +187,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     generate for (l = 0; l < C; l = l + 1) begin : lane
         systole_ppu_lane pl (
             .clock(clock), .valid(lane_alu || lane_req), .requant(ir_req),
-            .func(ir[12:10]), .round(ir[104:103]), .out_unsigned(ir[102]),
-            .zp({{16{ir[85]}}, ir[85:70]}), .lo(ir[93:86]), .hi(ir[101:94]),
+            .func(ir[12:10]), .round(rq_round), .out_unsigned(rq_unsigned),
+            .zp(rq_zp), .lo(rq_lo), .hi(rq_hi),
             .shift(sreg[32*l +: 6]), .a(lane_a[32*l +: 32]), .b(lane_b[32*l +: 32]),
             .acc_out(ppu_acc[32*l +: 32]), .acc_valid(ppu_acc_valid[l]),
             .byte_out(ppu_byte[8*l +: 8]), .byte_valid(ppu_byte_valid[l])
@@ -201,8 +206,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
         end else begin : lane
         systole_requant_fp32_lane fl (
             .clock(clock), .valid(lane_req), .acc(acc_rdata[32*l +: 32]), .scale(mreg[32*l +: 32]),
-            .round(ir[104:103]), .out_unsigned(ir[102]),
-            .zp({{16{ir[85]}}, ir[85:70]}), .lo(ir[93:86]), .hi(ir[101:94]),
+            .round(rq_round), .out_unsigned(rq_unsigned),
+            .zp(rq_zp), .lo(rq_lo), .hi(rq_hi),
             .byte_out(fpq_byte[8*l +: 8]), .byte_valid(fpq_valid[l])
         );
     end
