@@ -329,12 +329,13 @@ enum FpgaCmd {
         /// ulx3s or icebreaker.
         #[arg(long)]
         board: String,
-        /// Arch preset or file (default: ulx3s on the ULX3S, tiny on the iCEBreaker).
+        /// Arch preset or file (default: ulx3s on the ULX3S, up5k on the iCEBreaker).
         #[arg(long)]
         arch: Option<String>,
-        /// log2 of the on-chip memory's bytes (the programs' DRAM).
-        #[arg(long, default_value_t = 16)]
-        mem_bits: u32,
+        /// log2 of the on-chip memory's bytes (the programs' DRAM; default: 16 on the ULX3S,
+        /// 11 on the iCEBreaker).
+        #[arg(long)]
+        mem_bits: Option<u32>,
         /// Bake this network (compiled for the arch) into the bitstream: its program and
         /// weights are the block RAMs' initial values; run it with `fpga run --baked`.
         #[arg(long)]
@@ -505,10 +506,8 @@ fn dispatch(cli: Cli) -> Result<()> {
                 },
         } => {
             let board = systole_fpga::board::Board::by_name(&board)?;
-            let arch = resolve_arch(arch.as_deref().unwrap_or(match board.name {
-                "icebreaker" => "tiny",
-                _ => "ulx3s",
-            }))?;
+            let arch = resolve_arch(arch.as_deref().unwrap_or(board.default_arch))?;
+            let mem_bits = mem_bits.unwrap_or(board.mem_bits);
             let baked = match &model {
                 Some(m) => Some(systole::model::compile(m, &arch)?.program),
                 None => None,

@@ -428,6 +428,27 @@ fn threshold_storage_too_small_names_the_layer() {
     );
 }
 
+/// The up5k preset has no integer PPU lanes: compiling a network for it fails with the reason
+/// and leaves no image behind.
+#[test]
+fn compiling_for_an_arch_without_integer_lanes_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tfc.sysb");
+    let model = fixtures().join("cases/TFC_1W1A/model.onnx");
+    let o = systole(&[
+        "compile",
+        model.to_str().unwrap(),
+        "--arch",
+        "up5k",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("ppu.integer_lanes = false"), "{t}");
+    assert!(!out.exists(), "a partial image was left behind");
+}
+
 #[test]
 fn compile_report_lists_layers_host_work_and_exact_cycles() {
     let dir = tempfile::tempdir().unwrap();

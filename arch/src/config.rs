@@ -161,6 +161,12 @@ pub struct PpuConfig {
     /// lane is about 3.6 k ECP5 LUTs).
     #[serde(default = "default_true")]
     pub fp32_requant: bool,
+    /// Build the integer lanes (`alu`, integer `requant`: a 32 x 32 product and a barrel
+    /// shifter per lane, about 1.3 k iCE40 LUTs and 4 DSPs each). Without them the PPU is the
+    /// threshold unit alone, small enough for an iCE40 UP5K; the emulator refuses `alu` and
+    /// `requant` on such an arch. Needs `fp32_requant = false` (those lanes run beside these).
+    #[serde(default = "default_true")]
+    pub integer_lanes: bool,
 }
 
 fn default_true() -> bool {
@@ -176,6 +182,7 @@ impl Default for PpuConfig {
         PpuConfig {
             max_thresholds: default_max_thresholds(),
             fp32_requant: true,
+            integer_lanes: true,
         }
     }
 }
@@ -193,11 +200,12 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("ulx3s", include_str!("../presets/ulx3s.toml")),
     ("edge", include_str!("../presets/edge.toml")),
     ("scalesim32", include_str!("../presets/scalesim32.toml")),
+    ("up5k", include_str!("../presets/up5k.toml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown arch preset or file '{0}' (presets: tiny, ulx3s, edge, scalesim32)")]
+    #[error("unknown arch preset or file '{0}' (presets: tiny, ulx3s, edge, scalesim32, up5k)")]
     Unknown(String),
     #[error("cannot read arch file {path}: {err}")]
     Io { path: String, err: std::io::Error },
@@ -487,6 +495,14 @@ impl ArchConfig {
                 ),
             );
         }
+        if !self.ppu.integer_lanes && self.ppu.fp32_requant {
+            return err(
+                "ppu.fp32_requant",
+                "the binary32 lanes run beside the integer lanes: set it to false when \
+                 ppu.integer_lanes = false"
+                    .into(),
+            );
+        }
         self.energy.validate()?;
         Ok(())
     }
@@ -520,6 +536,11 @@ impl ArchConfig {
         h.write_u32(self.controller.imem_instructions);
         h.write_u32(self.ppu.max_thresholds);
         h.write_u32(self.ppu.fp32_requant as u32);
+        // Written only when off, so the fingerprints of every arch built before the field
+        // existed stay what they were.
+        if !self.ppu.integer_lanes {
+            h.write(b"no-integer-lanes");
+        }
         h.finish()
     }
 
@@ -673,6 +694,26 @@ mod tests {
         for (name, _) in PRESETS {
             assert!(seen.insert(ArchConfig::preset(name).unwrap().fingerprint()));
         }
+    }
+
+    /// Leaving out the integer PPU lanes changes the fingerprint (programs with `alu` or
+    /// `requant` no longer run); spelling out the default keeps it; the binary32 lanes cannot
+    /// be built without them.
+    #[test]
+    fn integer_lanes_are_part_of_the_contract() {
+        let tiny = ArchConfig::preset("tiny").unwrap();
+        let mut t: toml::Table = toml::from_str(PRESETS[0].1).unwrap();
+        set(&mut t, &["ppu", "integer_lanes"], true.into());
+        let same = ArchConfig::from_toml_str(&toml::to_string(&t).unwrap(), "t.toml").unwrap();
+        assert_eq!(same.fingerprint(), tiny.fingerprint());
+        set(&mut t, &["ppu", "integer_lanes"], false.into());
+        set(&mut t, &["ppu", "fp32_requant"], false.into());
+        let off = ArchConfig::from_toml_str(&toml::to_string(&t).unwrap(), "t.toml").unwrap();
+        assert!(!off.ppu.integer_lanes);
+        assert_ne!(off.fingerprint(), tiny.fingerprint());
+        let msg = broken(|t| set(t, &["ppu", "integer_lanes"], false.into()));
+        assert!(msg.contains("ppu.fp32_requant"), "{msg}");
+        assert!(msg.contains("integer_lanes"), "{msg}");
     }
 
     fn broken(edit: impl Fn(&mut toml::Table)) -> String {

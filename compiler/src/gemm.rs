@@ -1569,6 +1569,13 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
             layer.channels[ch].shift
         )));
     }
+    if !arch.ppu.integer_lanes {
+        return Err(GemmError::Invalid(format!(
+            "arch '{}' has no integer PPU lanes (ppu.integer_lanes = false): the GEMM's bias \
+             and requantization need them",
+            arch.name
+        )));
+    }
     let t = Tiling::new(arch, m, k, n)?;
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
     let a_pitch = (t.k_tiles * r) as u64;

@@ -2587,6 +2587,14 @@ pub fn to_program(
     arch: &ArchConfig,
     q: &QModel,
 ) -> Result<(Program, Vec<LayerReport>), LowerError> {
+    if !arch.ppu.integer_lanes {
+        // Every layer's epilogue adds its bias (and binary layers rescale) with `alu`.
+        return Err(err(format!(
+            "arch '{}' has no integer PPU lanes (ppu.integer_lanes = false): compiled layers \
+             add their bias with `alu`; run hand-written programs (`systole asm`) on it",
+            arch.name
+        )));
+    }
     let (r, c) = (arch.array.rows as u64, arch.array.cols as u64);
     let m = q.m;
     let mut data = Vec::new();

@@ -638,6 +638,21 @@ impl Machine {
         e
     }
 
+    /// `alu` and integer `requant` run on the integer PPU lanes, which an arch may leave out.
+    fn check_integer_lanes(&self, idx: usize, what: &str) -> Result<(), EmuError> {
+        if self.arch.ppu.integer_lanes {
+            return Ok(());
+        }
+        Err(self.err(
+            ErrorKind::IllegalOperands,
+            idx,
+            format!(
+                "{what}: arch '{}' has no integer PPU lanes (ppu.integer_lanes = false)",
+                self.arch.name
+            ),
+        ))
+    }
+
     fn check_lines(
         &self,
         idx: usize,
@@ -811,6 +826,7 @@ impl Machine {
                 )
             }
             Op::Alu(op) => {
+                self.check_integer_lanes(idx, "alu")?;
                 let m = op.m as u64;
                 let fd = w(self.check_lines(
                     idx,
@@ -860,6 +876,7 @@ impl Machine {
                 )
             }
             Op::Requant(op) => {
+                self.check_integer_lanes(idx, "requant")?;
                 let m = op.m as u64;
                 if op.fp32 && !self.arch.ppu.fp32_requant {
                     return Err(self.err(

@@ -55,9 +55,22 @@ fn conflicts(a: &[Access], b: &[Access]) -> bool {
     })
 }
 
-/// Sizes of the generated DRAM regions.
+/// Sizes of the generated DRAM regions (smaller on an arch whose DRAM cannot hold them: each
+/// region then takes about two fifths of it, after the parameters).
 pub const SRC_BYTES: u64 = 8192;
 pub const OUT_BYTES: u64 = 8192;
+
+/// (source bytes, output bytes) for `arch`: SRC_BYTES and OUT_BYTES when its DRAM holds them
+/// and the parameter lines (64 x cols bytes at most), else two fifths of the DRAM each, in
+/// whole 64-byte blocks.
+fn regions(arch: &ArchConfig) -> (u64, u64) {
+    let params = 64 * arch.array.cols as u64;
+    if arch.dram.size_bytes >= SRC_BYTES + OUT_BYTES + params {
+        return (SRC_BYTES, OUT_BYTES);
+    }
+    let each = (arch.dram.size_bytes.saturating_sub(params) * 2 / 5) / 64 * 64;
+    (each, each)
+}
 
 struct Gen<'a> {
     arch: &'a ArchConfig,
@@ -68,6 +81,8 @@ struct Gen<'a> {
     /// synced[v][u]: u has waited for every instruction of v up to this code index.
     synced: [[Option<usize>; 3]; 3],
     out_base: u64,
+    src_bytes: u64,
+    out_bytes: u64,
     /// The arch has the binary precision: draw binary matmuls and packed stores too.
     binary: bool,
 }
@@ -244,10 +259,10 @@ impl Gen<'_> {
         } else {
             (rows - 1) * stride + row_bytes
         };
-        if span > SRC_BYTES {
+        if span > self.src_bytes {
             return;
         }
-        let dram = self.rng.range(0, SRC_BYTES - span);
+        let dram = self.rng.range(0, self.src_bytes - span);
         let op = Load {
             buf,
             sram: sram as u32,
@@ -316,10 +331,10 @@ impl Gen<'_> {
         let row_bytes = cols * dline;
         let stride = row_bytes + self.rng.range(0, 2) * dline;
         let span = (rows - 1) * stride + row_bytes;
-        if span > OUT_BYTES {
+        if span > self.out_bytes {
             return;
         }
-        let dram = self.out_base + self.rng.range(0, OUT_BYTES - span);
+        let dram = self.out_base + self.rng.range(0, self.out_bytes - span);
         let op = Store {
             buf,
             sram: sram as u32,
@@ -351,7 +366,13 @@ impl Gen<'_> {
         let acc_free = self.acc_free();
         let acc_all = self.lines(BufferKind::Accumulator);
         let acc = BufferKind::Accumulator.index() as u8;
-        match self.rng.range(0, 5) {
+        let mut pick = self.rng.range(0, 5);
+        // Without integer lanes `alu` (3) and `requant` (5) would be refused: a matmul or a
+        // thresh instead. (The draw is unchanged otherwise, so saved seeds keep their programs.)
+        if !self.arch.ppu.integer_lanes && (pick == 3 || pick == 5) {
+            pick = if pick == 3 { 1 } else { 4 };
+        }
+        match pick {
             0 => {
                 let wgt = self.rng.range(0, self.lines(BufferKind::Weight) - r);
                 let fp = vec![Access {
@@ -538,11 +559,12 @@ impl Gen<'_> {
 /// A random valid program of about `n` instructions (plus token `nop`s) for `arch`.
 ///
 /// DRAM holds random source bytes at 0..SRC_BYTES, requantization parameters after them and
-/// an output region (the program's one output tensor, `dram_out`, u8) at the end.
+/// an output region (the program's one output tensor, `dram_out`, u8) at the end (`regions`).
 pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
     let c = arch.array.cols as u64;
+    let (src_bytes, out_bytes) = regions(arch);
     let mut rng = Rng::new(seed);
-    let src: Vec<u8> = (0..SRC_BYTES).map(|_| rng.next_u64() as u8).collect();
+    let src: Vec<u8> = (0..src_bytes).map(|_| rng.next_u64() as u8).collect();
     // Parameter lines: multipliers (mostly moderate, sometimes extreme) then shifts 0..=62.
     let mut params = Vec::new();
     for _ in 0..c {
@@ -569,8 +591,8 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         params.extend_from_slice(&(sign | exp << 23 | mant).to_le_bytes());
     }
     params.extend_from_slice(&vec![0u8; 4 * c as usize]);
-    let param_base = SRC_BYTES;
-    let out_base = SRC_BYTES + params.len() as u64;
+    let param_base = src_bytes;
+    let out_base = src_bytes + params.len() as u64;
     let mut g = Gen {
         arch,
         rng,
@@ -578,6 +600,8 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         meta: Vec::new(),
         synced: [[None; 3]; 3],
         out_base,
+        src_bytes,
+        out_bytes,
         binary: arch.supports(systole_arch::config::Precision::Binary),
     };
     let acc_lines = g.lines(BufferKind::Accumulator);
@@ -618,7 +642,7 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
     }
     g.code.push(Insn::new(Op::Finish(Finish {})));
     let mut p = Program::new(arch);
-    p.dram_bytes = out_base + OUT_BYTES;
+    p.dram_bytes = out_base + out_bytes;
     p.code = g.code;
     p.data = vec![
         Segment {
@@ -634,7 +658,7 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         "dram_out",
         Role::Output,
         DType::U8,
-        &[OUT_BYTES],
+        &[out_bytes],
         out_base,
     )];
     p.meta

@@ -99,7 +99,7 @@ proptest! {
 
 #[test]
 fn random_programs_on_every_preset() {
-    for arch in ["tiny", "ulx3s", "edge", "scalesim32"] {
+    for arch in ["tiny", "ulx3s", "edge", "scalesim32", "up5k"] {
         for seed in 0..4 {
             check(arch, seed, 50);
         }

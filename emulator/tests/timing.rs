@@ -370,4 +370,17 @@ fn instructions_the_arch_lacks_are_named() {
     let e = on(&ulx3s, "requant src=4 param=0 m=1 fp32=1\nfinish");
     assert_eq!(e.kind, ErrorKind::IllegalOperands, "{e}");
     assert!(e.to_string().contains("fp32_requant"), "{e}");
+    // The UP5K machine has the threshold unit only: `thresh` runs, `alu` and `requant` are
+    // refused by name.
+    let up5k = ArchConfig::preset("up5k").unwrap();
+    for text in [
+        "alu func=add dst=0 a=1 a_stride=1 b=2 b_stride=1 m=1\nfinish",
+        "requant src=4 param=0 m=1\nfinish",
+    ] {
+        let e = on(&up5k, text);
+        assert_eq!(e.kind, ErrorKind::IllegalOperands, "{e}");
+        assert!(e.to_string().contains("ppu.integer_lanes = false"), "{e}");
+    }
+    let th = prog(&up5k, "thresh thr=0 src=4 count=1 m=2\nfinish");
+    run(&th, &up5k, &[], &RunOptions::default()).expect("thresh runs on up5k");
 }

@@ -65,6 +65,11 @@ pub struct Board {
     /// Logic cells (LUT4s), and the yosys cells that take them: (cell, LUT4s per cell).
     pub luts: u64,
     pub lut_cells: &'static [(&'static str, u64)],
+    /// log2 of the on-chip memory's bytes when the user names none: what fits beside the
+    /// accelerator's own block RAMs (`fpga build --mem-bits`).
+    pub mem_bits: u32,
+    /// The arch preset built when the user names none.
+    pub default_arch: &'static str,
 }
 
 pub const ULX3S: Board = Board {
@@ -122,6 +127,8 @@ pub const ULX3S: Board = Board {
     luts: 83_640,
     // A carry cell (CCU2C) is two LUT4s of a slice.
     lut_cells: &[("LUT4", 1), ("CCU2C", 2)],
+    mem_bits: 16,
+    default_arch: "ulx3s",
 };
 
 pub const ICEBREAKER: Board = Board {
@@ -157,6 +164,9 @@ pub const ICEBREAKER: Board = Board {
     luts: 5_280,
     // SB_CARRY shares a logic cell with its LUT.
     lut_cells: &[("SB_LUT4", 1)],
+    // 2 KB: four of the UP5K's 30 block RAMs; the up5k preset's DRAM is that size.
+    mem_bits: 11,
+    default_arch: "up5k",
 };
 
 pub const BOARDS: &[Board] = &[ULX3S, ICEBREAKER];
@@ -168,6 +178,22 @@ const CLOCK_HEAD: &str =
 /// simulation of the board top level uses).
 pub fn wire_clock_verilog() -> String {
     format!("{CLOCK_HEAD}    assign clk_out = clk_in;\n    assign locked = 1'b1;\nendmodule\n")
+}
+
+/// `systole_board_clock` as the oscillator halved by a toggle flip-flop: for a clock below the
+/// PLL's range (the iCE40's SB_PLL40 makes 16 MHz at the least) and a design too slow for the
+/// oscillator itself.
+pub fn halved_clock_verilog(osc_mhz: f64) -> String {
+    format!(
+        "{CLOCK_HEAD}    // {osc_mhz} MHz oscillator halved by a flip-flop: {} MHz
+    reg half = 1'b0;
+    always @(posedge clk_in) half <= !half;
+    assign clk_out = half;
+    assign locked = 1'b1;
+endmodule
+",
+        osc_mhz / 2.0
+    )
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -211,6 +237,10 @@ impl Board {
                     .iter()
                     .map(|p| format!("{} MHz", p.out_mhz))
                     .chain(std::iter::once(format!("{} MHz (no PLL)", self.osc_mhz)))
+                    .chain(std::iter::once(format!(
+                        "{} MHz (the oscillator halved)",
+                        self.osc_mhz / 2.0
+                    )))
                     .collect::<Vec<_>>()
                     .join(", "),
             })
@@ -263,6 +293,10 @@ impl Board {
     /// `mhz` (or a wire when the oscillator runs at it).
     pub fn clock_verilog(&self, mhz: f64) -> Result<String, BoardError> {
         let head = CLOCK_HEAD;
+        let by_pll = self.plls.iter().any(|p| (p.out_mhz - mhz).abs() < 1e-9);
+        if !by_pll && (2.0 * mhz - self.osc_mhz).abs() < 1e-9 {
+            return Ok(halved_clock_verilog(self.osc_mhz));
+        }
         let Some(p) = self.pll_for(mhz)? else {
             return Ok(wire_clock_verilog());
         };
@@ -397,5 +431,18 @@ mod tests {
             .clock_verilog(24.0)
             .unwrap()
             .contains("SB_PLL40_PAD"));
+        assert!(e.contains("6 MHz (the oscillator halved)"), "{e}");
+    }
+
+    /// The up5k preset's 6 MHz: the iCEBreaker's 12 MHz oscillator through a toggle
+    /// flip-flop (no PLL: the SB_PLL40 makes no less than 16 MHz).
+    #[test]
+    fn half_the_oscillator_is_a_flip_flop_without_a_pll() {
+        let v = ICEBREAKER.clock_verilog(6.0).unwrap();
+        assert!(v.contains("always @(posedge clk_in) half <= !half;"), "{v}");
+        assert!(v.contains("assign clk_out = half;"), "{v}");
+        assert!(!v.contains("SB_PLL40"), "{v}");
+        // 12.5 MHz on the ULX3S comes from its PLL, not from halving 25 MHz.
+        assert!(ULX3S.clock_verilog(12.5).unwrap().contains("EHXPLLL"));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use systole_arch::{ArchConfig, Program};
+use systole_arch::{ArchConfig, BufferKind, Program};
 
 /// UART 8N1. `CPB` clock cycles per bit. The receiver samples each bit in its middle (after a
 /// two-flop synchronizer) and drops a byte whose stop bit is low; the transmitter holds the
@@ -73,8 +73,11 @@ endmodule
 /// with `harness.cpp`'s timing: a read request accepted in cycle t offers its first beat from
 /// t + L, beats in request order, one per cycle at most, held until taken; `wack` L cycles
 /// after `wlast`. Requests wait in a block-RAM queue of `2^QAW` entries; a request reaches the
-/// head at the earliest three cycles after it was accepted, so L must be at least 3. While
-/// `host` is high the host's byte port owns the banks (read data one cycle later).
+/// head at the earliest three cycles after it was accepted, so L must be at least 3. Ready
+/// times are not stored: requests mature in the order they came (at most one a cycle), so an
+/// L-cycle delay line of "accepted" bits and a count of matured, unfinished requests say
+/// whether the head may go (no cycle counter or per-request timestamps). While `host` is high
+/// the host's byte port owns the banks (read data one cycle later).
 pub const BOARD_MEM: &str = r#"
 module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10, INIT = 0) (
     input clock, input rst, input host,
@@ -85,17 +88,23 @@ module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10, I
     input h_we, input [AW-1:0] h_addr, input [7:0] h_wdata, output [7:0] h_rdata
 );
     localparam RW = AW - BW;  // row address bits of one bank
-    reg [31:0] t = 32'd0;
-    // Request queue: {ready cycle, byte address, beats}.
-    reg [83:0] q [0:(1 << QAW) - 1];
+    // Request queue: {byte address, beats}. Entries keep the address's AW bits only: the
+    // banks decode no more.
+    localparam QW = AW + 20;
+    // acc_dl[j]: a request was accepted j + 1 cycles ago; wr_dl likewise for `wlast`.
+    reg [L-2:0] acc_dl = 0;
+    reg [L-1:0] wr_dl = 0;
+    // Requests L or more cycles old that have not sent their last beat (the head among them).
+    reg [QAW:0] rdy = 0;
+    reg [QW-1:0] q [0:(1 << QAW) - 1];
     reg [QAW:0] wp = 0, rp = 0;
-    reg [83:0] fdata = 84'd0;
+    reg [QW-1:0] fdata = {QW{1'b0}};
     reg fvalid = 1'b0;
     // The head request.
     reg e_v = 1'b0;
-    reg [31:0] e_ready = 32'd0, e_addr = 32'd0;
+    reg [AW-1:0] e_addr = 0;
     reg [19:0] e_beats = 20'd0;
-    wire serve = e_v && e_ready <= t;
+    wire serve = e_v && rdy != 0;
     wire take = serve && rresp_ready;
     wire e_done = take && e_beats == 20'd1;
     wire refill = !e_v || e_done;
@@ -103,11 +112,11 @@ module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10, I
     wire fre = wp != rp && (!fvalid || fcons);
     // The head in the next cycle: its beat's bytes are read now.
     wire n_v = refill ? fvalid : 1'b1;
-    wire [31:0] n_addr = refill ? fdata[51:20] : (take ? e_addr + B : e_addr);
+    wire [AW-1:0] n_addr = refill ? fdata[AW+19:20] : (take ? e_addr + B : e_addr);
     // Banks.
     wire [8*B-1:0] bq;  // each bank's registered read data
     reg [BW-1:0] rot = 0;
-    wire [31:0] a_rd = host ? {{(32-AW){1'b0}}, h_addr} : n_addr;
+    wire [31:0] a_rd = host ? {{(32-AW){1'b0}}, h_addr} : {{(32-AW){1'b0}}, n_addr};
     genvar j;
     generate for (j = 0; j < B; j = j + 1) begin : bank
         localparam [BW-1:0] JB = j;
@@ -137,17 +146,17 @@ module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10, I
     assign rresp_valid = serve;
     assign h_rdata = bq[8*rot +: 8];
     // Write acknowledgement (the store engine waits for it before its next instruction).
-    reg ack_p = 1'b0;
-    reg [31:0] ack_at = 32'd0;
-    assign wack = ack_p && ack_at == t;
+    assign wack = wr_dl[L-1];
     always @(posedge clock) begin
         rot <= a_rd[BW-1:0];
         if (rst) begin
-            t <= 32'd0; wp <= 0; rp <= 0; fvalid <= 1'b0; e_v <= 1'b0; ack_p <= 1'b0;
+            wp <= 0; rp <= 0; fvalid <= 1'b0; e_v <= 1'b0; acc_dl <= 0; wr_dl <= 0; rdy <= 0;
         end else begin
-            t <= t + 32'd1;
+            acc_dl <= {acc_dl, rreq_valid && rreq_beats != 0};
+            wr_dl <= {wr_dl, wvalid && wlast};
+            rdy <= rdy + acc_dl[L-2] - e_done;
             if (rreq_valid && rreq_beats != 0) begin
-                q[wp[QAW-1:0]] <= {t + L, rreq_addr, rreq_beats[19:0]};
+                q[wp[QAW-1:0]] <= {rreq_addr[AW-1:0], rreq_beats[19:0]};
                 wp <= wp + 1'b1;
             end
             if (fre) begin
@@ -159,12 +168,10 @@ module systole_board_mem #(parameter B = 4, BW = 2, AW = 16, L = 12, QAW = 10, I
             end
             e_v <= n_v;
             if (refill) begin
-                e_ready <= fdata[83:52]; e_addr <= fdata[51:20]; e_beats <= fdata[19:0];
+                e_addr <= fdata[AW+19:20]; e_beats <= fdata[19:0];
             end else if (take) begin
                 e_addr <= e_addr + B; e_beats <= e_beats - 20'd1;
             end
-            if (wvalid && wlast) begin ack_p <= 1'b1; ack_at <= t + L; end
-            else if (wack) ack_p <= 1'b0;
         end
     end
 endmodule
@@ -180,7 +187,9 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
     input rx_valid, input [7:0] rx_data,
     output reg tx_start = 1'b0, output reg [7:0] tx_data = 8'd0, input tx_busy,
     output reg acc_rst = 1'b1, input acc_done, input [63:0] acc_cycles,
-    output reg imem_we = 1'b0, output reg [31:0] imem_waddr = 32'd0, output reg [127:0] imem_wdata = 128'd0,
+    // Instructions go into the instruction memory a byte at a time, as they arrive.
+    output reg imem_we = 1'b0, output reg [31:0] imem_waddr = 32'd0, output [127:0] imem_wdata,
+    output reg [15:0] imem_wstrb = 16'd0,
     output reg h_we = 1'b0, output reg [AW-1:0] h_addr = 0, output reg [7:0] h_wdata = 8'd0,
     input [7:0] h_rdata,
     output running, output reg done_seen = 1'b0, output reg bad_frame = 1'b0
@@ -190,7 +199,11 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
     reg [3:0] st = S_SYNC;
     reg [7:0] cmd = 8'd0;
     reg [15:0] len = 16'd0, idx = 16'd0, crc = 16'hffff, crc_rx = 16'd0;
-    reg [31:0] idle = 32'd0;
+    // Counts to TIMEOUT at most (the frame is dropped there and the count restarts).
+    localparam IW = $clog2(TIMEOUT + 2);
+    reg [IW-1:0] idle = 0;
+    // Written while a frame's payload arrives, read only after it: no collision logic.
+    (* no_rw_check *)
     reg [7:0] pbuf [0:MAXP-1];
     reg [7:0] pq = 8'd0;
     reg [15:0] praddr = 16'd0;
@@ -204,6 +217,8 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
     reg [3:0] rphase = 4'd0;  // 0 sync, 1 status, 2 len lo, 3 len hi, 4 payload, 5 crc lo, 6 crc hi, 7 end
     reg [31:0] addr = 32'd0;
     reg [3:0] bcnt = 4'd0;
+    reg [7:0] imem_byte = 8'd0;
+    assign imem_wdata = {16{imem_byte}};
 
     function [15:0] crc_byte(input [15:0] c, input [7:0] b);
         integer k;
@@ -217,6 +232,15 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
     endfunction
 
     wire [63:0] fpw = FP;
+    // Byte indices of the fingerprint (payload bytes 4-11) and the cycle count (1-8): three
+    // bits each, so each is one 8-way byte multiplexer rather than a shifter.
+    wire [2:0] fp_i = rpos[2:0] - 3'd4;
+    wire [2:0] cyc_i = rpos[2:0] - 3'd1;
+    // Address range checks without wrapping: an address past the memory fails however long.
+    localparam EW = (AW > 16 ? AW : 16) + 1;
+    wire addr_hi = (addr >> AW) != 32'd0;
+    wire [EW-1:0] rd_end = addr[AW-1:0] + {pq, rlen[7:0]};
+    wire [EW-1:0] wr_end = addr[AW-1:0] + len - 16'd4;
     reg [7:0] tb;
     // The byte the reply sends at (rphase, rpos); memory bytes come from h_rdata.
     always @(*) begin
@@ -227,8 +251,8 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
             4'd3: tb = rlen[15:8];
             4'd4: case (rsrc)
                 2'd1: tb = rpos < 4 ? (rpos == 0 ? 8'h53 : rpos == 1 ? 8'h59 : rpos == 2 ? 8'h53 : 8'h54)
-                                    : fpw[8*(rpos - 4) +: 8];
-                2'd2: tb = rpos == 0 ? (run ? 8'd1 : done_seen ? 8'd2 : 8'd0) : cyc[8*(rpos - 1) +: 8];
+                                    : fpw[8*fp_i +: 8];
+                2'd2: tb = rpos == 0 ? (run ? 8'd1 : done_seen ? 8'd2 : 8'd0) : cyc[8*cyc_i +: 8];
                 default: tb = h_rdata;
             endcase
             4'd5: tb = crc[7:0];
@@ -249,10 +273,10 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
             end
             // A frame whose bytes stop arriving is dropped.
             if (st >= S_CMD && st <= S_CRC1 && !rx_valid) begin
-                idle <= idle + 32'd1;
+                idle <= idle + 1'b1;
                 if (idle >= TIMEOUT) begin st <= S_SYNC; bad_frame <= 1'b1; end
             end else begin
-                idle <= 32'd0;
+                idle <= 0;
             end
             case (st)
                 S_SYNC: if (rx_valid && rx_data == 8'ha5) begin st <= S_CMD; crc <= 16'hffff; end
@@ -309,24 +333,23 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
                         else begin
                             rlen <= {pq, rlen[7:0]};
                             h_addr <= addr[AW-1:0];
-                            if ({16'd0, pq, rlen[7:0]} + addr > (32'd1 << AW) || {pq, rlen[7:0]} > MAXP)
+                            if (addr_hi || rd_end > (1 << AW) || {pq, rlen[7:0]} > MAXP)
                                 begin rstat <= 8'h03; rlen <= 16'd0; end
                             else rsrc <= 2'd3;
                             st <= S_TX; rphase <= 4'd0; rpos <= 16'd0;
                         end
                     end else if (cmd == 8'h03) begin
-                        if (idx == 4 && addr + {16'd0, len} - 32'd4 > (32'd1 << AW)) begin
+                        if (idx == 4 && (addr_hi || wr_end > (1 << AW))) begin
                             rstat <= 8'h03; st <= S_TX; rphase <= 4'd0;
                         end else begin
                             h_we <= 1'b1; h_addr <= addr[AW-1:0]; h_wdata <= pq;
                             addr <= addr + 32'd1;
                         end
                     end else begin
-                        imem_wdata <= {pq, imem_wdata[127:8]};
+                        imem_we <= 1'b1; imem_waddr <= addr; imem_byte <= pq;
+                        imem_wstrb <= 16'd1 << bcnt;
                         bcnt <= bcnt + 4'd1;
-                        if (bcnt == 4'd15) begin
-                            imem_we <= 1'b1; imem_waddr <= addr; addr <= addr + 32'd1;
-                        end
+                        if (bcnt == 4'd15) addr <= addr + 32'd1;
                     end
                 end
                 // Send the reply byte by byte; memory payload bytes are read one cycle ahead.
@@ -420,13 +443,13 @@ module systole_board (
 
     wire acc_rst, acc_done, running, done_seen, bad_frame;
     wire [63:0] acc_cycles;
-    wire imem_we; wire [31:0] imem_waddr; wire [127:0] imem_wdata;
+    wire imem_we; wire [31:0] imem_waddr; wire [127:0] imem_wdata; wire [15:0] imem_wstrb;
     wire h_we; wire [{aw1}:0] h_addr; wire [7:0] h_wdata, h_rdata;
     systole_link #(.AW({aw}), .TIMEOUT({timeout}), .FP(64'h{fp:016x})) link (
         .clock(clock), .rst(rst), .rx_valid(rx_valid), .rx_data(rx_data),
         .tx_start(tx_start), .tx_data(tx_data), .tx_busy(tx_busy),
         .acc_rst(acc_rst), .acc_done(acc_done), .acc_cycles(acc_cycles),
-        .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata),
+        .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata), .imem_wstrb(imem_wstrb),
         .h_we(h_we), .h_addr(h_addr), .h_wdata(h_wdata), .h_rdata(h_rdata),
         .running(running), .done_seen(done_seen), .bad_frame(bad_frame)
     );
@@ -437,13 +460,13 @@ module systole_board (
     wire [{sw}:0] wstrb;
     systole_top #(.IMEM_INIT("{imem_init}")) acc (
         .clock(clock), .rst(acc_rst || rst),
-        .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata),
+        .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata), .imem_wstrb(imem_wstrb),
         .rreq_valid(rreq_valid), .rreq_addr(rreq_addr), .rreq_beats(rreq_beats),
         .rresp_valid(rresp_valid), .rresp_data(rresp_data), .rresp_ready(rresp_ready),
         .wvalid(wvalid), .waddr(waddr), .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wack(wack),
         .done(acc_done), .cycles(acc_cycles)
     );
-    systole_board_mem #(.B({b}), .BW({bwl}), .AW({aw}), .L({lat}), .INIT({baked})) mem (
+    systole_board_mem #(.B({b}), .BW({bwl}), .AW({aw}), .L({lat}), .QAW({qaw}), .INIT({baked})) mem (
         .clock(clock), .rst(acc_rst || rst), .host(acc_rst),
         .rreq_valid(rreq_valid), .rreq_addr(rreq_addr), .rreq_beats(rreq_beats),
         .rresp_valid(rresp_valid), .rresp_data(rresp_data), .rresp_ready(rresp_ready),
@@ -467,6 +490,7 @@ endmodule
         sw = b - 1,
         bwl = b.trailing_zeros(),
         lat = d.latency_cycles,
+        qaw = request_queue_bits(arch),
         pad = if p.leds > 4 {
             format!("{}'d0, ", p.leds - 4)
         } else {
@@ -478,6 +502,20 @@ endmodule
     );
     // LED order: led[0] = activity ... led[3] = running (the concatenation is MSB first).
     Ok(v)
+}
+
+/// Address bits of the board memory's request queue. The load engine alone reads, one request
+/// per row of a load (at most 1,023 rows), and a load finishes only after its last beat; each
+/// row fills at least one line of the load's buffer, so no more requests than the largest
+/// buffer's lines (or 1,023) are ever outstanding.
+pub fn request_queue_bits(arch: &ArchConfig) -> u32 {
+    let most = BufferKind::ALL
+        .iter()
+        .map(|&k| arch.lines(k))
+        .max()
+        .unwrap_or(1)
+        .clamp(2, 1023);
+    64 - (most as u64 - 1).leading_zeros()
 }
 
 /// Every Verilog file of the board top level, in compile order: the accelerator's (hdl/), the
@@ -572,4 +610,32 @@ pub fn write_board_rtl(
         .chain(BOARD_FILES)
         .map(|s| s.to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue holds every outstanding request: one per row of a load, never more rows than
+    /// lines of the largest buffer (or 1,023); and it is no deeper than that needs.
+    #[test]
+    fn request_queue_covers_the_longest_load() {
+        for name in ["tiny", "ulx3s", "edge", "scalesim32"] {
+            let arch = ArchConfig::resolve(name).unwrap();
+            let most = BufferKind::ALL
+                .iter()
+                .map(|&k| arch.lines(k))
+                .max()
+                .unwrap();
+            let bits = request_queue_bits(&arch);
+            assert!(1u32 << bits >= most.min(1023), "{name}: {bits} bits");
+            assert!(1u32 << (bits - 1) < most.min(1023), "{name}: {bits} bits");
+        }
+        let tiny = ArchConfig::resolve("tiny").unwrap();
+        assert_eq!(request_queue_bits(&tiny), 8);
+        assert_eq!(
+            request_queue_bits(&ArchConfig::resolve("ulx3s").unwrap()),
+            10
+        );
+    }
 }

@@ -91,6 +91,42 @@ fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
     assert!(e.to_string().contains("takes 1 input(s)"), "{e}");
 }
 
+/// The iCEBreaker's machine (up5k: no integer PPU lanes, 2 KB board memory, narrow counters):
+/// random programs of the threshold unit, matmuls, loads and stores, sent over the link a
+/// byte at a time into the instruction memory, give the emulator's outputs and cycles.
+///
+/// Random programs read buffer lines they never wrote (zero in the emulator, which starts
+/// every run from clean buffers); a board's block RAMs keep what the last run left there, so
+/// each seed runs on a freshly configured board (docs/fpga.md, "The host link").
+#[test]
+fn up5k_random_programs_run_on_the_board_as_on_the_emulator() {
+    let arch = ArchConfig::preset("up5k").unwrap();
+    let params = BoardRtl {
+        mem_addr_bits: 11,
+        ..PARAMS
+    };
+    let sim = BoardSim::cached(&arch, &params, None).unwrap_or_else(|e| panic!("{e}"));
+    for seed in 500..504u64 {
+        let mut c = Client::new(sim.spawn().unwrap());
+        c.timeout = Duration::from_secs(20);
+        assert_eq!(c.ping().unwrap(), arch.fingerprint());
+        let prog = systole_emulator::randprog::random_program(&arch, seed, 60);
+        assert!(
+            prog.dram_bytes <= 1 << 11,
+            "seed {seed}: {} bytes",
+            prog.dram_bytes
+        );
+        let run = run_program(&mut c, &prog, &[], 1 << 11, 1000).unwrap();
+        let emu = systole_emulator::run(&prog, &arch, &[], &RunOptions::default()).unwrap();
+        assert_eq!(run.outputs, emu.outputs, "seed {seed}: outputs");
+        assert_eq!(run.cycles, emu.stats.cycles, "seed {seed}: cycles");
+        assert!(
+            run.outputs[0].to_i64().iter().any(|&v| v != 0),
+            "seed {seed}"
+        );
+    }
+}
+
 /// `--model`: the program and its weights in the block RAMs' initial values; only the input
 /// crosses the link.
 #[test]
@@ -151,6 +187,17 @@ fn bad_frames_are_refused_and_the_link_recovers() {
         c.transact(Cmd::ReadMem, &[0xff, 0x3f, 0, 0, 2, 0]),
         Err(LinkError::Refused(Status::BadArg)),
         "a read past the end of memory"
+    );
+    // Addresses whose sum with the length wraps 32 bits are past the end too.
+    assert_eq!(
+        c.transact(Cmd::ReadMem, &[0xff, 0xff, 0xff, 0xff, 2, 0]),
+        Err(LinkError::Refused(Status::BadArg)),
+        "a read at 2^32 - 1"
+    );
+    assert_eq!(
+        c.transact(Cmd::WriteMem, &[0xfe, 0xff, 0xff, 0xff, 1, 2, 3]),
+        Err(LinkError::Refused(Status::BadArg)),
+        "a write at 2^32 - 2"
     );
     assert_eq!(
         c.transact(Cmd::WriteImem, &[0, 0, 0, 0, 1, 2, 3]),

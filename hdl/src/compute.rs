@@ -25,7 +25,11 @@ module systole_keep_reg #(parameter W = 1) (
     always @(posedge clock) if (en) q <= d;
 endmodule
 
-module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
+// INT = 0: no integer PPU lanes (`ppu.integer_lanes = false`); the emulator refuses `alu` and
+// `requant` on such an arch, so their decode is left out here too.
+// BIN = 0: the arch has no binary precision (the emulator refuses `matmul binary=1`), so the
+// array's mode is a constant and synthesis drops every PE's XNOR-popcount.
+module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16) (
     input clock, input rst,
     input start, input [127:0] insn,
     input start_next, input [127:0] head_next,
@@ -45,114 +49,121 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     localparam D = R + C;
     reg active = 1'b0;
     reg [127:0] ir = 128'd0;
-    // Offsets fit 16 bits: the longest instruction, `alu` over 4,095 lines of two operands,
-    // lasts 8,192 cycles (m fields are 12 bits, threshold counts 8).
-    reg [15:0] o_q = 0;
-    reg [15:0] wi_q = 0;
+    // Offsets and line counts fit OW bits (`top.rs`: no instruction's m exceeds the lines of
+    // the buffers it reads or writes, so the longest, `alu` over every accumulator line or
+    // `thresh` with 255 thresholds, bounds them; at most 16 bits).
+    reg [OW-1:0] o_q = 0;
+    reg [OW-1:0] wi_q = 0;
     reg [32*C-1:0] breg = 0, mreg = 0, sreg = 0;
 
     wire [127:0] cur = start ? insn : ir;
     wire act = start || active;
-    wire [15:0] o = start ? 16'd0 : o_q;
-    wire [15:0] wi = start ? 16'd0 : wi_q;
+    wire [OW-1:0] o = start ? 0 : o_q;
+    wire [OW-1:0] wi = start ? 0 : wi_q;
     wire [5:0] op = cur[5:0];
 
-    function [15:0] dur(input [127:0] x);
-        reg [15:0] m;
+    function [OW-1:0] dur(input [127:0] x);
+        reg [OW-1:0] m;
         begin
             case (x[5:0])
                 6'd3: dur = R;
                 6'd4: begin m = {4'd0, x[53:42]}; dur = m == 0 ? 16'd1 : m + D - 1; end
                 6'd5: begin m = {4'd0, x[80:69]};
-                    dur = m == 0 ? 16'd1 : (x[68:65] == 0 ? m + 16'd3 : 16'd2 * m + 16'd2); end
-                6'd6: begin m = {4'd0, x[69:58]}; dur = m == 0 ? 16'd1 : m + 16'd5; end
+                    dur = m == 0 || !INT ? 16'd1 : (x[68:65] == 0 ? m + 16'd3 : 16'd2 * m + 16'd2); end
+                6'd6: begin m = {4'd0, x[69:58]}; dur = m == 0 || !INT ? 16'd1 : m + 16'd5; end
                 6'd9: begin m = {4'd0, x[77:66]}; dur = m == 0 ? 16'd1 : {8'd0, x[65:58]} + m + S + 2; end
                 default: dur = 16'd1;
             endcase
         end
     endfunction
 
-    // Contract read of offset oo: {en, buf (1 inp, 2 wgt, 3 acc), line}.
-    function [18:0] rdreq(input [127:0] x, input [15:0] oo);
-        reg [15:0] m, cnt, i;
+    // Contract read of offset oo: {en, buf (1 inp, 2 wgt, 3 acc), line}. Lines are LW bits
+    // (`top.rs`: enough for the largest buffer; a valid program's lines lie inside it, so the
+    // sums modulo 2^LW are the lines).
+    function [LW+2:0] rdreq(input [127:0] x, input [OW-1:0] oo);
+        reg [OW-1:0] m, cnt, i;
+        reg e;
+        reg [1:0] b;
+        reg [LW-1:0] l;
         begin
-            rdreq = 19'd0;
+            e = 1'b0; b = 2'd0; l = 0;
             case (x[5:0])
-                6'd3: if (oo < R) rdreq = {1'b1, 2'd2, x[25:10] + oo};
+                6'd3: if (oo < R) begin e = 1'b1; b = 2'd2; l = x[25:10] + oo; end
                 6'd4: begin m = {4'd0, x[53:42]};
-                    if (oo < m) rdreq = {1'b1, 2'd1, x[25:10] + oo}; end
+                    if (oo < m) begin e = 1'b1; b = 2'd1; l = x[25:10] + oo; end end
                 6'd5: begin m = {4'd0, x[80:69]};
-                    if (m != 0) begin
+                    if (INT && m != 0) begin
                         if (x[68:65] == 0) begin
-                            if (oo == 0) rdreq = {1'b1, 2'd3, x[64:49]};
-                            else if (oo <= m) rdreq = {1'b1, 2'd3, x[44:29] + (oo - 16'd1) * {12'd0, x[48:45]}};
+                            if (oo == 0) begin e = 1'b1; b = 2'd3; l = x[64:49]; end
+                            else if (oo <= m) begin e = 1'b1; b = 2'd3; l = x[44:29] + (oo - 16'd1) * {12'd0, x[48:45]}; end
                         end else begin
                             i = oo >> 1;
                             if (i < m) begin
-                                if (oo[0]) rdreq = {1'b1, 2'd3, x[64:49] + i * {12'd0, x[68:65]}};
-                                else rdreq = {1'b1, 2'd3, x[44:29] + i * {12'd0, x[48:45]}};
+                                if (oo[0]) begin e = 1'b1; b = 2'd3; l = x[64:49] + i * {12'd0, x[68:65]}; end
+                                else begin e = 1'b1; b = 2'd3; l = x[44:29] + i * {12'd0, x[48:45]}; end
                             end
                         end
                     end
                 end
                 6'd6: begin m = {4'd0, x[69:58]};
-                    if (m != 0) begin
-                        if (oo == 0) rdreq = {1'b1, 2'd3, x[57:42]};
-                        else if (oo == 1) rdreq = {1'b1, 2'd3, x[57:42] + 16'd1};
-                        else if (oo - 16'd2 < m) rdreq = {1'b1, 2'd3, x[41:26] + oo - 16'd2};
+                    if (INT && m != 0) begin
+                        if (oo == 0) begin e = 1'b1; b = 2'd3; l = x[57:42]; end
+                        else if (oo == 1) begin e = 1'b1; b = 2'd3; l = x[57:42] + 16'd1; end
+                        else if (oo - 16'd2 < m) begin e = 1'b1; b = 2'd3; l = x[41:26] + oo - 16'd2; end
                     end
                 end
                 6'd9: begin m = {4'd0, x[77:66]}; cnt = {8'd0, x[65:58]};
                     if (m != 0) begin
-                        if (oo < cnt) rdreq = {1'b1, 2'd3, x[57:42] + oo};
-                        else if (oo - cnt < m) rdreq = {1'b1, 2'd3, x[41:26] + oo - cnt};
+                        if (oo < cnt) begin e = 1'b1; b = 2'd3; l = x[57:42] + oo; end
+                        else if (oo - cnt < m) begin e = 1'b1; b = 2'd3; l = x[41:26] + oo - cnt; end
                     end
                 end
-                default: rdreq = 19'd0;
+                default: e = 1'b0;
             endcase
+            rdreq = e ? {e, b, l} : 0;
         end
     endfunction
 
-    assign done = act && o + 16'd1 == dur(cur);
+    assign done = act && o + 1'b1 == dur(cur);
 
     // Early (physical) reads.
     wire cont = act && !done;
     wire [127:0] nx = cont ? cur : head_next;
-    wire [15:0] no = cont ? o + 16'd1 : 16'd0;
-    wire [18:0] ereq = (cont || start_next) ? rdreq(nx, no) : 19'd0;
+    wire [OW-1:0] no = cont ? o + 1'b1 : 0;
+    wire [LW+2:0] ereq = (cont || start_next) ? rdreq(nx, no) : 0;
     // Accumulating matmul: old line acc + i read at i + D - 2.
-    wire [15:0] mm_m = {4'd0, cur[53:42]};
+    wire [OW-1:0] mm_m = {4'd0, cur[53:42]};
     // Fields used only from offset 1 on come from `ir` (equal to `cur` there): a register,
     // not the start multiplexer, drives their wide fan-out (write data selects, PPU lanes).
     // The accumulating read starts at D - 2, offset 0 only on a 1 x 1 array.
     wire [127:0] late = D > 2 ? ir : cur;
     wire mm_acc_rd = act && op == 6'd4 && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
-    wire [15:0] mm_acc_line = late[41:26] + o - (D - 2);
-    assign inp_ren = ereq[18] && ereq[17:16] == 2'd1;
-    assign wgt_ren = ereq[18] && ereq[17:16] == 2'd2;
-    assign acc_ren = (ereq[18] && ereq[17:16] == 2'd3) || mm_acc_rd;
-    assign inp_raddr = ereq[15:0];
-    assign wgt_raddr = ereq[15:0];
-    assign acc_raddr = mm_acc_rd ? mm_acc_line : ereq[15:0];
+    wire [LW-1:0] mm_acc_line = late[41:26] + o - (D - 2);
+    assign inp_ren = ereq[LW+2] && ereq[LW+1:LW] == 2'd1;
+    assign wgt_ren = ereq[LW+2] && ereq[LW+1:LW] == 2'd2;
+    assign acc_ren = (ereq[LW+2] && ereq[LW+1:LW] == 2'd3) || mm_acc_rd;
+    assign inp_raddr = ereq[LW-1:0];
+    assign wgt_raddr = ereq[LW-1:0];
+    assign acc_raddr = mm_acc_rd ? mm_acc_line : ereq[LW-1:0];
 
     // Contract claims of this cycle. The claim of offset o is the early read issued for it
     // a cycle before (start_next is exact: the early reads already rely on it), so it is
     // that request registered rather than the instruction decoded a second time.
-    reg [18:0] ereq_q = 19'd0;
-    always @(posedge clock) ereq_q <= rst ? 19'd0 : ereq;
-    wire [18:0] creq = act ? ereq_q : 19'd0;
-    assign cl_inp = creq[18] && creq[17:16] == 2'd1;
-    assign cl_wgt = creq[18] && creq[17:16] == 2'd2;
-    assign cl_acc = (creq[18] && creq[17:16] == 2'd3) || mm_acc_rd;
-    assign cl_inp_line = creq[15:0];
-    assign cl_wgt_line = creq[15:0];
-    assign cl_acc_line = mm_acc_rd ? mm_acc_line : creq[15:0];
+    reg [LW+2:0] ereq_q = 0;
+    always @(posedge clock) ereq_q <= rst ? 0 : ereq;
+    wire [LW+2:0] creq = act ? ereq_q : 0;
+    assign cl_inp = creq[LW+2] && creq[LW+1:LW] == 2'd1;
+    assign cl_wgt = creq[LW+2] && creq[LW+1:LW] == 2'd2;
+    assign cl_acc = (creq[LW+2] && creq[LW+1:LW] == 2'd3) || mm_acc_rd;
+    assign cl_inp_line = creq[LW-1:0];
+    assign cl_wgt_line = creq[LW-1:0];
+    assign cl_acc_line = mm_acc_rd ? mm_acc_line : creq[LW-1:0];
 
     // Array. Its mode input goes with each line (the array passes it from PE to PE); it is
     // decoded a cycle early from the instruction the early reads use, so it leaves a
     // register rather than the controller's instruction multiplexer.
     reg bin_q = 1'b0;
-    always @(posedge clock) bin_q <= !rst && (cont || start_next) && nx[5:0] == 6'd4 && nx[55];
+    always @(posedge clock) bin_q <= BIN && !rst && (cont || start_next) && nx[5:0] == 6'd4 && nx[55];
     wire [32*C-1:0] arr_out;
     wire arr_valid;
     systole_array_flat arr (
@@ -163,11 +174,11 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     );
 
     // PPU lanes.
-    wire is_alu = act && op == 6'd5;
-    wire is_req = act && op == 6'd6;
-    wire [15:0] alu_m = {4'd0, cur[80:69]};
+    wire is_alu = INT && act && op == 6'd5;
+    wire is_req = INT && act && op == 6'd6;
+    wire [OW-1:0] alu_m = {4'd0, cur[80:69]};
     wire alu_bc = cur[68:65] == 4'd0;
-    wire [15:0] rq_m = {4'd0, cur[69:58]};
+    wire [OW-1:0] rq_m = {4'd0, cur[69:58]};
     wire lane_alu = is_alu && (alu_bc ? (o >= 1 && o <= alu_m) : (o[0] && (o >> 1) < alu_m));
     wire lane_req = is_req && o >= 2 && o - 2 < rq_m;
     // Operand selects and lane settings matter only while a lane is valid (offset 1 on).
@@ -185,6 +196,12 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     wire [C-1:0] ppu_acc_valid, ppu_byte_valid;
     genvar l;
     generate for (l = 0; l < C; l = l + 1) begin : lane
+        if (!INT) begin : none
+            assign ppu_acc[32*l +: 32] = 32'd0;
+            assign ppu_byte[8*l +: 8] = 8'd0;
+            assign ppu_acc_valid[l] = 1'b0;
+            assign ppu_byte_valid[l] = 1'b0;
+        end else begin : ilane
         systole_ppu_lane pl (
             .clock(clock), .valid(lane_alu || lane_req), .requant(ir_req),
             .func(ir[12:10]), .round(rq_round), .out_unsigned(rq_unsigned),
@@ -193,6 +210,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
             .acc_out(ppu_acc[32*l +: 32]), .acc_valid(ppu_acc_valid[l]),
             .byte_out(ppu_byte[8*l +: 8]), .byte_valid(ppu_byte_valid[l])
         );
+        end
     end endgenerate
 
     // Binary32 requantizer lanes (`requant fp32`): scale = multiplier line lane.
@@ -219,8 +237,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     // LUT RAM: one read a cycle), so no lane ever compares against more than S thresholds.
     // Loading writes threshold line o (position o + 1) into the one memory that holds it.
     wire is_thr = act && op == 6'd9;
-    wire [15:0] th_cnt = {8'd0, cur[65:58]};
-    wire [15:0] th_m = {4'd0, cur[77:66]};
+    wire [OW-1:0] th_cnt = {8'd0, cur[65:58]};
+    wire [OW-1:0] th_m = {4'd0, cur[77:66]};
     wire th_src = is_thr && o >= th_cnt && o - th_cnt < th_m;
     wire th_ld = is_thr && o < th_cnt;
     wire [7:0] th_p = o[7:0] + 8'd1;
@@ -270,16 +288,18 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
     end endgenerate
     // th_vs[j]: a source line entered the search j + 1 cycles ago.
     reg [S+1:0] th_vs = 0;
-    reg [32*C-1:0] th_v;
+    // base + step x count lies in [-32768, 32512] (8-bit base and step, count <= 255): 17
+    // bits hold it exactly, and the clamp compares 17 bits.
+    reg [17*C-1:0] th_v;
     reg [8*C-1:0] th_b;
-    reg [31:0] tv;
+    reg [16:0] tv;
     integer lc;
     always @(posedge clock) begin
         th_vs <= {th_vs[S:0], th_src};
         for (lc = 0; lc < C; lc = lc + 1)
-            th_v[32*lc +: 32] <= {{24{ir[85]}}, ir[85:78]} + {{24{ir[93]}}, ir[93:86]} * {24'd0, th_nf[8*lc +: 8]};
+            th_v[17*lc +: 17] <= {{9{ir[85]}}, ir[85:78]} + {{9{ir[93]}}, ir[93:86]} * {9'd0, th_nf[8*lc +: 8]};
         for (lc = 0; lc < C; lc = lc + 1) begin
-            tv = th_v[32*lc +: 32];
+            tv = th_v[17*lc +: 17];
             th_b[8*lc +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
         end
     end
@@ -314,8 +334,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1) (
         end else begin
             if (start) ir <= insn;
             active <= cont;
-            o_q <= o + 16'd1;
-            wi_q <= wi + ((acc_we || out_we) ? 16'd1 : 16'd0);
+            o_q <= o + 1'b1;
+            wi_q <= wi + ((acc_we || out_we) ? 1'b1 : 1'b0);
+            // (is_alu and is_req are constant 0 without integer lanes: these registers go.)
             if (is_alu && alu_bc && o == 0) breg <= acc_rdata;
             if (is_alu && !alu_bc && !o[0]) breg <= acc_rdata;
             if (is_req && o == 0) mreg <= acc_rdata;

@@ -20,28 +20,39 @@ pub const OP_FINISH: u32 = 0x08;
 pub const VERILOG: &str = r#"
 module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "") (
     input clock, input rst,
-    input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata,
+    // Instruction writes, byte lanes enabled by imem_wstrb (the board's link writes a byte at
+    // a time, the Verilator harness whole words).
+    input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata, input [15:0] imem_wstrb,
     output [2:0] eng_start,
     output [127:0] head0, output [127:0] head1, output [127:0] head2,
     input [2:0] eng_done,
     output c_start_next, output [127:0] c_head_next,
-    output reg done = 1'b0, output reg [63:0] cycles = 64'd0
+    output reg done = 1'b0, output [63:0] cycles
 );
+    // The host writes instructions only while the accelerator is held in reset, so a read and
+    // a write of one address never meet in a cycle whose read matters: no collision logic
+    // (yosys would otherwise keep a 128-bit copy of the write data and a bypass multiplexer).
+    (* no_rw_check *)
     reg [127:0] imem [0:IMEM-1];
     // A program baked into the bitstream (`systole fpga build --model`): one 32-digit hex word
     // per instruction.
     generate if (IMEM_INIT != "") begin : baked
         initial $readmemh(IMEM_INIT, imem);
     end endgenerate
+    // Counters as wide as their ranges: queue slots 0..Q, tokens 0..T, the program counter up
+    // to past the last instruction (a program runs off the end only if it has no `finish`).
+    localparam QB = $clog2(Q + 1), TB = $clog2(T + 1), PB = $clog2(IMEM) + 1;
     reg [127:0] ir = 128'd0;
-    reg [31:0] pc = 32'd0;
+    reg [PB-1:0] pc = 0;
+    // Counts until `finish` retires, then holds: the run's cycle count is the counter itself.
     reg [63:0] cycle = 64'd0;
+    assign cycles = cycle;
     reg [127:0] q0 [0:Q-1];
     reg [127:0] q1 [0:Q-1];
     reg [127:0] q2 [0:Q-1];
-    reg [15:0] rd [0:2];
-    reg [15:0] cnt [0:2];
-    reg [15:0] tok [0:3];
+    reg [QB-1:0] rd [0:2];
+    reg [QB-1:0] cnt [0:2];
+    reg [TB-1:0] tok [0:3];
     reg [2:0] busy = 3'd0, ret = 3'd0;
     reg [3:0] flags [0:2];
     reg [3:0] pend [0:2];
@@ -90,12 +101,12 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     reg [2:0] can_start, fin, room_ok, do_push, busy_d, ret_d;
     reg [3:0] pm [0:2];
     reg [3:0] psh [0:2];
-    reg [15:0] tok_d [0:3];
-    reg [15:0] cnt_d [0:2];
-    reg [15:0] rd_d [0:2];
+    reg [TB-1:0] tok_d [0:3];
+    reg [QB-1:0] cnt_d [0:2];
+    reg [QB-1:0] rd_d [0:2];
     reg disp, fin_ok;
     reg [127:0] head1_d;
-    reg [15:0] wr1;
+    reg [QB-1:0] wr1;
     integer u, q;
     always @(*) begin
         for (u = 0; u < 3; u = u + 1) begin
@@ -111,16 +122,16 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
         for (q = 0; q < 4; q = q + 1) begin
             tok_d[q] = tok[q];
             for (u = 0; u < 3; u = u + 1) begin
-                if (can_start[u] && pm[u][q]) tok_d[q] = tok_d[q] - 16'd1;
-                if (do_push[u] && psh[u][q]) tok_d[q] = tok_d[q] + 16'd1;
+                if (can_start[u] && pm[u][q]) tok_d[q] = tok_d[q] - 1'b1;
+                if (do_push[u] && psh[u][q]) tok_d[q] = tok_d[q] + 1'b1;
             end
         end
         disp = !done && !rst && !is_finish && cnt[unit] < Q;
         fin_ok = !done && !rst && is_finish && cnt[0] == 0 && cnt[1] == 0 && cnt[2] == 0
             && busy == 3'd0 && ret == 3'd0;
         for (u = 0; u < 3; u = u + 1) begin
-            cnt_d[u] = cnt[u] + ((disp && unit == u) ? 16'd1 : 16'd0) - (can_start[u] ? 16'd1 : 16'd0);
-            rd_d[u] = can_start[u] ? ((rd[u] + 16'd1 == Q) ? 16'd0 : rd[u] + 16'd1) : rd[u];
+            cnt_d[u] = cnt[u] + ((disp && unit == u) ? 1'b1 : 1'b0) - (can_start[u] ? 1'b1 : 1'b0);
+            rd_d[u] = can_start[u] ? ((rd[u] + 1 == Q) ? 0 : rd[u] + 1'b1) : rd[u];
         end
         wr1 = (rd[1] + cnt[1]) % Q;
         head1_d = (disp && unit == 2'd1 && wr1 == rd_d[1]) ? ir : q1[rd_d[1]];
@@ -130,18 +141,19 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     assign c_start_next = !busy_d[1] && !ret_d[1] && cnt_d[1] != 0 && !done && !fin_ok
         && (popmask(2'd1, head1_d[9:6]) & ~{tok_d[3] != 0, tok_d[2] != 0, tok_d[1] != 0, tok_d[0] != 0}) == 4'd0;
 
-    wire [31:0] raddr = rst ? 32'd0 : (disp ? pc + 32'd1 : pc);
+    wire [PB-1:0] raddr = rst ? 0 : (disp ? pc + 1'b1 : pc);
     always @(posedge clock) begin
-        if (imem_we) imem[imem_waddr] <= imem_wdata;
+        for (k = 0; k < 16; k = k + 1)
+            if (imem_we && imem_wstrb[k]) imem[imem_waddr][8*k +: 8] <= imem_wdata[8*k +: 8];
         ir <= imem[raddr];
         if (rst) begin
-            pc <= 0; cycle <= 0; done <= 0; cycles <= 0; busy <= 0; ret <= 0;
+            pc <= 0; cycle <= 0; done <= 0; busy <= 0; ret <= 0;
             for (k = 0; k < 3; k = k + 1) begin rd[k] <= 0; cnt[k] <= 0; flags[k] <= 0; pend[k] <= 0; end
             for (k = 0; k < 4; k = k + 1) tok[k] <= 0;
         end else begin
-            cycle <= cycle + 64'd1;
-            if (disp) pc <= pc + 32'd1;
-            if (fin_ok) begin done <= 1'b1; cycles <= cycle + 64'd1; end
+            if (!done) cycle <= cycle + 64'd1;
+            if (disp) pc <= pc + 1'b1;
+            if (fin_ok) done <= 1'b1;
             if (disp && unit == 2'd0) q0[(rd[0] + cnt[0]) % Q] <= ir;
             if (disp && unit == 2'd1) q1[(rd[1] + cnt[1]) % Q] <= ir;
             if (disp && unit == 2'd2) q2[(rd[2] + cnt[2]) % Q] <= ir;

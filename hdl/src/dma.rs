@@ -18,7 +18,10 @@
 
 /// Load and store engine modules (parameterised Verilog).
 pub const VERILOG: &str = r#"
-module systole_load #(parameter R = 4, C = 4, B = 4) (
+// DA: DRAM address bits (log2 of dram.size_bytes). Every address a valid program touches is
+// below the DRAM's size (the emulator refuses others), so address arithmetic modulo 2^DA gives
+// the same addresses; grid positions count at most a buffer's 2^16 lines (17 bits).
+module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
     input clock, input rst,
     input start, input [127:0] insn,
     output done,
@@ -31,10 +34,11 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
     localparam LB = (R > 4 * C) ? R : 4 * C;
     reg active = 1'b0;
     reg [127:0] ir = 128'd0;
-    reg [15:0] issued_q = 0;
-    reg [31:0] raddr_q = 0;
-    reg [31:0] pos_q = 0;
-    reg [15:0] r_q = 0, c_q = 0;
+    // Grid coordinates and request counts: rows and columns are 10-bit fields, pads 4 bits.
+    reg [10:0] issued_q = 0;
+    reg [DA-1:0] raddr_q = 0;
+    reg [16:0] pos_q = 0;
+    reg [10:0] r_q = 0, c_q = 0;
     reg [15:0] beats_q = 0;
     reg [8*LB-1:0] line_q = 0;
 
@@ -42,25 +46,25 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
     wire act = start || active;
     wire [1:0] buf_ = cur[11:10];
     wire [15:0] sram = cur[27:12];
-    wire [31:0] dram = cur[59:28];
-    wire [15:0] rows = {6'd0, cur[69:60]};
-    wire [15:0] cols = {6'd0, cur[79:70]};
-    wire [31:0] stride = {12'd0, cur[99:80]};
-    wire [15:0] pt = {12'd0, cur[103:100]};
-    wire [15:0] pb = {12'd0, cur[107:104]};
-    wire [15:0] pl = {12'd0, cur[111:108]};
-    wire [15:0] pr = {12'd0, cur[115:112]};
+    wire [DA-1:0] dram = cur[28 +: DA];
+    wire [10:0] rows = {1'd0, cur[69:60]};
+    wire [10:0] cols = {1'd0, cur[79:70]};
+    wire [DA-1:0] stride = cur[99:80];
+    wire [10:0] pt = {7'd0, cur[103:100]};
+    wire [10:0] pb = {7'd0, cur[107:104]};
+    wire [10:0] pl = {7'd0, cur[111:108]};
+    wire [10:0] pr = {7'd0, cur[115:112]};
     wire [7:0] pv = cur[123:116];
-    wire [15:0] width = pl + cols + pr;
-    wire [15:0] height = pt + rows + pb;
-    wire [31:0] total = width * height;
+    wire [10:0] width = pl + cols + pr;
+    wire [10:0] height = pt + rows + pb;
+    wire [16:0] total = width * height;
     wire [15:0] bpl = buf_ == 2'd0 ? R / B : buf_ == 2'd2 ? 4 * C / B : C / B;
 
-    wire [15:0] issued = start ? 16'd0 : issued_q;
-    wire [31:0] raddr = start ? dram : raddr_q;
-    wire [31:0] pos = start ? 32'd0 : pos_q;
-    wire [15:0] r = start ? 16'd0 : r_q;
-    wire [15:0] c = start ? 16'd0 : c_q;
+    wire [10:0] issued = start ? 11'd0 : issued_q;
+    wire [DA-1:0] raddr = start ? dram : raddr_q;
+    wire [16:0] pos = start ? 17'd0 : pos_q;
+    wire [10:0] r = start ? 11'd0 : r_q;
+    wire [10:0] c = start ? 11'd0 : c_q;
     wire [15:0] beats = start ? 16'd0 : beats_q;
 
     assign rreq_valid = act && issued < rows && cols != 0;
@@ -73,7 +77,7 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
     assign rresp_ready = act && in_grid && is_data && (!last_beat || wgrant);
     wire take = rresp_valid && rresp_ready;
     wire advance = wreq && wgrant;
-    wire [31:0] pos_n = pos + (advance ? 32'd1 : 32'd0);
+    wire [16:0] pos_n = pos + (advance ? 17'd1 : 17'd0);
     assign done = act && pos_n == total;
 
     // The beat goes into its place in the line: one decoded write enable per beat position
@@ -102,12 +106,12 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
         end else begin
             if (start) ir <= insn;
             active <= act && !done;
-            issued_q <= issued + (rreq_valid ? 16'd1 : 16'd0);
-            raddr_q <= raddr + (rreq_valid ? stride : 32'd0);
+            issued_q <= issued + (rreq_valid ? 11'd1 : 11'd0);
+            raddr_q <= raddr + (rreq_valid ? stride : {DA{1'b0}});
             pos_q <= pos_n;
             if (advance) begin
-                if (c + 16'd1 == width) begin c_q <= 0; r_q <= r + 16'd1; end
-                else begin c_q <= c + 16'd1; r_q <= r; end
+                if (c + 11'd1 == width) begin c_q <= 0; r_q <= r + 11'd1; end
+                else begin c_q <= c + 11'd1; r_q <= r; end
             end else begin
                 c_q <= c; r_q <= r;
             end
@@ -117,7 +121,9 @@ module systole_load #(parameter R = 4, C = 4, B = 4) (
     end
 endmodule
 
-module systole_store #(parameter C = 4, B = 4, XW = 8) (
+// DA as in systole_load; BIN = 0: no binary precision, so no packed stores (the emulator
+// refuses `store pack=1`) and no packing logic.
+module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1) (
     input clock, input rst,
     input start, input [127:0] insn,
     output done,
@@ -129,11 +135,11 @@ module systole_store #(parameter C = 4, B = 4, XW = 8) (
 );
     reg active = 1'b0;
     reg [127:0] ir = 128'd0;
-    reg [31:0] read_q = 0;
+    reg [16:0] read_q = 0;
     reg [15:0] regb_q = 0;
     reg ackw_q = 1'b0;
-    reg [31:0] saddr_q = 0;
-    reg [31:0] nrow_q = 0, nline_q = 0;
+    reg [DA-1:0] saddr_q = 0;
+    reg [DA-1:0] nrow_q = 0, nline_q = 0;
     reg [15:0] ncol_q = 0;
     reg sbuf_q = 1'b0;
 
@@ -141,21 +147,21 @@ module systole_store #(parameter C = 4, B = 4, XW = 8) (
     wire act = start || active;
     wire buf_ = cur[10];
     wire [15:0] sram = cur[26:11];
-    wire [31:0] dram = cur[58:27];
-    wire [31:0] rows = {22'd0, cur[68:59]};
-    wire [31:0] cols = {22'd0, cur[78:69]};
-    wire [31:0] stride = {12'd0, cur[98:79]};
-    wire pack = cur[99];
-    wire [31:0] total = rows * cols;
+    wire [DA-1:0] dram = cur[27 +: DA];
+    wire [16:0] rows = {7'd0, cur[68:59]};
+    wire [16:0] cols = {7'd0, cur[78:69]};
+    wire [DA-1:0] stride = cur[98:79];
+    wire pack = BIN && cur[99];
+    wire [16:0] total = rows * cols;
     // A packed line is C/XW bytes of XW bits: its last (or only) beat may be partial (wstrb).
     wire [15:0] bpl = buf_ ? 4 * C / B : pack ? (C / XW + B - 1) / B : C / B;
-    wire [31:0] dline = buf_ ? 4 * C : pack ? C / XW : C;
+    wire [DA-1:0] dline = buf_ ? 4 * C : pack ? C / XW : C;
 
-    wire [31:0] rd = start ? 32'd0 : read_q;
+    wire [16:0] rd = start ? 17'd0 : read_q;
     wire [15:0] regb = start ? 16'd0 : regb_q;
     wire ackw = start ? 1'b0 : ackw_q;
-    wire [31:0] nrow = start ? dram : nrow_q;
-    wire [31:0] nline = start ? dram : nline_q;
+    wire [DA-1:0] nrow = start ? dram : nrow_q;
+    wire [DA-1:0] nline = start ? dram : nline_q;
     wire [15:0] ncol = start ? 16'd0 : ncol_q;
 
     wire run = act && !ackw && total != 0;
@@ -210,7 +216,7 @@ module systole_store #(parameter C = 4, B = 4, XW = 8) (
             if (start) ir <= insn;
             active <= act && !done;
             ackw_q <= ackw || wlast;
-            read_q <= rd + (got ? 32'd1 : 32'd0);
+            read_q <= rd + (got ? 17'd1 : 17'd0);
             regb_q <= got ? bpl : regb_dec;
             if (got) begin
                 sbuf_q <= buf_;

@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
     top.clock = 0; top.rst = 1; top.rresp_valid = 0; top.wack = 0; top.imem_we = 0;
     top.eval();
     for (size_t i = 0; i * 16 < imem.size(); ++i) {
-        top.imem_we = 1; top.imem_waddr = (uint32_t)i;
+        top.imem_we = 1; top.imem_waddr = (uint32_t)i; top.imem_wstrb = 0xffff;
         put(top.imem_wdata, &imem[i * 16], 16);
         tick();
     }

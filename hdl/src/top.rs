@@ -68,7 +68,7 @@ pub fn top_verilog(arch: &ArchConfig) -> String {
         r#"
 module systole_top #(parameter IMEM_INIT = "") (
     input clock, input rst,
-    input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata,
+    input imem_we, input [31:0] imem_waddr, input [127:0] imem_wdata, input [15:0] imem_wstrb,
     output rreq_valid, output [31:0] rreq_addr, output [31:0] rreq_beats,
     input rresp_valid, input [{bw}:0] rresp_data, output rresp_ready,
     output wvalid, output [31:0] waddr, output [{bw}:0] wdata, output [{sw}:0] wstrb,
@@ -86,7 +86,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire ld_done, cp_done, st_done;
     systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT)) ctl (
         .clock(clock), .rst(rst),
-        .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata),
+        .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata), .imem_wstrb(imem_wstrb),
         .eng_start(eng_start), .head0(head0), .head1(head1), .head2(head2),
         .eng_done({{st_done, cp_done, ld_done}}),
         .c_start_next(c_start_next), .c_head_next(c_head_next),
@@ -105,7 +105,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*C-1:0] out_wdata;
     wire cl_inp, cl_wgt, cl_acc;
     wire [15:0] cl_inp_line, cl_wgt_line, cl_acc_line;
-    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32})) cp (
+    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw})) cp (
         .clock(clock), .rst(rst), .start(eng_start[1]), .insn(head1),
         .start_next(c_start_next), .head_next(c_head_next), .done(cp_done),
         .inp_ren(inp_ren), .inp_raddr(inp_raddr), .inp_rdata(inp_rdata),
@@ -124,7 +124,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*R-1:0] l_inp;
     wire [8*C-1:0] l_wgt;
     wire [32*C-1:0] l_acc;
-    systole_load #(.R(R), .C(C), .B(B)) ld (
+    systole_load #(.R(R), .C(C), .B(B), .DA({da})) ld (
         .clock(clock), .rst(rst), .start(eng_start[0]), .insn(head0), .done(ld_done),
         .rreq_valid(rreq_valid), .rreq_addr(rreq_addr), .rreq_beats(rreq_beats),
         .rresp_valid(rresp_valid), .rresp_data(rresp_data), .rresp_ready(rresp_ready),
@@ -137,7 +137,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [15:0] s_line;
     wire [8*C-1:0] out_sdata;
     wire [32*C-1:0] acc_sdata;
-    systole_store #(.C(C), .B(B), .XW({xw})) st (
+    systole_store #(.C(C), .B(B), .XW({xw}), .DA({da}), .BIN({bin})) st (
         .clock(clock), .rst(rst), .start(eng_start[2]), .insn(head2), .done(st_done),
         .sreq(s_req), .sbuf(s_buf), .sline(s_line), .sgrant(s_grant),
         .out_rdata(out_sdata), .acc_rdata(acc_sdata),
@@ -210,7 +210,47 @@ endmodule
         stages = arch.ppu.threshold_stages(),
         xw = arch.array.xnor_bits,
         fp32 = arch.ppu.fp32_requant as u32,
+        int = arch.ppu.integer_lanes as u32,
+        bin = arch.supports(systole_arch::config::Precision::Binary) as u32,
+        ow = offset_bits(arch),
+        // Line address bits of the largest buffer (at least 1; at most 16, the validator's).
+        lw = {
+            let most = BufferKind::ALL
+                .iter()
+                .map(|&k| arch.lines(k))
+                .max()
+                .unwrap_or(2);
+            (32 - (most.max(2) - 1).leading_zeros()).min(16)
+        },
+        // DRAM address bits: ceil(log2(dram.size_bytes)), at most 32 (the validator's bound).
+        da = (64 - (arch.dram.size_bytes.max(2) - 1).leading_zeros()).min(32),
     )
+}
+
+/// Bits of the compute unit's instruction offsets: one more than the longest instruction
+/// needs. No instruction's `m` exceeds the lines of a buffer it touches (the emulator refuses
+/// it) nor 4,095 (its field), so `alu` over every line (2m + 2 cycles) or `thresh` with 255
+/// thresholds (255 + m + S + 2) is the longest.
+pub fn offset_bits(arch: &ArchConfig) -> u32 {
+    let lines = BufferKind::ALL
+        .iter()
+        .map(|&k| arch.lines(k))
+        .max()
+        .unwrap_or(1)
+        .min(4095) as u64;
+    let (r, c) = (arch.array.rows as u64, arch.array.cols as u64);
+    let s = arch.ppu.threshold_stages() as u64;
+    let longest = [
+        r,
+        lines + r + c - 1,
+        2 * lines + 2,
+        lines + 5,
+        255 + lines + s + 2,
+    ]
+    .into_iter()
+    .max()
+    .unwrap();
+    (64 - longest.leading_zeros()).min(16)
 }
 
 /// The Verilog files of the whole accelerator, in compile order (the top last).

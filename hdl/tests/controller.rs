@@ -51,6 +51,7 @@ fn check(preset: &str, queue_depth: u32, token_depth: u32, seed: u64) -> (u64, u
     wire [127:0] h0, h1, h2, hn;
     systole_controller #(.Q({queue_depth}), .T({token_depth}), .IMEM({imem})) u(.clock(clock),
         .rst(rst), .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata({{imem_hi, imem_lo}}),
+        .imem_wstrb(16'hffff),
         .eng_start(eng_start), .head0(h0), .head1(h1), .head2(h2), .eng_done(eng_done),
         .c_start_next(c_start_next), .c_head_next(hn), .done(done), .cycles(cycles));
     assign h0_lo = h0[63:0]; assign h0_hi = h0[127:64];

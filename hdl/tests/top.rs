@@ -117,6 +117,15 @@ fn random_programs_ulx3s_xnor2() {
 }
 
 /// 16 x 16 with 16-byte beats (128-bit DRAM data port).
+/// The UP5K machine: no integer PPU lanes (the random programs use the threshold unit alone),
+/// narrow counters (one-deep queues, two tokens, 256 instructions), a 2 x 2 array.
+#[test]
+fn random_programs_up5k() {
+    let arch = ArchConfig::preset("up5k").unwrap();
+    assert!(!arch.ppu.integer_lanes);
+    check_random(&arch, 400..440, 80);
+}
+
 #[test]
 fn random_programs_edge() {
     check_random(&ArchConfig::preset("edge").unwrap(), 200..215, 60);
