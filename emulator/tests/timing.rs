@@ -9,7 +9,7 @@ use systole_emulator::{run, ErrorKind, RunOptions, Stats};
 
 fn prog(arch: &ArchConfig, text: &str) -> Program {
     let mut p = Program::new(arch);
-    p.dram_bytes = 4096;
+    p.dram_bytes = 4096.min(arch.dram.size_bytes);
     p.code = text
         .lines()
         .map(str::trim)
