@@ -358,9 +358,10 @@ enum FpgaCmd {
         input: Vec<PathBuf>,
         #[arg(long, default_value_t = systole_fpga::flow::BAUD)]
         baud: u32,
-        /// log2 of the board's on-chip memory bytes (as built).
-        #[arg(long, default_value_t = 16)]
-        mem_bits: u32,
+        /// log2 of the board's on-chip memory bytes (as built). Default: what the board's
+        /// `ping` reply says (bitstreams from before that reply: 16).
+        #[arg(long)]
+        mem_bits: Option<u32>,
         /// The bitstream has this program baked in (`fpga build --model`): send only inputs.
         #[arg(long)]
         baked: bool,
@@ -567,7 +568,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             let r = if baked {
                 systole_fpga::host::run_baked(&mut c, &prog, &data, 100_000)?
             } else {
-                systole_fpga::host::run_program(&mut c, &prog, &data, 1 << mem_bits, 100_000)?
+                let bits = match mem_bits {
+                    Some(b) => b,
+                    None => c.board_info()?.mem_bits.unwrap_or(16),
+                };
+                systole_fpga::host::run_program(&mut c, &prog, &data, 1u64 << bits, 100_000)?
             };
             for (d, o) in prog.outputs().zip(&r.outputs) {
                 println!("output {} {:?}: {:?}", d.name, d.shape, o.to_i64());

@@ -9,7 +9,7 @@
 //!
 //! | cmd | name | payload | reply payload |
 //! |---|---|---|---|
-//! | 0x01 | `ping` | - | `"SYST"`, the arch fingerprint (u64 LE) |
+//! | 0x01 | `ping` | - | `"SYST"`, the arch fingerprint (u64 LE), log2 of the memory bytes (u8) |
 //! | 0x02 | `write_imem` | first instruction index (u32 LE), 16-byte instructions | - |
 //! | 0x03 | `write_mem` | byte address (u32 LE), bytes | - |
 //! | 0x04 | `read_mem` | byte address (u32 LE), length (u16 LE) | the bytes |
@@ -198,6 +198,14 @@ pub enum RunState {
     Done,
 }
 
+/// The board's answer to `ping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoardInfo {
+    pub fingerprint: u64,
+    /// log2 of the board memory's bytes (`fpga build --mem-bits`), if the bitstream says.
+    pub mem_bits: Option<u32>,
+}
+
 /// The host side of the link: one command, one reply.
 pub struct Client<P: Port> {
     pub port: P,
@@ -242,12 +250,22 @@ impl<P: Port> Client<P> {
     }
 
     /// The board's arch fingerprint (the program images it runs must carry the same).
+    /// The board's arch fingerprint.
     pub fn ping(&mut self) -> Result<u64, LinkError> {
+        Ok(self.board_info()?.fingerprint)
+    }
+
+    /// What `ping` says about the board: its arch fingerprint and, from bitstreams built
+    /// since the 13-byte reply, log2 of its memory's bytes (12-byte replies leave it `None`).
+    pub fn board_info(&mut self) -> Result<BoardInfo, LinkError> {
         let p = self.transact(Cmd::Ping, &[])?;
-        if p.len() != 12 || &p[..4] != b"SYST" {
+        if !(p.len() == 12 || p.len() == 13) || &p[..4] != b"SYST" {
             return Err(LinkError::Malformed(format!("ping reply {p:02x?}")));
         }
-        Ok(u64::from_le_bytes(p[4..12].try_into().unwrap()))
+        Ok(BoardInfo {
+            fingerprint: u64::from_le_bytes(p[4..12].try_into().unwrap()),
+            mem_bits: p.get(12).map(|&b| b as u32),
+        })
     }
 
     pub fn write_imem(&mut self, first: u32, code: &[[u8; 16]]) -> Result<(), LinkError> {
@@ -349,5 +367,42 @@ mod tests {
             };
             prop_assert!(!accepted, "flipped byte {} accepted", i);
         }
+    }
+
+    /// A port that answers every frame with one canned reply.
+    struct Canned(Vec<u8>, std::collections::VecDeque<u8>);
+    impl Port for Canned {
+        fn send(&mut self, _: &[u8]) -> Result<(), LinkError> {
+            self.1 = self.0.iter().copied().collect();
+            Ok(())
+        }
+        fn recv(&mut self, _: std::time::Duration) -> Result<Option<u8>, LinkError> {
+            Ok(self.1.pop_front())
+        }
+    }
+
+    /// `ping` replies: 13 bytes carry the memory size, 12 (older bitstreams) do not, anything
+    /// else is malformed.
+    #[test]
+    fn ping_replies_old_and_new() {
+        let fp = 0x0123_4567_89ab_cdefu64;
+        let mut p = b"SYST".to_vec();
+        p.extend_from_slice(&fp.to_le_bytes());
+        let info = |payload: &[u8]| {
+            let mut c = Client::new(Canned(reply_frame(Status::Ok, payload), Default::default()));
+            c.timeout = std::time::Duration::from_millis(50);
+            c.board_info()
+        };
+        assert_eq!(
+            info(&p),
+            Ok(BoardInfo {
+                fingerprint: fp,
+                mem_bits: None
+            })
+        );
+        let mut p13 = p.clone();
+        p13.push(11);
+        assert_eq!(info(&p13).unwrap().mem_bits, Some(11));
+        assert!(matches!(info(&p[..11]), Err(LinkError::Malformed(_))));
     }
 }

@@ -251,7 +251,7 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
             4'd3: tb = rlen[15:8];
             4'd4: case (rsrc)
                 2'd1: tb = rpos < 4 ? (rpos == 0 ? 8'h53 : rpos == 1 ? 8'h59 : rpos == 2 ? 8'h53 : 8'h54)
-                                    : fpw[8*fp_i +: 8];
+                                    : rpos == 12 ? AW : fpw[8*fp_i +: 8];
                 2'd2: tb = rpos == 0 ? (run ? 8'd1 : done_seen ? 8'd2 : 8'd0) : cyc[8*cyc_i +: 8];
                 default: tb = h_rdata;
             endcase
@@ -304,7 +304,7 @@ module systole_link #(parameter AW = 16, MAXP = 1028, TIMEOUT = 100000, FP = 64'
                         bad_frame <= 1'b0;
                         rstat <= 8'h00;
                         case (cmd)
-                            8'h01: begin rsrc <= 2'd1; rlen <= 16'd12; end
+                            8'h01: begin rsrc <= 2'd1; rlen <= 16'd13; end
                             8'h06: begin rsrc <= 2'd2; rlen <= 16'd9; end
                             8'h02, 8'h03, 8'h04: begin
                                 if (run) rstat <= 8'h04;

@@ -60,6 +60,9 @@ fn compiled_gemm_runs_on_the_board_as_on_the_emulator() {
     let arch = ArchConfig::preset("tiny").unwrap();
     let mut c = board(&arch);
     assert_eq!(c.ping().unwrap(), arch.fingerprint());
+    // The ping reply also says how large the board's memory is.
+    let info = c.board_info().unwrap();
+    assert_eq!(info.mem_bits, Some(PARAMS.mem_addr_bits));
     let (m, k) = (6, 10);
     let prog = gemm(&arch);
     for seed in [1u64, 2] {
