@@ -331,6 +331,16 @@ impl ArchConfig {
         self.buffer(kind).size_bytes / self.line_bytes(kind)
     }
 
+    /// Lines of the largest buffer: no instruction's line count or line address (of a valid
+    /// program) exceeds it, so the RTL sizes its line counters and addresses by it.
+    pub fn max_lines(&self) -> u32 {
+        BufferKind::ALL
+            .iter()
+            .map(|&k| self.lines(k))
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Lines per bank (banks split the line range into equal contiguous parts).
     pub fn lines_per_bank(&self, kind: BufferKind) -> u32 {
         self.lines(kind) / self.buffer(kind).banks

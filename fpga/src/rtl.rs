@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use systole_arch::{ArchConfig, BufferKind, Program};
+use systole_arch::{ArchConfig, Program};
 
 /// UART 8N1. `CPB` clock cycles per bit. The receiver samples each bit in its middle (after a
 /// two-flop synchronizer) and drops a byte whose stop bit is low; the transmitter holds the
@@ -509,12 +509,7 @@ endmodule
 /// row fills at least one line of the load's buffer, so no more requests than the largest
 /// buffer's lines (or 1,023) are ever outstanding.
 pub fn request_queue_bits(arch: &ArchConfig) -> u32 {
-    let most = BufferKind::ALL
-        .iter()
-        .map(|&k| arch.lines(k))
-        .max()
-        .unwrap_or(1)
-        .clamp(2, 1023);
+    let most = arch.max_lines().clamp(2, 1023);
     64 - (most as u64 - 1).leading_zeros()
 }
 
@@ -615,12 +610,13 @@ pub fn write_board_rtl(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use systole_arch::BufferKind;
 
     /// The queue holds every outstanding request: one per row of a load, never more rows than
     /// lines of the largest buffer (or 1,023); and it is no deeper than that needs.
     #[test]
     fn request_queue_covers_the_longest_load() {
-        for name in ["tiny", "ulx3s", "edge", "scalesim32"] {
+        for name in ["tiny", "ulx3s", "edge", "scalesim32", "up5k"] {
             let arch = ArchConfig::resolve(name).unwrap();
             let most = BufferKind::ALL
                 .iter()

@@ -214,14 +214,7 @@ endmodule
         bin = arch.supports(systole_arch::config::Precision::Binary) as u32,
         ow = offset_bits(arch),
         // Line address bits of the largest buffer (at least 1; at most 16, the validator's).
-        lw = {
-            let most = BufferKind::ALL
-                .iter()
-                .map(|&k| arch.lines(k))
-                .max()
-                .unwrap_or(2);
-            (32 - (most.max(2) - 1).leading_zeros()).min(16)
-        },
+        lw = (32 - (arch.max_lines().max(2) - 1).leading_zeros()).min(16),
         // DRAM address bits: ceil(log2(dram.size_bytes)), at most 32 (the validator's bound).
         da = (64 - (arch.dram.size_bytes.max(2) - 1).leading_zeros()).min(32),
     )
@@ -232,12 +225,7 @@ endmodule
 /// it) nor 4,095 (its field), so `alu` over every line (2m + 2 cycles) or `thresh` with 255
 /// thresholds (255 + m + S + 2) is the longest.
 pub fn offset_bits(arch: &ArchConfig) -> u32 {
-    let lines = BufferKind::ALL
-        .iter()
-        .map(|&k| arch.lines(k))
-        .max()
-        .unwrap_or(1)
-        .min(4095) as u64;
+    let lines = arch.max_lines().min(4095) as u64;
     let (r, c) = (arch.array.rows as u64, arch.array.cols as u64);
     let s = arch.ppu.threshold_stages() as u64;
     let longest = [
