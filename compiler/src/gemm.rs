@@ -491,6 +491,7 @@ pub fn emit_dense(
     // waits for compute item i - 2, at or after the last one of m-tile mt - 1, the previous
     // user of that half.
     let resident = t.k_chunks == 1 && t.n_tiles > 1;
+    let mut order = ItemOrder::default();
     for mt in 0..t.m_tiles {
         let m0 = mt * t.tm;
         let rows = t.tm.min(m - m0);
@@ -583,6 +584,7 @@ pub fn emit_dense(
                     }
                 }
                 push_item_loads(code, loads, item);
+                order.release(code);
                 // --- compute ---
                 let mut comp: Vec<Insn> = Vec::new();
                 for j in 0..tiles {
@@ -619,7 +621,7 @@ pub fn emit_dense(
                 }
                 // Release the input/weight/parameter half once nothing reads it any more.
                 comp.last_mut().unwrap().deps.push_prev = true;
-                code.extend(comp);
+                order.body.extend(comp);
                 // --- store ---
                 if last_chunk {
                     let (buf, sram, lane_bytes) = match out {
@@ -634,7 +636,7 @@ pub fn emit_dense(
                         c * lane_bytes
                     };
                     push_store(
-                        code,
+                        &mut order.body,
                         Store {
                             buf,
                             sram,
@@ -652,6 +654,7 @@ pub fn emit_dense(
             }
         }
     }
+    order.finish(code);
     barrier(code, item, out_idx);
 }
 
@@ -967,6 +970,7 @@ pub fn emit_conv_rows(
         };
     let (mut item, mut out_idx) = (0usize, 0usize);
     let mut next_inputs: Vec<Op> = Vec::new();
+    let mut item_order = ItemOrder::default();
     for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
         let rows = t.rows.min(t.oh - oy0);
         let lines = (rows * t.wq) as u32;
@@ -1055,6 +1059,7 @@ pub fn emit_conv_rows(
                     );
                 }
             }
+            item_order.release(code);
             let mut comp: Vec<Insn> = Vec::new();
             for j in 0..cc {
                 for tap in 0..taps {
@@ -1095,7 +1100,7 @@ pub fn emit_conv_rows(
                 );
             }
             comp.last_mut().unwrap().deps.push_prev = true;
-            code.extend(comp);
+            item_order.body.extend(comp);
             if last_chunk {
                 // One store per output row, skipping the junk columns; the first takes
                 // compute's token, the last returns the slot.
@@ -1104,7 +1109,7 @@ pub fn emit_conv_rows(
                     _ => (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1),
                 };
                 for i in 0..rows {
-                    code.push(Insn {
+                    item_order.body.push(Insn {
                         deps: Deps {
                             pop_prev: i == 0,
                             push_prev: i + 1 == rows,
@@ -1129,6 +1134,7 @@ pub fn emit_conv_rows(
             item += 1;
         }
     }
+    item_order.finish(code);
     barrier(code, item, out_idx);
 }
 
@@ -1221,6 +1227,29 @@ fn epilogue(comp: &mut Vec<Insn>, e: &Epilogue, out: OutMode) {
         OutMode::Int32 => {}
     }
     comp.last_mut().unwrap().deps.push_next = true;
+}
+
+/// Program order of a layer's items, one item of lookahead: item i's loads go before item
+/// i - 1's compute and stores. The controller dispatches in program order into queues of
+/// `controller.queue_depth`, so with each item's loads right behind its own compute (dozens of
+/// `ldw`/`matmul`s) the next item's loads reached the load engine only as that compute ended,
+/// and compute then waited for them. Every dependency still points backwards in program order
+/// (item i's loads wait for item i - 2's compute, emitted before them).
+#[derive(Default)]
+struct ItemOrder {
+    /// The previous item's compute and stores, not yet emitted.
+    body: Vec<Insn>,
+}
+
+impl ItemOrder {
+    /// Call after an item's loads: emits the previous item's body behind them.
+    fn release(&mut self, code: &mut Vec<Insn>) {
+        code.append(&mut self.body);
+    }
+    /// Emits the last item's body.
+    fn finish(mut self, code: &mut Vec<Insn>) {
+        self.release(code);
+    }
 }
 
 /// The loads of one item in the 2-deep token protocol: the first waits for the compute token
