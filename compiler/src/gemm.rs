@@ -1378,6 +1378,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
     let slot = |i: usize| (2 + (i % 2) * slot_lines) as u32;
     let sy = p.stride[0] as i64;
     let mut item = 0usize;
+    let mut item_order = ItemOrder::default();
     for oy in 0..p.oh {
         for ct in 0..ct_n {
             let mut loads = Vec::new();
@@ -1415,6 +1416,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                 }
             }
             push_item_loads(code, loads.into_iter().map(Op::Load), item);
+            item_order.release(code);
             let mut comp = Vec::new();
             for j in 1..kk {
                 comp.push(Insn::new(Op::Alu(Alu {
@@ -1448,9 +1450,9 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
             });
             comp[0].deps.pop_prev = true;
             comp.last_mut().unwrap().deps.push_prev = true;
-            code.extend(comp);
+            item_order.body.extend(comp);
             push_store(
-                code,
+                &mut item_order.body,
                 Store {
                     buf: StoreBuf::Out,
                     sram: ((item % 2) * out_half) as u32,
@@ -1464,6 +1466,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
             item += 1;
         }
     }
+    item_order.finish(code);
     barrier(code, item, item);
     Ok(())
 }
