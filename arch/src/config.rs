@@ -341,6 +341,16 @@ impl ArchConfig {
             .unwrap_or(1)
     }
 
+    /// Bits of a line address in the largest buffer (at most 16: the validator's 2^16 lines).
+    pub fn line_bits(&self) -> u32 {
+        index_bits(self.max_lines() as u64)
+    }
+
+    /// Bits of a DRAM byte address (at most 32: the validator's 4 GiB).
+    pub fn dram_addr_bits(&self) -> u32 {
+        index_bits(self.dram.size_bytes)
+    }
+
     /// Lines per bank (banks split the line range into equal contiguous parts).
     pub fn lines_per_bank(&self, kind: BufferKind) -> u32 {
         self.lines(kind) / self.buffer(kind).banks
@@ -565,6 +575,11 @@ impl ArchConfig {
     }
 }
 
+/// Bits that index `n` things: ceil(log2(n)), at least 1.
+pub fn index_bits(n: u64) -> u32 {
+    64 - (n.max(2) - 1).leading_zeros()
+}
+
 /// "line L, column C: message" from a TOML error (toml's Display spans several lines).
 fn toml_error_text(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
@@ -696,6 +711,17 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(field) && msg.contains(says), "{msg}");
         }
+    }
+
+    #[test]
+    fn index_bits_is_ceil_log2() {
+        let got: Vec<u32> = [1u64, 2, 3, 4, 128, 129, 65536, 1 << 32]
+            .iter()
+            .map(|&n| index_bits(n))
+            .collect();
+        assert_eq!(got, [1, 1, 2, 2, 7, 8, 16, 32]);
+        let up5k = ArchConfig::preset("up5k").unwrap();
+        assert_eq!((up5k.line_bits(), up5k.dram_addr_bits()), (7, 11));
     }
 
     #[test]

@@ -98,3 +98,14 @@ fn double_buffering_overlaps_load_and_compute() {
         "{s:?}"
     );
 }
+
+/// A GEMM adds its bias and requantizes on the integer PPU lanes: on an arch without them
+/// (up5k) `gemm_program` refuses by name instead of emitting instructions the emulator and
+/// the RTL would refuse.
+#[test]
+fn gemm_needs_the_integer_lanes() {
+    let arch = ArchConfig::preset("up5k").unwrap();
+    let (l, _) = layer(2, 4, 2, 7);
+    let e = gemm_program(&arch, &l).unwrap_err().to_string();
+    assert!(e.contains("ppu.integer_lanes = false"), "{e}");
+}

@@ -196,6 +196,14 @@ endmodule
     )
 }
 
+/// Where the accelerator's clock comes from (`Board::clock_source`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ClockSource {
+    Oscillator,
+    Pll(&'static Pll),
+    OscillatorHalved,
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BoardError {
     #[error("unknown board '{0}' (boards: ulx3s, icebreaker)")]
@@ -219,31 +227,43 @@ impl Board {
             .ok_or_else(|| BoardError::Unknown(name.to_string()))
     }
 
-    /// The PLL for `mhz`, or None when the oscillator already runs at it.
-    pub fn pll_for(&self, mhz: f64) -> Result<Option<&'static Pll>, BoardError> {
-        if (mhz - self.osc_mhz).abs() < 1e-9 {
-            return Ok(None);
+    /// How the board makes `mhz`: the oscillator itself, a PLL setting, or (when no PLL
+    /// makes it) the oscillator halved by a flip-flop.
+    pub fn clock_source(&self, mhz: f64) -> Result<ClockSource, BoardError> {
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        if near(mhz, self.osc_mhz) {
+            return Ok(ClockSource::Oscillator);
         }
-        self.plls
-            .iter()
-            .find(|p| (p.out_mhz - mhz).abs() < 1e-9)
-            .map(Some)
-            .ok_or_else(|| BoardError::NoClock {
-                board: self.name,
-                want: mhz,
-                osc: self.osc_mhz,
-                have: self
-                    .plls
-                    .iter()
-                    .map(|p| format!("{} MHz", p.out_mhz))
-                    .chain(std::iter::once(format!("{} MHz (no PLL)", self.osc_mhz)))
-                    .chain(std::iter::once(format!(
-                        "{} MHz (the oscillator halved)",
-                        self.osc_mhz / 2.0
-                    )))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        if let Some(p) = self.plls.iter().find(|p| near(p.out_mhz, mhz)) {
+            return Ok(ClockSource::Pll(p));
+        }
+        if near(2.0 * mhz, self.osc_mhz) {
+            return Ok(ClockSource::OscillatorHalved);
+        }
+        Err(BoardError::NoClock {
+            board: self.name,
+            want: mhz,
+            osc: self.osc_mhz,
+            have: self
+                .plls
+                .iter()
+                .map(|p| format!("{} MHz", p.out_mhz))
+                .chain(std::iter::once(format!("{} MHz (no PLL)", self.osc_mhz)))
+                .chain(std::iter::once(format!(
+                    "{} MHz (the oscillator halved)",
+                    self.osc_mhz / 2.0
+                )))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// The PLL for `mhz`, or None when it takes none (the oscillator, or its half).
+    pub fn pll_for(&self, mhz: f64) -> Result<Option<&'static Pll>, BoardError> {
+        Ok(match self.clock_source(mhz)? {
+            ClockSource::Pll(p) => Some(p),
+            ClockSource::Oscillator | ClockSource::OscillatorHalved => None,
+        })
     }
 
     /// The constraint file: LPF (ECP5) or PCF (iCE40) for the board top's ports.
@@ -293,12 +313,10 @@ impl Board {
     /// `mhz` (or a wire when the oscillator runs at it).
     pub fn clock_verilog(&self, mhz: f64) -> Result<String, BoardError> {
         let head = CLOCK_HEAD;
-        let by_pll = self.plls.iter().any(|p| (p.out_mhz - mhz).abs() < 1e-9);
-        if !by_pll && (2.0 * mhz - self.osc_mhz).abs() < 1e-9 {
-            return Ok(halved_clock_verilog(self.osc_mhz));
-        }
-        let Some(p) = self.pll_for(mhz)? else {
-            return Ok(wire_clock_verilog());
+        let p = match self.clock_source(mhz)? {
+            ClockSource::Oscillator => return Ok(wire_clock_verilog()),
+            ClockSource::OscillatorHalved => return Ok(halved_clock_verilog(self.osc_mhz)),
+            ClockSource::Pll(p) => p,
         };
         let [a, b, c, d] = p.params;
         Ok(match self.family {

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 use std::path::Path;
+use systole_arch::config::index_bits;
 use systole_arch::{ArchConfig, Program};
 
 /// UART 8N1. `CPB` clock cycles per bit. The receiver samples each bit in its middle (after a
@@ -509,8 +510,7 @@ endmodule
 /// row fills at least one line of the load's buffer, so no more requests than the largest
 /// buffer's lines (or 1,023) are ever outstanding.
 pub fn request_queue_bits(arch: &ArchConfig) -> u32 {
-    let most = arch.max_lines().clamp(2, 1023);
-    64 - (most as u64 - 1).leading_zeros()
+    index_bits(arch.max_lines().min(1023) as u64)
 }
 
 /// Every Verilog file of the board top level, in compile order: the accelerator's (hdl/), the

@@ -24,7 +24,11 @@ const PARAMS: BoardRtl = BoardRtl {
 };
 
 fn board(arch: &ArchConfig) -> Client<SimPort> {
-    let sim = BoardSim::cached(arch, &PARAMS, None).unwrap_or_else(|e| panic!("{e}"));
+    client(&BoardSim::cached(arch, &PARAMS, None).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// A link to a fresh instance of a built board.
+fn client(sim: &BoardSim) -> Client<SimPort> {
     let mut c = Client::new(sim.spawn().unwrap());
     c.timeout = Duration::from_secs(20);
     c
@@ -109,17 +113,17 @@ fn up5k_random_programs_run_on_the_board_as_on_the_emulator() {
         ..PARAMS
     };
     let sim = BoardSim::cached(&arch, &params, None).unwrap_or_else(|e| panic!("{e}"));
+    let mem = 1u64 << params.mem_addr_bits;
     for seed in 500..504u64 {
-        let mut c = Client::new(sim.spawn().unwrap());
-        c.timeout = Duration::from_secs(20);
+        let mut c = client(&sim);
         assert_eq!(c.ping().unwrap(), arch.fingerprint());
         let prog = systole_emulator::randprog::random_program(&arch, seed, 60);
         assert!(
-            prog.dram_bytes <= 1 << 11,
+            prog.dram_bytes <= mem,
             "seed {seed}: {} bytes",
             prog.dram_bytes
         );
-        let run = run_program(&mut c, &prog, &[], 1 << 11, 1000).unwrap();
+        let run = run_program(&mut c, &prog, &[], mem, 1000).unwrap();
         let emu = systole_emulator::run(&prog, &arch, &[], &RunOptions::default()).unwrap();
         assert_eq!(run.outputs, emu.outputs, "seed {seed}: outputs");
         assert_eq!(run.cycles, emu.stats.cycles, "seed {seed}: cycles");
@@ -141,8 +145,7 @@ fn a_baked_program_runs_with_only_its_input_sent() {
         ..PARAMS
     };
     let sim = BoardSim::cached(&arch, &params, Some(&prog)).unwrap_or_else(|e| panic!("{e}"));
-    let mut c = Client::new(sim.spawn().unwrap());
-    c.timeout = Duration::from_secs(20);
+    let mut c = client(&sim);
     let mut rng = Rng::new(9);
     let x = IoData::I8((0..60).map(|_| rng.next_u64() as i8).collect());
     let run = run_baked(&mut c, &prog, std::slice::from_ref(&x), 1000).unwrap();

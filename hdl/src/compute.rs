@@ -118,9 +118,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
                         else if (oo - cnt < m) begin e = 1'b1; b = 2'd3; l = x[41:26] + oo - cnt; end
                     end
                 end
-                default: e = 1'b0;
+                default: ;
             endcase
-            rdreq = e ? {e, b, l} : 0;
+            rdreq = {e, b, l};
         end
     endfunction
 
@@ -139,9 +139,13 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire [127:0] late = D > 2 ? ir : cur;
     wire mm_acc_rd = act && op == 6'd4 && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
     wire [LW-1:0] mm_acc_line = late[41:26] + o - (D - 2);
-    assign inp_ren = ereq[LW+2] && ereq[LW+1:LW] == 2'd1;
-    assign wgt_ren = ereq[LW+2] && ereq[LW+1:LW] == 2'd2;
-    assign acc_ren = (ereq[LW+2] && ereq[LW+1:LW] == 2'd3) || mm_acc_rd;
+    // Whether a read request {en, buf, line} reads buffer b (1 inp, 2 wgt, 3 acc).
+    function reads(input [LW+2:0] q, input [1:0] b);
+        reads = q[LW+2] && q[LW+1:LW] == b;
+    endfunction
+    assign inp_ren = reads(ereq, 2'd1);
+    assign wgt_ren = reads(ereq, 2'd2);
+    assign acc_ren = reads(ereq, 2'd3) || mm_acc_rd;
     assign inp_raddr = ereq[LW-1:0];
     assign wgt_raddr = ereq[LW-1:0];
     assign acc_raddr = mm_acc_rd ? mm_acc_line : ereq[LW-1:0];
@@ -152,9 +156,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     reg [LW+2:0] ereq_q = 0;
     always @(posedge clock) ereq_q <= rst ? 0 : ereq;
     wire [LW+2:0] creq = act ? ereq_q : 0;
-    assign cl_inp = creq[LW+2] && creq[LW+1:LW] == 2'd1;
-    assign cl_wgt = creq[LW+2] && creq[LW+1:LW] == 2'd2;
-    assign cl_acc = (creq[LW+2] && creq[LW+1:LW] == 2'd3) || mm_acc_rd;
+    assign cl_inp = reads(creq, 2'd1);
+    assign cl_wgt = reads(creq, 2'd2);
+    assign cl_acc = reads(creq, 2'd3) || mm_acc_rd;
     assign cl_inp_line = creq[LW-1:0];
     assign cl_wgt_line = creq[LW-1:0];
     assign cl_acc_line = mm_acc_rd ? mm_acc_line : creq[LW-1:0];

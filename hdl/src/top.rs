@@ -12,7 +12,7 @@
 use crate::verilog::{write_verilog, Error, Manifest};
 use std::fmt::Write;
 use std::path::Path;
-use systole_arch::config::Ports;
+use systole_arch::config::{index_bits, Ports};
 use systole_arch::{ArchConfig, BufferKind};
 
 fn write(dir: &Path, file: &str, text: &str) -> Result<(), Error> {
@@ -213,10 +213,8 @@ endmodule
         int = arch.ppu.integer_lanes as u32,
         bin = arch.supports(systole_arch::config::Precision::Binary) as u32,
         ow = offset_bits(arch),
-        // Line address bits of the largest buffer (at least 1; at most 16, the validator's).
-        lw = (32 - (arch.max_lines().max(2) - 1).leading_zeros()).min(16),
-        // DRAM address bits: ceil(log2(dram.size_bytes)), at most 32 (the validator's bound).
-        da = (64 - (arch.dram.size_bytes.max(2) - 1).leading_zeros()).min(32),
+        lw = arch.line_bits(),
+        da = arch.dram_addr_bits(),
     )
 }
 
@@ -238,7 +236,7 @@ pub fn offset_bits(arch: &ArchConfig) -> u32 {
     .into_iter()
     .max()
     .unwrap();
-    (64 - longest.leading_zeros()).min(16)
+    index_bits(longest + 1).min(16)
 }
 
 /// The Verilog files of the whole accelerator, in compile order (the top last).
