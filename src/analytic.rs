@@ -119,11 +119,16 @@ impl Counts {
             }
             Op::LoadWeights(_) => self.line_reads[wgt] += r,
             Op::MatMul(mm) => {
-                let m = mm.m as u64;
-                self.line_reads[inp] += m;
-                if mm.accumulate {
-                    self.line_reads[acc] += m;
+                // A chain of T tiles: T weight tiles read, T streams of m lines, every tile
+                // but an overwriting first one reading the accumulator lines.
+                let (tiles, m) = (mm.tiles().max(1) as u64, mm.m as u64);
+                let reads = if mm.accumulate { tiles } else { tiles - 1 };
+                if mm.is_chain() && m > 0 {
+                    self.line_reads[wgt] += tiles * r;
                 }
+                self.line_reads[acc] += reads * m;
+                let m = tiles * m;
+                self.line_reads[inp] += m;
                 self.line_writes[acc] += m;
                 self.macs += m * r * c;
                 if mm.binary {
@@ -299,7 +304,7 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             Op::Load(l) => load_cycles(l, arch),
             Op::Store(st) => store_cycles(st, arch),
             Op::LoadWeights(_) => arr.ldw_cycles(),
-            Op::MatMul(mm) => arr.matmul_cycles(mm.m),
+            Op::MatMul(mm) => arr.matmul_cycles(mm),
             Op::Alu(a) => Ppu::alu_cycles(a),
             Op::Requant(rq) => Ppu::requant_cycles(rq),
             Op::Thresh(th) => Ppu::thresh_cycles(th, arch.ppu.threshold_stages()),
@@ -341,7 +346,7 @@ pub fn compute_breakdown(code: &[systole_arch::Insn], arch: &ArchConfig) -> (u64
     for insn in code {
         match &insn.op {
             Op::LoadWeights(_) => ldw += arr.ldw_cycles(),
-            Op::MatMul(m) => mm += arr.matmul_cycles(m.m),
+            Op::MatMul(m) => mm += arr.matmul_cycles(m),
             Op::Alu(a) => ppu += Ppu::alu_cycles(a),
             Op::Requant(r) => ppu += Ppu::requant_cycles(r),
             Op::Thresh(t) => ppu += Ppu::thresh_cycles(t, arch.ppu.threshold_stages()),

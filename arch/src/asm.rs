@@ -855,6 +855,7 @@ mod tests {
                 m: 3,
                 accumulate: true,
                 binary: false,
+                ..Default::default()
             })),
             Insn::new(Op::Finish(isa::Finish {})),
         ];

@@ -52,6 +52,15 @@ pub struct ArrayConfig {
     /// smaller popcount per PE and proportionally fewer binary MACs per cycle.
     #[serde(default = "default_xnor_bits")]
     pub xnor_bits: u32,
+    /// Weight registers per PE (1 or 2). With 2 the next tile's weights load while the
+    /// current one streams, which chained `matmul`s (docs/isa.md) need; it costs a second
+    /// 8-bit register and a pass-through register per PE. The RTL builds only 1 so far.
+    #[serde(default = "default_weight_banks")]
+    pub weight_banks: u32,
+}
+
+fn default_weight_banks() -> u32 {
+    1
 }
 
 fn default_xnor_bits() -> u32 {
@@ -392,6 +401,15 @@ impl ArchConfig {
                 "must include int8 (the accumulate path is int8 x int8 -> int32)".into(),
             );
         }
+        if ![1, 2].contains(&a.weight_banks) {
+            return err(
+                "array.weight_banks",
+                format!(
+                    "{} must be 1 or 2 (weight registers per PE)",
+                    a.weight_banks
+                ),
+            );
+        }
         if ![1, 2, 4, 8].contains(&a.xnor_bits) {
             return err(
                 "array.xnor_bits",
@@ -561,6 +579,10 @@ impl ArchConfig {
         if !self.ppu.integer_lanes {
             h.write(b"no-integer-lanes");
         }
+        if self.array.weight_banks != 1 {
+            h.write(b"weight-banks");
+            h.write_u32(self.array.weight_banks);
+        }
         h.finish()
     }
 
@@ -698,6 +720,12 @@ mod tests {
                 "xnor_bits = 3",
                 "array.xnor_bits",
                 "1, 2, 4 or 8",
+            ),
+            (
+                "weight_banks = 1",
+                "weight_banks = 3",
+                "array.weight_banks",
+                "1 or 2",
             ),
             (
                 "max_thresholds = 255",

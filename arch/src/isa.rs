@@ -494,12 +494,27 @@ isa! {
     /// Stream `m` input lines through the array: acc[acc+i][n] (+)= sum_k inp[inp+i][k] *
     /// W[k][n], int8 x int8 products summed in int32 (wrapping). With `accumulate` = 0 the
     /// accumulator line is overwritten.
+    ///
+    /// A *chain* (`outer` and `inner` both >= 1; arch `array.weight_banks = 2`) runs
+    /// T = outer x inner weight tiles in one instruction, with the effect of `ldw` then
+    /// `matmul` per tile: tile t = a x inner + b (a < outer, b < inner) is weight lines
+    /// `wgt + t*rows ..` and streams input lines from `inp + a*outer_step + b*inner_step`, all
+    /// into the same `m` accumulator lines (tile 0 accumulates as `accumulate` says, the
+    /// others always). The next tile's weights load into the PEs' second register while the
+    /// current tile streams, so the tiles follow each other every max(m, rows) cycles instead
+    /// of paying `ldw` and the array's fill and drain each. Afterwards the last tile is the
+    /// loaded one. With `m` = 0 a chain does nothing.
     MatMul = 0x04, "matmul", Some(Unit::Compute), {
         inp: u32 = 16, "first input line",
         acc: u32 = 16, "first accumulator line",
         m: u32 = 12, "input lines to stream",
         accumulate: bool = 1, "add to the accumulator instead of overwriting it",
         binary: bool = 1, "XNOR-popcount: the low W = `array.xnor_bits` bits of each input and weight byte hold W bipolar values (bit 1 = +1, bit 0 = -1) and a PE adds the number of them that agree, 0..W, instead of a x w (arch precision `binary`)",
+        outer: u32 = 6, "chain: outer tile count (0 with `inner` = 0: no chain, use the loaded tile)",
+        inner: u32 = 6, "chain: inner tile count",
+        wgt: u32 = 16, "chain: first weight line of tile 0 (tile t at `wgt + t*rows`)",
+        outer_step: u32 = 16, "chain: input lines from one outer tile to the next",
+        inner_step: u32 = 16, "chain: input lines from one inner tile to the next",
     }
     /// Lane-wise int32 operation on accumulator lines: acc[dst+i] = func(acc[a + i*a_stride],
     /// acc[b + i*b_stride]) for i in 0..m. `b_stride` = 0 broadcasts one line (a bias row).
@@ -554,6 +569,37 @@ isa! {
         m: u32 = 12, "lines to produce",
         base: i32 = 8, "output when no threshold is reached",
         step: i32 = 8, "output increment per threshold reached (bipolar outputs use 2)",
+    }
+}
+
+impl MatMul {
+    /// Weight tiles a chain runs (`outer x inner`); 0 for a plain `matmul`.
+    pub fn tiles(&self) -> u32 {
+        self.outer * self.inner
+    }
+
+    /// A chain: both counts set. (One set without the other is malformed; the emulator
+    /// refuses it.)
+    pub fn is_chain(&self) -> bool {
+        self.outer > 0 || self.inner > 0
+    }
+
+    /// First input line of chain tile `t`.
+    pub fn tile_inp(&self, t: u32) -> u64 {
+        let (a, b) = (t / self.inner.max(1), t % self.inner.max(1));
+        self.inp as u64 + a as u64 * self.outer_step as u64 + b as u64 * self.inner_step as u64
+    }
+
+    /// First weight line of chain tile `t` on an array of `rows` PE rows.
+    pub fn tile_wgt(&self, t: u32, rows: u32) -> u64 {
+        self.wgt as u64 + t as u64 * rows as u64
+    }
+
+    /// Cycles from one chain tile's first input line to the next tile's: the longer of the
+    /// tile's stream and the next tile's weight load, and at least 2 so that a tile's
+    /// accumulator read comes after the previous tile's write of the same line.
+    pub fn chain_period(&self, rows: u32) -> u64 {
+        (self.m as u64).max(rows as u64).max(2)
     }
 }
 
@@ -773,17 +819,29 @@ pub(crate) mod strategies {
                 })
             });
         let ldw = bits(16).prop_map(|wgt| Op::LoadWeights(LoadWeights { wgt }));
-        let mm = (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()).prop_map(
-            |(inp, acc, m, accumulate, binary)| {
-                Op::MatMul(MatMul {
-                    inp,
-                    acc,
-                    m,
-                    accumulate,
-                    binary,
-                })
-            },
-        );
+        let mm = (
+            (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()),
+            (bits(6), bits(6), bits(16), bits(16), bits(16)),
+        )
+            .prop_map(
+                |(
+                    (inp, acc, m, accumulate, binary),
+                    (outer, inner, wgt, outer_step, inner_step),
+                )| {
+                    Op::MatMul(MatMul {
+                        inp,
+                        acc,
+                        m,
+                        accumulate,
+                        binary,
+                        outer,
+                        inner,
+                        wgt,
+                        outer_step,
+                        inner_step,
+                    })
+                },
+            );
         let alu = (
             0usize..5,
             bits(16),

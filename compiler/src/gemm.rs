@@ -597,6 +597,7 @@ pub fn emit_dense(
                         m: rows as u32,
                         accumulate: !(kc == 0 && j == 0),
                         binary: g.binary,
+                        ..Default::default()
                     })));
                 }
                 comp[0].deps.pop_prev = true;
@@ -1076,6 +1077,7 @@ pub fn emit_conv_rows(
                         m: lines,
                         accumulate: !(chunk == 0 && j == 0 && tap == 0),
                         binary: false,
+                        ..Default::default()
                     })));
                 }
             }

@@ -212,17 +212,28 @@ impl Array {
         self.rows as u64
     }
 
-    pub fn matmul_cycles(&self, m: u32) -> u64 {
+    /// Cycles of a `matmul`: `m + rows + cols - 1`; a chain of T tiles loads tile 0's
+    /// weights first (`rows` cycles), starts a tile every `MatMul::chain_period` cycles, and
+    /// drains the last: `rows + (T - 1) period + m + rows + cols - 1`. 1 cycle when `m` = 0.
+    pub fn matmul_cycles(&self, op: &MatMul) -> u64 {
+        let (r, m) = (self.rows as u64, op.m as u64);
         if m == 0 {
-            1
-        } else {
-            m as u64 + (self.rows + self.cols) as u64 - 1
+            return 1;
+        }
+        let stream = m + r + self.cols as u64 - 1;
+        match op.tiles() {
+            0 => stream,
+            t => r + (t as u64 - 1) * op.chain_period(self.rows as u32) + stream,
         }
     }
 
     /// Functional effect of `ldw` (operands already bounds-checked).
     pub fn load_weights(&mut self, op: &LoadWeights, bufs: &Buffers) {
-        let base = op.wgt as usize * self.cols;
+        self.load_tile(op.wgt as usize, bufs);
+    }
+
+    fn load_tile(&mut self, line: usize, bufs: &Buffers) {
+        let base = line * self.cols;
         for (w, &v) in self
             .weights
             .iter_mut()
@@ -244,16 +255,31 @@ impl Array {
     /// packed bipolar values) summed in wrapping int32. Element n of a result row is the dot
     /// product of the input line with weight column n: the sum of at most 2^17 products of
     /// magnitude <= 2^14 is exact in i32, so summing in any order equals the PE chain's
-    /// wrapping sums.
+    /// wrapping sums. A chain is its tiles' `ldw` and `matmul` one after the other.
     pub fn matmul(&mut self, op: &MatMul, bufs: &mut Buffers) {
+        if op.tiles() == 0 {
+            self.stream(op.inp as usize, op, op.accumulate, bufs);
+            return;
+        }
+        if op.m == 0 {
+            return;
+        }
+        for t in 0..op.tiles() {
+            self.load_tile(op.tile_wgt(t, self.rows as u32) as usize, bufs);
+            self.stream(op.tile_inp(t) as usize, op, op.accumulate || t > 0, bufs);
+        }
+    }
+
+    /// `m` input lines from `inp` through the loaded weights into `op.acc`.
+    fn stream(&mut self, inp: usize, op: &MatMul, accumulate: bool, bufs: &mut Buffers) {
         let (r, c, m) = (self.rows, self.cols, op.m as usize);
-        let inp = &bufs.inp[op.inp as usize * r..][..m * r];
+        let inp = &bufs.inp[inp * r..][..m * r];
         let acc = &mut bufs.acc[op.acc as usize * c..][..m * c];
         if op.binary {
             let mask = u64::from_ne_bytes([(0xffu16 >> (8 - self.xnor_bits)) as u8; 8]);
-            binary_rows(inp, &self.wt8, acc, r, mask, op.accumulate);
+            binary_rows(inp, &self.wt8, acc, r, mask, accumulate);
         } else {
-            int8_rows(inp, &self.wt16, &self.weights, acc, r, op.accumulate);
+            int8_rows(inp, &self.wt16, &self.weights, acc, r, accumulate);
         }
         self.macs += op.m as u64 * (r * c) as u64;
         if op.binary {
@@ -268,22 +294,64 @@ impl Array {
         }
     }
 
-    /// Buffer ports a `matmul` uses in cycle `o` of its execution.
+    /// Buffer ports a `matmul` uses in cycle `o` of its execution. A chain reads tile 0's
+    /// weight lines in cycles 0..rows (as `ldw`), tile t + 1's in the first `rows` cycles of
+    /// tile t's stream, and streams tile t from cycle rows + t x period.
     pub fn matmul_access(&self, op: &MatMul, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {
-        let m = op.m as u64;
-        if o < m {
-            f(BufferKind::Input, op.inp + o as u32, false);
-        }
+        let (m, r) = (op.m as u64, self.rows as u64);
         let drain = (self.rows + self.cols) as u64 - 2;
-        if op.accumulate && o >= drain && o - drain < m {
-            f(BufferKind::Accumulator, op.acc + (o - drain) as u32, false);
+        let tiles = op.tiles() as u64;
+        if tiles == 0 {
+            if o < m {
+                f(BufferKind::Input, op.inp + o as u32, false);
+            }
+            if op.accumulate && o >= drain && o - drain < m {
+                f(BufferKind::Accumulator, op.acc + (o - drain) as u32, false);
+            }
+            if o > drain && o - drain - 1 < m {
+                f(
+                    BufferKind::Accumulator,
+                    op.acc + (o - drain - 1) as u32,
+                    true,
+                );
+            }
+            return;
         }
-        if o > drain && o - drain - 1 < m {
+        if m == 0 {
+            return;
+        }
+        let p = op.chain_period(self.rows as u32);
+        // Weights: tile 0 in 0..r, tile t >= 1 from r + (t - 1) p.
+        let wt = if o < r {
+            Some((0, o))
+        } else {
+            let t = (o - r) / p + 1;
+            let c = (o - r) % p;
+            (t < tiles && c < r).then_some((t, c))
+        };
+        if let Some((t, c)) = wt {
             f(
-                BufferKind::Accumulator,
-                op.acc + (o - drain - 1) as u32,
-                true,
+                BufferKind::Weight,
+                (op.tile_wgt(t as u32, self.rows as u32) + c) as u32,
+                false,
             );
+        }
+        // The stream, and the accumulator read (drain) and write (drain + 1) of line i.
+        let at = |d: u64| -> Option<(u64, u64)> {
+            let x = o.checked_sub(r + d)?;
+            let (t, i) = (x / p, x % p);
+            (t < tiles && i < m).then_some((t, i))
+        };
+        if let Some((t, i)) = at(0) {
+            f(BufferKind::Input, (op.tile_inp(t as u32) + i) as u32, false);
+        }
+        if let Some((t, i)) = at(drain) {
+            if t > 0 || op.accumulate {
+                f(BufferKind::Accumulator, op.acc + i as u32, false);
+            }
+        }
+        if let Some((_, i)) = at(drain + 1) {
+            f(BufferKind::Accumulator, op.acc + i as u32, true);
         }
     }
 }

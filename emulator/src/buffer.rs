@@ -17,6 +17,7 @@ pub struct BufferCounters {
     pub conflict_stalls: u64,
 }
 
+#[derive(Clone)]
 pub struct PortState {
     ports: Ports,
     lines_per_bank: u32,
@@ -48,6 +49,7 @@ impl PortState {
     }
 }
 
+#[derive(Clone)]
 pub struct Buffers {
     pub rows: usize,
     pub cols: usize,

@@ -6,6 +6,7 @@
 //! `machine` (the top level). Timing rules are written down in docs/timing.md.
 
 pub mod array;
+pub mod banked;
 pub mod buffer;
 pub mod controller;
 pub mod dma;

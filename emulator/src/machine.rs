@@ -18,7 +18,7 @@ use crate::ppu::Ppu;
 use crate::stats::{BufferStats, Stats, UnitStats};
 use crate::trace::Span;
 use systole_arch::config::{Ports, Precision};
-use systole_arch::isa::{Insn, LoadBuf, Op, StoreBuf};
+use systole_arch::isa::{Insn, LoadBuf, MatMul, Op, StoreBuf};
 use systole_arch::{ArchConfig, BufferKind, Program};
 
 #[derive(Debug, Clone, Default)]
@@ -208,6 +208,32 @@ impl Machine {
 
     fn err(&self, kind: ErrorKind, idx: usize, msg: impl Into<String>) -> EmuError {
         EmuError::at(kind, idx, self.code[idx].op.mnemonic(), self.cycle, msg)
+    }
+
+    /// A chain needs both tile counts and PEs with two weight registers.
+    fn check_chain(&self, idx: usize, op: &MatMul) -> Result<(), EmuError> {
+        if op.outer == 0 || op.inner == 0 {
+            return Err(self.err(
+                ErrorKind::IllegalOperands,
+                idx,
+                format!(
+                    "matmul chain needs outer and inner both >= 1 (or both 0), got outer={} inner={}",
+                    op.outer, op.inner
+                ),
+            ));
+        }
+        if self.arch.array.weight_banks < 2 {
+            return Err(self.err(
+                ErrorKind::IllegalOperands,
+                idx,
+                format!(
+                    "matmul chain (outer={} inner={}): arch '{}' has one weight register per PE \
+                     (array.weight_banks = {}; chains need 2)",
+                    op.outer, op.inner, self.arch.name, self.arch.array.weight_banks
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn no_binary(&self, idx: usize, what: &str) -> EmuError {
@@ -809,8 +835,6 @@ impl Machine {
                 if op.binary && !self.arch.supports(Precision::Binary) {
                     return Err(self.no_binary(idx, "binary=1"));
                 }
-                let fi =
-                    self.check_lines(idx, BufferKind::Input, op.inp as u64, op.m as u64, "input")?;
                 let fa = w(self.check_lines(
                     idx,
                     BufferKind::Accumulator,
@@ -818,10 +842,40 @@ impl Machine {
                     op.m as u64,
                     "accumulator",
                 )?);
+                let mut fp = vec![fa];
+                if op.is_chain() {
+                    self.check_chain(idx, op)?;
+                    let tiles = op.tiles();
+                    // The input lines of every tile lie between tile 0's first and the last
+                    // tile's end (the steps are non-negative).
+                    let last = op.tile_inp(tiles - 1) + op.m as u64;
+                    fp.push(self.check_lines(
+                        idx,
+                        BufferKind::Input,
+                        op.inp as u64,
+                        last - op.inp as u64,
+                        "chain input",
+                    )?);
+                    fp.push(self.check_lines(
+                        idx,
+                        BufferKind::Weight,
+                        op.wgt as u64,
+                        tiles as u64 * rows as u64,
+                        "chain weight tiles",
+                    )?);
+                } else {
+                    fp.push(self.check_lines(
+                        idx,
+                        BufferKind::Input,
+                        op.inp as u64,
+                        op.m as u64,
+                        "input",
+                    )?);
+                }
                 (
-                    vec![fi, fa],
+                    fp,
                     Exec::Fixed {
-                        cycles: self.array.matmul_cycles(op.m),
+                        cycles: self.array.matmul_cycles(op),
                     },
                 )
             }
@@ -962,7 +1016,12 @@ impl Machine {
                 use BufferKind::*;
                 match &insn.op {
                     Op::LoadWeights(_) => b(Weight, false),
-                    Op::MatMul(_) => b(Input, false) | b(Accumulator, false) | b(Accumulator, true),
+                    Op::MatMul(mm) => {
+                        b(Input, false)
+                            | b(Accumulator, false)
+                            | b(Accumulator, true)
+                            | if mm.is_chain() { b(Weight, false) } else { 0 }
+                    }
                     Op::Alu(_) => b(Accumulator, false) | b(Accumulator, true),
                     Op::Requant(_) | Op::Thresh(_) => b(Accumulator, false) | b(Output, true),
                     _ => 0,

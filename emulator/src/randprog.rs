@@ -387,18 +387,49 @@ impl Gen<'_> {
                 let m = self.m(24.min(acc_free));
                 let inp = self.rng.range(0, self.lines(BufferKind::Input) - m);
                 let a = self.rng.range(0, acc_free - m);
-                let op = MatMul {
+                let mut op = MatMul {
                     inp: inp as u32,
                     acc: a as u32,
                     m: m as u32,
                     accumulate: self.rng.chance(50),
                     binary: self.binary && self.rng.chance(40),
+                    ..Default::default()
                 };
-                let fp = vec![
+                let mut hi = inp + m;
+                let mut fp = Vec::new();
+                // A chain of up to 3 x 3 tiles where PEs hold two (the draws happen only
+                // there, so saved seeds of the other archs keep their programs).
+                if self.arch.array.weight_banks == 2 && pick == 2 {
+                    let (outer, inner) = (self.rng.range(1, 3), self.rng.range(1, 3));
+                    let (so, si) = (self.rng.range(0, m + 2), self.rng.range(0, m + 2));
+                    let span = (outer - 1) * so + (inner - 1) * si + m;
+                    let wl = outer * inner * r;
+                    let (il, wlines) = (
+                        self.lines(BufferKind::Input),
+                        self.lines(BufferKind::Weight),
+                    );
+                    if span <= il && wl <= wlines {
+                        let inp = self.rng.range(0, il - span);
+                        let wgt = self.rng.range(0, wlines - wl);
+                        op.inp = inp as u32;
+                        (op.outer, op.inner) = (outer as u32, inner as u32);
+                        (op.outer_step, op.inner_step) = (so as u32, si as u32);
+                        op.wgt = wgt as u32;
+                        hi = inp + span;
+                        fp.push(Access {
+                            res: BufferKind::Weight.index() as u8,
+                            lo: wgt,
+                            hi: wgt + wl,
+                            write: false,
+                        });
+                    }
+                }
+                let inp = op.inp as u64;
+                fp.extend([
                     Access {
                         res: BufferKind::Input.index() as u8,
                         lo: inp,
-                        hi: inp + m,
+                        hi,
                         write: false,
                     },
                     Access {
@@ -407,7 +438,7 @@ impl Gen<'_> {
                         hi: a + m,
                         write: true,
                     },
-                ];
+                ]);
                 self.emit(Op::MatMul(op), fp);
             }
             3 => {

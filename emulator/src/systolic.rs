@@ -256,6 +256,7 @@ mod tests {
             m,
             accumulate,
             binary,
+            ..Default::default()
         };
         assert!(
             bufs.inp.len() >= (2 + m as usize) * rows && bufs.acc.len() >= (3 + m as usize) * cols
@@ -285,7 +286,7 @@ mod tests {
 
         let mut writes = Vec::new();
         let mut next_row = 0u32;
-        for o in 0..fast.matmul_cycles(m) {
+        for o in 0..fast.matmul_cycles(&mm) {
             let out = sys.outputs();
             if out.valid {
                 let line = (mm.acc + next_row) as usize * cols;
@@ -315,7 +316,7 @@ mod tests {
             "a result left after the instruction ended"
         );
         let mut sched = Vec::new();
-        for o in 0..fast.matmul_cycles(m) {
+        for o in 0..fast.matmul_cycles(&mm) {
             fast.matmul_access(&mm, o, |k, line, write| {
                 if write && k == BufferKind::Accumulator {
                     sched.push((o, line));

@@ -119,6 +119,32 @@ fn random_binary_programs_at_every_word_width() {
     }
 }
 
+/// Chained matmuls (two weight registers per PE) on small arrays, where chains of up to
+/// 3 x 3 tiles with short streams overlap most: golden values, and the same cycles stepping
+/// every cycle.
+#[test]
+fn random_chain_programs() {
+    for (name, rows, cols, beat) in [("tiny", 4, 4, 4), ("tiny", 8, 4, 4), ("tiny", 2, 2, 2)] {
+        let mut arch = ArchConfig::preset(name).unwrap();
+        arch.array.weight_banks = 2;
+        (arch.array.rows, arch.array.cols) = (rows, cols);
+        arch.dram.bytes_per_cycle = beat;
+        arch.name = format!("{name}-{rows}x{cols}-banked");
+        arch.validate()
+            .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+        let mut chains = 0;
+        for seed in 0..16 {
+            check_arch(&arch, seed, 80);
+            chains += random_program(&arch, seed, 80)
+                .code
+                .iter()
+                .filter(|i| matches!(i.op, systole_arch::isa::Op::MatMul(mm) if mm.is_chain()))
+                .count();
+        }
+        assert!(chains >= 16, "{}: only {chains} chains drawn", arch.name);
+    }
+}
+
 /// Seeds that once failed, kept as regression tests.
 #[test]
 fn regression_seeds() {

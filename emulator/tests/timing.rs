@@ -65,6 +65,55 @@ fn matmul_takes_m_plus_rows_plus_cols_minus_one() {
 }
 
 #[test]
+fn chain_overlaps_weight_loads_with_streams() {
+    let mut banked = tiny();
+    banked.array.weight_banks = 2;
+    // 6 tiles of m=10 (period max(10, 4) = 10): 4 + 5 x 10 + 10 + 4 + 4 - 1 = 71 cycles
+    // @1..71, finish @72; ldw + matmul for each tile would take 6 x (4 + 17) = 126.
+    let s = cycles_on(
+        &banked,
+        "matmul m=10 outer=2 inner=3 outer_step=30 inner_step=10 wgt=0\nfinish",
+    );
+    assert_eq!(s.cycles, 73);
+    assert_eq!(s.compute.busy_cycles, 71);
+    assert_eq!(s.macs, 6 * 10 * 16);
+    assert_eq!(s.weight_buffer.line_reads, 24);
+    assert_eq!(s.input_buffer.line_reads, 60);
+    // Tile 0 overwrites, tiles 1..6 accumulate.
+    assert_eq!(s.accumulator_buffer.line_reads, 50);
+    assert_eq!(s.accumulator_buffer.line_writes, 60);
+    // m=2 < rows: the weight load sets the period, 4: 4 + 2 x 4 + 2 + 7 = 21 cycles.
+    let s = cycles_on(&banked, "matmul m=2 outer=3 inner=1 outer_step=2\nfinish");
+    assert_eq!(s.cycles, 23);
+    // m = 0: nothing, one cycle.
+    let s = cycles_on(&banked, "matmul m=0 outer=3 inner=1\nfinish");
+    assert_eq!(s.cycles, 3);
+    // Without the second weight register, or with one count only, a chain is refused.
+    for (arch, text, says) in [
+        (
+            &tiny(),
+            "matmul m=1 outer=1 inner=1\nfinish",
+            "weight_banks",
+        ),
+        (&banked, "matmul m=1 outer=2\nfinish", "outer and inner"),
+        (
+            &banked,
+            "matmul m=4 outer=2 inner=1 outer_step=1000\nfinish",
+            "chain input",
+        ),
+        (
+            &banked,
+            "matmul m=4 outer=2 inner=1 wgt=250\nfinish",
+            "chain weight",
+        ),
+    ] {
+        let e = run(&prog(arch, text), arch, &[], &RunOptions::default()).unwrap_err();
+        assert_eq!(e.insn, Some(0), "{e}");
+        assert!(e.to_string().contains(says), "{text}: {e}");
+    }
+}
+
+#[test]
 fn load_takes_latency_plus_beats() {
     // One 4-byte line: request @1, beat @9 (latency 8), written @9; finish @10.
     assert_eq!(

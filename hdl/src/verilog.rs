@@ -122,6 +122,18 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
     if rows == 0 || cols == 0 {
         return Err(Error::Arch(arch.name.clone(), "empty array".into()));
     }
+    if arch.array.weight_banks != 1 {
+        // Chained `matmul`s run on the emulator and its cycle-level twin
+        // (`systole_emulator::systolic::BankedArray`); the PEs here hold one tile.
+        return Err(Error::Arch(
+            arch.name.clone(),
+            format!(
+                "array.weight_banks = {}: the RTL builds PEs with one weight register only \
+                 (set array.weight_banks = 1 to generate Verilog)",
+                arch.array.weight_banks
+            ),
+        ));
+    }
     std::fs::create_dir_all(dir).map_err(|err| Error::Io {
         path: dir.display().to_string(),
         err,

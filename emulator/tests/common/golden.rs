@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use systole_arch::isa::{AluFunc, LoadBuf, Op, Round, StoreBuf};
+use systole_arch::isa::{AluFunc, LoadBuf, LoadWeights, MatMul, Op, Round, StoreBuf};
 use systole_arch::{ArchConfig, BufferKind, Program};
 
 pub struct Golden {
@@ -168,6 +168,29 @@ impl Golden {
             Op::LoadWeights(l) => {
                 for k in 0..r {
                     self.w[k] = self.wgt[l.wgt as usize + k].clone();
+                }
+            }
+            Op::MatMul(mm) if mm.outer > 0 => {
+                // A chain: per tile (a, b), `ldw` of the next weight tile, then a plain
+                // matmul from its input lines (docs/isa.md).
+                if mm.m == 0 {
+                    return;
+                }
+                let mut t = 0;
+                for a in 0..mm.outer {
+                    for b in 0..mm.inner {
+                        self.exec(&Op::LoadWeights(LoadWeights {
+                            wgt: mm.wgt + t * r as u32,
+                        }));
+                        self.exec(&Op::MatMul(MatMul {
+                            inp: mm.inp + a * mm.outer_step + b * mm.inner_step,
+                            accumulate: mm.accumulate || t > 0,
+                            outer: 0,
+                            inner: 0,
+                            ..mm
+                        }));
+                        t += 1;
+                    }
                 }
             }
             Op::MatMul(mm) => {
