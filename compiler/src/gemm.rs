@@ -587,19 +587,20 @@ pub fn emit_dense(
                 order.release(code);
                 // --- compute ---
                 let mut comp: Vec<Insn> = Vec::new();
-                for j in 0..tiles {
-                    comp.push(Insn::new(Op::LoadWeights(LoadWeights {
-                        wgt: half * wgt_half + (j * r) as u32,
-                    })));
-                    comp.push(Insn::new(Op::MatMul(MatMul {
-                        inp: in_half * inp_half + (j * t.tm) as u32,
+                tile_run(
+                    arch,
+                    &TileRun {
+                        inp: in_half * inp_half,
+                        wgt: half * wgt_half,
+                        outer: (tiles as u32, t.tm as u32),
+                        inner: (1, 0),
                         acc: acc_slot(out_idx),
                         m: rows as u32,
-                        accumulate: !(kc == 0 && j == 0),
+                        accumulate: kc != 0,
                         binary: g.binary,
-                        ..Default::default()
-                    })));
-                }
+                    },
+                    &mut comp,
+                );
                 comp[0].deps.pop_prev = true;
                 if kc == 0 && out == OutMode::Int32 && out_idx >= 2 {
                     // The store of output o-2 reads this accumulator slot.
@@ -1062,23 +1063,42 @@ pub fn emit_conv_rows(
             }
             item_order.release(code);
             let mut comp: Vec<Insn> = Vec::new();
-            for j in 0..cc {
-                for tap in 0..taps {
-                    let (ky, kx) = (tap / cv.kw, tap % cv.kw);
-                    comp.push(Insn::new(Op::LoadWeights(LoadWeights {
-                        wgt: half * wgt_half + ((tap * cc + j) * r) as u32,
-                    })));
-                    comp.push(Insn::new(Op::MatMul(MatMul {
-                        inp: in_block(j)
-                            + (((ky % st) * t.phases[1] + kx % st) * t.block
-                                + (ky / st) * t.wq
-                                + kx / st) as u32,
+            // Weights are tap-major, (tap * cc + j) * r: at stride 1 the taps of a kernel row
+            // and the channel tiles form one run (kx with input step 1, then j); otherwise
+            // each tap's channel tiles do.
+            let bstep = (np * t.block) as u32;
+            let wbase = half * wgt_half;
+            let mut first = chunk == 0;
+            let mut run = |comp: &mut Vec<Insn>, tap: usize, inp: u32, outer: (u32, u32), inner| {
+                tile_run(
+                    arch,
+                    &TileRun {
+                        inp,
+                        wgt: wbase + (tap * cc * r) as u32,
+                        outer,
+                        inner,
                         acc,
                         m: lines,
-                        accumulate: !(chunk == 0 && j == 0 && tap == 0),
+                        accumulate: !first,
                         binary: false,
-                        ..Default::default()
-                    })));
+                    },
+                    comp,
+                );
+                first = false;
+            };
+            if st == 1 {
+                for ky in 0..cv.kh {
+                    let inp = in_block(0) + (ky * t.wq) as u32;
+                    run(&mut comp, ky * cv.kw, inp, (cv.kw as u32, 1), (cc as u32, bstep));
+                }
+            } else {
+                for tap in 0..taps {
+                    let (ky, kx) = (tap / cv.kw, tap % cv.kw);
+                    let inp = in_block(0)
+                        + (((ky % st) * t.phases[1] + kx % st) * t.block
+                            + (ky / st) * t.wq
+                            + kx / st) as u32;
+                    run(&mut comp, tap, inp, (cc as u32, bstep), (1, 0));
                 }
             }
             comp[0].deps.pop_prev = true;
@@ -1142,6 +1162,78 @@ pub fn emit_conv_rows(
 
 /// The load of n-tile `nt`'s parameter lines (bias, then requantization or thresholds) into
 /// accumulator lines `sram..`.
+/// One run of weight tiles into the same accumulator lines, contiguous in the weight buffer
+/// in (outer, inner) order: tile (a, b) is weight lines `wgt + (a * inner.0 + b) * rows`
+/// and input lines from `inp + a * outer.1 + b * inner.1`.
+struct TileRun {
+    inp: u32,
+    wgt: u32,
+    /// (count, input line step).
+    outer: (u32, u32),
+    inner: (u32, u32),
+    acc: u32,
+    m: u32,
+    /// Whether the run's first tile adds to the accumulator.
+    accumulate: bool,
+    binary: bool,
+}
+
+/// The compute instructions of a `TileRun`: chained `matmul`s where the PEs hold two weight
+/// tiles (`array.weight_banks = 2`; at most 63 x 63 tiles per chain), else `ldw` and
+/// `matmul` per tile.
+fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
+    const MAX: u32 = 63;
+    let r = arch.array.rows;
+    let plain = |comp: &mut Vec<Insn>, a: u32, b: u32, first: bool| {
+        let t = a * run.inner.0 + b;
+        comp.push(Insn::new(Op::LoadWeights(LoadWeights {
+            wgt: run.wgt + t * r,
+        })));
+        comp.push(Insn::new(Op::MatMul(MatMul {
+            inp: run.inp + a * run.outer.1 + b * run.inner.1,
+            acc: run.acc,
+            m: run.m,
+            accumulate: run.accumulate || !first,
+            binary: run.binary,
+            ..Default::default()
+        })));
+    };
+    if arch.array.weight_banks < 2 {
+        for a in 0..run.outer.0 {
+            for b in 0..run.inner.0 {
+                plain(comp, a, b, a == 0 && b == 0);
+            }
+        }
+        return;
+    }
+    // Chains of whole inner runs when they fit one, else one chain per piece of an inner run.
+    let (inner_piece, outer_piece) = if run.inner.0 <= MAX {
+        (run.inner.0, MAX)
+    } else {
+        (MAX, 1)
+    };
+    let mut first = true;
+    for a0 in (0..run.outer.0).step_by(outer_piece as usize) {
+        let na = outer_piece.min(run.outer.0 - a0);
+        for b0 in (0..run.inner.0).step_by(inner_piece as usize) {
+            let nb = inner_piece.min(run.inner.0 - b0);
+            comp.push(Insn::new(Op::MatMul(MatMul {
+                inp: run.inp + a0 * run.outer.1 + b0 * run.inner.1,
+                acc: run.acc,
+                m: run.m,
+                accumulate: run.accumulate || !first,
+                binary: run.binary,
+                outer: na,
+                inner: nb,
+                wgt: run.wgt + (a0 * run.inner.0 + b0) * r,
+                outer_step: run.outer.1,
+                inner_step: run.inner.1,
+            })));
+            first = false;
+        }
+    }
+}
+
 fn params_load(g: &DenseGeom, param_lines: usize, cols: usize, nt: usize, sram: u32) -> Op {
     let pl = param_lines as u32;
     Op::Load(Load {

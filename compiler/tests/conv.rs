@@ -91,8 +91,22 @@ fn model(s: Shape, seed: u64) -> (QModel, Vec<i8>) {
     (q, x)
 }
 
+/// A preset by name; `NAME+banked` is the preset with two weight registers per PE, so the
+/// compiler emits chained matmuls.
+fn arch_named(name: &str) -> ArchConfig {
+    match name.strip_suffix("+banked") {
+        Some(base) => {
+            let mut a = ArchConfig::resolve(base).unwrap();
+            a.array.weight_banks = 2;
+            a.name = name.into();
+            a
+        }
+        None => ArchConfig::resolve(name).unwrap(),
+    }
+}
+
 fn check(arch: &str, s: Shape, seed: u64) {
-    let arch = ArchConfig::resolve(arch).unwrap();
+    let arch = arch_named(arch);
     let (q, x) = model(s, seed);
     let (prog, _) = to_program(&arch, &q).unwrap_or_else(|e| panic!("{s:?} on {}: {e}", arch.name));
     let got = run(
@@ -144,8 +158,8 @@ fn shape() -> impl Strategy<Value = Shape> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn random_convolutions_match_the_reference(s in shape(), seed in any::<u64>(), arch in 0usize..2) {
-        check(["ulx3s", "edge"][arch], s, seed);
+    fn random_convolutions_match_the_reference(s in shape(), seed in any::<u64>(), arch in 0usize..3) {
+        check(["ulx3s", "edge", "tiny+banked"][arch], s, seed);
     }
 }
 
@@ -173,6 +187,49 @@ fn resnet_like_convolutions_match_the_reference() {
     // so that all channel tiles' phase blocks stay resident across the n-tiles.
     check("scalesim32", s(256, 14, 3, 2, 0, 512), 8);
     check("ulx3s", s(64, 28, 3, 2, 1, 64), 9);
+    // Chained matmuls: chunks, n-tiles, strides 1 and 2, 1 x 1.
+    check("ulx3s+banked", s(40, 30, 3, 1, 1, 20), 10);
+    check("ulx3s+banked", s(16, 15, 3, 2, 1, 16), 11);
+    check("ulx3s+banked", s(24, 17, 1, 1, 0, 12), 12);
+    check("ulx3s+banked", s(64, 28, 3, 2, 1, 64), 13);
+}
+
+/// Where the PEs hold two weight tiles the convolutions run as chains, one per kernel row
+/// at stride 1 (all its taps and channel tiles), and nowhere else.
+#[test]
+fn banked_arrays_get_chains() {
+    use systole_arch::isa::Op;
+    let shape = Shape {
+        cin: 64,
+        h: 14,
+        w: 14,
+        k: [3, 3],
+        stride: 1,
+        dilation: 1,
+        pads: [1; 4],
+        n: 64,
+    };
+    let (q, _) = model(shape, 1);
+    for (name, banked) in [("scalesim32", true), ("ulx3s", false), ("ulx3s+banked", true)] {
+        let (prog, _) = to_program(&arch_named(name), &q).unwrap();
+        let (mut chains, mut ldw, mut tiles) = (0, 0, 0);
+        for i in &prog.code {
+            match i.op {
+                Op::MatMul(mm) if mm.is_chain() => {
+                    chains += 1;
+                    tiles += mm.tiles();
+                }
+                Op::LoadWeights(_) => ldw += 1,
+                _ => {}
+            }
+        }
+        if banked {
+            assert!(chains > 0 && ldw == 0, "{name}: {chains} chains, {ldw} ldw");
+            assert!(tiles >= 3 * chains, "{name}: {tiles} tiles in {chains} chains");
+        } else {
+            assert_eq!(chains, 0, "{name}");
+        }
+    }
 }
 
 /// Distinct accumulator regions the program's matmuls write: 2 (one slot per output, double

@@ -49,7 +49,16 @@ fn layer(m: usize, k: usize, n: usize, seed: u64) -> (GemmLayer, Vec<i8>) {
 }
 
 fn check(arch: &str, m: usize, k: usize, n: usize, seed: u64) -> u64 {
-    let arch = ArchConfig::preset(arch).unwrap();
+    // `NAME+banked`: the preset with two weight registers per PE (chained matmuls).
+    let arch = match arch.strip_suffix("+banked") {
+        Some(base) => {
+            let mut a = ArchConfig::preset(base).unwrap();
+            a.array.weight_banks = 2;
+            a.name = arch.into();
+            a
+        }
+        None => ArchConfig::preset(arch).unwrap(),
+    };
     let (l, a) = layer(m, k, n, seed);
     let p = gemm_program(&arch, &l).unwrap();
     let r = run(&p, &arch, &[IoData::I8(a.clone())], &RunOptions::default())
@@ -72,8 +81,8 @@ fn check(arch: &str, m: usize, k: usize, n: usize, seed: u64) -> u64 {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn random_gemm_tiles_match_reference(m in 1usize..40, k in 1usize..40, n in 1usize..20, seed in any::<u64>(), arch in 0usize..2) {
-        check(["tiny", "ulx3s"][arch], m, k, n, seed);
+    fn random_gemm_tiles_match_reference(m in 1usize..40, k in 1usize..40, n in 1usize..20, seed in any::<u64>(), arch in 0usize..3) {
+        check(["tiny", "ulx3s", "tiny+banked"][arch], m, k, n, seed);
     }
 }
 
@@ -83,6 +92,8 @@ fn many_tiles_in_every_dimension() {
     check("tiny", 150, 96, 30, 1);
     check("ulx3s", 300, 200, 70, 2);
     check("edge", 64, 100, 40, 3);
+    check("tiny+banked", 150, 96, 30, 4);
+    check("ulx3s+banked", 300, 200, 70, 5);
 }
 
 #[test]
