@@ -1089,7 +1089,13 @@ pub fn emit_conv_rows(
             if st == 1 {
                 for ky in 0..cv.kh {
                     let inp = in_block(0) + (ky * t.wq) as u32;
-                    run(&mut comp, ky * cv.kw, inp, (cv.kw as u32, 1), (cc as u32, bstep));
+                    run(
+                        &mut comp,
+                        ky * cv.kw,
+                        inp,
+                        (cv.kw as u32, 1),
+                        (cc as u32, bstep),
+                    );
                 }
             } else {
                 for tap in 0..taps {

@@ -210,7 +210,11 @@ fn banked_arrays_get_chains() {
         n: 64,
     };
     let (q, _) = model(shape, 1);
-    for (name, banked) in [("scalesim32", true), ("ulx3s", false), ("ulx3s+banked", true)] {
+    for (name, banked) in [
+        ("scalesim32", true),
+        ("ulx3s", false),
+        ("ulx3s+banked", true),
+    ] {
         let (prog, _) = to_program(&arch_named(name), &q).unwrap();
         let (mut chains, mut ldw, mut tiles) = (0, 0, 0);
         for i in &prog.code {
@@ -225,7 +229,10 @@ fn banked_arrays_get_chains() {
         }
         if banked {
             assert!(chains > 0 && ldw == 0, "{name}: {chains} chains, {ldw} ldw");
-            assert!(tiles >= 3 * chains, "{name}: {tiles} tiles in {chains} chains");
+            assert!(
+                tiles >= 3 * chains,
+                "{name}: {tiles} tiles in {chains} chains"
+            );
         } else {
             assert_eq!(chains, 0, "{name}");
         }

@@ -175,6 +175,17 @@ impl BankedArray {
         (acc, *self.valid.last().unwrap())
     }
 
+    /// Whether a result leaves in the next cycle, given this cycle's input `valid` (the
+    /// sequencer issues an accumulating read one cycle before the write).
+    pub fn pre_valid(&self, in_valid: bool) -> bool {
+        let n = self.valid.len();
+        if n >= 2 {
+            self.valid[n - 2]
+        } else {
+            in_valid
+        }
+    }
+
     pub fn step(&mut self, i: &BankedIn) {
         let (rows, cols) = (self.rows, self.cols);
         let old: Vec<BankedPeOut> = self.pe.iter().map(BankedPe::outputs).collect();

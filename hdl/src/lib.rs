@@ -5,6 +5,7 @@
 //! cycle. `write_verilog` turns the blocks for one arch config into Verilog plus a manifest.
 
 pub mod array;
+pub mod banked;
 pub mod buffer;
 pub mod cast;
 pub mod compute;
@@ -20,6 +21,7 @@ pub mod top;
 pub mod verilog;
 
 pub use array::Array;
+pub use banked::{BankedArray, BankedPe};
 pub use pe::Pe;
 pub use ppu::PpuLane;
 pub use verilog::{write_verilog, Error, Manifest};
