@@ -54,7 +54,7 @@ pub struct ArrayConfig {
     pub xnor_bits: u32,
     /// Weight registers per PE (1 or 2). With 2 the next tile's weights load while the
     /// current one streams, which chained `matmul`s (docs/isa.md) need; it costs a second
-    /// 8-bit register and a pass-through register per PE. The RTL builds only 1 so far.
+    /// 8-bit register, a pass-through register and a capture flag per PE (docs/timing.md).
     #[serde(default = "default_weight_banks")]
     pub weight_banks: u32,
 }

@@ -29,7 +29,9 @@ endmodule
 // `requant` on such an arch, so their decode is left out here too.
 // BIN = 0: the arch has no binary precision (the emulator refuses `matmul binary=1`), so the
 // array's mode is a constant and synthesis drops every PE's XNOR-popcount.
-module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16) (
+// WB = 2: two weight registers per PE (`array.weight_banks`): `ldw` and chained `matmul`s
+// (docs/timing.md) load the bank the loaded tile is not in; WB = 1 leaves the chain logic out.
+module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16, WB = 1) (
     input clock, input rst,
     input start, input [127:0] insn,
     input start_next, input [127:0] head_next,
@@ -62,6 +64,11 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire [OW-1:0] wi = start ? 0 : wi_q;
     wire [5:0] op = cur[5:0];
 
+    // A chained matmul that streams (a chain with m = 0 runs as a plain one: one cycle).
+    function chn(input [127:0] x);
+        chn = WB == 2 && x[5:0] == 6'd4 && x[61:56] != 6'd0 && x[53:42] != 12'd0;
+    endfunction
+
     function [OW-1:0] dur(input [127:0] x);
         reg [OW-1:0] m;
         begin
@@ -90,7 +97,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             case (x[5:0])
                 6'd3: if (oo < R) begin e = 1'b1; b = 2'd2; l = x[25:10] + oo; end
                 6'd4: begin m = {4'd0, x[53:42]};
-                    if (oo < m) begin e = 1'b1; b = 2'd1; l = x[25:10] + oo; end end
+                    if (oo < m && !chn(x)) begin e = 1'b1; b = 2'd1; l = x[25:10] + oo; end end
                 6'd5: begin m = {4'd0, x[80:69]};
                     if (INT && m != 0) begin
                         if (x[68:65] == 0) begin
@@ -124,57 +131,139 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         end
     endfunction
 
-    assign done = act && o + 1'b1 == dur(cur);
+    // Chain state of the current offset (cs_*), see `chain` below.
+    reg cs_w0 = 1'b0;
+    reg [15:0] cs_c = 0;
+    reg [11:0] cs_t = 0;
+    reg [5:0] cs_a = 0, cs_b = 0;
+    reg [LW-1:0] cs_inp = 0, cs_row = 0, cs_wp = 0;
+    wire cur_ch = act && chn(cur);
+    wire [11:0] cur_tiles = cur[61:56] * cur[67:62];
+    wire [15:0] cur_m = {4'd0, cur[53:42]};
+    // The last offset of a chain: the last tile's stream plus the drain.
+    wire ch_done = !cs_w0 && cs_t == cur_tiles - 12'd1 && cs_c == cur_m + R + C - 2;
+    assign done = act && (chn(cur) ? ch_done : o + 1'b1 == dur(cur));
 
     // Early (physical) reads.
     wire cont = act && !done;
     wire [127:0] nx = cont ? cur : head_next;
     wire [OW-1:0] no = cont ? o + 1'b1 : 0;
     wire [LW+2:0] ereq = (cont || start_next) ? rdreq(nx, no) : 0;
+
+    // Chain sequencing. The state of offset o + 1 (ns_*) follows from that of o, or is the
+    // first offset's when the next instruction starts; the early reads of a chain come from
+    // it. Offsets 0..R-1 load tile 0 (w0); then period t (p = max(m, R, 2) cycles, the last
+    // running on through the drain) streams tile t from input line inp_t + c (c < m) while
+    // weight line wp (tile t + 1's line c, c < R) loads. Weight lines are contiguous over
+    // the whole chain, so one pointer walks them.
+    wire [15:0] nx_m = {4'd0, nx[53:42]};
+    wire [15:0] nx_p = nx_m > R ? (nx_m > 2 ? nx_m : 16'd2) : (R > 2 ? R : 16'd2);
+    wire [11:0] nx_tiles = nx[61:56] * nx[67:62];
+    wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 12'd1 < cur_tiles);
+    reg ns_w0;
+    reg [15:0] ns_c;
+    reg [11:0] ns_t;
+    reg [5:0] ns_a, ns_b;
+    reg [LW-1:0] ns_inp, ns_row, ns_wp;
+    always @(*) begin
+        ns_w0 = cs_w0; ns_c = cs_c + 16'd1; ns_t = cs_t; ns_a = cs_a; ns_b = cs_b;
+        ns_inp = cs_inp; ns_row = cs_row; ns_wp = cs_wp + (cs_wrd ? 1'b1 : 1'b0);
+        if (!cont) begin
+            ns_w0 = 1'b1; ns_c = 16'd0; ns_t = 12'd0; ns_a = 6'd0; ns_b = 6'd0;
+            ns_inp = head_next[25:10]; ns_row = head_next[25:10]; ns_wp = head_next[83:68];
+        end else if (cs_w0) begin
+            if (cs_c == R - 1) begin
+                ns_w0 = 1'b0; ns_c = 16'd0; ns_inp = cur[25:10]; ns_row = cur[25:10];
+            end
+        end else if (cs_c == nx_p - 16'd1 && cs_t + 12'd1 < cur_tiles) begin
+            ns_c = 16'd0; ns_t = cs_t + 12'd1;
+            if (cs_b + 6'd1 < cur[67:62]) begin
+                ns_b = cs_b + 6'd1; ns_inp = cs_inp + cur[115:100];
+            end else begin
+                ns_b = 6'd0; ns_a = cs_a + 6'd1;
+                ns_row = cs_row + cur[99:84]; ns_inp = cs_row + cur[99:84];
+            end
+        end
+    end
+    wire nx_ch = (cont || start_next) && chn(nx);
+    wire ch_ird = nx_ch && !ns_w0 && ns_c < nx_m;
+    wire ch_wrd = nx_ch && (ns_w0 || (ns_c < R && ns_t + 12'd1 < nx_tiles));
+    wire [LW-1:0] ch_iline = ns_inp + ns_c[LW-1:0];
+    // Bank bookkeeping: cb holds the bank of the loaded tile; `ldw` loads the other one, a
+    // chain's tile t loads and streams bank cb ^ (t even). cbn is cb after this cycle.
+    reg cb = 1'b0;
+    wire cbn = WB == 2 && (done && op == 6'd3 ? !cb
+        : done && chn(cur) ? cb ^ cur_tiles[0] : cb);
     // Accumulating matmul: old line acc + i read at i + D - 2.
     wire [OW-1:0] mm_m = {4'd0, cur[53:42]};
     // Fields used only from offset 1 on come from `ir` (equal to `cur` there): a register,
     // not the start multiplexer, drives their wide fan-out (write data selects, PPU lanes).
     // The accumulating read starts at D - 2, offset 0 only on a 1 x 1 array.
     wire [127:0] late = D > 2 ? ir : cur;
-    wire mm_acc_rd = act && op == 6'd4 && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
+    wire mm_acc_rd = act && op == 6'd4 && !chn(cur) && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
+    // A chain's accumulating read: one cycle before the array's result (`pre_valid`), line
+    // acc + (results so far mod m); every tile after the first accumulates.
+    wire arr_pre;
+    reg [11:0] ch_rc = 0;
+    reg ch_later = 1'b0;
+    wire ch_acc_rd = cur_ch && arr_pre && (ir[54] || ch_later);
+    wire [LW-1:0] ch_acc_line = ir[41:26] + ch_rc;
     wire [LW-1:0] mm_acc_line = late[41:26] + o - (D - 2);
     // Whether a read request {en, buf, line} reads buffer b (1 inp, 2 wgt, 3 acc).
     function reads(input [LW+2:0] q, input [1:0] b);
         reads = q[LW+2] && q[LW+1:LW] == b;
     endfunction
-    assign inp_ren = reads(ereq, 2'd1);
-    assign wgt_ren = reads(ereq, 2'd2);
-    assign acc_ren = reads(ereq, 2'd3) || mm_acc_rd;
-    assign inp_raddr = ereq[LW-1:0];
-    assign wgt_raddr = ereq[LW-1:0];
-    assign acc_raddr = mm_acc_rd ? mm_acc_line : ereq[LW-1:0];
+    assign inp_ren = reads(ereq, 2'd1) || ch_ird;
+    assign wgt_ren = reads(ereq, 2'd2) || ch_wrd;
+    assign acc_ren = reads(ereq, 2'd3) || mm_acc_rd || ch_acc_rd;
+    assign inp_raddr = ch_ird ? ch_iline : ereq[LW-1:0];
+    assign wgt_raddr = ch_wrd ? ns_wp : ereq[LW-1:0];
+    assign acc_raddr = mm_acc_rd ? mm_acc_line : ch_acc_rd ? ch_acc_line : ereq[LW-1:0];
 
     // Contract claims of this cycle. The claim of offset o is the early read issued for it
     // a cycle before (start_next is exact: the early reads already rely on it), so it is
     // that request registered rather than the instruction decoded a second time.
     reg [LW+2:0] ereq_q = 0;
-    always @(posedge clock) ereq_q <= rst ? 0 : ereq;
+    reg ch_ird_q = 1'b0, ch_wrd_q = 1'b0;
+    reg [LW-1:0] ch_iline_q = 0, ch_wline_q = 0;
+    always @(posedge clock) begin
+        ereq_q <= rst ? 0 : ereq;
+        ch_ird_q <= !rst && ch_ird;
+        ch_wrd_q <= !rst && ch_wrd;
+        ch_iline_q <= ch_iline;
+        ch_wline_q <= ns_wp;
+    end
     wire [LW+2:0] creq = act ? ereq_q : 0;
-    assign cl_inp = reads(creq, 2'd1);
-    assign cl_wgt = reads(creq, 2'd2);
-    assign cl_acc = reads(creq, 2'd3) || mm_acc_rd;
-    assign cl_inp_line = creq[LW-1:0];
-    assign cl_wgt_line = creq[LW-1:0];
-    assign cl_acc_line = mm_acc_rd ? mm_acc_line : creq[LW-1:0];
+    wire cl_ich = act && ch_ird_q, cl_wch = act && ch_wrd_q;
+    assign cl_inp = reads(creq, 2'd1) || cl_ich;
+    assign cl_wgt = reads(creq, 2'd2) || cl_wch;
+    assign cl_acc = reads(creq, 2'd3) || mm_acc_rd || ch_acc_rd;
+    assign cl_inp_line = cl_ich ? ch_iline_q : creq[LW-1:0];
+    assign cl_wgt_line = cl_wch ? ch_wline_q : creq[LW-1:0];
+    assign cl_acc_line = mm_acc_rd ? mm_acc_line : ch_acc_rd ? ch_acc_line : creq[LW-1:0];
 
     // Array. Its mode input goes with each line (the array passes it from PE to PE); it is
     // decoded a cycle early from the instruction the early reads use, so it leaves a
     // register rather than the controller's instruction multiplexer.
     reg bin_q = 1'b0;
     always @(posedge clock) bin_q <= BIN && !rst && (cont || start_next) && nx[5:0] == 6'd4 && nx[55];
+    // The banks and a tile's first weight line, decoded with the early reads (WB = 2).
+    wire nx_ldw = (cont || start_next) && nx[5:0] == 6'd3;
+    reg ib_q = 1'b0, wf_q = 1'b0, wb_q = 1'b0;
+    always @(posedge clock) begin
+        ib_q <= WB == 2 && (nx_ch ? cbn ^ !ns_t[0] : cbn);
+        wf_q <= WB == 2 && !rst && ((nx_ldw && no == 0) || (ch_wrd && ns_c == 16'd0));
+        wb_q <= WB == 2 && (nx_ldw || ns_w0 ? !cbn : cbn ^ ns_t[0]);
+    end
     wire [32*C-1:0] arr_out;
     wire arr_valid;
     systole_array_flat arr (
         .clock(clock),
-        .a_in(inp_rdata), .in_valid(act && op == 6'd4 && o < mm_m),
-        .w_in(wgt_rdata), .w_load(act && op == 6'd3), .binary(bin_q),
-        .acc_out(arr_out), .out_valid(arr_valid)
+        .a_in(inp_rdata), .in_valid((act && op == 6'd4 && !chn(cur) && o < mm_m) || cl_ich),
+        .in_bank(ib_q),
+        .w_in(wgt_rdata), .w_load(act && op == 6'd3), .w_first(act && wf_q), .w_bank(wb_q),
+        .binary(bin_q),
+        .acc_out(arr_out), .out_valid(arr_valid), .pre_valid(arr_pre)
     );
 
     // PPU lanes.
@@ -316,14 +405,28 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire mm_we = act && op == 6'd4 && arr_valid;
     wire alu_we = is_alu && ppu_acc_valid[0];
     assign acc_we = mm_we || alu_we;
+    // A chain's write: the line and tile its read (or pre_valid) cycle saw.
+    reg [11:0] ch_wl_q = 0;
+    reg ch_later_q = 1'b0;
+    always @(posedge clock) begin
+        if (start) begin
+            ch_rc <= 12'd0; ch_later <= 1'b0;
+        end else if (cur_ch && arr_pre) begin
+            ch_rc <= ch_rc + 12'd1 == cur_m[11:0] ? 12'd0 : ch_rc + 12'd1;
+            if (ch_rc + 12'd1 == cur_m[11:0]) ch_later <= 1'b1;
+        end
+        ch_wl_q <= ch_rc;
+        ch_later_q <= ch_later;
+    end
+    wire ch_we = WB == 2 && mm_we && chn(ir);
     // Writes come at offset D - 1 >= 1 (matmul), 3 (alu), 5 (requant) or later (thresh).
-    assign acc_waddr = (mm_we ? ir[41:26] : ir[28:13]) + wi;
+    assign acc_waddr = ch_we ? ir[41:26] + ch_wl_q : (mm_we ? ir[41:26] : ir[28:13]) + wi;
     // The accumulate flag selects 32 write-data bits per lane: one copy of it per lane
     // (ir[54] alone fanned out to all C x 32 selects and crowded the router).
     wire [C-1:0] acc_fl;
     generate for (l = 0; l < C; l = l + 1) begin : accf
         systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54]), .q(acc_fl[l]));
-        assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
+        assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] || (ch_we && ch_later_q) ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
             : ppu_acc[32*l +: 32];
     end endgenerate
     wire rq_we = is_req && ppu_byte_valid[0];
@@ -338,6 +441,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         end else begin
             if (start) ir <= insn;
             active <= cont;
+            cb <= cbn;
+            cs_w0 <= ns_w0; cs_c <= ns_c; cs_t <= ns_t; cs_a <= ns_a; cs_b <= ns_b;
+            cs_inp <= ns_inp; cs_row <= ns_row; cs_wp <= ns_wp;
             o_q <= o + 1'b1;
             wi_q <= wi + ((acc_we || out_we) ? 1'b1 : 1'b0);
             // (is_alu and is_req are constant 0 without integer lanes: these registers go.)

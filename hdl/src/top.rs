@@ -23,21 +23,33 @@ fn write(dir: &Path, file: &str, text: &str) -> Result<(), Error> {
     })
 }
 
-/// The array with packed line ports (rust-hdl names every lane port `name$i`).
-pub fn array_flat_verilog(rows: usize, cols: usize) -> String {
+/// The array with packed line ports (rust-hdl names every lane port `name$i`). Both arrays
+/// get the same ports: the one-register array ignores the bank inputs and never raises
+/// `pre_valid` (the compute sequencer uses it for chains only); the banked one ignores
+/// `w_load` (its weights pass by every cycle and are captured on `w_first`).
+pub fn array_flat_verilog(rows: usize, cols: usize, banked: bool) -> String {
     let mut v = String::from("module systole_array_flat (\n    input clock,\n");
-    let _ = writeln!(v, "    input [{}:0] a_in, input in_valid,", 8 * rows - 1);
     let _ = writeln!(
         v,
-        "    input [{}:0] w_in, input w_load, input binary,",
+        "    input [{}:0] a_in, input in_valid, input in_bank,",
+        8 * rows - 1
+    );
+    let _ = writeln!(
+        v,
+        "    input [{}:0] w_in, input w_load, input w_first, input w_bank, input binary,",
         8 * cols - 1
     );
     let _ = writeln!(
         v,
-        "    output [{}:0] acc_out, output out_valid\n);",
+        "    output [{}:0] acc_out, output out_valid, output pre_valid\n);",
         32 * cols - 1
     );
-    v.push_str("    systole_array a (\n        .clock(clock), .in_valid(in_valid), .w_load(w_load), .binary(binary), .out_valid(out_valid)");
+    if banked {
+        v.push_str("    systole_array a (\n        .clock(clock), .in_valid(in_valid), .in_bank(in_bank), .w_first(w_first), .w_bank(w_bank), .binary(binary), .out_valid(out_valid), .pre_valid(pre_valid)");
+    } else {
+        v.push_str("    assign pre_valid = 1'b0;\n");
+        v.push_str("    systole_array a (\n        .clock(clock), .in_valid(in_valid), .w_load(w_load), .binary(binary), .out_valid(out_valid)");
+    }
     for k in 0..rows {
         let _ = write!(v, ",\n        .a_in${k}(a_in[{}:{}])", 8 * k + 7, 8 * k);
     }
@@ -105,7 +117,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*C-1:0] out_wdata;
     wire cl_inp, cl_wgt, cl_acc;
     wire [15:0] cl_inp_line, cl_wgt_line, cl_acc_line;
-    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw})) cp (
+    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw}), .WB({wb})) cp (
         .clock(clock), .rst(rst), .start(eng_start[1]), .insn(head1),
         .start_next(c_start_next), .head_next(c_head_next), .done(cp_done),
         .inp_ren(inp_ren), .inp_raddr(inp_raddr), .inp_rdata(inp_rdata),
@@ -215,6 +227,7 @@ endmodule
         ow = offset_bits(arch),
         lw = arch.line_bits(),
         da = arch.dram_addr_bits(),
+        wb = arch.array.weight_banks,
     )
 }
 
@@ -257,7 +270,11 @@ pub const RTL_FILES: &[&str] = &[
 pub fn write_rtl(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
     let manifest = write_verilog(arch, dir)?;
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
-    write(dir, "systole_array_flat.v", &array_flat_verilog(r, c))?;
+    write(
+        dir,
+        "systole_array_flat.v",
+        &array_flat_verilog(r, c, arch.array.weight_banks == 2),
+    )?;
     write(dir, "systole_buffer.v", crate::buffer::VERILOG)?;
     write(dir, "systole_requant_fp32.v", crate::requant_fp32::VERILOG)?;
     write(dir, "systole_controller.v", crate::controller::VERILOG)?;

@@ -3,7 +3,7 @@
 //! are.
 
 use crate::sim::prepare;
-use crate::{Array, Pe, PpuLane};
+use crate::{Array, BankedArray, BankedPe, Pe, PpuLane};
 use regex::Regex;
 use rust_hdl::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -122,18 +122,6 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
     if rows == 0 || cols == 0 {
         return Err(Error::Arch(arch.name.clone(), "empty array".into()));
     }
-    if arch.array.weight_banks != 1 {
-        // Chained `matmul`s run on the emulator and its cycle-level twin
-        // (`systole_emulator::systolic::BankedArray`); the PEs here hold one tile.
-        return Err(Error::Arch(
-            arch.name.clone(),
-            format!(
-                "array.weight_banks = {}: the RTL builds PEs with one weight register only \
-                 (set array.weight_banks = 1 to generate Verilog)",
-                arch.array.weight_banks
-            ),
-        ));
-    }
     std::fs::create_dir_all(dir).map_err(|err| Error::Io {
         path: dir.display().to_string(),
         err,
@@ -153,22 +141,42 @@ pub fn write_verilog(arch: &ArchConfig, dir: &Path) -> Result<Manifest, Error> {
         });
         Ok::<(), Error>(())
     };
-    let pe = prepare(Pe::with_xnor_bits(arch.array.xnor_bits));
-    emit(
-        "pe",
-        "systole_emulator::systolic::Pe",
-        1,
-        module_verilog(&pe, "systole_pe"),
-        ports(&pe),
-    )?;
-    let array = prepare(Array::with_xnor_bits(rows, cols, arch.array.xnor_bits));
-    emit(
-        "array",
-        "systole_emulator::systolic::SystolicArray",
-        rows + cols - 1,
-        module_verilog(&array, "systole_array"),
-        ports(&array),
-    )?;
+    let bits = arch.array.xnor_bits;
+    if arch.array.weight_banks == 2 {
+        let pe = prepare(BankedPe::with_xnor_bits(bits));
+        emit(
+            "pe",
+            "systole_emulator::banked::BankedPe",
+            1,
+            module_verilog(&pe, "systole_pe"),
+            ports(&pe),
+        )?;
+        let array = prepare(BankedArray::with_xnor_bits(rows, cols, bits));
+        emit(
+            "array",
+            "systole_emulator::banked::BankedArray",
+            rows + cols - 1,
+            module_verilog(&array, "systole_array"),
+            ports(&array),
+        )?;
+    } else {
+        let pe = prepare(Pe::with_xnor_bits(bits));
+        emit(
+            "pe",
+            "systole_emulator::systolic::Pe",
+            1,
+            module_verilog(&pe, "systole_pe"),
+            ports(&pe),
+        )?;
+        let array = prepare(Array::with_xnor_bits(rows, cols, bits));
+        emit(
+            "array",
+            "systole_emulator::systolic::SystolicArray",
+            rows + cols - 1,
+            module_verilog(&array, "systole_array"),
+            ports(&array),
+        )?;
+    }
     let lane = prepare(PpuLane::default());
     emit(
         "ppu_lane",

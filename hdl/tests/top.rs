@@ -126,6 +126,40 @@ fn random_programs_up5k() {
     check_random(&arch, 400..440, 80);
 }
 
+/// Two weight registers per PE (`array.weight_banks = 2`): random programs with chained
+/// matmuls (up to 3 x 3 tiles, streams shorter and longer than the array is tall) among
+/// `ldw` and plain matmuls, on 4 x 4, on 8 x 8 with binary mode, and on 2 x 2.
+#[test]
+fn random_programs_banked() {
+    let banked = |name: &str, rows: u32, cols: u32, beat: u32| {
+        let mut arch = ArchConfig::preset(name).unwrap();
+        arch.array.weight_banks = 2;
+        (arch.array.rows, arch.array.cols) = (rows, cols);
+        arch.dram.bytes_per_cycle = beat;
+        arch.name = format!("{name}_banked_{rows}x{cols}");
+        arch.validate().unwrap();
+        arch
+    };
+    for (arch, seeds) in [
+        (banked("tiny", 4, 4, 4), 0..80),
+        (banked("ulx3s", 8, 8, 8), 100..115),
+        (banked("tiny", 2, 2, 2), 200..260),
+    ] {
+        let chains: usize = seeds
+            .clone()
+            .map(|seed| {
+                random_program(&arch, seed, 80)
+                    .code
+                    .iter()
+                    .filter(|i| matches!(i.op, Op::MatMul(mm) if mm.is_chain()))
+                    .count()
+            })
+            .sum();
+        assert!(chains >= 20, "{}: {chains} chains", arch.name);
+        check_random(&arch, seeds, 80);
+    }
+}
+
 #[test]
 fn random_programs_edge() {
     check_random(&ArchConfig::preset("edge").unwrap(), 200..215, 60);
