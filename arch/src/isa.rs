@@ -515,6 +515,8 @@ isa! {
         wgt: u32 = 16, "chain: first weight line of tile 0 (tile t at `wgt + t*rows`)",
         outer_step: u32 = 16, "chain: input lines from one outer tile to the next",
         inner_step: u32 = 16, "chain: input lines from one inner tile to the next",
+        row: u32 = 8, "input lines per row (0: the m lines are consecutive): stream line i reads input line `i / row * (row + skip) + i % row` from the (tile's) first, so a convolution's junk columns are skipped",
+        skip: u32 = 4, "input lines skipped after each row of `row` lines",
     }
     /// Lane-wise int32 operation on accumulator lines: acc[dst+i] = func(acc[a + i*a_stride],
     /// acc[b + i*b_stride]) for i in 0..m. `b_stride` = 0 broadcasts one line (a bias row).
@@ -588,6 +590,22 @@ impl MatMul {
     pub fn tile_inp(&self, t: u32) -> u64 {
         let (a, b) = (t / self.inner.max(1), t % self.inner.max(1));
         self.inp as u64 + a as u64 * self.outer_step as u64 + b as u64 * self.inner_step as u64
+    }
+
+    /// Input line of stream line `i`, counted from the (tile's) first input line.
+    pub fn stream_line(&self, i: u64) -> u64 {
+        match self.row {
+            0 => i,
+            r => i / r as u64 * (r + self.skip) as u64 + i % r as u64,
+        }
+    }
+
+    /// Input lines a stream of `m` lines spans from its first (0 when `m` = 0).
+    pub fn stream_span(&self) -> u64 {
+        match self.m {
+            0 => 0,
+            m => self.stream_line(m as u64 - 1) + 1,
+        }
     }
 
     /// First weight line of chain tile `t` on an array of `rows` PE rows.
@@ -822,13 +840,17 @@ pub(crate) mod strategies {
         let mm = (
             (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()),
             (bits(6), bits(6), bits(16), bits(16), bits(16)),
+            (bits(8), bits(4)),
         )
             .prop_map(
                 |(
                     (inp, acc, m, accumulate, binary),
                     (outer, inner, wgt, outer_step, inner_step),
+                    (row, skip),
                 )| {
                     Op::MatMul(MatMul {
+                        row,
+                        skip,
                         inp,
                         acc,
                         m,

@@ -596,6 +596,8 @@ pub fn emit_dense(
                         inner: (1, 0),
                         acc: acc_slot(out_idx),
                         m: rows as u32,
+                        row: 0,
+                        skip: 0,
                         accumulate: kc != 0,
                         binary: g.binary,
                     },
@@ -666,17 +668,20 @@ pub fn emit_dense(
 /// item and used by every tap, where the gathering schedule (`ConvLoad::loads`) loads it again
 /// for each. With stride s the rows are split into s x s phases (padded pixel (s a + ry,
 /// s b + rx) is line (a, b) of phase (ry, rx), `wq` = ceil(padded width / s) lines a row):
-/// tap (s qy + ry, s qx + rx) is then the stride-1 tap (qy, qx) of phase (ry, rx). The price:
-/// each output row is computed `wq` wide, and the extra columns (junk, never stored) cost
-/// matmul and PPU cycles.
+/// tap (s qy + ry, s qx + rx) is then the stride-1 tap (qy, qx) of phase (ry, rx). A tap's
+/// `matmul` streams each output row's `ow` lines and skips the row's `wq - ow` junk columns
+/// (`MatMul::row`, `skip`), so the accumulators hold only real pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvRows {
     /// Output rows per item.
     pub rows: usize,
     pub oh: usize,
     pub stride: usize,
-    /// Lines of a phase row (= lines an output row is computed wide).
+    /// Lines of a phase row.
     pub wq: usize,
+    /// Accumulator and output lines of an output row: `ow` when the matmuls skip the
+    /// `wq - ow` junk columns of each row (`MatMul::row`, `skip`), else `wq`.
+    pub ol: usize,
     /// Phases in use (min(s, kh) x min(s, kw)), and the lines of each phase's block: rows +
     /// (kh - 1) / s phase rows and the (kw - 1) / s lines the last taps read past them.
     pub phases: [usize; 2],
@@ -728,6 +733,12 @@ impl ConvRows {
         if cv.pad[1] > 15 || wq > 1023 || wq < cv.ow || cv.w > 1023 {
             return None;
         }
+        // Junk columns skipped where `row` (8 bits) and `skip` (4 bits) can say so.
+        let ol = if cv.ow <= 255 && wq - cv.ow <= 15 {
+            cv.ow
+        } else {
+            wq
+        };
         // Every phase row's load fits the 4-bit padding fields.
         let phases = [st.min(cv.kh), st.min(cv.kw)];
         for rx in 0..phases[1] {
@@ -748,7 +759,7 @@ impl ConvRows {
         let block = |rows: usize| (rows + (cv.kh - 1) / st) * wq + (cv.kw - 1) / st;
         let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
         let fits = |rows: usize, tiles: usize| tiles * np * block(rows) <= inp_half;
-        let mut rows = oh.min(slot / wq).min(out_half / wq).min(4095 / wq);
+        let mut rows = oh.min(slot / ol).min(out_half / ol).min(4095 / ol);
         while rows > 0 && !fits(rows, 1) {
             rows -= 1;
         }
@@ -787,7 +798,7 @@ impl ConvRows {
             let items = m_tiles * n_tiles * chunks;
             let load =
                 input_loads * (lat + wq * beats(r)) + items * (lat + cc * taps * r * beats(c));
-            let lines = rows * wq;
+            let lines = rows * ol;
             let compute =
                 m_tiles * n_tiles * (cv.ci_tiles * taps * (2 * r + c - 1 + lines) + 2 * lines);
             load.max(compute)
@@ -805,9 +816,9 @@ impl ConvRows {
         let mut chunks_outside = false;
         if n_tiles > 1 && !acc_out {
             let mut out_rows = oh
-                .min(slot / n_tiles / wq)
-                .min(out_half / wq)
-                .min(4095 / wq);
+                .min(slot / n_tiles / ol)
+                .min(out_half / ol)
+                .min(4095 / ol);
             while out_rows > 0 && !fits(out_rows, 1) {
                 out_rows -= 1;
             }
@@ -828,6 +839,7 @@ impl ConvRows {
             oh,
             stride: st,
             wq,
+            ol,
             phases,
             block: block(rows),
             cc,
@@ -897,7 +909,7 @@ pub fn emit_conv_rows(
     // Chunks outside the n-tiles: n-tile nt accumulates in its own region of the m-tile's
     // accumulator half, after that half's parameter slot; the input of the layer's g-th
     // chunk (counting over the m-tiles) goes to input half g % 2.
-    let region = (t.rows * t.wq) as u32;
+    let region = (t.rows * t.ol) as u32;
     let chunk_block = |g: usize, j: usize| (g % 2) as u32 * inp_half + (j * np * t.block) as u32;
     // Input: per channel tile and phase, one load per phase row. At stride 1 without left
     // and right padding, image rows follow each other in DRAM as in the block, so one load
@@ -975,7 +987,7 @@ pub fn emit_conv_rows(
     let mut item_order = ItemOrder::default();
     for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
         let rows = t.rows.min(t.oh - oy0);
-        let lines = (rows * t.wq) as u32;
+        let lines = (rows * t.ol) as u32;
         let order: Vec<(usize, usize)> = if t.chunks_outside {
             (0..t.chunks)
                 .flat_map(|chunk| (0..t.n_tiles).map(move |nt| (nt, chunk)))
@@ -1067,6 +1079,9 @@ pub fn emit_conv_rows(
             // and the channel tiles form one run (kx with input step 1, then j); otherwise
             // each tap's channel tiles do.
             let bstep = (np * t.block) as u32;
+            // Output rows `ol` lines apart: without the junk columns the matmuls stream
+            // rows of ow lines and skip wq - ow.
+            let stream_row = if t.ol < t.wq { cv.ow as u32 } else { 0 };
             let wbase = half * wgt_half;
             let mut first = chunk == 0;
             let mut run = |comp: &mut Vec<Insn>, tap: usize, inp: u32, outer: (u32, u32), inner| {
@@ -1079,6 +1094,8 @@ pub fn emit_conv_rows(
                         inner,
                         acc,
                         m: lines,
+                        row: stream_row,
+                        skip: (t.wq - cv.ow) as u32,
                         accumulate: !first,
                         binary: false,
                     },
@@ -1145,7 +1162,7 @@ pub fn emit_conv_rows(
                         },
                         op: Op::Store(Store {
                             buf,
-                            sram: first + (i * t.wq) as u32,
+                            sram: first + (i * t.ol) as u32,
                             dram: (g.y_addr
                                 + ((oy0 + i) * cv.ow) as u64 * g.y_pitch
                                 + (nt * c * lane_bytes) as u64)
@@ -1166,8 +1183,6 @@ pub fn emit_conv_rows(
     barrier(code, item, out_idx);
 }
 
-/// The load of n-tile `nt`'s parameter lines (bias, then requantization or thresholds) into
-/// accumulator lines `sram..`.
 /// One run of weight tiles into the same accumulator lines, contiguous in the weight buffer
 /// in (outer, inner) order: tile (a, b) is weight lines `wgt + (a * inner.0 + b) * rows`
 /// and input lines from `inp + a * outer.1 + b * inner.1`.
@@ -1179,6 +1194,9 @@ struct TileRun {
     inner: (u32, u32),
     acc: u32,
     m: u32,
+    /// Stream rows of `row` lines with `skip` lines after each (`MatMul::row`; 0: none).
+    row: u32,
+    skip: u32,
     /// Whether the run's first tile adds to the accumulator.
     accumulate: bool,
     binary: bool,
@@ -1201,6 +1219,8 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
             m: run.m,
             accumulate: run.accumulate || !first,
             binary: run.binary,
+            row: run.row,
+            skip: run.skip,
             ..Default::default()
         })));
     };
@@ -1234,12 +1254,16 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
                 wgt: run.wgt + (a0 * run.inner.0 + b0) * r,
                 outer_step: run.outer.1,
                 inner_step: run.inner.1,
+                row: run.row,
+                skip: run.skip,
             })));
             first = false;
         }
     }
 }
 
+/// The load of n-tile `nt`'s parameter lines (bias, then requantization or thresholds) into
+/// accumulator lines `sram..`.
 fn params_load(g: &DenseGeom, param_lines: usize, cols: usize, nt: usize, sram: u32) -> Op {
     let pl = param_lines as u32;
     Op::Load(Load {

@@ -270,16 +270,26 @@ impl Array {
         }
     }
 
-    /// `m` input lines from `inp` through the loaded weights into `op.acc`.
+    /// `m` input lines from `inp` (in rows of `op.row` with `op.skip` between, if set)
+    /// through the loaded weights into `op.acc`.
     fn stream(&mut self, inp: usize, op: &MatMul, accumulate: bool, bufs: &mut Buffers) {
         let (r, c, m) = (self.rows, self.cols, op.m as usize);
-        let inp = &bufs.inp[inp * r..][..m * r];
-        let acc = &mut bufs.acc[op.acc as usize * c..][..m * c];
-        if op.binary {
-            let mask = u64::from_ne_bytes([(0xffu16 >> (8 - self.xnor_bits)) as u8; 8]);
-            binary_rows(inp, &self.wt8, acc, r, mask, accumulate);
+        let seg = if op.row == 0 {
+            m.max(1)
         } else {
-            int8_rows(inp, &self.wt16, &self.weights, acc, r, accumulate);
+            op.row as usize
+        };
+        let mask = u64::from_ne_bytes([(0xffu16 >> (8 - self.xnor_bits)) as u8; 8]);
+        for i0 in (0..m).step_by(seg) {
+            let n = seg.min(m - i0);
+            let first = inp + op.stream_line(i0 as u64) as usize;
+            let src = &bufs.inp[first * r..][..n * r];
+            let acc = &mut bufs.acc[(op.acc as usize + i0) * c..][..n * c];
+            if op.binary {
+                binary_rows(src, &self.wt8, acc, r, mask, accumulate);
+            } else {
+                int8_rows(src, &self.wt16, &self.weights, acc, r, accumulate);
+            }
         }
         self.macs += op.m as u64 * (r * c) as u64;
         if op.binary {
@@ -303,7 +313,11 @@ impl Array {
         let tiles = op.tiles() as u64;
         if tiles == 0 {
             if o < m {
-                f(BufferKind::Input, op.inp + o as u32, false);
+                f(
+                    BufferKind::Input,
+                    (op.inp as u64 + op.stream_line(o)) as u32,
+                    false,
+                );
             }
             if op.accumulate && o >= drain && o - drain < m {
                 f(BufferKind::Accumulator, op.acc + (o - drain) as u32, false);
@@ -343,7 +357,8 @@ impl Array {
             (t < tiles && i < m).then_some((t, i))
         };
         if let Some((t, i)) = at(0) {
-            f(BufferKind::Input, (op.tile_inp(t as u32) + i) as u32, false);
+            let line = op.tile_inp(t as u32) + op.stream_line(i);
+            f(BufferKind::Input, line as u32, false);
         }
         if let Some((t, i)) = at(drain) {
             if t > 0 || op.accumulate {

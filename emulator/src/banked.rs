@@ -355,6 +355,9 @@ mod tests {
             wgt: 2,
             outer_step: steps.0,
             inner_step: steps.1,
+            // Rows of 3 lines with a gap of 1 when m is odd.
+            row: if m % 2 == 1 { 3 } else { 0 },
+            skip: 1,
         };
         let after = MatMul {
             accumulate: true,

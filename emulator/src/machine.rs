@@ -848,7 +848,7 @@ impl Machine {
                     let tiles = op.tiles();
                     // The input lines of every tile lie between tile 0's first and the last
                     // tile's end (the steps are non-negative).
-                    let last = op.tile_inp(tiles - 1) + op.m as u64;
+                    let last = op.tile_inp(tiles - 1) + op.stream_span();
                     fp.push(self.check_lines(
                         idx,
                         BufferKind::Input,
@@ -868,7 +868,7 @@ impl Machine {
                         idx,
                         BufferKind::Input,
                         op.inp as u64,
-                        op.m as u64,
+                        op.stream_span(),
                         "input",
                     )?);
                 }

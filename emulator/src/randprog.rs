@@ -424,6 +424,18 @@ impl Gen<'_> {
                         });
                     }
                 }
+                // Every other `pick == 2` matmul streams rows with gaps between them (taken
+                // from values already drawn, so every program keeps its instruction sequence).
+                if pick == 2 && (a + m) % 2 == 0 && m > 1 {
+                    let mut rows = op;
+                    rows.row = 1 + (m as u32 + a as u32) % 5;
+                    rows.skip = (a % 4) as u32;
+                    let extra = rows.stream_span() - m;
+                    if hi + extra <= self.lines(BufferKind::Input) {
+                        op = rows;
+                        hi += extra;
+                    }
+                }
                 let inp = op.inp as u64;
                 fp.extend([
                     Access {

@@ -69,6 +69,12 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         chn = WB == 2 && x[5:0] == 6'd4 && x[61:56] != 6'd0 && x[53:42] != 12'd0;
     endfunction
 
+    // A matmul whose input lines come from the walker below: a chain, or rows with gaps
+    // between them (`row` != 0).
+    function wk_use(input [127:0] x);
+        wk_use = x[5:0] == 6'd4 && (chn(x) || x[123:116] != 8'd0);
+    endfunction
+
     function [OW-1:0] dur(input [127:0] x);
         reg [OW-1:0] m;
         begin
@@ -97,7 +103,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             case (x[5:0])
                 6'd3: if (oo < R) begin e = 1'b1; b = 2'd2; l = x[25:10] + oo; end
                 6'd4: begin m = {4'd0, x[53:42]};
-                    if (oo < m && !chn(x)) begin e = 1'b1; b = 2'd1; l = x[25:10] + oo; end end
+                    if (oo < m && !wk_use(x)) begin e = 1'b1; b = 2'd1; l = x[25:10] + oo; end end
                 6'd5: begin m = {4'd0, x[80:69]};
                     if (INT && m != 0) begin
                         if (x[68:65] == 0) begin
@@ -186,9 +192,31 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         end
     end
     wire nx_ch = (cont || start_next) && chn(nx);
-    wire ch_ird = nx_ch && !ns_w0 && ns_c < nx_m;
     wire ch_wrd = nx_ch && (ns_w0 || (ns_c < R && ns_t + 12'd1 < nx_tiles));
-    wire [LW-1:0] ch_iline = ns_inp + ns_c[LW-1:0];
+    // The input walker: the line stream line i reads, in rows of `row` lines with `skip`
+    // lines after each; it restarts at each chain tile's first line.
+    reg [LW-1:0] wk_line = 0;
+    reg [7:0] wk_col = 0;
+    reg ch_ird_q = 1'b0;
+    reg [LW-1:0] ns_wk_line;
+    reg [7:0] ns_wk_col;
+    always @(*) begin
+        ns_wk_line = wk_line; ns_wk_col = wk_col;
+        if (!cont) begin
+            ns_wk_line = head_next[25:10]; ns_wk_col = 8'd0;
+        end else if (nx_ch && !ns_w0 && ns_c == 16'd0) begin
+            ns_wk_line = ns_inp; ns_wk_col = 8'd0;
+        end else if (ch_ird_q) begin
+            if (cur[123:116] != 8'd0 && wk_col + 8'd1 == cur[123:116]) begin
+                ns_wk_col = 8'd0; ns_wk_line = wk_line + {{(LW-4){1'b0}}, cur[127:124]} + 1'b1;
+            end else begin
+                ns_wk_col = wk_col + 8'd1; ns_wk_line = wk_line + 1'b1;
+            end
+        end
+    end
+    wire nx_wk = (cont || start_next) && wk_use(nx);
+    wire ch_ird = nx_wk && (nx_ch ? !ns_w0 && ns_c < nx_m : no < nx_m);
+    wire [LW-1:0] ch_iline = ns_wk_line;
     // Bank bookkeeping: cb holds the bank of the loaded tile; `ldw` loads the other one, a
     // chain's tile t loads and streams bank cb ^ (t even). cbn is cb after this cycle.
     reg cb = 1'b0;
@@ -224,7 +252,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // a cycle before (start_next is exact: the early reads already rely on it), so it is
     // that request registered rather than the instruction decoded a second time.
     reg [LW+2:0] ereq_q = 0;
-    reg ch_ird_q = 1'b0, ch_wrd_q = 1'b0;
+    reg ch_wrd_q = 1'b0;
     reg [LW-1:0] ch_iline_q = 0, ch_wline_q = 0;
     always @(posedge clock) begin
         ereq_q <= rst ? 0 : ereq;
@@ -444,6 +472,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             cb <= cbn;
             cs_w0 <= ns_w0; cs_c <= ns_c; cs_t <= ns_t; cs_a <= ns_a; cs_b <= ns_b;
             cs_inp <= ns_inp; cs_row <= ns_row; cs_wp <= ns_wp;
+            wk_line <= ns_wk_line; wk_col <= ns_wk_col;
             o_q <= o + 1'b1;
             wi_q <= wi + ((acc_we || out_we) ? 1'b1 : 1'b0);
             // (is_alu and is_req are constant 0 without integer lanes: these registers go.)

@@ -198,7 +198,12 @@ impl Golden {
                     for n in 0..c {
                         let mut sum: i64 = 0;
                         for k in 0..r {
-                            let (a, w) = (self.inp[mm.inp as usize + i][k], self.w[k][n]);
+                            // Rows of `row` lines with `skip` lines between them.
+                            let line = match mm.row as usize {
+                                0 => i,
+                                rl => i / rl * (rl + mm.skip as usize) + i % rl,
+                            };
+                            let (a, w) = (self.inp[mm.inp as usize + line][k], self.w[k][n]);
                             if mm.binary {
                                 // Bit b of both bytes holds one bipolar value; equal bits
                                 // multiply to +1.
