@@ -697,9 +697,52 @@ pub struct ConvRows {
     /// as that many accumulators allow instead of as short as keeping every channel tile's
     /// blocks resident needs.
     pub chunks_outside: bool,
+    /// Weights in the buffer channel tile by channel tile, each tile's taps phase-major
+    /// (`tap_order`, the layer's DRAM weights permuted to match: `permute_taps`), so one
+    /// chained `matmul` runs a whole phase of a channel tile: taken where the PEs hold two
+    /// tiles and that makes fewer chains than the tap-major order (one per kernel row at
+    /// stride 1, one per tap otherwise).
+    pub per_tile: bool,
 }
 
 impl ConvRows {
+    /// The taps in weight-buffer order: phase by phase ((ky % s, kx % s) row-major), then
+    /// (ky / s, kx / s) row-major; the identity at stride 1. Position p holds tap
+    /// `tap_order[p]` (= ky * kw + kx).
+    pub fn tap_order(&self, kh: usize, kw: usize) -> Vec<usize> {
+        let st = self.stride;
+        let mut order = Vec::with_capacity(kh * kw);
+        for ry in 0..st.min(kh) {
+            for rx in 0..st.min(kw) {
+                for ky in (ry..kh).step_by(st) {
+                    for kx in (rx..kw).step_by(st) {
+                        order.push(ky * kw + kx);
+                    }
+                }
+            }
+        }
+        order
+    }
+
+    /// Reorders packed weights (`pack_weights`, k = tap x channel tiles + tile) into
+    /// `tap_order` when the schedule is `per_tile` at a stride above 1.
+    pub fn permute_taps(&self, arch: &ArchConfig, cv: &ConvLoad, bt: &mut [u8]) {
+        if !self.per_tile || self.stride == 1 {
+            return;
+        }
+        let tile = (arch.array.rows * arch.array.cols) as usize;
+        let order = self.tap_order(cv.kh, cv.kw);
+        let per_nt = order.len() * cv.ci_tiles * tile;
+        for block in bt.chunks_exact_mut(per_nt) {
+            let old = block.to_vec();
+            for (pos, &tap) in order.iter().enumerate() {
+                let (dst, src) = (pos * cv.ci_tiles * tile, tap * cv.ci_tiles * tile);
+                let n = cv.ci_tiles * tile;
+                block[dst..dst + n].copy_from_slice(&old[src..src + n]);
+            }
+        }
+    }
+
     /// The schedule for the convolution `g` (m = oh * ow output pixels, n channels), or None
     /// when `g` is no convolution or one this schedule does not run: dilated, split weights,
     /// row multipliers, binary operands or packed outputs, rows that do not fit the buffers or
@@ -834,7 +877,10 @@ impl ConvRows {
             .ci_tiles
             .min(wgt_half / (taps * r))
             .min(inp_half / (np * block(rows)));
+        let tap_major_chains = if st == 1 { cv.kh } else { taps };
+        let per_tile = arch.array.weight_banks == 2 && cc * np < tap_major_chains;
         Some(ConvRows {
+            per_tile,
             rows,
             oh,
             stride: st,
@@ -1029,16 +1075,31 @@ pub fn emit_conv_rows(
             } else {
                 Vec::new()
             };
-            // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer).
-            loads.push(Op::Load(Load {
-                buf: LoadBuf::Wgt,
-                sram: half * wgt_half,
-                dram: (g.b_addr + ((nt * k_tiles + c0) * r * c) as u64) as u32,
-                rows: taps as u32,
-                cols: (cc * r) as u32,
-                stride: (cv.ci_tiles * r * c) as u32,
-                ..Default::default()
-            }));
+            // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer), or
+            // with `per_tile` every channel tile's taps (one load each).
+            if t.per_tile {
+                for j in 0..cc {
+                    loads.push(Op::Load(Load {
+                        buf: LoadBuf::Wgt,
+                        sram: half * wgt_half + (j * taps * r) as u32,
+                        dram: (g.b_addr + ((nt * k_tiles + c0 + j) * r * c) as u64) as u32,
+                        rows: taps as u32,
+                        cols: r as u32,
+                        stride: (cv.ci_tiles * r * c) as u32,
+                        ..Default::default()
+                    }));
+                }
+            } else {
+                loads.push(Op::Load(Load {
+                    buf: LoadBuf::Wgt,
+                    sram: half * wgt_half,
+                    dram: (g.b_addr + ((nt * k_tiles + c0) * r * c) as u64) as u32,
+                    rows: taps as u32,
+                    cols: (cc * r) as u32,
+                    stride: (cv.ci_tiles * r * c) as u32,
+                    ..Default::default()
+                }));
+            }
             if last_chunk {
                 loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
             }
@@ -1084,12 +1145,13 @@ pub fn emit_conv_rows(
             let stream_row = if t.ol < t.wq { cv.ow as u32 } else { 0 };
             let wbase = half * wgt_half;
             let mut first = chunk == 0;
-            let mut run = |comp: &mut Vec<Insn>, tap: usize, inp: u32, outer: (u32, u32), inner| {
+            // A run from weight tile `wt` of the item's weights.
+            let mut run = |comp: &mut Vec<Insn>, wt: usize, inp: u32, outer: (u32, u32), inner| {
                 tile_run(
                     arch,
                     &TileRun {
                         inp,
-                        wgt: wbase + (tap * cc * r) as u32,
+                        wgt: wbase + (wt * r) as u32,
                         outer,
                         inner,
                         acc,
@@ -1103,12 +1165,32 @@ pub fn emit_conv_rows(
                 );
                 first = false;
             };
-            if st == 1 {
+            if t.per_tile {
+                // Weights [j][tap], taps phase-major (`ConvRows::tap_order`): one chain per
+                // channel tile and phase over the phase's taps (a, b) = (ky / s, kx / s).
+                for j in 0..cc {
+                    let mut pos = 0;
+                    for ry in 0..t.phases[0] {
+                        for rx in 0..t.phases[1] {
+                            let (na, nb) = ((cv.kh - ry).div_ceil(st), (cv.kw - rx).div_ceil(st));
+                            let inp = in_block(j) + ((ry * t.phases[1] + rx) * t.block) as u32;
+                            run(
+                                &mut comp,
+                                j * taps + pos,
+                                inp,
+                                (na as u32, t.wq as u32),
+                                (nb as u32, 1),
+                            );
+                            pos += na * nb;
+                        }
+                    }
+                }
+            } else if st == 1 {
                 for ky in 0..cv.kh {
                     let inp = in_block(0) + (ky * t.wq) as u32;
                     run(
                         &mut comp,
-                        ky * cv.kw,
+                        ky * cv.kw * cc,
                         inp,
                         (cv.kw as u32, 1),
                         (cc as u32, bstep),
@@ -1121,7 +1203,7 @@ pub fn emit_conv_rows(
                         + (((ky % st) * t.phases[1] + kx % st) * t.block
                             + (ky / st) * t.wq
                             + kx / st) as u32;
-                    run(&mut comp, tap, inp, (cc as u32, bstep), (1, 0));
+                    run(&mut comp, tap * cc, inp, (cc as u32, bstep), (1, 0));
                 }
             }
             comp[0].deps.pop_prev = true;

@@ -2821,7 +2821,7 @@ pub fn to_program(
             None => Tiling::with_params(arch, m, k_eff, l.n, 1 + extra.len(), l.row_mul.is_some()),
         }
         .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
-        let bt = pack_weights(arch, &t, k_eff, l.n, &weights);
+        let mut bt = pack_weights(arch, &t, k_eff, l.n, &weights);
         let params = pack_params(arch, &t, &bias, &extra);
         let b_addr = next;
         next = align(b_addr + bt.len() as u64, 64);
@@ -2894,6 +2894,7 @@ pub fn to_program(
             &g.conv,
         ) {
             (Some(p), Some(cv)) => {
+                p.permute_taps(arch, cv, &mut bt);
                 emit_conv_rows(arch, &p, &g, out, &mut code);
                 p.tiling(cv)
             }

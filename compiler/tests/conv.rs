@@ -192,6 +192,10 @@ fn resnet_like_convolutions_match_the_reference() {
     check("ulx3s+banked", s(16, 15, 3, 2, 1, 16), 11);
     check("ulx3s+banked", s(24, 17, 1, 1, 0, 12), 12);
     check("ulx3s+banked", s(64, 28, 3, 2, 1, 64), 13);
+    // One channel tile: weights per tile, taps phase-major (permuted in DRAM at stride 2).
+    check("ulx3s+banked", s(8, 15, 3, 1, 1, 16), 14);
+    check("ulx3s+banked", s(8, 15, 3, 2, 1, 16), 15);
+    check("ulx3s+banked", s(5, 13, 5, 3, 2, 9), 16);
 }
 
 /// Where the PEs hold two weight tiles the convolutions run as chains, one per kernel row
