@@ -896,13 +896,36 @@ impl ConvRows {
         })
     }
 
+    /// The m-tiles as (first output row, rows): a short first one (a quarter of `rows`) when
+    /// there are several and the chunks run inside the n-tiles (outside, every extra m-tile
+    /// costs a pass over all chunks), so the array starts after a fraction of the first input has
+    /// loaded (later inputs load while the array works), then the rest in even tiles of at
+    /// most `rows`.
+    pub fn items(&self) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        let mut oy = 0;
+        if self.oh > self.rows && !self.chunks_outside {
+            let first = self.rows.div_ceil(4);
+            v.push((0, first));
+            oy = first;
+        }
+        let rest = self.oh - oy;
+        let each = rest.div_ceil(rest.div_ceil(self.rows).max(1));
+        while oy < self.oh {
+            let r = each.min(self.oh - oy);
+            v.push((oy, r));
+            oy += r;
+        }
+        v
+    }
+
     /// The tiling this amounts to, for reports: items of `rows` output rows, k-chunks of cc
     /// channel tiles times the taps.
     pub fn tiling(&self, cv: &ConvLoad) -> Tiling {
         Tiling {
             tm: self.rows * cv.ow,
             kc: self.cc * cv.kh * cv.kw,
-            m_tiles: self.oh.div_ceil(self.rows),
+            m_tiles: self.items().len(),
             k_tiles: cv.kh * cv.kw * cv.ci_tiles,
             n_tiles: self.n_tiles,
             k_chunks: self.chunks,
@@ -1031,8 +1054,8 @@ pub fn emit_conv_rows(
     let (mut item, mut out_idx) = (0usize, 0usize);
     let mut next_inputs: Vec<Op> = Vec::new();
     let mut item_order = ItemOrder::default();
-    for (mt, oy0) in (0..t.oh).step_by(t.rows).enumerate() {
-        let rows = t.rows.min(t.oh - oy0);
+    let items = t.items();
+    for (mt, &(oy0, rows)) in items.iter().enumerate() {
         let lines = (rows * t.ol) as u32;
         let order: Vec<(usize, usize)> = if t.chunks_outside {
             (0..t.chunks)
@@ -1112,14 +1135,13 @@ pub fn emit_conv_rows(
                 // item's weight loads from waiting behind all of it.
                 let next = mt * t.chunks + chunk + 1;
                 let (nmt, nchunk) = (next / t.chunks, next % t.chunks);
-                let noy0 = nmt * t.rows;
-                if noy0 < t.oh {
+                if let Some(&(noy0, nrows)) = items.get(nmt) {
                     if nt == 1 {
                         let nc0 = nchunk * t.cc;
                         let block_at = |j: usize| chunk_block(next, j);
                         next_inputs = input_loads(
                             noy0,
-                            t.rows.min(t.oh - noy0),
+                            nrows,
                             nc0,
                             t.cc.min(cv.ci_tiles - nc0),
                             &block_at,
