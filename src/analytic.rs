@@ -122,7 +122,11 @@ impl Counts {
                 // A chain of T tiles: T weight tiles read, T streams of m lines, every tile
                 // but an overwriting first one reading the accumulator lines.
                 let (tiles, m) = (mm.tiles().max(1) as u64, mm.m as u64);
-                let reads = if mm.accumulate { tiles } else { tiles - 1 };
+                let reads = if mm.accumulate || mm.adds_bias() {
+                    tiles
+                } else {
+                    tiles - 1
+                };
                 if mm.is_chain() && m > 0 {
                     self.line_reads[wgt] += tiles * r;
                 }

@@ -471,7 +471,7 @@ fn compile_report_lists_layers_host_work_and_exact_cycles() {
         "1x64x10",
         "host before the program:",
         "host after the program:",
-        "total: 2013 instructions, 25188 cycles",
+        "total: 1987 instructions, 25084 cycles",
     ] {
         assert!(t.contains(want), "missing '{want}' in:\n{t}");
     }

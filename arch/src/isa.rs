@@ -516,7 +516,8 @@ isa! {
         outer_step: u32 = 16, "chain: input lines from one outer tile to the next",
         inner_step: u32 = 16, "chain: input lines from one inner tile to the next",
         row: u32 = 8, "input lines per row (0: the m lines are consecutive): stream line i reads input line `i / row * (row + skip) + i % row` from the (tile's) first, so a convolution's junk columns are skipped",
-        skip: u32 = 4, "input lines skipped after each row of `row` lines",
+        skip: u32 = 3, "input lines skipped after each row of `row` lines",
+        bias: bool = 1, "with `accumulate` = 0: the first (or only) tile adds accumulator line `acc - 1` (a bias row) to each result instead of overwriting",
     }
     /// Lane-wise int32 operation on accumulator lines: acc[dst+i] = func(acc[a + i*a_stride],
     /// acc[b + i*b_stride]) for i in 0..m. `b_stride` = 0 broadcasts one line (a bias row).
@@ -590,6 +591,11 @@ impl MatMul {
     pub fn tile_inp(&self, t: u32) -> u64 {
         let (a, b) = (t / self.inner.max(1), t % self.inner.max(1));
         self.inp as u64 + a as u64 * self.outer_step as u64 + b as u64 * self.inner_step as u64
+    }
+
+    /// Whether the first tile adds the bias row `acc - 1` (`bias` without `accumulate`).
+    pub fn adds_bias(&self) -> bool {
+        self.bias && !self.accumulate
     }
 
     /// Input line of stream line `i`, counted from the (tile's) first input line.
@@ -840,17 +846,18 @@ pub(crate) mod strategies {
         let mm = (
             (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()),
             (bits(6), bits(6), bits(16), bits(16), bits(16)),
-            (bits(8), bits(4)),
+            (bits(8), bits(3), any::<bool>()),
         )
             .prop_map(
                 |(
                     (inp, acc, m, accumulate, binary),
                     (outer, inner, wgt, outer_step, inner_step),
-                    (row, skip),
+                    (row, skip, bias),
                 )| {
                     Op::MatMul(MatMul {
                         row,
                         skip,
+                        bias,
                         inp,
                         acc,
                         m,

@@ -426,9 +426,10 @@ pub fn pack_weights(arch: &ArchConfig, t: &Tiling, k: usize, n: usize, weights: 
     bt
 }
 
-/// Per n-tile `t.param_lines` int32 lines: bias, then the requantization lines (multiplier
-/// and shift, or binary32 scale bits and zero) or the threshold lines. `extra[j][ch]` is line
-/// 1 + j for output channel ch.
+/// Per n-tile `t.param_lines` int32 lines: the requantization lines (multiplier and shift,
+/// or binary32 scale bits and zero) or the threshold lines, then the bias. `extra[j][ch]` is
+/// line j for output channel ch. The bias comes last so that, with the accumulator slot right
+/// behind the parameter slot, it is the row `acc - 1` a `matmul bias=1` starts from.
 pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], extra: &[Vec<i32>]) -> Vec<u8> {
     let c = arch.array.cols as usize;
     let pl = t.param_lines;
@@ -437,7 +438,7 @@ pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], extra: &[Vec<i32
         for nn in 0..c {
             let ch = nt * c + nn;
             for line in 0..pl {
-                let src = if line == 0 { bias } else { &extra[line - 1] };
+                let src = if line + 1 == pl { bias } else { &extra[line] };
                 let v = src.get(ch).copied().unwrap_or(0);
                 let at = ((nt * pl + line) * c + nn) * 4;
                 params[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -480,6 +481,8 @@ pub fn emit_dense(
     // row-multiplier slot h, so that the load of item i + 1's parameters (half (i + 1) % 2)
     // does not wait for the bank compute is writing item i's results into (half i % 2).
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
+    // Outputs start from their bias row (see the parameter loads below).
+    let fold = !g.binary;
     let param_slot = |i: usize| (i % 2) as u32 * acc_half;
     let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
     let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + pl + t.tm as u32;
@@ -569,8 +572,16 @@ pub fn emit_dense(
                     stride: (r * c) as u32,
                     ..Default::default()
                 }));
+                // The bias is added by the output's first matmul (`matmul bias=1`), so its
+                // parameters come with the output's first chunk, in the slot of its parity;
+                // binary layers double the count first and add the bias in the epilogue.
+                if fold && kc == 0 {
+                    loads.insert(0, params_load(g, t.param_lines, c, nt, param_slot(out_idx)));
+                }
                 if last_chunk {
-                    loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
+                    if !fold {
+                        loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
+                    }
                     if let Some(addr) = g.row_mul_addr {
                         loads.push(Op::Load(Load {
                             buf: LoadBuf::Acc,
@@ -599,6 +610,7 @@ pub fn emit_dense(
                         row: 0,
                         skip: 0,
                         accumulate: kc != 0,
+                        bias: fold,
                         binary: g.binary,
                     },
                     &mut comp,
@@ -614,7 +626,9 @@ pub fn emit_dense(
                         &Epilogue {
                             acc: acc_slot(out_idx),
                             lines: rows as u32,
-                            param: param_slot(item),
+                            param: param_slot(if fold { out_idx } else { item }),
+                            param_lines: t.param_lines as u32,
+                            bias_folded: fold,
                             row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
                             out_line: (out_idx % 2) as u32 * out_half,
                             out_idx,
@@ -703,6 +717,8 @@ pub struct ConvRows {
     /// tiles and that makes fewer chains than the tap-major order (one per kernel row at
     /// stride 1, one per tap otherwise).
     pub per_tile: bool,
+    /// Start with a short m-tile (`items`).
+    pub ramp: bool,
 }
 
 impl ConvRows {
@@ -824,8 +840,9 @@ impl ConvRows {
         let lat = arch.dram.latency_cycles as usize;
         let bpc = arch.dram.bytes_per_cycle as usize;
         let beats = |bytes: usize| bytes.div_ceil(bpc).max(1);
-        let estimate = |rows: usize, outside: bool| {
-            let m_tiles = oh.div_ceil(rows);
+        // (load, compute) with `extra` more m-tiles than `rows` makes.
+        let parts = |rows: usize, outside: bool, extra: usize| {
+            let m_tiles = oh.div_ceil(rows) + extra;
             // Every channel tile's blocks in the buffer at once (inputs loaded once per
             // m-tile); the chunks-outside order loads each chunk's once instead.
             let all_resident = !outside && fits(rows, cv.ci_tiles);
@@ -844,6 +861,10 @@ impl ConvRows {
             let lines = rows * ol;
             let compute =
                 m_tiles * n_tiles * (cv.ci_tiles * taps * (2 * r + c - 1 + lines) + 2 * lines);
+            (load, compute)
+        };
+        let estimate = |rows: usize, outside: bool| {
+            let (load, compute) = parts(rows, outside, 0);
             load.max(compute)
         };
         let mut res_rows = rows;
@@ -877,10 +898,24 @@ impl ConvRows {
             .ci_tiles
             .min(wgt_half / (taps * r))
             .min(inp_half / (np * block(rows)));
+        // A short first m-tile (`items`) costs one more pass over the weights: taken while
+        // the loads stay under the compute.
+        let ramp = !chunks_outside && oh >= 4 && {
+            let (load, compute) = parts(rows, false, 1);
+            // Chained tiles take max(lines, rows) cycles each, not the fill and drain too.
+            let compute = if arch.array.weight_banks == 2 {
+                let lines = rows * ol;
+                (oh.div_ceil(rows) + 1) * n_tiles * (cv.ci_tiles * taps * lines.max(r) + lines)
+            } else {
+                compute
+            };
+            load <= compute
+        };
         let tap_major_chains = if st == 1 { cv.kh } else { taps };
         let per_tile = arch.array.weight_banks == 2 && cc * np < tap_major_chains;
         Some(ConvRows {
             per_tile,
+            ramp,
             rows,
             oh,
             stride: st,
@@ -896,15 +931,14 @@ impl ConvRows {
         })
     }
 
-    /// The m-tiles as (first output row, rows): a short first one (a quarter of `rows`) when
-    /// there are several and the chunks run inside the n-tiles (outside, every extra m-tile
-    /// costs a pass over all chunks), so the array starts after a fraction of the first input has
+    /// The m-tiles as (first output row, rows): with `ramp` a short first one (a quarter of
+    /// `rows`), so the array starts after a fraction of the first input has
     /// loaded (later inputs load while the array works), then the rest in even tiles of at
     /// most `rows`.
     pub fn items(&self) -> Vec<(usize, usize)> {
         let mut v = Vec::new();
         let mut oy = 0;
-        if self.oh > self.rows && !self.chunks_outside {
+        if self.ramp {
             let first = self.rows.div_ceil(4);
             v.push((0, first));
             oy = first;
@@ -964,6 +998,8 @@ pub fn emit_conv_rows(
     let pl = t.param_lines as u32;
     // Accumulator halves as in `emit_dense`: parameter slot h, then accumulator slot h.
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
+    // Outputs start from their bias row (see the parameter loads below).
+    let fold = !t.chunks_outside;
     let param_slot = |i: usize| (i % 2) as u32 * acc_half;
     let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
     let st = t.stride;
@@ -1123,7 +1159,15 @@ pub fn emit_conv_rows(
                     ..Default::default()
                 }));
             }
-            if last_chunk {
+            // As in `emit_dense`: the output's first matmul adds the bias, so its parameters
+            // come with its first chunk (not where each n-tile keeps its own accumulators
+            // across the chunks: there the bias row is not in front of them).
+            if fold && chunk == 0 {
+                // First: the token goes with the item's last load, which this one then does
+                // not delay.
+                loads.insert(0, params_load(g, t.param_lines, c, nt, param_slot(out_idx)));
+            }
+            if !fold && last_chunk {
                 loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
             }
             push_item_loads(code, loads, item);
@@ -1139,13 +1183,8 @@ pub fn emit_conv_rows(
                     if nt == 1 {
                         let nc0 = nchunk * t.cc;
                         let block_at = |j: usize| chunk_block(next, j);
-                        next_inputs = input_loads(
-                            noy0,
-                            nrows,
-                            nc0,
-                            t.cc.min(cv.ci_tiles - nc0),
-                            &block_at,
-                        );
+                        next_inputs =
+                            input_loads(noy0, nrows, nc0, t.cc.min(cv.ci_tiles - nc0), &block_at);
                     }
                     let share = next_inputs.len().div_ceil(t.n_tiles - 1);
                     code.extend(
@@ -1181,6 +1220,7 @@ pub fn emit_conv_rows(
                         row: stream_row,
                         skip: (t.wq - cv.ow) as u32,
                         accumulate: !first,
+                        bias: fold && first,
                         binary: false,
                     },
                     comp,
@@ -1239,7 +1279,9 @@ pub fn emit_conv_rows(
                     &Epilogue {
                         acc,
                         lines,
-                        param: param_slot(item),
+                        param: param_slot(if fold { out_idx } else { item }),
+                        param_lines: t.param_lines as u32,
+                        bias_folded: fold,
                         row_mul: None,
                         out_line: (out_idx % 2) as u32 * out_half,
                         out_idx,
@@ -1303,6 +1345,8 @@ struct TileRun {
     skip: u32,
     /// Whether the run's first tile adds to the accumulator.
     accumulate: bool,
+    /// Without `accumulate`: the first tile starts from the bias row `acc - 1`.
+    bias: bool,
     binary: bool,
 }
 
@@ -1322,6 +1366,7 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
             acc: run.acc,
             m: run.m,
             accumulate: run.accumulate || !first,
+            bias: run.bias && first,
             binary: run.binary,
             row: run.row,
             skip: run.skip,
@@ -1352,6 +1397,7 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
                 acc: run.acc,
                 m: run.m,
                 accumulate: run.accumulate || !first,
+                bias: run.bias && first,
                 binary: run.binary,
                 outer: na,
                 inner: nb,
@@ -1386,8 +1432,11 @@ struct Epilogue {
     /// Accumulator slot of the output and its lines.
     acc: u32,
     lines: u32,
-    /// The item's parameter slot: bias line, then requantization or threshold lines.
+    /// The item's parameter slot: requantization or threshold lines, then the bias line.
     param: u32,
+    param_lines: u32,
+    /// The output's first matmul added the bias already.
+    bias_folded: bool,
     /// Per-row multiplier slot, if any.
     row_mul: Option<u32>,
     /// First output-buffer line written.
@@ -1416,7 +1465,9 @@ fn epilogue(comp: &mut Vec<Insn>, e: &Epilogue, out: OutMode) {
         // P agreeing bits -> 2P; the bias line holds bias - K.
         comp.push(alu(AluFunc::Add, e.acc, 1));
     }
-    comp.push(alu(AluFunc::Add, e.param, 0));
+    if !e.bias_folded {
+        comp.push(alu(AluFunc::Add, e.param + e.param_lines - 1, 0));
+    }
     if let Some(rm) = e.row_mul {
         comp.push(alu(AluFunc::Mul, rm, 1));
     }
@@ -1430,7 +1481,7 @@ fn epilogue(comp: &mut Vec<Insn>, e: &Epilogue, out: OutMode) {
             op: Op::Thresh(Thresh {
                 dst: e.out_line,
                 src: e.acc,
-                thr: e.param + 1,
+                thr: e.param,
                 count,
                 m: e.lines,
                 base: base as i32,
@@ -1442,7 +1493,7 @@ fn epilogue(comp: &mut Vec<Insn>, e: &Epilogue, out: OutMode) {
             op: Op::Requant(Requant {
                 dst: e.out_line,
                 src: e.acc,
-                param: e.param + 1,
+                param: e.param,
                 m: e.lines,
                 zp,
                 lo: lo as u8 as u32,

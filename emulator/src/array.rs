@@ -257,6 +257,18 @@ impl Array {
     /// magnitude <= 2^14 is exact in i32, so summing in any order equals the PE chain's
     /// wrapping sums. A chain is its tiles' `ldw` and `matmul` one after the other.
     pub fn matmul(&mut self, op: &MatMul, bufs: &mut Buffers) {
+        let mut op = *op;
+        if op.adds_bias() && op.m > 0 {
+            // Every result line starts from the bias row acc - 1 (read before any write).
+            let c = self.cols;
+            let (head, lines) = bufs.acc.split_at_mut(op.acc as usize * c);
+            let bias = &head[head.len() - c..];
+            for line in lines[..op.m as usize * c].chunks_exact_mut(c) {
+                line.copy_from_slice(bias);
+            }
+            op.accumulate = true;
+        }
+        let op = &op;
         if op.tiles() == 0 {
             self.stream(op.inp as usize, op, op.accumulate, bufs);
             return;
@@ -322,6 +334,9 @@ impl Array {
             if op.accumulate && o >= drain && o - drain < m {
                 f(BufferKind::Accumulator, op.acc + (o - drain) as u32, false);
             }
+            if op.adds_bias() && o >= drain && o - drain < m {
+                f(BufferKind::Accumulator, op.acc - 1, false);
+            }
             if o > drain && o - drain - 1 < m {
                 f(
                     BufferKind::Accumulator,
@@ -363,6 +378,8 @@ impl Array {
         if let Some((t, i)) = at(drain) {
             if t > 0 || op.accumulate {
                 f(BufferKind::Accumulator, op.acc + i as u32, false);
+            } else if op.adds_bias() {
+                f(BufferKind::Accumulator, op.acc - 1, false);
             }
         }
         if let Some((_, i)) = at(drain + 1) {

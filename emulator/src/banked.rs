@@ -358,6 +358,7 @@ mod tests {
             // Rows of 3 lines with a gap of 1 when m is odd.
             row: if m % 2 == 1 { 3 } else { 0 },
             skip: 1,
+            bias: false,
         };
         let after = MatMul {
             accumulate: true,

@@ -835,11 +835,20 @@ impl Machine {
                 if op.binary && !self.arch.supports(Precision::Binary) {
                     return Err(self.no_binary(idx, "binary=1"));
                 }
+                if op.adds_bias() && op.m > 0 && op.acc == 0 {
+                    return Err(self.err(
+                        ErrorKind::OutOfRange,
+                        idx,
+                        "matmul bias=1 reads the bias row acc - 1, but acc = 0",
+                    ));
+                }
+                // (With a bias row, the footprint starts at it.)
+                let b = (op.adds_bias() && op.m > 0) as u64;
                 let fa = w(self.check_lines(
                     idx,
                     BufferKind::Accumulator,
-                    op.acc as u64,
-                    op.m as u64,
+                    op.acc as u64 - b,
+                    op.m as u64 + b,
                     "accumulator",
                 )?);
                 let mut fp = vec![fa];

@@ -436,6 +436,9 @@ impl Gen<'_> {
                         hi += extra;
                     }
                 }
+                // Some overwriting matmuls start from the bias row a - 1 (again derived from
+                // values already drawn).
+                op.bias = !op.accumulate && a >= 1 && (m + inp) % 3 == 0;
                 let inp = op.inp as u64;
                 fp.extend([
                     Access {
@@ -446,7 +449,7 @@ impl Gen<'_> {
                     },
                     Access {
                         res: acc,
-                        lo: a,
+                        lo: a - op.bias as u64,
                         hi: a + m,
                         write: true,
                     },

@@ -114,6 +114,22 @@ fn chain_overlaps_weight_loads_with_streams() {
 }
 
 #[test]
+fn bias_row_is_read_where_the_accumulator_would_be() {
+    // m=3 from the bias row 4: same 10 cycles as an accumulating matmul (@1..10), one
+    // accumulator read per line (of line 4), three writes.
+    let s = cycles("matmul acc=5 m=3 bias=1\nfinish");
+    assert_eq!(s.cycles, 12);
+    assert_eq!(s.accumulator_buffer.line_reads, 3);
+    assert_eq!(s.accumulator_buffer.line_writes, 3);
+    // With accumulate the bias flag changes nothing; at acc = 0 there is no bias row.
+    let s = cycles("matmul acc=5 m=3 accumulate=1 bias=1\nfinish");
+    assert_eq!(s.accumulator_buffer.line_reads, 3);
+    let e = error("matmul acc=0 m=3 bias=1\nfinish");
+    assert_eq!(e.kind, ErrorKind::OutOfRange, "{e}");
+    assert!(e.to_string().contains("bias row"), "{e}");
+}
+
+#[test]
 fn load_takes_latency_plus_beats() {
     // One 4-byte line: request @1, beat @9 (latency 8), written @9; finish @10.
     assert_eq!(

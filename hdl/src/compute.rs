@@ -208,7 +208,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             ns_wk_line = ns_inp; ns_wk_col = 8'd0;
         end else if (ch_ird_q) begin
             if (cur[123:116] != 8'd0 && wk_col + 8'd1 == cur[123:116]) begin
-                ns_wk_col = 8'd0; ns_wk_line = wk_line + {{(LW-4){1'b0}}, cur[127:124]} + 1'b1;
+                ns_wk_col = 8'd0; ns_wk_line = wk_line + {{(LW-3){1'b0}}, cur[126:124]} + 1'b1;
             end else begin
                 ns_wk_col = wk_col + 8'd1; ns_wk_line = wk_line + 1'b1;
             end
@@ -228,15 +228,17 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // not the start multiplexer, drives their wide fan-out (write data selects, PPU lanes).
     // The accumulating read starts at D - 2, offset 0 only on a 1 x 1 array.
     wire [127:0] late = D > 2 ? ir : cur;
-    wire mm_acc_rd = act && op == 6'd4 && !chn(cur) && late[54] && o >= D - 2 && o - (D - 2) < mm_m;
+    // `bias` without `accumulate`: the first tile reads the bias row acc - 1 instead.
+    wire late_bias = late[127] && !late[54];
+    wire mm_acc_rd = act && op == 6'd4 && !chn(cur) && (late[54] || late[127]) && o >= D - 2 && o - (D - 2) < mm_m;
     // A chain's accumulating read: one cycle before the array's result (`pre_valid`), line
     // acc + (results so far mod m); every tile after the first accumulates.
     wire arr_pre;
     reg [11:0] ch_rc = 0;
     reg ch_later = 1'b0;
-    wire ch_acc_rd = cur_ch && arr_pre && (ir[54] || ch_later);
-    wire [LW-1:0] ch_acc_line = ir[41:26] + ch_rc;
-    wire [LW-1:0] mm_acc_line = late[41:26] + o - (D - 2);
+    wire ch_acc_rd = cur_ch && arr_pre && (ir[54] || ir[127] || ch_later);
+    wire [LW-1:0] ch_acc_line = ir[127] && !ir[54] && !ch_later ? ir[41:26] - 1'b1 : ir[41:26] + ch_rc;
+    wire [LW-1:0] mm_acc_line = late_bias ? late[41:26] - 1'b1 : late[41:26] + o - (D - 2);
     // Whether a read request {en, buf, line} reads buffer b (1 inp, 2 wgt, 3 acc).
     function reads(input [LW+2:0] q, input [1:0] b);
         reads = q[LW+2] && q[LW+1:LW] == b;
@@ -453,7 +455,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // (ir[54] alone fanned out to all C x 32 selects and crowded the router).
     wire [C-1:0] acc_fl;
     generate for (l = 0; l < C; l = l + 1) begin : accf
-        systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54]), .q(acc_fl[l]));
+        systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54] || insn[127]), .q(acc_fl[l]));
         assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] || (ch_we && ch_later_q) ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
             : ppu_acc[32*l +: 32];
     end endgenerate

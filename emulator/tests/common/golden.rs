@@ -170,6 +170,18 @@ impl Golden {
                     self.w[k] = self.wgt[l.wgt as usize + k].clone();
                 }
             }
+            Op::MatMul(mm) if mm.bias && !mm.accumulate && mm.m > 0 => {
+                // The bias row acc - 1 is every result's starting value.
+                let bias = self.acc[mm.acc as usize - 1].clone();
+                for i in 0..mm.m as usize {
+                    self.acc[mm.acc as usize + i] = bias.clone();
+                }
+                self.exec(&Op::MatMul(MatMul {
+                    accumulate: true,
+                    bias: false,
+                    ..mm
+                }));
+            }
             Op::MatMul(mm) if mm.outer > 0 => {
                 // A chain: per tile (a, b), `ldw` of the next weight tile, then a plain
                 // matmul from its input lines (docs/isa.md).
