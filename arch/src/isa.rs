@@ -496,10 +496,11 @@ isa! {
     /// accumulator line is overwritten.
     ///
     /// A *chain* (`outer` and `inner` both >= 1; arch `array.weight_banks = 2`) runs
-    /// T = outer x inner weight tiles in one instruction, with the effect of `ldw` then
-    /// `matmul` per tile: tile t = a x inner + b (a < outer, b < inner) is weight lines
-    /// `wgt + t*rows ..` and streams input lines from `inp + a*outer_step + b*inner_step`, all
-    /// into the same `m` accumulator lines (tile 0 accumulates as `accumulate` says, the
+    /// T = G x outer x inner weight tiles (G = max(`groups`, 1)) in one instruction, with the
+    /// effect of `ldw` then `matmul` per tile: tile t = (g x outer + a) x inner + b is weight
+    /// lines `wgt + t*rows ..` and streams input lines from
+    /// `inp + g*group_step + a*outer_step + b` (a convolution's channel tiles, kernel rows and
+    /// kernel columns), all into the same `m` accumulator lines (tile 0 accumulates as `accumulate` says, the
     /// others always). The next tile's weights load into the PEs' second register while the
     /// current tile streams, so the tiles follow each other every max(m, rows) cycles instead
     /// of paying `ldw` and the array's fill and drain each. Afterwards the last tile is the
@@ -514,7 +515,8 @@ isa! {
         inner: u32 = 6, "chain: inner tile count",
         wgt: u32 = 16, "chain: first weight line of tile 0 (tile t at `wgt + t*rows`)",
         outer_step: u32 = 16, "chain: input lines from one outer tile to the next",
-        inner_step: u32 = 16, "chain: input lines from one inner tile to the next",
+        groups: u32 = 6, "chain: times the outer x inner tiles repeat (0 counts as 1)",
+        group_step: u32 = 10, "chain: input lines from one group to the next",
         row: u32 = 8, "input lines per row (0: the m lines are consecutive): stream line i reads input line `i / row * (row + skip) + i % row` from the (tile's) first, so a convolution's junk columns are skipped",
         skip: u32 = 3, "input lines skipped after each row of `row` lines",
         bias: bool = 1, "with `accumulate` = 0: the first (or only) tile adds accumulator line `acc - 1` (a bias row) to each result instead of overwriting",
@@ -576,9 +578,9 @@ isa! {
 }
 
 impl MatMul {
-    /// Weight tiles a chain runs (`outer x inner`); 0 for a plain `matmul`.
+    /// Weight tiles a chain runs (`groups x outer x inner`); 0 for a plain `matmul`.
     pub fn tiles(&self) -> u32 {
-        self.outer * self.inner
+        self.groups.max(1) * self.outer * self.inner
     }
 
     /// A chain: both counts set. (One set without the other is malformed; the emulator
@@ -589,8 +591,13 @@ impl MatMul {
 
     /// First input line of chain tile `t`.
     pub fn tile_inp(&self, t: u32) -> u64 {
-        let (a, b) = (t / self.inner.max(1), t % self.inner.max(1));
-        self.inp as u64 + a as u64 * self.outer_step as u64 + b as u64 * self.inner_step as u64
+        let per_group = (self.outer * self.inner).max(1);
+        let (g, r) = (t / per_group, t % per_group);
+        let (a, b) = (r / self.inner.max(1), r % self.inner.max(1));
+        self.inp as u64
+            + g as u64 * self.group_step as u64
+            + a as u64 * self.outer_step as u64
+            + b as u64
     }
 
     /// Whether the first tile adds the bias row `acc - 1` (`bias` without `accumulate`).
@@ -845,13 +852,13 @@ pub(crate) mod strategies {
         let ldw = bits(16).prop_map(|wgt| Op::LoadWeights(LoadWeights { wgt }));
         let mm = (
             (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()),
-            (bits(6), bits(6), bits(16), bits(16), bits(16)),
+            (bits(6), bits(6), bits(16), bits(16), bits(6), bits(10)),
             (bits(8), bits(3), any::<bool>()),
         )
             .prop_map(
                 |(
                     (inp, acc, m, accumulate, binary),
-                    (outer, inner, wgt, outer_step, inner_step),
+                    (outer, inner, wgt, outer_step, groups, group_step),
                     (row, skip, bias),
                 )| {
                     Op::MatMul(MatMul {
@@ -867,7 +874,8 @@ pub(crate) mod strategies {
                         inner,
                         wgt,
                         outer_step,
-                        inner_step,
+                        groups,
+                        group_step,
                     })
                 },
             );

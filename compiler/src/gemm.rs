@@ -603,6 +603,7 @@ pub fn emit_dense(
                     &TileRun {
                         inp: in_half * inp_half,
                         wgt: half * wgt_half,
+                        groups: (1, 0),
                         outer: (tiles as u32, t.tm as u32),
                         inner: (1, 0),
                         acc: acc_slot(out_idx),
@@ -740,21 +741,25 @@ impl ConvRows {
         order
     }
 
-    /// Reorders packed weights (`pack_weights`, k = tap x channel tiles + tile) into
-    /// `tap_order` when the schedule is `per_tile` at a stride above 1.
+    /// Reorders packed weights (`pack_weights`: per n-tile, k-tile = tap x channel tiles +
+    /// channel tile) for `per_tile`: per n-tile, channel tile by channel tile, each one's taps
+    /// in `tap_order`, so an item's weights are one contiguous block of DRAM.
     pub fn permute_taps(&self, arch: &ArchConfig, cv: &ConvLoad, bt: &mut [u8]) {
-        if !self.per_tile || self.stride == 1 {
+        if !self.per_tile {
             return;
         }
         let tile = (arch.array.rows * arch.array.cols) as usize;
         let order = self.tap_order(cv.kh, cv.kw);
-        let per_nt = order.len() * cv.ci_tiles * tile;
+        let taps = order.len();
+        let per_nt = taps * cv.ci_tiles * tile;
         for block in bt.chunks_exact_mut(per_nt) {
             let old = block.to_vec();
-            for (pos, &tap) in order.iter().enumerate() {
-                let (dst, src) = (pos * cv.ci_tiles * tile, tap * cv.ci_tiles * tile);
-                let n = cv.ci_tiles * tile;
-                block[dst..dst + n].copy_from_slice(&old[src..src + n]);
+            for ci in 0..cv.ci_tiles {
+                for (pos, &tap) in order.iter().enumerate() {
+                    let dst = (ci * taps + pos) * tile;
+                    let src = (tap * cv.ci_tiles + ci) * tile;
+                    block[dst..dst + tile].copy_from_slice(&old[src..src + tile]);
+                }
             }
         }
     }
@@ -894,10 +899,18 @@ impl ConvRows {
                 }
             }
         }
-        let cc = cv
+        let most = cv
             .ci_tiles
             .min(wgt_half / (taps * r))
             .min(inp_half / (np * block(rows)));
+        // Equal chunks where a divisor of the channel tiles comes close (8 tiles at most 3 a
+        // chunk: 4 x 2, not 3 + 3 + 2): an item's loads overlap the item before's compute,
+        // and after a short chunk a full one's loads would not.
+        let cc = (1..=most)
+            .rev()
+            .find(|&d| cv.ci_tiles % d == 0)
+            .filter(|&d| 3 * d >= 2 * most)
+            .unwrap_or(most);
         // A short first m-tile (`items`) costs one more pass over the weights: taken while
         // the loads stay under the compute.
         let ramp = !chunks_outside && oh >= 4 && {
@@ -911,8 +924,8 @@ impl ConvRows {
             };
             load <= compute
         };
-        let tap_major_chains = if st == 1 { cv.kh } else { taps };
-        let per_tile = arch.array.weight_banks == 2 && cc * np < tap_major_chains;
+        // At stride 1 one chain covers every tap of every channel tile (groups).
+        let per_tile = arch.array.weight_banks == 2 && (st == 1 || cc * np < taps);
         Some(ConvRows {
             per_tile,
             ramp,
@@ -1137,17 +1150,22 @@ pub fn emit_conv_rows(
             // Weights: for every tap, the chunk's channel tiles (tap-major in the buffer), or
             // with `per_tile` every channel tile's taps (one load each).
             if t.per_tile {
-                for j in 0..cc {
-                    loads.push(Op::Load(Load {
-                        buf: LoadBuf::Wgt,
-                        sram: half * wgt_half + (j * taps * r) as u32,
-                        dram: (g.b_addr + ((nt * k_tiles + c0 + j) * r * c) as u64) as u32,
-                        rows: taps as u32,
-                        cols: r as u32,
-                        stride: (cv.ci_tiles * r * c) as u32,
-                        ..Default::default()
-                    }));
-                }
+                // The chunk's tiles are contiguous in DRAM (`permute_taps`): one load, a row
+                // per channel tile when its taps fit a row's 10-bit line count.
+                let (rows, cols) = if taps * r <= 1023 {
+                    (cc, taps * r)
+                } else {
+                    (cc * taps, r)
+                };
+                loads.push(Op::Load(Load {
+                    buf: LoadBuf::Wgt,
+                    sram: half * wgt_half,
+                    dram: (g.b_addr + ((nt * k_tiles + c0 * taps) * r * c) as u64) as u32,
+                    rows: rows as u32,
+                    cols: cols as u32,
+                    stride: (cols * c) as u32,
+                    ..Default::default()
+                }));
             } else {
                 loads.push(Op::Load(Load {
                     buf: LoadBuf::Wgt,
@@ -1207,12 +1225,18 @@ pub fn emit_conv_rows(
             let wbase = half * wgt_half;
             let mut first = chunk == 0;
             // A run from weight tile `wt` of the item's weights.
-            let mut run = |comp: &mut Vec<Insn>, wt: usize, inp: u32, outer: (u32, u32), inner| {
+            let mut run = |comp: &mut Vec<Insn>,
+                           wt: usize,
+                           inp: u32,
+                           groups: (u32, u32),
+                           outer: (u32, u32),
+                           inner| {
                 tile_run(
                     arch,
                     &TileRun {
                         inp,
                         wgt: wbase + (wt * r) as u32,
+                        groups,
                         outer,
                         inner,
                         acc,
@@ -1227,7 +1251,18 @@ pub fn emit_conv_rows(
                 );
                 first = false;
             };
-            if t.per_tile {
+            if t.per_tile && st == 1 {
+                // Weights [j][tap]: one chain over the channel tiles (groups), kernel rows and
+                // kernel columns.
+                run(
+                    &mut comp,
+                    0,
+                    in_block(0),
+                    (cc as u32, bstep),
+                    (cv.kh as u32, t.wq as u32),
+                    (cv.kw as u32, 1),
+                );
+            } else if t.per_tile {
                 // Weights [j][tap], taps phase-major (`ConvRows::tap_order`): one chain per
                 // channel tile and phase over the phase's taps (a, b) = (ky / s, kx / s).
                 for j in 0..cc {
@@ -1240,6 +1275,7 @@ pub fn emit_conv_rows(
                                 &mut comp,
                                 j * taps + pos,
                                 inp,
+                                (1, 0),
                                 (na as u32, t.wq as u32),
                                 (nb as u32, 1),
                             );
@@ -1254,6 +1290,7 @@ pub fn emit_conv_rows(
                         &mut comp,
                         ky * cv.kw * cc,
                         inp,
+                        (1, 0),
                         (cv.kw as u32, 1),
                         (cc as u32, bstep),
                     );
@@ -1265,7 +1302,7 @@ pub fn emit_conv_rows(
                         + (((ky % st) * t.phases[1] + kx % st) * t.block
                             + (ky / st) * t.wq
                             + kx / st) as u32;
-                    run(&mut comp, tap * cc, inp, (cc as u32, bstep), (1, 0));
+                    run(&mut comp, tap * cc, inp, (1, 0), (cc as u32, bstep), (1, 0));
                 }
             }
             comp[0].deps.pop_prev = true;
@@ -1330,12 +1367,14 @@ pub fn emit_conv_rows(
 }
 
 /// One run of weight tiles into the same accumulator lines, contiguous in the weight buffer
-/// in (outer, inner) order: tile (a, b) is weight lines `wgt + (a * inner.0 + b) * rows`
-/// and input lines from `inp + a * outer.1 + b * inner.1`.
+/// in (group, outer, inner) order: tile (g, a, b) is weight lines
+/// `wgt + ((g * outer.0 + a) * inner.0 + b) * rows` and input lines from
+/// `inp + g * groups.1 + a * outer.1 + b * inner.1`.
 struct TileRun {
     inp: u32,
     wgt: u32,
     /// (count, input line step).
+    groups: (u32, u32),
     outer: (u32, u32),
     inner: (u32, u32),
     acc: u32,
@@ -1351,63 +1390,77 @@ struct TileRun {
 }
 
 /// The compute instructions of a `TileRun`: chained `matmul`s where the PEs hold two weight
-/// tiles (`array.weight_banks = 2`; at most 63 x 63 tiles per chain), else `ldw` and
-/// `matmul` per tile.
+/// tiles (`array.weight_banks = 2`): one chain when the run fits its fields (counts up to 63,
+/// inner step 1, group step up to 1023), else one per (group, outer) row with the inner
+/// tiles as its outer level; without the second register `ldw` and `matmul` per tile.
 fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
     const MAX: u32 = 63;
     let r = arch.array.rows;
-    let plain = |comp: &mut Vec<Insn>, a: u32, b: u32, first: bool| {
-        let t = a * run.inner.0 + b;
-        comp.push(Insn::new(Op::LoadWeights(LoadWeights {
-            wgt: run.wgt + t * r,
-        })));
-        comp.push(Insn::new(Op::MatMul(MatMul {
-            inp: run.inp + a * run.outer.1 + b * run.inner.1,
+    let (ng, na, nb) = (run.groups.0, run.outer.0, run.inner.0);
+    let inp =
+        |g: u32, a: u32, b: u32| run.inp + g * run.groups.1 + a * run.outer.1 + b * run.inner.1;
+    let wgt = |g: u32, a: u32, b: u32| run.wgt + ((g * na + a) * nb + b) * r;
+    let mut first = true;
+    let mm = |first: &mut bool| {
+        let m = MatMul {
             acc: run.acc,
             m: run.m,
-            accumulate: run.accumulate || !first,
-            bias: run.bias && first,
+            accumulate: run.accumulate || !*first,
+            bias: run.bias && *first,
             binary: run.binary,
             row: run.row,
             skip: run.skip,
             ..Default::default()
-        })));
+        };
+        *first = false;
+        m
     };
     if arch.array.weight_banks < 2 {
-        for a in 0..run.outer.0 {
-            for b in 0..run.inner.0 {
-                plain(comp, a, b, a == 0 && b == 0);
+        for g in 0..ng {
+            for a in 0..na {
+                for b in 0..nb {
+                    comp.push(Insn::new(Op::LoadWeights(LoadWeights {
+                        wgt: wgt(g, a, b),
+                    })));
+                    comp.push(Insn::new(Op::MatMul(MatMul {
+                        inp: inp(g, a, b),
+                        ..mm(&mut first)
+                    })));
+                }
             }
         }
         return;
     }
-    // Chains of whole inner runs when they fit one, else one chain per piece of an inner run.
-    let (inner_piece, outer_piece) = if run.inner.0 <= MAX {
-        (run.inner.0, MAX)
-    } else {
-        (MAX, 1)
-    };
-    let mut first = true;
-    for a0 in (0..run.outer.0).step_by(outer_piece as usize) {
-        let na = outer_piece.min(run.outer.0 - a0);
-        for b0 in (0..run.inner.0).step_by(inner_piece as usize) {
-            let nb = inner_piece.min(run.inner.0 - b0);
-            comp.push(Insn::new(Op::MatMul(MatMul {
-                inp: run.inp + a0 * run.outer.1 + b0 * run.inner.1,
-                acc: run.acc,
-                m: run.m,
-                accumulate: run.accumulate || !first,
-                bias: run.bias && first,
-                binary: run.binary,
-                outer: na,
-                inner: nb,
-                wgt: run.wgt + (a0 * run.inner.0 + b0) * r,
-                outer_step: run.outer.1,
-                inner_step: run.inner.1,
-                row: run.row,
-                skip: run.skip,
-            })));
-            first = false;
+    let fits = ng <= MAX
+        && (ng <= 1 || run.groups.1 < 1024)
+        && na <= MAX
+        && nb <= MAX
+        && (nb <= 1 || run.inner.1 == 1);
+    if fits {
+        comp.push(Insn::new(Op::MatMul(MatMul {
+            inp: run.inp,
+            groups: ng,
+            group_step: if ng > 1 { run.groups.1 } else { 0 },
+            outer: na,
+            inner: nb,
+            wgt: run.wgt,
+            outer_step: run.outer.1,
+            ..mm(&mut first)
+        })));
+        return;
+    }
+    for g in 0..ng {
+        for a in 0..na {
+            for b0 in (0..nb).step_by(MAX as usize) {
+                comp.push(Insn::new(Op::MatMul(MatMul {
+                    inp: inp(g, a, b0),
+                    outer: MAX.min(nb - b0),
+                    inner: 1,
+                    wgt: wgt(g, a, b0),
+                    outer_step: run.inner.1,
+                    ..mm(&mut first)
+                })));
+            }
         }
     }
 }

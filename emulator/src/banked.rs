@@ -354,7 +354,9 @@ mod tests {
             inner,
             wgt: 2,
             outer_step: steps.0,
-            inner_step: steps.1,
+            // Two groups when the inner step is odd, steps.1 lines apart.
+            groups: 1 + steps.1 % 2,
+            group_step: steps.1,
             // Rows of 3 lines with a gap of 1 when m is odd.
             row: if m % 2 == 1 { 3 } else { 0 },
             skip: 1,

@@ -401,9 +401,10 @@ impl Gen<'_> {
                 // there, so saved seeds of the other archs keep their programs).
                 if self.arch.array.weight_banks == 2 && pick == 2 {
                     let (outer, inner) = (self.rng.range(1, 3), self.rng.range(1, 3));
-                    let (so, si) = (self.rng.range(0, m + 2), self.rng.range(0, m + 2));
-                    let span = (outer - 1) * so + (inner - 1) * si + m;
-                    let wl = outer * inner * r;
+                    let (so, sg) = (self.rng.range(0, m + 2), self.rng.range(0, 3 * m + 2));
+                    let groups = self.rng.range(0, 2);
+                    let span = groups.saturating_sub(1) * sg + (outer - 1) * so + (inner - 1) + m;
+                    let wl = groups.max(1) * outer * inner * r;
                     let (il, wlines) = (
                         self.lines(BufferKind::Input),
                         self.lines(BufferKind::Weight),
@@ -413,7 +414,8 @@ impl Gen<'_> {
                         let wgt = self.rng.range(0, wlines - wl);
                         op.inp = inp as u32;
                         (op.outer, op.inner) = (outer as u32, inner as u32);
-                        (op.outer_step, op.inner_step) = (so as u32, si as u32);
+                        op.outer_step = so as u32;
+                        (op.groups, op.group_step) = (groups as u32, sg as u32);
                         op.wgt = wgt as u32;
                         hi = inp + span;
                         fp.push(Access {

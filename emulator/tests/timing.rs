@@ -72,7 +72,7 @@ fn chain_overlaps_weight_loads_with_streams() {
     // @1..71, finish @72; ldw + matmul for each tile would take 6 x (4 + 17) = 126.
     let s = cycles_on(
         &banked,
-        "matmul m=10 outer=2 inner=3 outer_step=30 inner_step=10 wgt=0\nfinish",
+        "matmul m=10 groups=2 outer=1 inner=3 group_step=30 wgt=0\nfinish",
     );
     assert_eq!(s.cycles, 73);
     assert_eq!(s.compute.busy_cycles, 71);

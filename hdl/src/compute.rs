@@ -140,14 +140,15 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // Chain state of the current offset (cs_*), see `chain` below.
     reg cs_w0 = 1'b0;
     reg [15:0] cs_c = 0;
-    reg [11:0] cs_t = 0;
+    reg [17:0] cs_t = 0;
     reg [5:0] cs_a = 0, cs_b = 0;
-    reg [LW-1:0] cs_inp = 0, cs_row = 0, cs_wp = 0;
+    reg [LW-1:0] cs_inp = 0, cs_row = 0, cs_grp = 0, cs_wp = 0;
     wire cur_ch = act && chn(cur);
-    wire [11:0] cur_tiles = cur[61:56] * cur[67:62];
+    // Tiles: max(groups, 1) x outer x inner.
+    wire [17:0] cur_tiles = (cur[105:100] == 6'd0 ? 6'd1 : cur[105:100]) * cur[61:56] * cur[67:62];
     wire [15:0] cur_m = {4'd0, cur[53:42]};
     // The last offset of a chain: the last tile's stream plus the drain.
-    wire ch_done = !cs_w0 && cs_t == cur_tiles - 12'd1 && cs_c == cur_m + R + C - 2;
+    wire ch_done = !cs_w0 && cs_t == cur_tiles - 18'd1 && cs_c == cur_m + R + C - 2;
     assign done = act && (chn(cur) ? ch_done : o + 1'b1 == dur(cur));
 
     // Early (physical) reads.
@@ -164,35 +165,40 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // the whole chain, so one pointer walks them.
     wire [15:0] nx_m = {4'd0, nx[53:42]};
     wire [15:0] nx_p = nx_m > R ? (nx_m > 2 ? nx_m : 16'd2) : (R > 2 ? R : 16'd2);
-    wire [11:0] nx_tiles = nx[61:56] * nx[67:62];
-    wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 12'd1 < cur_tiles);
+    wire [17:0] nx_tiles = (nx[105:100] == 6'd0 ? 6'd1 : nx[105:100]) * nx[61:56] * nx[67:62];
+    wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 18'd1 < cur_tiles);
     reg ns_w0;
     reg [15:0] ns_c;
-    reg [11:0] ns_t;
+    reg [17:0] ns_t;
     reg [5:0] ns_a, ns_b;
-    reg [LW-1:0] ns_inp, ns_row, ns_wp;
+    reg [LW-1:0] ns_inp, ns_row, ns_grp, ns_wp;
     always @(*) begin
         ns_w0 = cs_w0; ns_c = cs_c + 16'd1; ns_t = cs_t; ns_a = cs_a; ns_b = cs_b;
-        ns_inp = cs_inp; ns_row = cs_row; ns_wp = cs_wp + (cs_wrd ? 1'b1 : 1'b0);
+        ns_inp = cs_inp; ns_row = cs_row; ns_grp = cs_grp; ns_wp = cs_wp + (cs_wrd ? 1'b1 : 1'b0);
         if (!cont) begin
-            ns_w0 = 1'b1; ns_c = 16'd0; ns_t = 12'd0; ns_a = 6'd0; ns_b = 6'd0;
-            ns_inp = head_next[25:10]; ns_row = head_next[25:10]; ns_wp = head_next[83:68];
+            ns_w0 = 1'b1; ns_c = 16'd0; ns_t = 18'd0; ns_a = 6'd0; ns_b = 6'd0;
+            ns_inp = head_next[25:10]; ns_row = head_next[25:10]; ns_grp = head_next[25:10];
+            ns_wp = head_next[83:68];
         end else if (cs_w0) begin
             if (cs_c == R - 1) begin
-                ns_w0 = 1'b0; ns_c = 16'd0; ns_inp = cur[25:10]; ns_row = cur[25:10];
+                ns_w0 = 1'b0; ns_c = 16'd0; ns_inp = cur[25:10]; ns_row = cur[25:10]; ns_grp = cur[25:10];
             end
-        end else if (cs_c == nx_p - 16'd1 && cs_t + 12'd1 < cur_tiles) begin
-            ns_c = 16'd0; ns_t = cs_t + 12'd1;
+        end else if (cs_c == nx_p - 16'd1 && cs_t + 18'd1 < cur_tiles) begin
+            ns_c = 16'd0; ns_t = cs_t + 18'd1;
             if (cs_b + 6'd1 < cur[67:62]) begin
-                ns_b = cs_b + 6'd1; ns_inp = cs_inp + cur[115:100];
-            end else begin
+                ns_b = cs_b + 6'd1; ns_inp = cs_inp + 1'b1;
+            end else if (cs_a + 6'd1 < cur[61:56]) begin
                 ns_b = 6'd0; ns_a = cs_a + 6'd1;
                 ns_row = cs_row + cur[99:84]; ns_inp = cs_row + cur[99:84];
+            end else begin
+                ns_b = 6'd0; ns_a = 6'd0;
+                ns_grp = cs_grp + cur[115:106]; ns_row = cs_grp + cur[115:106];
+                ns_inp = cs_grp + cur[115:106];
             end
         end
     end
     wire nx_ch = (cont || start_next) && chn(nx);
-    wire ch_wrd = nx_ch && (ns_w0 || (ns_c < R && ns_t + 12'd1 < nx_tiles));
+    wire ch_wrd = nx_ch && (ns_w0 || (ns_c < R && ns_t + 18'd1 < nx_tiles));
     // The input walker: the line stream line i reads, in rows of `row` lines with `skip`
     // lines after each; it restarts at each chain tile's first line.
     reg [LW-1:0] wk_line = 0;
@@ -473,7 +479,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             active <= cont;
             cb <= cbn;
             cs_w0 <= ns_w0; cs_c <= ns_c; cs_t <= ns_t; cs_a <= ns_a; cs_b <= ns_b;
-            cs_inp <= ns_inp; cs_row <= ns_row; cs_wp <= ns_wp;
+            cs_inp <= ns_inp; cs_row <= ns_row; cs_grp <= ns_grp; cs_wp <= ns_wp;
             wk_line <= ns_wk_line; wk_col <= ns_wk_col;
             o_q <= o + 1'b1;
             wi_q <= wi + ((acc_we || out_we) ? 1'b1 : 1'b0);

@@ -100,7 +100,8 @@ fn chain_cycles(rows: usize, cols: usize, seed: &[i8], m: u32, tiles: (u32, u32)
         inner: tiles.1,
         wgt: 3,
         outer_step: 2,
-        inner_step: 1,
+        groups: 2,
+        group_step: 3,
         ..Default::default()
     };
     let plain = MatMul {
@@ -144,6 +145,6 @@ proptest! {
     ) {
         let inputs = chain_cycles(rows, cols, &seed, m, tiles);
         let results = run(rows, cols, 8, &inputs)?;
-        prop_assert_eq!(results as u32, m * (1 + tiles.0 * tiles.1));
+        prop_assert_eq!(results as u32, m * (1 + 2 * tiles.0 * tiles.1));
     }
 }

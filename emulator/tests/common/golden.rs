@@ -189,13 +189,15 @@ impl Golden {
                     return;
                 }
                 let mut t = 0;
-                for a in 0..mm.outer {
-                    for b in 0..mm.inner {
+                for (g, a, b) in (0..mm.groups.max(1)).flat_map(|g| {
+                    (0..mm.outer).flat_map(move |a| (0..mm.inner).map(move |b| (g, a, b)))
+                }) {
+                    {
                         self.exec(&Op::LoadWeights(LoadWeights {
                             wgt: mm.wgt + t * r as u32,
                         }));
                         self.exec(&Op::MatMul(MatMul {
-                            inp: mm.inp + a * mm.outer_step + b * mm.inner_step,
+                            inp: mm.inp + g * mm.group_step + a * mm.outer_step + b,
                             accumulate: mm.accumulate || t > 0,
                             outer: 0,
                             inner: 0,
