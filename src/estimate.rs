@@ -816,7 +816,11 @@ impl ScaleSimDiff {
             ),
             (
                 self.m_tiling,
-                if l.m_tiles == 1 {
+                if self.m_tiling < 0 {
+                    "array time below SCALE-Sim's folds (chained tiles pay the weight load and \
+                     the fill and drain once per chain, SCALE-Sim once per fold)"
+                        .to_string()
+                } else if l.m_tiles == 1 {
                     "m-tiling (1 m-tile: the array's refills and the unstored columns of row \
                      reuse)"
                         .to_string()
