@@ -57,6 +57,16 @@ pub struct ArrayConfig {
     /// 8-bit register, a pass-through register and a capture flag per PE (docs/timing.md).
     #[serde(default = "default_weight_banks")]
     pub weight_banks: u32,
+    /// Build the compute sequencer's input walker and bias-row read: `matmul` with `row`
+    /// (rows with gaps: a convolution without its junk columns) or `bias` (results start from
+    /// a bias row). Without them (the iCE40 UP5K, full to 98 %) the emulator refuses those
+    /// fields, and the compiler computes the junk columns and adds biases with `alu`.
+    #[serde(default = "default_true_array")]
+    pub input_walker: bool,
+}
+
+fn default_true_array() -> bool {
+    true
 }
 
 fn default_weight_banks() -> u32 {
@@ -578,6 +588,9 @@ impl ArchConfig {
         // existed stay what they were.
         if !self.ppu.integer_lanes {
             h.write(b"no-integer-lanes");
+        }
+        if !self.array.input_walker {
+            h.write(b"no-input-walker");
         }
         if self.array.weight_banks != 1 {
             h.write(b"weight-banks");

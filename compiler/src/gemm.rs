@@ -482,7 +482,7 @@ pub fn emit_dense(
     // does not wait for the bank compute is writing item i's results into (half i % 2).
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
     // Outputs start from their bias row (see the parameter loads below).
-    let fold = !g.binary;
+    let fold = !g.binary && arch.array.input_walker;
     let param_slot = |i: usize| (i % 2) as u32 * acc_half;
     let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
     let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + pl + t.tm as u32;
@@ -798,7 +798,7 @@ impl ConvRows {
             return None;
         }
         // Junk columns skipped where `row` (8 bits) and `skip` (4 bits) can say so.
-        let ol = if cv.ow <= 255 && wq - cv.ow <= 15 {
+        let ol = if arch.array.input_walker && cv.ow <= 255 && wq - cv.ow <= 7 {
             cv.ow
         } else {
             wq
@@ -1012,7 +1012,7 @@ pub fn emit_conv_rows(
     // Accumulator halves as in `emit_dense`: parameter slot h, then accumulator slot h.
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
     // Outputs start from their bias row (see the parameter loads below).
-    let fold = !t.chunks_outside;
+    let fold = !t.chunks_outside && arch.array.input_walker;
     let param_slot = |i: usize| (i % 2) as u32 * acc_half;
     let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
     let st = t.stride;

@@ -835,6 +835,17 @@ impl Machine {
                 if op.binary && !self.arch.supports(Precision::Binary) {
                     return Err(self.no_binary(idx, "binary=1"));
                 }
+                if (op.row != 0 || op.bias) && !self.arch.array.input_walker {
+                    return Err(self.err(
+                        ErrorKind::IllegalOperands,
+                        idx,
+                        format!(
+                            "matmul row={} bias={}: arch '{}' has no input walker \
+                             (array.input_walker = false)",
+                            op.row, op.bias as u8, self.arch.name
+                        ),
+                    ));
+                }
                 if op.adds_bias() && op.m > 0 && op.acc == 0 {
                     return Err(self.err(
                         ErrorKind::OutOfRange,

@@ -428,7 +428,8 @@ impl Gen<'_> {
                 }
                 // Every other `pick == 2` matmul streams rows with gaps between them (taken
                 // from values already drawn, so every program keeps its instruction sequence).
-                if pick == 2 && (a + m) % 2 == 0 && m > 1 {
+                let walker = self.arch.array.input_walker;
+                if walker && pick == 2 && (a + m) % 2 == 0 && m > 1 {
                     let mut rows = op;
                     rows.row = 1 + (m as u32 + a as u32) % 5;
                     rows.skip = (a % 4) as u32;
@@ -440,7 +441,7 @@ impl Gen<'_> {
                 }
                 // Some overwriting matmuls start from the bias row a - 1 (again derived from
                 // values already drawn).
-                op.bias = !op.accumulate && a >= 1 && (m + inp) % 3 == 0;
+                op.bias = walker && !op.accumulate && a >= 1 && (m + inp) % 3 == 0;
                 let inp = op.inp as u64;
                 fp.extend([
                     Access {

@@ -400,6 +400,7 @@ fn machine_level_errors() {
 #[test]
 fn instructions_the_arch_lacks_are_named() {
     let tiny = tiny();
+    let up5k = ArchConfig::preset("up5k").unwrap();
     let mut ulx3s = ArchConfig::preset("ulx3s").unwrap();
     let on = |arch: &ArchConfig, text: &str| {
         run(&prog(arch, text), arch, &[], &RunOptions::default()).unwrap_err()
@@ -415,6 +416,16 @@ fn instructions_the_arch_lacks_are_named() {
             &ulx3s,
             "store buf=acc pack=1 rows=1 cols=1\nfinish",
             "needs buf=out",
+        ),
+        (
+            &up5k,
+            "matmul m=2 row=1 skip=1\nfinish",
+            "array.input_walker",
+        ),
+        (
+            &up5k,
+            "matmul acc=3 m=1 bias=1\nfinish",
+            "array.input_walker",
         ),
     ] {
         let e = on(arch, text);

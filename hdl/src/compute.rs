@@ -31,7 +31,9 @@ endmodule
 // array's mode is a constant and synthesis drops every PE's XNOR-popcount.
 // WB = 2: two weight registers per PE (`array.weight_banks`): `ldw` and chained `matmul`s
 // (docs/timing.md) load the bank the loaded tile is not in; WB = 1 leaves the chain logic out.
-module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16, WB = 1) (
+// WK = 0: no input walker (`array.input_walker = false`): the emulator refuses `matmul` with
+// `row` or `bias`, so their logic is left out.
+module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16, WB = 1, WK = 1) (
     input clock, input rst,
     input start, input [127:0] insn,
     input start_next, input [127:0] head_next,
@@ -72,7 +74,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // A matmul whose input lines come from the walker below: a chain, or rows with gaps
     // between them (`row` != 0).
     function wk_use(input [127:0] x);
-        wk_use = x[5:0] == 6'd4 && (chn(x) || x[123:116] != 8'd0);
+        wk_use = x[5:0] == 6'd4 && (chn(x) || (WK && x[123:116] != 8'd0));
     endfunction
 
     function [OW-1:0] dur(input [127:0] x);
@@ -145,7 +147,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     reg [LW-1:0] cs_inp = 0, cs_row = 0, cs_grp = 0, cs_wp = 0;
     wire cur_ch = act && chn(cur);
     // Tiles: max(groups, 1) x outer x inner.
-    wire [17:0] cur_tiles = (cur[105:100] == 6'd0 ? 6'd1 : cur[105:100]) * cur[61:56] * cur[67:62];
+    // (Constant 0 without the second weight register, so synthesis builds no multiplier.)
+    wire [17:0] cur_tiles = WB != 2 ? 18'd0
+        : (cur[105:100] == 6'd0 ? 6'd1 : cur[105:100]) * cur[61:56] * cur[67:62];
     wire [15:0] cur_m = {4'd0, cur[53:42]};
     // The last offset of a chain: the last tile's stream plus the drain.
     wire ch_done = !cs_w0 && cs_t == cur_tiles - 18'd1 && cs_c == cur_m + R + C - 2;
@@ -155,7 +159,14 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire cont = act && !done;
     wire [127:0] nx = cont ? cur : head_next;
     wire [OW-1:0] no = cont ? o + 1'b1 : 0;
-    wire [LW+2:0] ereq = (cont || start_next) ? rdreq(nx, no) : 0;
+    // A plain matmul streaming rows with gaps reads its input where the walker below says,
+    // through the one early read like every other single read.
+    wire wk_plain;
+    wire [LW-1:0] wk_next;
+    wire [LW+2:0] ereq = !(cont || start_next) ? 0
+        : wk_plain ? {1'b1, 2'd1, wk_next} : rdreq(nx, no);
+    // The early read registered: the contract cycle's claim (below).
+    reg [LW+2:0] ereq_q = 0;
 
     // Chain sequencing. The state of offset o + 1 (ns_*) follows from that of o, or is the
     // first offset's when the next instruction starts; the early reads of a chain come from
@@ -165,7 +176,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // the whole chain, so one pointer walks them.
     wire [15:0] nx_m = {4'd0, nx[53:42]};
     wire [15:0] nx_p = nx_m > R ? (nx_m > 2 ? nx_m : 16'd2) : (R > 2 ? R : 16'd2);
-    wire [17:0] nx_tiles = (nx[105:100] == 6'd0 ? 6'd1 : nx[105:100]) * nx[61:56] * nx[67:62];
+    wire [17:0] nx_tiles = WB != 2 ? 18'd0
+        : (nx[105:100] == 6'd0 ? 6'd1 : nx[105:100]) * nx[61:56] * nx[67:62];
     wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 18'd1 < cur_tiles);
     reg ns_w0;
     reg [15:0] ns_c;
@@ -196,6 +208,12 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
                 ns_inp = cs_grp + cur[115:106];
             end
         end
+        // Without chains the state stays 0: synthesis then drops it (registers that only
+        // feed themselves would survive, and with them the tile-count multipliers).
+        if (WB != 2) begin
+            ns_w0 = 1'b0; ns_c = 16'd0; ns_t = 18'd0; ns_a = 6'd0; ns_b = 6'd0;
+            ns_inp = 0; ns_row = 0; ns_grp = 0; ns_wp = 0;
+        end
     end
     wire nx_ch = (cont || start_next) && chn(nx);
     wire ch_wrd = nx_ch && (ns_w0 || (ns_c < R && ns_t + 18'd1 < nx_tiles));
@@ -212,7 +230,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             ns_wk_line = head_next[25:10]; ns_wk_col = 8'd0;
         end else if (nx_ch && !ns_w0 && ns_c == 16'd0) begin
             ns_wk_line = ns_inp; ns_wk_col = 8'd0;
-        end else if (ch_ird_q) begin
+        end else if (ch_ird_q || (ereq_q[LW+2] && ereq_q[LW+1:LW] == 2'd1)) begin
             if (cur[123:116] != 8'd0 && wk_col + 8'd1 == cur[123:116]) begin
                 ns_wk_col = 8'd0; ns_wk_line = wk_line + {{(LW-3){1'b0}}, cur[126:124]} + 1'b1;
             end else begin
@@ -221,7 +239,10 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         end
     end
     wire nx_wk = (cont || start_next) && wk_use(nx);
-    wire ch_ird = nx_wk && (nx_ch ? !ns_w0 && ns_c < nx_m : no < nx_m);
+    // Chains read input and weights in the same cycle: their input reads go beside `ereq`.
+    wire ch_ird = nx_ch && !ns_w0 && ns_c < nx_m;
+    assign wk_plain = nx_wk && !nx_ch && no < nx_m;
+    assign wk_next = ns_wk_line;
     wire [LW-1:0] ch_iline = ns_wk_line;
     // Bank bookkeeping: cb holds the bank of the loaded tile; `ldw` loads the other one, a
     // chain's tile t loads and streams bank cb ^ (t even). cbn is cb after this cycle.
@@ -235,15 +256,16 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // The accumulating read starts at D - 2, offset 0 only on a 1 x 1 array.
     wire [127:0] late = D > 2 ? ir : cur;
     // `bias` without `accumulate`: the first tile reads the bias row acc - 1 instead.
-    wire late_bias = late[127] && !late[54];
-    wire mm_acc_rd = act && op == 6'd4 && !chn(cur) && (late[54] || late[127]) && o >= D - 2 && o - (D - 2) < mm_m;
+    wire late_bias = WK && late[127] && !late[54];
+    wire mm_acc_rd = act && op == 6'd4 && !chn(cur) && (late[54] || late_bias) && o >= D - 2 && o - (D - 2) < mm_m;
     // A chain's accumulating read: one cycle before the array's result (`pre_valid`), line
     // acc + (results so far mod m); every tile after the first accumulates.
     wire arr_pre;
     reg [11:0] ch_rc = 0;
     reg ch_later = 1'b0;
-    wire ch_acc_rd = cur_ch && arr_pre && (ir[54] || ir[127] || ch_later);
-    wire [LW-1:0] ch_acc_line = ir[127] && !ir[54] && !ch_later ? ir[41:26] - 1'b1 : ir[41:26] + ch_rc;
+    wire ch_bias = WK && ir[127] && !ir[54] && !ch_later;
+    wire ch_acc_rd = cur_ch && arr_pre && (ir[54] || ch_bias || ch_later);
+    wire [LW-1:0] ch_acc_line = ch_bias ? ir[41:26] - 1'b1 : ir[41:26] + ch_rc;
     wire [LW-1:0] mm_acc_line = late_bias ? late[41:26] - 1'b1 : late[41:26] + o - (D - 2);
     // Whether a read request {en, buf, line} reads buffer b (1 inp, 2 wgt, 3 acc).
     function reads(input [LW+2:0] q, input [1:0] b);
@@ -259,7 +281,6 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // Contract claims of this cycle. The claim of offset o is the early read issued for it
     // a cycle before (start_next is exact: the early reads already rely on it), so it is
     // that request registered rather than the instruction decoded a second time.
-    reg [LW+2:0] ereq_q = 0;
     reg ch_wrd_q = 1'b0;
     reg [LW-1:0] ch_iline_q = 0, ch_wline_q = 0;
     always @(posedge clock) begin
@@ -372,6 +393,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire th_ld = is_thr && o < th_cnt;
     wire [7:0] th_p = o[7:0] + 8'd1;
     wire [8*C-1:0] th_nf;
+    wire [17*C-1:0] th_sn;
     genvar k;
     generate for (l = 0; l < C; l = l + 1) begin : thl
         wire [31:0] xin = acc_rdata[32*l +: 32];
@@ -414,6 +436,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             assign ns[8*(k+1) +: 8] = nr;
         end
         assign th_nf[8*l +: 8] = ns[8*S +: 8];
+        // step x count, the count's S bits only (a 1-stage unit's product is then an AND, not
+        // a DSP block).
+        assign th_sn[17*l +: 17] = {{9{ir[93]}}, ir[93:86]} * {{(17-S){1'b0}}, th_nf[8*l +: S]};
     end endgenerate
     // th_vs[j]: a source line entered the search j + 1 cycles ago.
     reg [S+1:0] th_vs = 0;
@@ -426,7 +451,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     always @(posedge clock) begin
         th_vs <= {th_vs[S:0], th_src};
         for (lc = 0; lc < C; lc = lc + 1)
-            th_v[17*lc +: 17] <= {{9{ir[85]}}, ir[85:78]} + {{9{ir[93]}}, ir[93:86]} * {9'd0, th_nf[8*lc +: 8]};
+            th_v[17*lc +: 17] <= {{9{ir[85]}}, ir[85:78]} + th_sn[17*lc +: 17];
         for (lc = 0; lc < C; lc = lc + 1) begin
             tv = th_v[17*lc +: 17];
             th_b[8*lc +: 8] <= $signed(tv) > 127 ? 8'd127 : $signed(tv) < -128 ? 8'h80 : tv[7:0];
@@ -461,7 +486,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // (ir[54] alone fanned out to all C x 32 selects and crowded the router).
     wire [C-1:0] acc_fl;
     generate for (l = 0; l < C; l = l + 1) begin : accf
-        systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54] || insn[127]), .q(acc_fl[l]));
+        systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54] || (WK && insn[127])), .q(acc_fl[l]));
         assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] || (ch_we && ch_later_q) ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
             : ppu_acc[32*l +: 32];
     end endgenerate

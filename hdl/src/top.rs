@@ -117,7 +117,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*C-1:0] out_wdata;
     wire cl_inp, cl_wgt, cl_acc;
     wire [15:0] cl_inp_line, cl_wgt_line, cl_acc_line;
-    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw}), .WB({wb})) cp (
+    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw}), .WB({wb}), .WK({wk})) cp (
         .clock(clock), .rst(rst), .start(eng_start[1]), .insn(head1),
         .start_next(c_start_next), .head_next(c_head_next), .done(cp_done),
         .inp_ren(inp_ren), .inp_raddr(inp_raddr), .inp_rdata(inp_rdata),
@@ -228,6 +228,7 @@ endmodule
         lw = arch.line_bits(),
         da = arch.dram_addr_bits(),
         wb = arch.array.weight_banks,
+        wk = arch.array.input_walker as u32,
     )
 }
 
