@@ -437,8 +437,9 @@ pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], extra: &[Vec<i32
     for nt in 0..t.n_tiles {
         for nn in 0..c {
             let ch = nt * c + nn;
-            for line in 0..pl {
-                let src = if line + 1 == pl { bias } else { &extra[line] };
+            // The extra lines, then the bias.
+            let lines = extra.iter().map(Vec::as_slice).chain([bias]);
+            for (line, src) in lines.take(pl).enumerate() {
                 let v = src.get(ch).copied().unwrap_or(0);
                 let at = ((nt * pl + line) * c + nn) * 4;
                 params[at..at + 4].copy_from_slice(&v.to_le_bytes());

@@ -255,7 +255,7 @@ pub fn matmul_port(arr: &Array, op: &MatMul, o: u64, bufs: &Buffers, bank: bool)
         binary: false,
         ..Default::default()
     };
-    let tile_bank = |t: u64| bank ^ (op.is_chain() && t % 2 == 0);
+    let tile_bank = |t: u64| bank ^ (op.is_chain() && t.is_multiple_of(2));
     let (rr, p) = (r as u64, op.chain_period(r as u32));
     let stream_tile = |o: u64| {
         if op.is_chain() {
@@ -279,7 +279,7 @@ pub fn matmul_port(arr: &Array, op: &MatMul, o: u64, bufs: &Buffers, bank: bool)
             let (t, first) = if o < rr {
                 (0, o == 0)
             } else {
-                ((o - rr) / p + 1, (o - rr) % p == 0)
+                ((o - rr) / p + 1, (o - rr).is_multiple_of(p))
             };
             port.w_first = first;
             port.w_bank = tile_bank(t);

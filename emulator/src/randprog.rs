@@ -429,7 +429,7 @@ impl Gen<'_> {
                 // Every other `pick == 2` matmul streams rows with gaps between them (taken
                 // from values already drawn, so every program keeps its instruction sequence).
                 let walker = self.arch.array.input_walker;
-                if walker && pick == 2 && (a + m) % 2 == 0 && m > 1 {
+                if walker && pick == 2 && (a + m).is_multiple_of(2) && m > 1 {
                     let mut rows = op;
                     rows.row = 1 + (m as u32 + a as u32) % 5;
                     rows.skip = (a % 4) as u32;
@@ -441,7 +441,7 @@ impl Gen<'_> {
                 }
                 // Some overwriting matmuls start from the bias row a - 1 (again derived from
                 // values already drawn).
-                op.bias = walker && !op.accumulate && a >= 1 && (m + inp) % 3 == 0;
+                op.bias = walker && !op.accumulate && a >= 1 && (m + inp).is_multiple_of(3);
                 let inp = op.inp as u64;
                 fp.extend([
                     Access {

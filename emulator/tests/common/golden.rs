@@ -188,23 +188,20 @@ impl Golden {
                 if mm.m == 0 {
                     return;
                 }
-                let mut t = 0;
-                for (g, a, b) in (0..mm.groups.max(1)).flat_map(|g| {
+                let tiles = (0..mm.groups.max(1)).flat_map(|g| {
                     (0..mm.outer).flat_map(move |a| (0..mm.inner).map(move |b| (g, a, b)))
-                }) {
-                    {
-                        self.exec(&Op::LoadWeights(LoadWeights {
-                            wgt: mm.wgt + t * r as u32,
-                        }));
-                        self.exec(&Op::MatMul(MatMul {
-                            inp: mm.inp + g * mm.group_step + a * mm.outer_step + b,
-                            accumulate: mm.accumulate || t > 0,
-                            outer: 0,
-                            inner: 0,
-                            ..mm
-                        }));
-                        t += 1;
-                    }
+                });
+                for (t, (g, a, b)) in (0u32..).zip(tiles) {
+                    self.exec(&Op::LoadWeights(LoadWeights {
+                        wgt: mm.wgt + t * r as u32,
+                    }));
+                    self.exec(&Op::MatMul(MatMul {
+                        inp: mm.inp + g * mm.group_step + a * mm.outer_step + b,
+                        accumulate: mm.accumulate || t > 0,
+                        outer: 0,
+                        inner: 0,
+                        ..mm
+                    }));
                 }
             }
             Op::MatMul(mm) => {
