@@ -147,8 +147,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     reg [LW-1:0] cs_inp = 0, cs_row = 0, cs_grp = 0, cs_wp = 0;
     wire cur_ch = act && chn(cur);
     // Tiles: max(groups, 1) x outer x inner.
-    // (Constant 0 without the second weight register, so synthesis builds no multiplier.)
-    wire [17:0] cur_tiles = WB != 2 ? 18'd0
+    // (Constant without the second weight register, so synthesis builds no multiplier.)
+    wire [17:0] cur_tiles = WB != 2 ? 18'd1
         : (cur[105:100] == 6'd0 ? 6'd1 : cur[105:100]) * cur[61:56] * cur[67:62];
     wire [15:0] cur_m = {4'd0, cur[53:42]};
     // The last offset of a chain: the last tile's stream plus the drain.
@@ -176,7 +176,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // the whole chain, so one pointer walks them.
     wire [15:0] nx_m = {4'd0, nx[53:42]};
     wire [15:0] nx_p = nx_m > R ? (nx_m > 2 ? nx_m : 16'd2) : (R > 2 ? R : 16'd2);
-    wire [17:0] nx_tiles = WB != 2 ? 18'd0
+    wire [17:0] nx_tiles = WB != 2 ? 18'd1
         : (nx[105:100] == 6'd0 ? 6'd1 : nx[105:100]) * nx[61:56] * nx[67:62];
     wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 18'd1 < cur_tiles);
     reg ns_w0;
