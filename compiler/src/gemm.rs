@@ -2058,6 +2058,62 @@ pub fn gemm_reference(layer: &GemmLayer, a: &[i8]) -> Vec<i8> {
 mod tests {
     use super::*;
 
+    /// Every (weight line, input line) a run's instructions stream, tile by tile.
+    fn tiles_of(arch: &ArchConfig, code: &[Insn]) -> Vec<(u32, u64)> {
+        let mut v = Vec::new();
+        let mut wgt = 0;
+        for i in code {
+            match i.op {
+                Op::LoadWeights(l) => wgt = l.wgt,
+                Op::MatMul(mm) if mm.is_chain() => v.extend(
+                    (0..mm.tiles())
+                        .map(|t| (mm.tile_wgt(t, arch.array.rows) as u32, mm.tile_inp(t))),
+                ),
+                Op::MatMul(mm) => v.push((wgt, mm.inp as u64)),
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// A run too long for one chain's fields (70 inner tiles, an inner step of 3) becomes
+    /// chains over the same tiles, in the same order, as `ldw` + `matmul` per tile; only the
+    /// first starts from the bias row.
+    #[test]
+    fn runs_beyond_the_chain_fields_split_into_chains() {
+        let plain = ArchConfig::preset("tiny").unwrap();
+        let mut banked = plain.clone();
+        banked.array.weight_banks = 2;
+        let run = TileRun {
+            inp: 5,
+            wgt: 0,
+            groups: (2, 200),
+            outer: (2, 90),
+            inner: (70, 3),
+            acc: 7,
+            m: 4,
+            row: 0,
+            skip: 0,
+            accumulate: false,
+            bias: true,
+            binary: false,
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        tile_run(&plain, &run, &mut a);
+        tile_run(&banked, &run, &mut b);
+        assert_eq!(tiles_of(&plain, &a).len(), 2 * 2 * 70);
+        assert_eq!(tiles_of(&banked, &b), tiles_of(&plain, &a));
+        assert!(b.len() > 1 && b.len() < a.len() / 2, "{} chains", b.len());
+        let biased: Vec<bool> = b
+            .iter()
+            .filter_map(|i| match i.op {
+                Op::MatMul(mm) => Some(mm.bias && !mm.accumulate),
+                _ => None,
+            })
+            .collect();
+        assert!(biased[0] && biased[1..].iter().all(|&x| !x));
+    }
+
     #[test]
     fn multiplier_decomposition() {
         for real in [1.0, 0.5, 0.75, 1e-3, 3.3e-5, 1.9999, 123.0] {

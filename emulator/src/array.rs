@@ -321,53 +321,36 @@ impl Array {
     /// tile t's stream, and streams tile t from cycle rows + t x period.
     pub fn matmul_access(&self, op: &MatMul, o: u64, mut f: impl FnMut(BufferKind, u32, bool)) {
         let (m, r) = (op.m as u64, self.rows as u64);
-        let drain = (self.rows + self.cols) as u64 - 2;
-        let tiles = op.tiles() as u64;
-        if tiles == 0 {
-            if o < m {
-                f(
-                    BufferKind::Input,
-                    (op.inp as u64 + op.stream_line(o)) as u32,
-                    false,
-                );
-            }
-            if op.accumulate && o >= drain && o - drain < m {
-                f(BufferKind::Accumulator, op.acc + (o - drain) as u32, false);
-            }
-            if op.adds_bias() && o >= drain && o - drain < m {
-                f(BufferKind::Accumulator, op.acc - 1, false);
-            }
-            if o > drain && o - drain - 1 < m {
-                f(
-                    BufferKind::Accumulator,
-                    op.acc + (o - drain - 1) as u32,
-                    true,
-                );
-            }
-            return;
-        }
         if m == 0 {
             return;
         }
-        let p = op.chain_period(self.rows as u32);
-        // Weights: tile 0 in 0..r, tile t >= 1 from r + (t - 1) p.
-        let wt = if o < r {
-            Some((0, o))
-        } else {
-            let t = (o - r) / p + 1;
-            let c = (o - r) % p;
-            (t < tiles && c < r).then_some((t, c))
+        let drain = (self.rows + self.cols) as u64 - 2;
+        // A plain matmul is one tile streaming from cycle 0 on the loaded weights.
+        let (tiles, first) = match op.tiles() as u64 {
+            0 => (1, 0),
+            t => (t, r),
         };
-        if let Some((t, c)) = wt {
-            f(
-                BufferKind::Weight,
-                (op.tile_wgt(t as u32, self.rows as u32) + c) as u32,
-                false,
-            );
+        let p = op.chain_period(self.rows as u32);
+        // A chain's weights: tile 0 in 0..r, tile t >= 1 from r + (t - 1) p.
+        if op.is_chain() {
+            let wt = if o < r {
+                Some((0, o))
+            } else {
+                let t = (o - r) / p + 1;
+                let c = (o - r) % p;
+                (t < tiles && c < r).then_some((t, c))
+            };
+            if let Some((t, c)) = wt {
+                f(
+                    BufferKind::Weight,
+                    (op.tile_wgt(t as u32, self.rows as u32) + c) as u32,
+                    false,
+                );
+            }
         }
         // The stream, and the accumulator read (drain) and write (drain + 1) of line i.
         let at = |d: u64| -> Option<(u64, u64)> {
-            let x = o.checked_sub(r + d)?;
+            let x = o.checked_sub(first + d)?;
             let (t, i) = (x / p, x % p);
             (t < tiles && i < m).then_some((t, i))
         };

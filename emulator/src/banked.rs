@@ -19,6 +19,7 @@
 
 use crate::array::{xnor_popcount, Array};
 use crate::buffer::Buffers;
+use crate::systolic::shift_in;
 use systole_arch::isa::MatMul;
 use systole_arch::BufferKind;
 
@@ -135,8 +136,11 @@ pub struct BankedArray {
     pe: Vec<BankedPe>,
     /// skew[k][j]: input row k's stage j, with its bank and mode bits.
     skew: Vec<Vec<i8>>,
-    /// wskew[n][j]: weight column n's stage j, with the capture flag and bank.
-    wskew: Vec<Vec<(i8, bool, bool)>>,
+    /// wskew[n][j]: weight column n's stage j.
+    wskew: Vec<Vec<i8>>,
+    /// The capture flag and its bank: one chain, stage n - 1 feeding column n (the flag is
+    /// the same for every column, only later).
+    fskew: Vec<(bool, bool)>,
     deskew: Vec<Vec<i32>>,
     valid: Vec<bool>,
 }
@@ -153,7 +157,8 @@ impl BankedArray {
             cols,
             pe: vec![pe; rows * cols],
             skew: (0..rows).map(|k| vec![0; k]).collect(),
-            wskew: (0..cols).map(|n| vec![(0, false, false); n]).collect(),
+            wskew: (0..cols).map(|n| vec![0; n]).collect(),
+            fskew: vec![(false, false); cols - 1],
             deskew: (0..cols).map(|n| vec![0; cols - 1 - n]).collect(),
             valid: vec![false; rows + cols - 1],
         }
@@ -202,10 +207,12 @@ impl BankedArray {
                     _ => (old[k * cols + n - 1].bank, old[k * cols + n - 1].binary),
                 };
                 let (d, cap, cap_bank) = if k == 0 {
-                    self.wskew[n]
-                        .last()
-                        .copied()
-                        .unwrap_or((i.w[n], i.w_first, i.w_bank))
+                    let d = self.wskew[n].last().copied().unwrap_or(i.w[n]);
+                    let (cap, bank) = match n {
+                        0 => (i.w_first, i.w_bank),
+                        _ => self.fskew[n - 1],
+                    };
+                    (d, cap, bank)
                 } else {
                     let up = &old[(k - 1) * cols + n];
                     (up.d, up.cap, up.cap_bank)
@@ -228,19 +235,12 @@ impl BankedArray {
             shift_in(&mut self.skew[k], i.a[k]);
         }
         for n in 0..cols {
-            shift_in(&mut self.wskew[n], (i.w[n], i.w_first, i.w_bank));
+            shift_in(&mut self.wskew[n], i.w[n]);
             shift_in(&mut self.deskew[n], old[(rows - 1) * cols + n].psum);
         }
+        shift_in(&mut self.fskew, (i.w_first, i.w_bank));
         shift_in(&mut self.valid, i.valid);
     }
-}
-
-fn shift_in<T: Copy>(line: &mut [T], v: T) {
-    if line.is_empty() {
-        return;
-    }
-    line.copy_within(..line.len() - 1, 1);
-    line[0] = v;
 }
 
 /// The banked array's port in cycle `o` of a `matmul` (plain or chain), from the buffer

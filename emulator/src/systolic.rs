@@ -204,7 +204,7 @@ impl SystolicArray {
 }
 
 /// A delay line's clock edge: every stage takes the one before, stage 0 takes `v`.
-fn shift_in<T: Copy>(line: &mut [T], v: T) {
+pub(crate) fn shift_in<T: Copy>(line: &mut [T], v: T) {
     if line.is_empty() {
         return;
     }

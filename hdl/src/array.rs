@@ -44,13 +44,13 @@ pub struct Array {
     valid: Vec<DFF<Bit>>,
 }
 
-/// First skew register of row k.
-fn sbase(k: usize) -> usize {
+/// First skew register of row k (also the first of column k's weight skew in `banked.rs`).
+pub(crate) fn sbase(k: usize) -> usize {
     k * k.saturating_sub(1) / 2
 }
 
 /// First de-skew register of column n (columns 0.. have cols-1, cols-2, ... registers).
-fn dbase(cols: usize, n: usize) -> usize {
+pub(crate) fn dbase(cols: usize, n: usize) -> usize {
     (0..n).map(|j| cols - 1 - j).sum()
 }
 

@@ -11,6 +11,7 @@
 //! As for `Array`, the 2-D wiring is written twice (`update` for simulation, `hdl` as text)
 //! and hdl/tests/verilog.rs simulates the text against the emulator twin.
 
+use crate::array::{dbase, sbase};
 use crate::cast::signed_bit_cast;
 use crate::sim::Top;
 use rust_hdl::prelude::*;
@@ -192,14 +193,6 @@ pub struct BankedArray {
     valid: Vec<DFF<Bit>>,
 }
 
-fn tri(k: usize) -> usize {
-    k * k.saturating_sub(1) / 2
-}
-
-fn dbase(cols: usize, n: usize) -> usize {
-    (0..n).map(|j| cols - 1 - j).sum()
-}
-
 impl BankedArray {
     pub fn with_xnor_bits(rows: usize, cols: usize, xnor_bits: u32) -> BankedArray {
         assert!(rows > 0 && cols > 0, "an array needs at least one PE");
@@ -218,8 +211,8 @@ impl BankedArray {
             pe: (0..rows * cols)
                 .map(|_| BankedPe::with_xnor_bits(xnor_bits))
                 .collect(),
-            skew: (0..tri(rows)).map(|_| Default::default()).collect(),
-            wskew: (0..tri(cols)).map(|_| Default::default()).collect(),
+            skew: (0..sbase(rows)).map(|_| Default::default()).collect(),
+            wskew: (0..sbase(cols)).map(|_| Default::default()).collect(),
             fskew: (0..cols - 1).map(|_| Default::default()).collect(),
             bskew: (0..cols - 1).map(|_| Default::default()).collect(),
             deskew: (0..dbase(cols, cols)).map(|_| Default::default()).collect(),
@@ -260,7 +253,7 @@ impl Logic for BankedArray {
         }
         // Input skew, weight skew, flag and bank chains.
         for k in 0..rows {
-            let b = tri(k);
+            let b = sbase(k);
             for j in 0..k {
                 self.skew[b + j].d.next = if j == 0 {
                     self.a_in[k].val()
@@ -270,7 +263,7 @@ impl Logic for BankedArray {
             }
         }
         for n in 0..cols {
-            let b = tri(n);
+            let b = sbase(n);
             for j in 0..n {
                 self.wskew[b + j].d.next = if j == 0 {
                     self.w_in[n].val()
@@ -296,7 +289,7 @@ impl Logic for BankedArray {
                 } else if k == 0 {
                     self.a_in[0].val()
                 } else {
-                    self.skew[tri(k) + k - 1].q.val()
+                    self.skew[sbase(k) + k - 1].q.val()
                 };
                 let (bank, mode) = match (k, n) {
                     (0, 0) => (self.in_bank.val(), self.binary.val()),
@@ -319,7 +312,7 @@ impl Logic for BankedArray {
                     (self.w_in[0].val(), self.w_first.val(), self.w_bank.val())
                 } else {
                     (
-                        self.wskew[tri(n) + n - 1].q.val(),
+                        self.wskew[sbase(n) + n - 1].q.val(),
                         self.fskew[n - 1].q.val(),
                         self.bskew[n - 1].q.val(),
                     )
@@ -434,7 +427,7 @@ impl Logic for BankedArray {
             }
         }
         for k in 0..rows {
-            let b = tri(k);
+            let b = sbase(k);
             for j in 0..k {
                 let src = if j == 0 {
                     format!("a_in${k}")
@@ -445,7 +438,7 @@ impl Logic for BankedArray {
             }
         }
         for n in 0..cols {
-            let b = tri(n);
+            let b = sbase(n);
             for j in 0..n {
                 let src = if j == 0 {
                     format!("w_in${n}")
@@ -472,7 +465,7 @@ impl Logic for BankedArray {
                 } else if k == 0 {
                     "a_in$0".to_string()
                 } else {
-                    format!("skew${}$q", tri(k) + k - 1)
+                    format!("skew${}$q", sbase(k) + k - 1)
                 };
                 let (bank, mode) = match (k, n) {
                     (0, 0) => ("in_bank".to_string(), "binary".to_string()),
@@ -499,7 +492,7 @@ impl Logic for BankedArray {
                     )
                 } else {
                     (
-                        format!("wskew${}$q", tri(n) + n - 1),
+                        format!("wskew${}$q", sbase(n) + n - 1),
                         format!("fskew${}$q", n - 1),
                         format!("bskew${}$q", n - 1),
                     )

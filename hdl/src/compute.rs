@@ -162,9 +162,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // A plain matmul streaming rows with gaps reads its input where the walker below says,
     // through the one early read like every other single read.
     wire wk_plain;
-    wire [LW-1:0] wk_next;
+    reg [LW-1:0] ns_wk_line;
     wire [LW+2:0] ereq = !(cont || start_next) ? 0
-        : wk_plain ? {1'b1, 2'd1, wk_next} : rdreq(nx, no);
+        : wk_plain ? {1'b1, 2'd1, ns_wk_line} : rdreq(nx, no);
     // The early read registered: the contract cycle's claim (below).
     reg [LW+2:0] ereq_q = 0;
 
@@ -222,7 +222,6 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     reg [LW-1:0] wk_line = 0;
     reg [7:0] wk_col = 0;
     reg ch_ird_q = 1'b0;
-    reg [LW-1:0] ns_wk_line;
     reg [7:0] ns_wk_col;
     always @(*) begin
         ns_wk_line = wk_line; ns_wk_col = wk_col;
@@ -242,8 +241,6 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // Chains read input and weights in the same cycle: their input reads go beside `ereq`.
     wire ch_ird = nx_ch && !ns_w0 && ns_c < nx_m;
     assign wk_plain = nx_wk && !nx_ch && no < nx_m;
-    assign wk_next = ns_wk_line;
-    wire [LW-1:0] ch_iline = ns_wk_line;
     // Bank bookkeeping: cb holds the bank of the loaded tile; `ldw` loads the other one, a
     // chain's tile t loads and streams bank cb ^ (t even). cbn is cb after this cycle.
     reg cb = 1'b0;
@@ -274,7 +271,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     assign inp_ren = reads(ereq, 2'd1) || ch_ird;
     assign wgt_ren = reads(ereq, 2'd2) || ch_wrd;
     assign acc_ren = reads(ereq, 2'd3) || mm_acc_rd || ch_acc_rd;
-    assign inp_raddr = ch_ird ? ch_iline : ereq[LW-1:0];
+    assign inp_raddr = ch_ird ? ns_wk_line : ereq[LW-1:0];
     assign wgt_raddr = ch_wrd ? ns_wp : ereq[LW-1:0];
     assign acc_raddr = mm_acc_rd ? mm_acc_line : ch_acc_rd ? ch_acc_line : ereq[LW-1:0];
 
@@ -287,7 +284,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         ereq_q <= rst ? 0 : ereq;
         ch_ird_q <= !rst && ch_ird;
         ch_wrd_q <= !rst && ch_wrd;
-        ch_iline_q <= ch_iline;
+        ch_iline_q <= ns_wk_line;
         ch_wline_q <= ns_wp;
     end
     wire [LW+2:0] creq = act ? ereq_q : 0;
