@@ -303,6 +303,8 @@ struct RowGather {
     pad_left: usize,
     /// Byte offset inside a pixel (the channel tile).
     lane_offset: u64,
+    /// Buffer lines per pixel: 1, or all of a pixel's channel tiles (`ConvLoad::pixel_lines`).
+    lines: u32,
     pad_value: i32,
 }
 
@@ -321,7 +323,7 @@ fn gather_row(g: &RowGather) -> Load {
         return Load {
             buf: g.buf,
             sram: g.sram,
-            cols: g.ow as u32,
+            cols: g.ow as u32 * g.lines,
             rows: 0,
             pad_top: 1,
             pad_value: g.pad_value,
@@ -334,7 +336,7 @@ fn gather_row(g: &RowGather) -> Load {
         sram: g.sram,
         dram: (g.image + (g.iy as u64 * g.w as u64 + ix0 as u64) * g.pitch + g.lane_offset) as u32,
         rows: (hi - lo + 1) as u32,
-        cols: 1,
+        cols: g.lines,
         stride: (sx as u64 * g.pitch) as u32,
         pad_top: lo as u32,
         pad_bottom: (ow - 1 - hi) as u32,
@@ -394,10 +396,60 @@ impl ConvLoad {
                 sx: self.stride[1],
                 pad_left: self.pad[1],
                 lane_offset: (ct * r) as u64,
+                lines: 1,
                 pad_value: self.pad_value as i32,
             }));
         }
         v
+    }
+
+    /// A strided 1x1 convolution without padding whose input-channel tiles all fit one item
+    /// and the input walker's skip: returns the tiles per pixel, and the input is gathered
+    /// whole pixels at a time (`pixel_loads`), one load per output row instead of one per
+    /// output row and channel tile, the `matmul` of tile ct streaming every `ci_tiles`-th
+    /// line from line ct (`row` 1, `skip` ci_tiles - 1; `skip` has 3 bits, so at most 8 tiles).
+    fn pixel_lines(&self, arch: &ArchConfig, t: &Tiling, g: &DenseGeom) -> Option<usize> {
+        let ct = self.ci_tiles;
+        let oh = g.m / self.ow;
+        let fits = self.kh == 1
+            && self.kw == 1
+            && self.pad == [0, 0]
+            && (self.ow - 1) * self.stride[1] < self.w
+            && (oh.max(1) - 1) * self.stride[0] < self.h
+            && (2..=8).contains(&ct)
+            && t.k_chunks == 1
+            && t.k_tiles == ct
+            && g.k_wrap.is_none()
+            && !g.binary
+            && arch.array.input_walker
+            && g.a_pitch >= (ct * arch.array.rows as usize) as u64;
+        fits.then_some(ct)
+    }
+
+    /// The loads of `pixel_lines`: output pixels m0..m0+rows, line p * ci_tiles + ct.
+    fn pixel_loads(&self, g: &DenseGeom, m0: usize, rows: usize, sram: u32) -> Vec<Load> {
+        let oy0 = m0 / self.ow;
+        (oy0..oy0 + rows / self.ow)
+            .enumerate()
+            .map(|(i, oy)| {
+                gather_row(&RowGather {
+                    buf: LoadBuf::Inp,
+                    sram: sram + (i * self.ow * self.ci_tiles) as u32,
+                    image: g.a_addr,
+                    pitch: g.a_pitch,
+                    h: self.h,
+                    w: self.w,
+                    ow: self.ow,
+                    iy: (oy * self.stride[0]) as i64,
+                    kx: 0,
+                    sx: self.stride[1],
+                    pad_left: 0,
+                    lane_offset: 0,
+                    lines: self.ci_tiles as u32,
+                    pad_value: self.pad_value as i32,
+                })
+            })
+            .collect()
     }
 }
 
@@ -482,11 +534,24 @@ pub fn emit_dense(
     // row-multiplier slot h, so that the load of item i + 1's parameters (half (i + 1) % 2)
     // does not wait for the bank compute is writing item i's results into (half i % 2).
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
-    // Outputs start from their bias row (see the parameter loads below).
-    let fold = !g.binary && arch.array.input_walker;
-    let param_slot = |i: usize| (i % 2) as u32 * acc_half;
-    let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
-    let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + pl + t.tm as u32;
+    // Load-bound layers run several n-tiles per item (`LoadGroups`): their parameters are
+    // loaded once, at the start of half 0, and the slots move behind them.
+    let lg = LoadGroups::plan(arch, t, g, out);
+    let lead = lg.map_or(pl, |lg| lg.param_block);
+    // Outputs start from their bias row (see the parameter loads below); not in groups,
+    // where the parameter block is not next to the accumulator slot.
+    let fold = !g.binary && arch.array.input_walker && lg.is_none();
+    let param_slot = |i: usize, nt: usize| match lg {
+        Some(_) => nt as u32 * pl,
+        None => (i % 2) as u32 * acc_half,
+    };
+    let acc_slot = |o: usize| (o % 2) as u32 * acc_half + lead;
+    let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + lead + t.tm as u32;
+    let groups = match lg {
+        Some(lg) => lg.ranges(t.n_tiles),
+        None => (0..t.n_tiles).map(|nt| nt..nt + 1).collect(),
+    };
+    let pixel_lines = g.conv.and_then(|cv| cv.pixel_lines(arch, t, g));
     let mut item = 0usize;
     let mut out_idx = 0usize;
     // When an m-tile's whole input fits one half of the input buffer (one k-chunk), it stays
@@ -496,79 +561,111 @@ pub fn emit_dense(
     // user of that half.
     let resident = t.k_chunks == 1 && t.n_tiles > 1;
     let mut order = ItemOrder::default();
-    for mt in 0..t.m_tiles {
-        let m0 = mt * t.tm;
-        let rows = t.tm.min(m - m0);
-        for nt in 0..t.n_tiles {
+    // One row per item (batch-1 dense layers): every k-tile is one line, and lines
+    // contiguous in DRAM land contiguous in the buffer, so one load moves a whole run of
+    // them (one DRAM latency instead of one per tile).
+    let single_row = t.tm == 1 && g.conv.is_none();
+    // The loads of k-tiles k0..k0 + tiles of rows m0..m0 + rows into input half `in_half`.
+    let input_loads = |m0: usize, rows: usize, in_half: u32, k0: usize, tiles: usize| {
+        let mut loads = Vec::new();
+        let mut j = 0;
+        while single_row && j < tiles {
+            let col = |j: usize| (k0 + j) % g.k_wrap.unwrap_or(usize::MAX);
+            let mut run = 1;
+            while j + run < tiles && col(j + run) == col(j) + run && run < 1023 {
+                run += 1;
+            }
+            loads.push(Op::Load(Load {
+                buf: LoadBuf::Inp,
+                sram: in_half * inp_half + j as u32,
+                dram: (g.a_addr + m0 as u64 * g.a_pitch + (col(j) * r) as u64) as u32,
+                rows: 1,
+                cols: run as u32,
+                stride: g.a_pitch as u32,
+                ..Default::default()
+            }));
+            j += run;
+        }
+        if let (Some(cv), Some(_)) = (&g.conv, pixel_lines) {
+            let sram = in_half * inp_half;
+            loads.extend(cv.pixel_loads(g, m0, rows, sram).into_iter().map(Op::Load));
+        }
+        for j in 0..tiles {
+            if single_row || pixel_lines.is_some() {
+                break;
+            }
+            if let Some(cv) = &g.conv {
+                let sram = in_half * inp_half + (j * t.tm) as u32;
+                loads.extend(
+                    cv.loads(
+                        g,
+                        r,
+                        m0,
+                        rows,
+                        (k0 + j) % g.k_wrap.unwrap_or(usize::MAX),
+                        sram,
+                    )
+                    .into_iter()
+                    .map(Op::Load),
+                );
+                continue;
+            }
+            loads.push(Op::Load(Load {
+                buf: LoadBuf::Inp,
+                sram: in_half * inp_half + (j * t.tm) as u32,
+                dram: (g.a_addr
+                    + m0 as u64 * g.a_pitch
+                    + (((k0 + j) % g.k_wrap.unwrap_or(usize::MAX)) * r) as u64)
+                    as u32,
+                rows: rows as u32,
+                cols: 1,
+                stride: g.a_pitch as u32,
+                ..Default::default()
+            }));
+        }
+        loads
+    };
+    // m-tiles of equal whole output rows (or rows), a short one first: the array starts
+    // sooner, and each m-tile's compute covers the next one's input loads.
+    let align = g.conv.map_or(1, |cv| cv.ow);
+    let tm = (m / align).div_ceil(t.m_tiles) * align;
+    let m_tiles = m.div_ceil(tm);
+    let short = m - (m_tiles - 1) * tm;
+    let m_tile = |mt: usize| match mt {
+        0 => (0, short),
+        _ => (short + (mt - 1) * tm, tm),
+    };
+    // A resident input moves early: m-tile mt + 1's loads are spread over the loads of
+    // m-tile mt's items from the second on, behind each item's last load (they delay no
+    // compute of theirs; the next items' tokens come after them on the in-order load
+    // unit). The second item's token from compute item i - 2 says that m-tile mt - 1, the
+    // half's previous user, is done.
+    let hoist = resident && groups.len() >= 2;
+    let mut early: Vec<Op> = Vec::new();
+    for mt in 0..m_tiles {
+        let (m0, rows) = m_tile(mt);
+        for (gi, nts) in groups.iter().enumerate() {
+            let nts = nts.clone();
+            let nt = nts.start;
             for kc in 0..t.k_chunks {
                 let k0 = kc * t.kc;
                 let tiles = t.kc.min(t.k_tiles - k0);
                 let last_chunk = kc + 1 == t.k_chunks;
                 let half = (item % 2) as u32;
                 let in_half = if resident { (mt % 2) as u32 } else { half };
-                let load_inputs = !resident || nt == 0;
+                let load_inputs = !resident || (nt == 0 && (!hoist || mt == 0));
                 // --- load ---
                 let mut loads = Vec::new();
-                // One row per item (batch-1 dense layers): every k-tile is one line, and lines
-                // contiguous in DRAM land contiguous in the buffer, so one load moves a whole
-                // run of them (one DRAM latency instead of one per tile).
-                let single_row = t.tm == 1 && g.conv.is_none();
-                let mut j = 0;
-                while load_inputs && single_row && j < tiles {
-                    let col = |j: usize| (k0 + j) % g.k_wrap.unwrap_or(usize::MAX);
-                    let mut run = 1;
-                    while j + run < tiles && col(j + run) == col(j) + run && run < 1023 {
-                        run += 1;
-                    }
-                    loads.push(Op::Load(Load {
-                        buf: LoadBuf::Inp,
-                        sram: in_half * inp_half + j as u32,
-                        dram: (g.a_addr + m0 as u64 * g.a_pitch + (col(j) * r) as u64) as u32,
-                        rows: 1,
-                        cols: run as u32,
-                        stride: g.a_pitch as u32,
-                        ..Default::default()
-                    }));
-                    j += run;
+                if load_inputs {
+                    loads.extend(input_loads(m0, rows, in_half, k0, tiles));
                 }
-                for j in 0..tiles {
-                    if single_row || !load_inputs {
-                        break;
-                    }
-                    if let Some(cv) = &g.conv {
-                        let sram = in_half * inp_half + (j * t.tm) as u32;
-                        loads.extend(
-                            cv.loads(
-                                g,
-                                r,
-                                m0,
-                                rows,
-                                (k0 + j) % g.k_wrap.unwrap_or(usize::MAX),
-                                sram,
-                            )
-                            .into_iter()
-                            .map(Op::Load),
-                        );
-                        continue;
-                    }
-                    loads.push(Op::Load(Load {
-                        buf: LoadBuf::Inp,
-                        sram: in_half * inp_half + (j * t.tm) as u32,
-                        dram: (g.a_addr
-                            + m0 as u64 * g.a_pitch
-                            + (((k0 + j) % g.k_wrap.unwrap_or(usize::MAX)) * r) as u64)
-                            as u32,
-                        rows: rows as u32,
-                        cols: 1,
-                        stride: g.a_pitch as u32,
-                        ..Default::default()
-                    }));
-                }
+                // A group's n-tiles hold all k-tiles (one chunk), so their weight tiles are
+                // contiguous in DRAM: one load.
                 loads.push(Op::Load(Load {
                     buf: LoadBuf::Wgt,
                     sram: half * wgt_half,
                     dram: (g.b_addr + ((nt * t.k_tiles + k0) * r * c) as u64) as u32,
-                    rows: tiles as u32,
+                    rows: (tiles * nts.len()) as u32,
                     cols: r as u32,
                     stride: (r * c) as u32,
                     ..Default::default()
@@ -577,11 +674,29 @@ pub fn emit_dense(
                 // parameters come with the output's first chunk, in the slot of its parity;
                 // binary layers double the count first and add the bias in the epilogue.
                 if fold && kc == 0 {
-                    loads.insert(0, params_load(g, t.param_lines, c, nt, param_slot(out_idx)));
+                    loads.insert(
+                        0,
+                        params_load(g, t.param_lines, c, nt, param_slot(out_idx, nt)),
+                    );
+                }
+                if item == 0 && lg.is_some() {
+                    // Every n-tile's parameters, first of all.
+                    loads.insert(
+                        0,
+                        Op::Load(Load {
+                            buf: LoadBuf::Acc,
+                            sram: 0,
+                            dram: g.p_addr as u32,
+                            rows: t.n_tiles as u32,
+                            cols: pl,
+                            stride: pl * 4 * c as u32,
+                            ..Default::default()
+                        }),
+                    );
                 }
                 if last_chunk {
-                    if !fold {
-                        loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
+                    if !fold && lg.is_none() {
+                        loads.push(params_load(g, t.param_lines, c, nt, param_slot(item, nt)));
                     }
                     if let Some(addr) = g.row_mul_addr {
                         loads.push(Op::Load(Load {
@@ -596,86 +711,180 @@ pub fn emit_dense(
                     }
                 }
                 push_item_loads(code, loads, item);
+                if hoist && gi == 1 && mt + 1 < m_tiles {
+                    let (m0, rows) = m_tile(mt + 1);
+                    early = input_loads(m0, rows, ((mt + 1) % 2) as u32, 0, t.k_tiles);
+                }
+                if hoist && gi >= 1 {
+                    // An equal share for each of the items gi..groups.len().
+                    let share = early.len().div_ceil(groups.len() - gi);
+                    code.extend(early.drain(..share).map(Insn::new));
+                }
                 order.release(code);
                 // --- compute ---
                 let mut comp: Vec<Insn> = Vec::new();
-                tile_run(
-                    arch,
-                    &TileRun {
-                        inp: in_half * inp_half,
-                        wgt: half * wgt_half,
-                        groups: (1, 0),
-                        outer: (tiles as u32, t.tm as u32),
-                        inner: (1, 0),
-                        acc: acc_slot(out_idx),
-                        m: rows as u32,
-                        row: 0,
-                        skip: 0,
-                        accumulate: kc != 0,
-                        bias: fold,
-                        binary: g.binary,
-                    },
-                    &mut comp,
-                );
-                comp[0].deps.pop_prev = true;
-                if kc == 0 && out == OutMode::Int32 && out_idx >= 2 {
-                    // The store of output o-2 reads this accumulator slot.
-                    comp[0].deps.pop_next = true;
-                }
-                if last_chunk {
-                    epilogue(
-                        &mut comp,
-                        &Epilogue {
+                // Each output's store right behind its epilogue in program order: the
+                // requantization of output o waits for the store of o - 2, which may be in
+                // the same item.
+                let mut last_compute = 0;
+                for (j, nt) in nts.clone().enumerate() {
+                    let first = comp.len();
+                    tile_run(
+                        arch,
+                        &TileRun {
+                            inp: in_half * inp_half,
+                            wgt: half * wgt_half + (j * tiles * r) as u32,
+                            groups: (1, 0),
+                            // Tile j's lines: block j of tm, or every ci_tiles-th from j.
+                            outer: (tiles as u32, pixel_lines.map_or(t.tm, |_| 1) as u32),
+                            inner: (1, 0),
                             acc: acc_slot(out_idx),
-                            lines: rows as u32,
-                            param: param_slot(if fold { out_idx } else { item }),
-                            param_lines: t.param_lines as u32,
-                            bias_folded: fold,
-                            row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
-                            out_line: (out_idx % 2) as u32 * out_half,
-                            out_idx,
+                            m: rows as u32,
+                            row: pixel_lines.map_or(0, |_| 1),
+                            skip: pixel_lines.map_or(0, |ct| ct as u32 - 1),
+                            accumulate: kc != 0,
+                            bias: fold,
                             binary: g.binary,
                         },
-                        out,
+                        &mut comp,
                     );
+                    if kc == 0 && out == OutMode::Int32 && out_idx >= 2 {
+                        // The store of output o-2 reads this accumulator slot.
+                        comp[first].deps.pop_next = true;
+                    }
+                    if last_chunk {
+                        epilogue(
+                            &mut comp,
+                            &Epilogue {
+                                acc: acc_slot(out_idx),
+                                lines: rows as u32,
+                                param: param_slot(if fold { out_idx } else { item }, nt),
+                                param_lines: t.param_lines as u32,
+                                bias_folded: fold,
+                                row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
+                                out_line: (out_idx % 2) as u32 * out_half,
+                                out_idx,
+                                binary: g.binary,
+                            },
+                            out,
+                        );
+                    }
+                    // --- store ---
+                    if last_chunk {
+                        let (buf, sram, lane_bytes) = match out {
+                            OutMode::Int8 { .. } | OutMode::Thresh { .. } => {
+                                (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1)
+                            }
+                            OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
+                        };
+                        let col_bytes = if g.pack_out {
+                            c / arch.array.xnor_bits as usize
+                        } else {
+                            c * lane_bytes
+                        };
+                        last_compute = comp.len() - 1;
+                        push_store(
+                            &mut comp,
+                            Store {
+                                buf,
+                                sram,
+                                dram: (g.y_addr + m0 as u64 * g.y_pitch + (nt * col_bytes) as u64)
+                                    as u32,
+                                rows: rows as u32,
+                                cols: 1,
+                                stride: g.y_pitch as u32,
+                                pack: g.pack_out,
+                            },
+                        );
+                        out_idx += 1;
+                    }
                 }
+                if !last_chunk {
+                    last_compute = comp.len() - 1;
+                }
+                comp[0].deps.pop_prev = true;
                 // Release the input/weight/parameter half once nothing reads it any more.
-                comp.last_mut().unwrap().deps.push_prev = true;
+                comp[last_compute].deps.push_prev = true;
                 order.body.extend(comp);
-                // --- store ---
-                if last_chunk {
-                    let (buf, sram, lane_bytes) = match out {
-                        OutMode::Int8 { .. } | OutMode::Thresh { .. } => {
-                            (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1)
-                        }
-                        OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
-                    };
-                    let col_bytes = if g.pack_out {
-                        c / arch.array.xnor_bits as usize
-                    } else {
-                        c * lane_bytes
-                    };
-                    push_store(
-                        &mut order.body,
-                        Store {
-                            buf,
-                            sram,
-                            dram: (g.y_addr + m0 as u64 * g.y_pitch + (nt * col_bytes) as u64)
-                                as u32,
-                            rows: rows as u32,
-                            cols: 1,
-                            stride: g.y_pitch as u32,
-                            pack: g.pack_out,
-                        },
-                    );
-                    out_idx += 1;
-                }
                 item += 1;
             }
         }
     }
     order.finish(code);
     barrier(code, item, out_idx);
+}
+
+/// Several n-tiles per item, for layers whose loads take longer than their compute (batch-1
+/// fully connected layers, strided 1x1 convolutions with many output channels): each weight
+/// load then pays the DRAM latency once for `size` n-tiles, and the parameters of all n-tiles
+/// move in one load at the start (`param_block` accumulator lines at the start of half 0, the
+/// slots behind them), instead of one latency per n-tile for each. The cost: the bias is
+/// added by an `alu` (the parameter block is not next to the accumulator slot), and the last
+/// group's compute is exposed after the last load, so the last n-tile goes alone where its
+/// compute is longer than a latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LoadGroups {
+    size: usize,
+    /// The last n-tile is a group of its own.
+    last_alone: bool,
+    param_block: u32,
+}
+
+impl LoadGroups {
+    fn plan(arch: &ArchConfig, t: &Tiling, g: &DenseGeom, out: OutMode) -> Option<LoadGroups> {
+        let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+        if t.k_chunks != 1 || t.n_tiles < 2 || out == OutMode::Int32 {
+            return None;
+        }
+        let acc_half = arch.lines(BufferKind::Accumulator) as usize / 2;
+        let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
+        let param_block = t.n_tiles * t.param_lines;
+        let slots = if t.row_mul { 2 * t.tm } else { t.tm };
+        let fit = (wgt_half / (t.k_tiles * r)).min(t.n_tiles);
+        if param_block + slots > acc_half || param_block > 1023 * t.param_lines || fit < 2 {
+            return None;
+        }
+        // Cycles per n-tile: loading its weights and parameters (one latency each), and
+        // computing it (the chain, the bias, requantization).
+        let (lat, bpc) = (
+            arch.dram.latency_cycles as usize,
+            arch.dram.bytes_per_cycle as usize,
+        );
+        let rows = t.tm.min(g.m);
+        let load = 2 * lat + (t.k_tiles * r * c + t.param_lines * 4 * c) / bpc;
+        let compute = t.k_tiles * rows.max(r) + 2 * r + c + 2 * rows + 8;
+        if load <= compute {
+            return None;
+        }
+        // Latencies saved against the last group's compute left exposed. Groups also load
+        // the whole parameter block up front and add the bias with an `alu`, which this count
+        // leaves out: they must save more than two latencies to pay for those (the 64x64
+        // binary layers of TFC on `ulx3s` save an estimated 6 cycles and lose 44).
+        let cost = |size: usize| t.n_tiles.div_ceil(size) * lat + size * compute;
+        let size = (1..=fit).min_by_key(|&s| cost(s)).unwrap();
+        (size > 1 && cost(1) > cost(size) + 2 * lat).then_some(LoadGroups {
+            size,
+            last_alone: compute > lat,
+            param_block: param_block as u32,
+        })
+    }
+
+    /// The n-tiles of each item.
+    fn ranges(&self, n_tiles: usize) -> Vec<std::ops::Range<usize>> {
+        let body = if self.last_alone {
+            n_tiles - 1
+        } else {
+            n_tiles
+        };
+        let mut v: Vec<_> = (0..body)
+            .step_by(self.size)
+            .map(|a| a..(a + self.size).min(body))
+            .collect();
+        if body < n_tiles {
+            v.push(body..n_tiles);
+        }
+        v
+    }
 }
 
 /// The row-reuse schedule of a convolution without dilation (`emit_conv_rows`). The input
@@ -713,11 +922,12 @@ pub struct ConvRows {
     /// as that many accumulators allow instead of as short as keeping every channel tile's
     /// blocks resident needs.
     pub chunks_outside: bool,
-    /// Weights in the buffer channel tile by channel tile, each tile's taps phase-major
-    /// (`tap_order`, the layer's DRAM weights permuted to match: `permute_taps`), so one
-    /// chained `matmul` runs a whole phase of a channel tile: taken where the PEs hold two
-    /// tiles and that makes fewer chains than the tap-major order (one per kernel row at
-    /// stride 1, one per tap otherwise).
+    /// Weights in the buffer phase by phase, then channel tile by channel tile, each tile's
+    /// taps of that phase in `tap_order` (the layer's DRAM weights permuted to match:
+    /// `permute_taps`), so one
+    /// chained `matmul` runs a whole phase of all the chunk's channel tiles: taken where the
+    /// PEs hold two tiles and that makes fewer chains than the tap-major order (one per
+    /// kernel row at stride 1, one per tap otherwise).
     pub per_tile: bool,
     /// Start with a short m-tile (`items`).
     pub ramp: bool,
@@ -742,24 +952,48 @@ impl ConvRows {
         order
     }
 
+    /// Taps per phase, in phase order (`tap_order`).
+    fn phase_taps(&self, kh: usize, kw: usize) -> Vec<usize> {
+        let st = self.stride;
+        let mut v = Vec::new();
+        for ry in 0..st.min(kh) {
+            for rx in 0..st.min(kw) {
+                v.push((kh - ry).div_ceil(st) * (kw - rx).div_ceil(st));
+            }
+        }
+        v
+    }
+
     /// Reorders packed weights (`pack_weights`: per n-tile, k-tile = tap x channel tiles +
-    /// channel tile) for `per_tile`: per n-tile, channel tile by channel tile, each one's taps
-    /// in `tap_order`, so an item's weights are one contiguous block of DRAM.
+    /// channel tile) for `per_tile`: per n-tile, chunk by chunk of channel tiles, phase by
+    /// phase, then channel tile by channel tile, each one's taps of that phase in `tap_order`.
+    /// An item's weights are then one contiguous block of DRAM, and a phase's taps of all the
+    /// chunk's channel tiles one run of the weight buffer: one chained matmul (the channel
+    /// tiles its groups). At stride 1 (one phase) that is channel tile by channel tile.
     pub fn permute_taps(&self, arch: &ArchConfig, cv: &ConvLoad, bt: &mut [u8]) {
         if !self.per_tile {
             return;
         }
         let tile = (arch.array.rows * arch.array.cols) as usize;
         let order = self.tap_order(cv.kh, cv.kw);
+        let phase_taps = self.phase_taps(cv.kh, cv.kw);
         let taps = order.len();
         let per_nt = taps * cv.ci_tiles * tile;
         for block in bt.chunks_exact_mut(per_nt) {
             let old = block.to_vec();
-            for ci in 0..cv.ci_tiles {
-                for (pos, &tap) in order.iter().enumerate() {
-                    let dst = (ci * taps + pos) * tile;
-                    let src = (tap * cv.ci_tiles + ci) * tile;
-                    block[dst..dst + tile].copy_from_slice(&old[src..src + tile]);
+            let mut dst = 0;
+            for c0 in (0..cv.ci_tiles).step_by(self.cc) {
+                let cc = self.cc.min(cv.ci_tiles - c0);
+                let mut first = 0;
+                for &n in &phase_taps {
+                    for ci in c0..c0 + cc {
+                        for &tap in &order[first..first + n] {
+                            let src = (tap * cv.ci_tiles + ci) * tile;
+                            block[dst..dst + tile].copy_from_slice(&old[src..src + tile]);
+                            dst += tile;
+                        }
+                    }
+                    first += n;
                 }
             }
         }
@@ -926,7 +1160,7 @@ impl ConvRows {
             load <= compute
         };
         // At stride 1 one chain covers every tap of every channel tile (groups).
-        let per_tile = arch.array.weight_banks == 2 && (st == 1 || cc * np < taps);
+        let per_tile = arch.array.weight_banks == 2 && (st == 1 || np < taps);
         Some(ConvRows {
             per_tile,
             ramp,
@@ -1264,24 +1498,23 @@ pub fn emit_conv_rows(
                     (cv.kw as u32, 1),
                 );
             } else if t.per_tile {
-                // Weights [j][tap], taps phase-major (`ConvRows::tap_order`): one chain per
-                // channel tile and phase over the phase's taps (a, b) = (ky / s, kx / s).
-                for j in 0..cc {
-                    let mut pos = 0;
-                    for ry in 0..t.phases[0] {
-                        for rx in 0..t.phases[1] {
-                            let (na, nb) = ((cv.kh - ry).div_ceil(st), (cv.kw - rx).div_ceil(st));
-                            let inp = in_block(j) + ((ry * t.phases[1] + rx) * t.block) as u32;
-                            run(
-                                &mut comp,
-                                j * taps + pos,
-                                inp,
-                                (1, 0),
-                                (na as u32, t.wq as u32),
-                                (nb as u32, 1),
-                            );
-                            pos += na * nb;
-                        }
+                // Weights [phase][j][the phase's taps] (`ConvRows::permute_taps`): one chain
+                // per phase over the chunk's channel tiles (groups) and the phase's taps
+                // (a, b) = (ky / s, kx / s).
+                let mut pos = 0;
+                for ry in 0..t.phases[0] {
+                    for rx in 0..t.phases[1] {
+                        let (na, nb) = ((cv.kh - ry).div_ceil(st), (cv.kw - rx).div_ceil(st));
+                        let inp = in_block(0) + ((ry * t.phases[1] + rx) * t.block) as u32;
+                        run(
+                            &mut comp,
+                            pos,
+                            inp,
+                            (cc as u32, bstep),
+                            (na as u32, t.wq as u32),
+                            (nb as u32, 1),
+                        );
+                        pos += cc * na * nb;
                     }
                 }
             } else if st == 1 {
@@ -1744,6 +1977,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                         sx: p.stride[1],
                         pad_left: p.pad[1],
                         lane_offset: (ct * c) as u64,
+                        lines: 1,
                         pad_value: -128,
                     }));
                 }

@@ -2808,7 +2808,11 @@ pub fn to_program(
             Some(cv) => cv.oh * cv.ow,
             None => m,
         };
-        let t = match &l.conv {
+        // A 1x1 convolution with stride 1 and no padding is a plain GEMM over the pixels
+        // (A rows are pixels, `a.1` bytes apart): its input moves as whole rows, all
+        // k-tiles of a run of pixels in one load, instead of being gathered tile by tile.
+        let gathered = l.conv.filter(|cv| !cv.is_pointwise());
+        let t = match &gathered {
             Some(cv) => Tiling::conv(
                 arch,
                 m,
@@ -2871,7 +2875,7 @@ pub fn to_program(
             y_addr,
             y_pitch,
             k_wrap,
-            conv: l.conv.map(|cv| ConvLoad {
+            conv: gathered.map(|cv| ConvLoad {
                 h: cv.h,
                 w: cv.w,
                 ow: cv.ow,

@@ -94,6 +94,15 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// A 1x1 kernel with stride 1 and no padding: output pixel i is input pixel i.
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride == [1, 1]
+            && self.pads == [0; 4]
+            && (self.oh, self.ow) == (self.h, self.w)
+    }
+
     /// im2col of one image (`x` pixel-major [h*w][cin]): [oh*ow][kh*kw*cin].
     pub fn im2col(&self, x: &[i8]) -> Vec<i8> {
         let k = self.kh * self.kw * self.cin;

@@ -368,3 +368,100 @@ fn gathered_inputs_are_loaded_once_for_all_output_tiles() {
         check("ulx3s", s(hw, 64), 7);
     }
 }
+
+/// Layers whose loads outweigh their compute (issue [7]): a batch-1 fully connected layer
+/// (a 1x1 convolution of a 1x1 image: plain dense rows) and ResNet-18's strided 1x1
+/// shortcut with 8 input-channel tiles. The shortcut's input moves one load per output row
+/// with all of a pixel's channel tiles (the matmuls walk every 8th line); both run several
+/// output-channel tiles per weight load with every tile's parameters loaded once, first;
+/// and both stay exact, on the banked 32 x 32 array and on ulx3s.
+#[test]
+fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
+    use systole_arch::isa::{LoadBuf, Op};
+    let fc = Shape {
+        cin: 512,
+        h: 1,
+        w: 1,
+        k: [1, 1],
+        stride: 1,
+        dilation: 1,
+        pads: [0; 4],
+        n: 1000,
+    };
+    let shortcut = Shape {
+        cin: 256,
+        h: 14,
+        w: 14,
+        stride: 2,
+        n: 512,
+        ..fc
+    };
+    let loads = |arch: &str, s: Shape| {
+        let (q, _) = model(s, 0);
+        let (prog, _) = to_program(&arch_named(arch), &q).unwrap();
+        let mut v = Vec::new();
+        for i in &prog.code {
+            if let Op::Load(l) = i.op {
+                v.push(l);
+            }
+        }
+        v
+    };
+    // scalesim32: 32 x 32, weight half 1024 lines.
+    let (r, kt_fc, kt_sc) = (32, 512 / 32, 256 / 32);
+    let fc_loads = loads("scalesim32", fc);
+    let inp: Vec<_> = fc_loads.iter().filter(|l| l.buf == LoadBuf::Inp).collect();
+    assert_eq!(inp.len(), 1, "the FC input is one run of 16 lines");
+    assert_eq!(inp[0].cols, kt_fc as u32);
+    let params: Vec<_> = fc_loads.iter().filter(|l| l.buf == LoadBuf::Acc).collect();
+    assert_eq!(params.len(), 1, "all n-tiles' parameters in one load");
+    assert_eq!(params[0].rows, 1000u32.div_ceil(32));
+    assert!(fc_loads
+        .iter()
+        .any(|l| l.buf == LoadBuf::Wgt && l.rows == 2 * kt_fc as u32 && l.cols == r));
+    let sc_loads = loads("scalesim32", shortcut);
+    let inp: Vec<_> = sc_loads.iter().filter(|l| l.buf == LoadBuf::Inp).collect();
+    assert_eq!(inp.len(), 7, "one load per output row");
+    assert!(inp.iter().all(|l| l.rows == 7 && l.cols == kt_sc as u32));
+    assert!(sc_loads
+        .iter()
+        .any(|l| l.buf == LoadBuf::Wgt && l.rows > kt_sc as u32));
+    // Smaller arrays, fewer channels (instruction memory): 8 channel tiles on 8 x 8.
+    for arch in ["ulx3s", "ulx3s+banked", "edge"] {
+        check(arch, Shape { n: 100, ..fc }, 21);
+        check(
+            arch,
+            Shape {
+                cin: 64,
+                n: 96,
+                ..shortcut
+            },
+            22,
+        );
+    }
+    check("scalesim32", fc, 25);
+    check("scalesim32", shortcut, 26);
+    // Several m-tiles with the next one's input loaded early, output tiles one by one.
+    check(
+        "scalesim32",
+        Shape {
+            cin: 64,
+            h: 56,
+            w: 56,
+            n: 128,
+            ..shortcut
+        },
+        23,
+    );
+    check(
+        "ulx3s",
+        Shape {
+            cin: 40,
+            h: 45,
+            w: 33,
+            n: 30,
+            ..shortcut
+        },
+        24,
+    );
+}
