@@ -514,11 +514,11 @@ isa! {
         outer: u32 = 6, "chain: outer tile count (0 with `inner` = 0: no chain, use the loaded tile)",
         inner: u32 = 6, "chain: inner tile count",
         wgt: u32 = 16, "chain: first weight line of tile 0 (tile t at `wgt + t*rows`)",
-        outer_step: u32 = 16, "chain: input lines from one outer tile to the next",
+        outer_step: u32 = 13, "chain: input lines from one outer tile to the next",
         groups: u32 = 6, "chain: times the outer x inner tiles repeat (0 counts as 1)",
         group_step: u32 = 10, "chain: input lines from one group to the next",
         row: u32 = 8, "input lines per row (0: the m lines are consecutive): stream line i reads input line `i / row * (row + skip) + i % row` from the (tile's) first, so a convolution's junk columns are skipped",
-        skip: u32 = 3, "input lines skipped after each row of `row` lines",
+        skip: u32 = 6, "input lines skipped after each row of `row` lines (a strided convolution's junk columns and the rows between its output rows)",
         bias: bool = 1, "with `accumulate` = 0: the first (or only) tile adds accumulator line `acc - 1` (a bias row) to each result instead of overwriting",
     }
     /// Lane-wise int32 operation on accumulator lines: acc[dst+i] = func(acc[a + i*a_stride],
@@ -852,8 +852,8 @@ pub(crate) mod strategies {
         let ldw = bits(16).prop_map(|wgt| Op::LoadWeights(LoadWeights { wgt }));
         let mm = (
             (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()),
-            (bits(6), bits(6), bits(16), bits(16), bits(6), bits(10)),
-            (bits(8), bits(3), any::<bool>()),
+            (bits(6), bits(6), bits(16), bits(13), bits(6), bits(10)),
+            (bits(8), bits(6), any::<bool>()),
         )
             .prop_map(
                 |(

@@ -432,7 +432,13 @@ impl Gen<'_> {
                 if walker && pick == 2 && (a + m).is_multiple_of(2) && m > 1 {
                     let mut rows = op;
                     rows.row = 1 + (m as u32 + a as u32) % 5;
-                    rows.skip = (a % 4) as u32;
+                    // Short gaps, and every third one past 32 (a strided convolution's
+                    // skip to its next output row: the field's high bits).
+                    rows.skip = if a.is_multiple_of(3) {
+                        33 + a % 31
+                    } else {
+                        a % 4
+                    } as u32;
                     let extra = rows.stream_span() - m;
                     if hi + extra <= self.lines(BufferKind::Input) {
                         op = rows;

@@ -74,7 +74,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // A matmul whose input lines come from the walker below: a chain, or rows with gaps
     // between them (`row` != 0).
     function wk_use(input [127:0] x);
-        wk_use = x[5:0] == 6'd4 && (chn(x) || (WK && x[123:116] != 8'd0));
+        wk_use = x[5:0] == 6'd4 && (chn(x) || (WK && x[120:113] != 8'd0));
     endfunction
 
     function [OW-1:0] dur(input [127:0] x);
@@ -149,7 +149,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // Tiles: max(groups, 1) x outer x inner.
     // (Constant without the second weight register, so synthesis builds no multiplier.)
     wire [17:0] cur_tiles = WB != 2 ? 18'd1
-        : (cur[105:100] == 6'd0 ? 6'd1 : cur[105:100]) * cur[61:56] * cur[67:62];
+        : (cur[102:97] == 6'd0 ? 6'd1 : cur[102:97]) * cur[61:56] * cur[67:62];
     wire [15:0] cur_m = {4'd0, cur[53:42]};
     // The last offset of a chain: the last tile's stream plus the drain.
     wire ch_done = !cs_w0 && cs_t == cur_tiles - 18'd1 && cs_c == cur_m + R + C - 2;
@@ -177,7 +177,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire [15:0] nx_m = {4'd0, nx[53:42]};
     wire [15:0] nx_p = nx_m > R ? (nx_m > 2 ? nx_m : 16'd2) : (R > 2 ? R : 16'd2);
     wire [17:0] nx_tiles = WB != 2 ? 18'd1
-        : (nx[105:100] == 6'd0 ? 6'd1 : nx[105:100]) * nx[61:56] * nx[67:62];
+        : (nx[102:97] == 6'd0 ? 6'd1 : nx[102:97]) * nx[61:56] * nx[67:62];
     wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 18'd1 < cur_tiles);
     reg ns_w0;
     reg [15:0] ns_c;
@@ -201,11 +201,11 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
                 ns_b = cs_b + 6'd1; ns_inp = cs_inp + 1'b1;
             end else if (cs_a + 6'd1 < cur[61:56]) begin
                 ns_b = 6'd0; ns_a = cs_a + 6'd1;
-                ns_row = cs_row + cur[99:84]; ns_inp = cs_row + cur[99:84];
+                ns_row = cs_row + cur[96:84]; ns_inp = cs_row + cur[96:84];
             end else begin
                 ns_b = 6'd0; ns_a = 6'd0;
-                ns_grp = cs_grp + cur[115:106]; ns_row = cs_grp + cur[115:106];
-                ns_inp = cs_grp + cur[115:106];
+                ns_grp = cs_grp + cur[112:103]; ns_row = cs_grp + cur[112:103];
+                ns_inp = cs_grp + cur[112:103];
             end
         end
         // Without chains the state stays 0: synthesis then drops it (registers that only
@@ -230,8 +230,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         end else if (nx_ch && !ns_w0 && ns_c == 16'd0) begin
             ns_wk_line = ns_inp; ns_wk_col = 8'd0;
         end else if (ch_ird_q || (ereq_q[LW+2] && ereq_q[LW+1:LW] == 2'd1)) begin
-            if (cur[123:116] != 8'd0 && wk_col + 8'd1 == cur[123:116]) begin
-                ns_wk_col = 8'd0; ns_wk_line = wk_line + {{(LW-3){1'b0}}, cur[126:124]} + 1'b1;
+            if (cur[120:113] != 8'd0 && wk_col + 8'd1 == cur[120:113]) begin
+                ns_wk_col = 8'd0; ns_wk_line = wk_line + cur[126:121] + 1'b1;
             end else begin
                 ns_wk_col = wk_col + 8'd1; ns_wk_line = wk_line + 1'b1;
             end
