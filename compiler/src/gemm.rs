@@ -891,11 +891,14 @@ impl LoadGroups {
 /// buffer holds whole padded input rows, one block per input-channel tile, so that kernel tap
 /// (ky, kx) is one long `matmul` over consecutive lines and each input line is loaded once per
 /// item and used by every tap, where the gathering schedule (`ConvLoad::loads`) loads it again
-/// for each. With stride s the rows are split into s x s phases (padded pixel (s a + ry,
-/// s b + rx) is line (a, b) of phase (ry, rx), `wq` = ceil(padded width / s) lines a row):
-/// tap (s qy + ry, s qx + rx) is then the stride-1 tap (qy, qx) of phase (ry, rx). A tap's
-/// `matmul` streams each output row's `ow` lines and skips the row's `wq - ow` junk columns
-/// (`MatMul::row`, `skip`), so the accumulators hold only real pixels.
+/// for each. With stride s the columns are split into s phases (padded pixel (y, s b + rx) is
+/// line b of row y of phase rx, `wq` = ceil(padded width / s) lines a row): tap (ky, s qx +
+/// rx) is then the stride-1 tap (ky, qx) of phase rx, and a tap's `matmul` streams each output
+/// row's `ow` lines and skips the `s wq - ow` lines to the next output row's (`MatMul::row`,
+/// `skip`), so the accumulators hold only real pixels. Where that skip does not fit, the rows
+/// are split into phases too (s x s phases: pixel (s a + ry, s b + rx) is line (a, b) of phase
+/// (ry, rx)), and each output row skips only its `wq - ow` junk columns. Merged rows make half
+/// the chains (phases) and let one load move many image rows of a phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvRows {
     /// Output rows per item.
@@ -907,8 +910,9 @@ pub struct ConvRows {
     /// Accumulator and output lines of an output row: `ow` when the matmuls skip the
     /// `wq - ow` junk columns of each row (`MatMul::row`, `skip`), else `wq`.
     pub ol: usize,
-    /// Phases in use (min(s, kh) x min(s, kw)), and the lines of each phase's block: rows +
-    /// (kh - 1) / s phase rows and the (kw - 1) / s lines the last taps read past them.
+    /// Phases in use (1 or min(s, kh) row phases x min(s, kw) column phases), and the lines of
+    /// each phase's block: its rows (`block_rows`) and the (kw - 1) / s lines the last taps
+    /// read past them.
     pub phases: [usize; 2],
     pub block: usize,
     /// Channel tiles per k-chunk, and chunks.
@@ -922,6 +926,14 @@ pub struct ConvRows {
     /// as that many accumulators allow instead of as short as keeping every channel tile's
     /// blocks resident needs.
     pub chunks_outside: bool,
+    /// Each output's first `matmul` adds the bias (its parameters load with its first chunk)
+    /// where the arch has the input walker. In the chunks-outside order those parameter loads
+    /// go to the accumulator half the compute unit is writing, whose port they then contend
+    /// for: only layers whose compute outweighs their loads by half again fold there; the
+    /// others load the parameters with the last chunk and add the bias with an `alu`
+    /// (measured on scalesim32: Conv3_1a 68019 -> 65794 cycles with the fold, estimated
+    /// compute/load 1.81; Conv4_1a 61846 -> 69745, 1.27; Conv5_1a 88225 -> 93358, 0.56).
+    pub fold_bias: bool,
     /// Weights in the buffer phase by phase, then channel tile by channel tile, each tile's
     /// taps of that phase in `tap_order` (the layer's DRAM weights permuted to match:
     /// `permute_taps`), so one
@@ -938,11 +950,11 @@ impl ConvRows {
     /// (ky / s, kx / s) row-major; the identity at stride 1. Position p holds tap
     /// `tap_order[p]` (= ky * kw + kx).
     pub fn tap_order(&self, kh: usize, kw: usize) -> Vec<usize> {
-        let st = self.stride;
+        let (st, ys) = (self.stride, self.row_step());
         let mut order = Vec::with_capacity(kh * kw);
-        for ry in 0..st.min(kh) {
+        for ry in 0..self.phases[0] {
             for rx in 0..st.min(kw) {
-                for ky in (ry..kh).step_by(st) {
+                for ky in (ry..kh).step_by(ys) {
                     for kx in (rx..kw).step_by(st) {
                         order.push(ky * kw + kx);
                     }
@@ -954,14 +966,30 @@ impl ConvRows {
 
     /// Taps per phase, in phase order (`tap_order`).
     fn phase_taps(&self, kh: usize, kw: usize) -> Vec<usize> {
-        let st = self.stride;
+        let (st, ys) = (self.stride, self.row_step());
         let mut v = Vec::new();
-        for ry in 0..st.min(kh) {
+        for ry in 0..self.phases[0] {
             for rx in 0..st.min(kw) {
-                v.push((kh - ry).div_ceil(st) * (kw - rx).div_ceil(st));
+                v.push((kh - ry).div_ceil(ys) * (kw - rx).div_ceil(st));
             }
         }
         v
+    }
+
+    /// Image rows from one row of a phase block to the next: 1 with merged rows, else s.
+    pub fn row_step(&self) -> usize {
+        if self.phases[0] == 1 {
+            1
+        } else {
+            self.stride
+        }
+    }
+
+    /// Rows of a phase block for `rows` output rows, each `stride / row_step` block rows
+    /// after the one before, plus the taps' reach below the last.
+    pub fn block_rows(&self, rows: usize, kh: usize) -> usize {
+        let ys = self.row_step();
+        (rows - 1) * (self.stride / ys) + (kh - 1) / ys + 1
     }
 
     /// Reorders packed weights (`pack_weights`: per n-tile, k-tile = tap x channel tiles +
@@ -1032,14 +1060,20 @@ impl ConvRows {
         if cv.pad[1] > 15 || wq > 1023 || wq < cv.ow || cv.w > 1023 {
             return None;
         }
-        // Junk columns skipped where `row` (8 bits) and `skip` (4 bits) can say so.
-        let ol = if arch.array.input_walker && cv.ow <= 255 && wq - cv.ow <= 7 {
+        // Junk columns skipped where `row` (8 bits) and `skip` (6 bits) can say so; merged
+        // rows (`phases`) skip whole rows too.
+        const SKIP: usize = 63;
+        let walk = arch.array.input_walker && cv.ow <= 255;
+        let merged = walk && st > 1 && st * wq - cv.ow <= SKIP;
+        let ol = if merged || (walk && wq - cv.ow <= SKIP) {
             cv.ow
         } else {
             wq
         };
         // Every phase row's load fits the 4-bit padding fields.
-        let phases = [st.min(cv.kh), st.min(cv.kw)];
+        let phases = [if merged { 1 } else { st.min(cv.kh) }, st.min(cv.kw)];
+        let ys = if merged { 1 } else { st };
+        let block_rows = |rows: usize| (rows.max(1) - 1) * (st / ys) + (cv.kh - 1) / ys + 1;
         for rx in 0..phases[1] {
             let (lo, hi) = phase_columns(&cv, st, wq, rx)?;
             if lo > 15 || wq - 1 - hi > 15 {
@@ -1055,7 +1089,14 @@ impl ConvRows {
             return None;
         }
         let np = phases[0] * phases[1];
-        let block = |rows: usize| (rows + (cv.kh - 1) / st) * wq + (cv.kw - 1) / st;
+        let block = |rows: usize| block_rows(rows) * wq + (cv.kw - 1) / st;
+        // Image rows one input load moves (`emit_conv_rows`): where a phase's rows follow each
+        // other in DRAM as in the block, many; else one.
+        let merge = if ys == 1 && cv.pad[1] == 0 && st * wq == cv.w {
+            (1023 / wq).max(1)
+        } else {
+            1
+        };
         let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
         let fits = |rows: usize, tiles: usize| tiles * np * block(rows) <= inp_half;
         let mut rows = oh.min(slot / ol).min(out_half / ol).min(4095 / ol);
@@ -1080,6 +1121,11 @@ impl ConvRows {
         let lat = arch.dram.latency_cycles as usize;
         let bpc = arch.dram.bytes_per_cycle as usize;
         let beats = |bytes: usize| bytes.div_ceil(bpc).max(1);
+        // Merged input loads and chains refine the estimate for strided layers only: on
+        // ResNet-18's stride-1 layers the cruder one (a latency per block row, a fill and drain
+        // per tile) picks the faster orders (measured on scalesim32: Conv4_1b 91041 cycles
+        // against 126866 with the refined one, Conv2_1a 116954 against 122961).
+        let refined = st > 1;
         // (load, compute) with `extra` more m-tiles than `rows` makes.
         let parts = |rows: usize, outside: bool, extra: usize| {
             let m_tiles = oh.div_ceil(rows) + extra;
@@ -1092,20 +1138,34 @@ impl ConvRows {
                 inp_half / (np * block(rows))
             });
             let chunks = cv.ci_tiles.div_ceil(cc);
-            let phase_rows = rows + (cv.kh - 1) / st;
             let reloads = if outside || all_resident { 1 } else { n_tiles };
-            let input_loads = m_tiles * cv.ci_tiles * np * phase_rows * reloads;
+            let blocks = m_tiles * cv.ci_tiles * np * reloads;
+            let input_loads = blocks * block_rows(rows).div_ceil(if refined { merge } else { 1 });
+            let input_lines = blocks * block_rows(rows) * wq;
             let items = m_tiles * n_tiles * chunks;
-            let load =
-                input_loads * (lat + wq * beats(r)) + items * (lat + cc * taps * r * beats(c));
+            let load = input_loads * lat
+                + input_lines * beats(r)
+                + items * (lat + cc * taps * r * beats(c));
             let lines = rows * ol;
-            let compute =
-                m_tiles * n_tiles * (cv.ci_tiles * taps * (2 * r + c - 1 + lines) + 2 * lines);
+            // Two weight registers: tiles follow each other every max(lines, rows) cycles
+            // and each chain (one per chunk and phase) pays the fill and drain once.
+            let (tile, chains) = if arch.array.weight_banks == 2 && refined {
+                (lines.max(r), chunks * if st == 1 { 1 } else { np })
+            } else {
+                (lines, cv.ci_tiles * taps)
+            };
+            let compute = m_tiles
+                * n_tiles
+                * (cv.ci_tiles * taps * tile + chains * (2 * r + c - 1) + 2 * lines);
             (load, compute)
         };
+        // The units overlap only item by item (two tokens deep): where their times are close,
+        // each waits for the other now and then, so the refined estimate adds a quarter of
+        // the smaller (Conv3_1a on scalesim32: chunks outside 68019 cycles, resident 78334,
+        // where the larger alone says 66600 against 65800).
         let estimate = |rows: usize, outside: bool| {
             let (load, compute) = parts(rows, outside, 0);
-            load.max(compute)
+            load.max(compute) + if refined { load.min(compute) / 4 } else { 0 }
         };
         let mut res_rows = rows;
         while res_rows > 0 && !fits(res_rows, cv.ci_tiles) {
@@ -1119,10 +1179,9 @@ impl ConvRows {
         }
         let mut chunks_outside = false;
         if n_tiles > 1 && !acc_out {
-            let mut out_rows = oh
-                .min(slot / n_tiles / ol)
-                .min(out_half / ol)
-                .min(4095 / ol);
+            // Each n-tile's region has its parameter lines in front (the bias row folds).
+            let region = (acc_lines / 2 / n_tiles).saturating_sub(param_lines);
+            let mut out_rows = oh.min(region / ol).min(out_half / ol).min(4095 / ol);
             while out_rows > 0 && !fits(out_rows, 1) {
                 out_rows -= 1;
             }
@@ -1134,6 +1193,10 @@ impl ConvRows {
                 }
             }
         }
+        let fold_bias = !chunks_outside || {
+            let (load, compute) = parts(rows, true, 0);
+            2 * compute > 3 * load
+        };
         let most = cv
             .ci_tiles
             .min(wgt_half / (taps * r))
@@ -1176,6 +1239,7 @@ impl ConvRows {
             n_tiles,
             param_lines,
             chunks_outside,
+            fold_bias,
         })
     }
 
@@ -1247,28 +1311,34 @@ pub fn emit_conv_rows(
     // Accumulator halves as in `emit_dense`: parameter slot h, then accumulator slot h.
     let acc_half = arch.lines(BufferKind::Accumulator) / 2;
     // Outputs start from their bias row (see the parameter loads below).
-    let fold = !t.chunks_outside && arch.array.input_walker;
+    let fold = arch.array.input_walker && t.fold_bias;
     let param_slot = |i: usize| (i % 2) as u32 * acc_half;
     let acc_slot = |o: usize| (o % 2) as u32 * acc_half + pl;
     let st = t.stride;
     let np = t.phases[0] * t.phases[1];
-    // Phase rows of a block: the item's output rows plus the taps' reach below them.
-    let block_rows = |rows: usize| rows + (cv.kh - 1) / st;
+    // Image rows from one block row to the next.
+    let ys = t.row_step();
+    let block_rows = |rows: usize| t.block_rows(rows, cv.kh);
     // When the blocks of every channel tile fit one half of the input buffer, they stay there
     // for all n-tiles (as in `emit_dense`): the items of the first n-tile load them into half
     // mt % 2, tile c at block c; the other items read them.
     let resident =
         !t.chunks_outside && t.n_tiles > 1 && cv.ci_tiles * np * t.block <= inp_half as usize;
     // Chunks outside the n-tiles: n-tile nt accumulates in its own region of the m-tile's
-    // accumulator half, after that half's parameter slot; the input of the layer's g-th
-    // chunk (counting over the m-tiles) goes to input half g % 2.
+    // accumulator half, behind its own parameter lines (loaded with its first chunk, read by
+    // its last chunk's epilogue); the input of the layer's g-th chunk (counting over the
+    // m-tiles) goes to input half g % 2.
     let region = (t.rows * t.ol) as u32;
+    let region_params =
+        |mt: usize, nt: usize| (mt % 2) as u32 * acc_half + nt as u32 * (pl + region);
     let chunk_block = |g: usize, j: usize| (g % 2) as u32 * inp_half + (j * np * t.block) as u32;
-    // Input: per channel tile and phase, one load per phase row. At stride 1 without left
-    // and right padding, image rows follow each other in DRAM as in the block, so one load
-    // moves a run of them (one DRAM latency, not one a row).
-    let merge = if st == 1 && cv.pad[1] == 0 && t.wq == cv.w {
-        (1023 / cv.w).max(1)
+    // Input: per channel tile and phase, one load per block row. Where a block's rows are
+    // consecutive image rows (stride 1 or merged row phases) without left and right padding
+    // and s wq = w, they follow each other in DRAM as in the block (a row's last pixel of the
+    // phase is s pixels before the next row's first), so one load moves a run of them (one
+    // DRAM latency, not one a row).
+    let merge = if ys == 1 && cv.pad[1] == 0 && st * t.wq == cv.w {
+        (1023 / t.wq).max(1)
     } else {
         1
     };
@@ -1285,7 +1355,7 @@ pub fn emit_conv_rows(
                     let base = block_at(j) + (ph * t.block) as u32;
                     let cols = phase_columns(&cv, st, t.wq, rx);
                     let image_row = |a: usize| {
-                        let iy = (st * (oy0 + a) + ry) as i64 - cv.pad[0] as i64;
+                        let iy = (st * oy0 + ys * a + ry) as i64 - cv.pad[0] as i64;
                         (iy >= 0 && iy < cv.h as i64 && cols.is_some()).then_some(iy as u64)
                     };
                     let mut a = 0;
@@ -1373,9 +1443,14 @@ pub fn emit_conv_rows(
                 !resident || nt == 0
             };
             let acc = if t.chunks_outside {
-                (mt % 2) as u32 * acc_half + pl + nt as u32 * region
+                region_params(mt, nt) + pl
             } else {
                 acc_slot(out_idx)
+            };
+            let param = match (t.chunks_outside, fold) {
+                (true, _) => region_params(mt, nt),
+                (false, true) => param_slot(out_idx),
+                (false, false) => param_slot(item),
             };
             let mut loads = if load_inputs {
                 input_loads(oy0, rows, c0, cc, &in_block)
@@ -1413,15 +1488,13 @@ pub fn emit_conv_rows(
                 }));
             }
             // As in `emit_dense`: the output's first matmul adds the bias, so its parameters
-            // come with its first chunk (not where each n-tile keeps its own accumulators
-            // across the chunks: there the bias row is not in front of them).
+            // come with its first chunk.
             if fold && chunk == 0 {
                 // First: the token goes with the item's last load, which this one then does
                 // not delay.
-                loads.insert(0, params_load(g, t.param_lines, c, nt, param_slot(out_idx)));
-            }
-            if !fold && last_chunk {
-                loads.push(params_load(g, t.param_lines, c, nt, param_slot(item)));
+                loads.insert(0, params_load(g, t.param_lines, c, nt, param));
+            } else if !fold && last_chunk {
+                loads.push(params_load(g, t.param_lines, c, nt, param));
             }
             push_item_loads(code, loads, item);
             if t.chunks_outside && nt >= 1 {
@@ -1454,9 +1527,13 @@ pub fn emit_conv_rows(
             // and the channel tiles form one run (kx with input step 1, then j); otherwise
             // each tap's channel tiles do.
             let bstep = (np * t.block) as u32;
-            // Output rows `ol` lines apart: without the junk columns the matmuls stream
-            // rows of ow lines and skip wq - ow.
-            let stream_row = if t.ol < t.wq { cv.ow as u32 } else { 0 };
+            // Output rows `ol` lines apart: without the junk columns (or with merged row
+            // phases) the matmuls stream rows of ow lines and skip to the next output row's.
+            let stream_row = if t.ol < t.wq || ys < st {
+                cv.ow as u32
+            } else {
+                0
+            };
             let wbase = half * wgt_half;
             let mut first = chunk == 0;
             // A run from weight tile `wt` of the item's weights.
@@ -1477,7 +1554,7 @@ pub fn emit_conv_rows(
                         acc,
                         m: lines,
                         row: stream_row,
-                        skip: (t.wq - cv.ow) as u32,
+                        skip: ((st / ys) * t.wq - cv.ow) as u32,
                         accumulate: !first,
                         bias: fold && first,
                         binary: false,
@@ -1500,11 +1577,11 @@ pub fn emit_conv_rows(
             } else if t.per_tile {
                 // Weights [phase][j][the phase's taps] (`ConvRows::permute_taps`): one chain
                 // per phase over the chunk's channel tiles (groups) and the phase's taps
-                // (a, b) = (ky / s, kx / s).
+                // (a, b) = (ky / row_step, kx / s).
                 let mut pos = 0;
                 for ry in 0..t.phases[0] {
                     for rx in 0..t.phases[1] {
-                        let (na, nb) = ((cv.kh - ry).div_ceil(st), (cv.kw - rx).div_ceil(st));
+                        let (na, nb) = ((cv.kh - ry).div_ceil(ys), (cv.kw - rx).div_ceil(st));
                         let inp = in_block(0) + ((ry * t.phases[1] + rx) * t.block) as u32;
                         run(
                             &mut comp,
@@ -1533,8 +1610,8 @@ pub fn emit_conv_rows(
                 for tap in 0..taps {
                     let (ky, kx) = (tap / cv.kw, tap % cv.kw);
                     let inp = in_block(0)
-                        + (((ky % st) * t.phases[1] + kx % st) * t.block
-                            + (ky / st) * t.wq
+                        + (((ky % ys) * t.phases[1] + kx % st) * t.block
+                            + (ky / ys) * t.wq
                             + kx / st) as u32;
                     run(&mut comp, tap * cc, inp, (1, 0), (cc as u32, bstep), (1, 0));
                 }
@@ -1550,7 +1627,7 @@ pub fn emit_conv_rows(
                     &Epilogue {
                         acc,
                         lines,
-                        param: param_slot(if fold { out_idx } else { item }),
+                        param,
                         param_lines: t.param_lines as u32,
                         bias_folded: fold,
                         row_mul: None,
@@ -1665,9 +1742,13 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
         }
         return;
     }
+    // `outer_step` has 13 bits (`MatMul`): larger steps (input buffers over 8192 lines)
+    // split the run.
+    const STEP: u32 = (1 << 13) - 1;
     let fits = ng <= MAX
         && (ng <= 1 || run.groups.1 < 1024)
         && na <= MAX
+        && (na <= 1 || run.outer.1 <= STEP)
         && nb <= MAX
         && (nb <= 1 || run.inner.1 == 1);
     if fits {
@@ -1683,15 +1764,17 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
         })));
         return;
     }
+    // Chains over the inner tiles, or single tiles where their step does not fit.
+    let per = if run.inner.1 <= STEP { MAX } else { 1 };
     for g in 0..ng {
         for a in 0..na {
-            for b0 in (0..nb).step_by(MAX as usize) {
+            for b0 in (0..nb).step_by(per as usize) {
                 comp.push(Insn::new(Op::MatMul(MatMul {
                     inp: inp(g, a, b0),
-                    outer: MAX.min(nb - b0),
+                    outer: per.min(nb - b0),
                     inner: 1,
                     wgt: wgt(g, a, b0),
-                    outer_step: run.inner.1,
+                    outer_step: if per > 1 { run.inner.1 } else { 0 },
                     ..mm(&mut first)
                 })));
             }

@@ -198,6 +198,67 @@ fn resnet_like_convolutions_match_the_reference() {
     check("ulx3s+banked", s(5, 13, 5, 3, 2, 9), 16);
 }
 
+/// Strided convolutions keep whole image rows in one block per column phase (merged row
+/// phases, `ConvRows::phases`): the matmuls stream each output row and skip to the next one
+/// (`skip` = stride x wq - ow, past the 3 bits it once had), and without left and right
+/// padding one load moves many image rows of a phase. Where the skip does not fit its 6 bits
+/// the rows are split into phases too (skip = the junk columns only). All bit for bit.
+#[test]
+fn strided_convolutions_merge_their_row_phases() {
+    use systole_arch::isa::{LoadBuf, Op};
+    let s = |cin, hw, k, stride, pad, n| Shape {
+        cin,
+        h: hw,
+        w: hw,
+        k: [k, k],
+        stride,
+        dilation: 1,
+        pads: [pad; 4],
+        n,
+    };
+    // (arch, shape, the matmuls' skip, whether an input load moves several image rows)
+    for (i, (arch, shape, skip, merged_loads)) in [
+        // ow 14, wq 15, s wq = w: loads merge.
+        ("scalesim32", s(64, 30, 3, 2, 0, 128), 2 * 15 - 14, true),
+        // Padded: ow 8, wq 9, a load per image row.
+        ("ulx3s+banked", s(16, 15, 3, 2, 1, 16), 2 * 9 - 8, false),
+        ("ulx3s", s(16, 15, 3, 2, 1, 16), 2 * 9 - 8, false),
+        // Stride 3, 5 x 5: ow 5, wq 6.
+        ("ulx3s+banked", s(5, 13, 5, 3, 2, 9), 3 * 6 - 5, false),
+        // ow 100, wq 101: 2 x 101 - 100 does not fit; split phases skip wq - ow.
+        ("ulx3s+banked", s(8, 200, 3, 2, 1, 8), 1, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (q, _) = model(shape, 0);
+        let (prog, _) = to_program(&arch_named(arch), &q).unwrap();
+        let wq =
+            (shape.stride * (q.layers[0].conv.unwrap().ow - 1) + shape.k[1]).div_ceil(shape.stride);
+        let (mut skips, mut most_rows) = (std::collections::BTreeSet::new(), 0);
+        for i in &prog.code {
+            match i.op {
+                Op::MatMul(mm) => {
+                    skips.insert(mm.skip);
+                }
+                Op::Load(l) if l.buf == LoadBuf::Inp => most_rows = most_rows.max(l.rows),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            skips.into_iter().collect::<Vec<_>>(),
+            vec![skip],
+            "{shape:?} on {arch}"
+        );
+        assert_eq!(
+            most_rows as usize > wq,
+            merged_loads,
+            "{shape:?} on {arch}: {most_rows}"
+        );
+        check(arch, shape, 40 + i as u64);
+    }
+}
+
 /// Where the PEs hold two weight tiles the convolutions run as chains, one per kernel row
 /// at stride 1 (all its taps and channel tiles), and nowhere else.
 #[test]
@@ -261,8 +322,9 @@ fn acc_regions(arch: &str, q: &QModel) -> usize {
 }
 
 /// The row-reuse schedule with its k-chunks outside the n-tiles (`ConvRows::chunks_outside`):
-/// every n-tile's accumulators stay in the m-tile's half across the chunks, each chunk's
-/// input is loaded once for all n-tiles. Strided layers with many channel tiles and n-tiles
+/// every n-tile's accumulators stay in the m-tile's half across the chunks (behind their own
+/// parameter lines, so compute-bound layers fold the bias), each chunk's input is loaded once
+/// for all n-tiles. Strided layers with many channel tiles and n-tiles
 /// take it; checked bit for bit with several m-tiles (a short last one), several chunks and
 /// n-tiles, and on Conv5_1a of ResNet-18 (one m-tile, 16 n-tiles).
 #[test]
@@ -297,6 +359,23 @@ fn chunks_outside_the_output_tiles_match_the_reference() {
     }
     // The usual order where the input fits for all n-tiles anyway.
     assert_eq!(acc_regions("ulx3s", &model(s(16, 15, 16), 0).0), 2);
+    // Conv3_1a of ResNet-18 (compute-bound): each n-tile's region has its parameter lines in
+    // front, so the first chunk's matmul adds the bias and no `alu` does.
+    let conv3_1a = Shape {
+        pads: [0; 4],
+        ..s(64, 56, 128)
+    };
+    let q = model(conv3_1a, 0).0;
+    assert!(acc_regions("scalesim32", &q) > 2);
+    let arch = ArchConfig::resolve("scalesim32").unwrap();
+    let (prog, _) = to_program(&arch, &q).unwrap();
+    let alus = prog
+        .code
+        .iter()
+        .filter(|i| matches!(i.op, systole_arch::isa::Op::Alu(_)))
+        .count();
+    assert_eq!(alus, 0);
+    check("scalesim32", conv3_1a, 7);
 }
 
 /// A layer stored from its accumulators (int32 outputs, as MatMulInteger and ConvInteger
