@@ -186,18 +186,35 @@ impl TensorDesc {
             lstride[p as usize] = sstride[i];
         }
         let mut out = Vec::with_capacity(n);
-        let mut idx = vec![0u64; rank];
-        for _ in 0..n {
-            out.push(idx.iter().zip(&lstride).map(|(a, b)| a * b).sum());
-            for d in (0..rank).rev() {
+        if n == 0 {
+            return out;
+        }
+        if rank == 0 {
+            out.push(0);
+            return out;
+        }
+        // The innermost logical dim as a run, the outer ones as an odometer that keeps the
+        // run's first offset up to date (this runs for every program input and output).
+        let (inner, step) = (self.shape[rank - 1], lstride[rank - 1]);
+        let mut idx = vec![0u64; rank - 1];
+        let mut base = 0u64;
+        loop {
+            out.extend((0..inner).map(|j| base + j * step));
+            let mut d = rank - 1;
+            loop {
+                if d == 0 {
+                    return out;
+                }
+                d -= 1;
                 idx[d] += 1;
+                base += lstride[d];
                 if idx[d] < self.shape[d] {
                     break;
                 }
+                base -= lstride[d] * self.shape[d];
                 idx[d] = 0;
             }
         }
-        out
     }
 }
 
@@ -885,6 +902,51 @@ mod tests {
         assert_eq!(off[3], 24); // c0 h1 w0
         assert_eq!(off[6], 1); // c1 h0 w0
         assert_eq!(t.span_bytes(), 5 * 8 + 2);
+    }
+
+    proptest! {
+        /// The odometer in `element_offsets` against its definition: the sum over logical
+        /// dims of index x that dim's byte stride, for every element.
+        #[test]
+        fn element_offsets_equal_their_definition(
+            shape in proptest::collection::vec(0u64..5, 0..5),
+            perm_seed in any::<u64>(),
+            pad in 0u64..4,
+            i32s in any::<bool>(),
+        ) {
+            let rank = shape.len();
+            let dtype = if i32s { DType::I32 } else { DType::I8 };
+            let mut t = TensorDesc::dense("x", Role::Input, dtype, &shape, 0);
+            let mut perm: Vec<u32> = (0..rank as u32).collect();
+            let mut r = perm_seed;
+            for i in (1..rank).rev() {
+                perm.swap(i, (r % (i as u64 + 1)) as usize);
+                r /= i as u64 + 1;
+            }
+            t.perm = perm.clone();
+            let stored = t.stored_shape();
+            t.row_pitch = (stored.last().copied().unwrap_or(1) + pad) * dtype.size() as u64;
+            let mut sstride = vec![0u64; rank];
+            for i in (0..rank).rev() {
+                sstride[i] = match rank - 1 - i {
+                    0 => dtype.size() as u64,
+                    1 => t.row_pitch,
+                    _ => sstride[i + 1] * stored[i + 1],
+                };
+            }
+            let mut want = Vec::new();
+            let n: u64 = shape.iter().product();
+            for e in 0..n {
+                let (mut rest, mut off) = (e, 0);
+                for d in (0..rank).rev() {
+                    let s = perm.iter().position(|&p| p as usize == d).unwrap();
+                    off += rest % shape[d] * sstride[s];
+                    rest /= shape[d];
+                }
+                want.push(off);
+            }
+            prop_assert_eq!(t.element_offsets(), want);
+        }
     }
 
     proptest! {

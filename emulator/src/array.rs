@@ -325,6 +325,29 @@ impl Array {
             return;
         }
         let drain = (self.rows + self.cols) as u64 - 2;
+        if !op.is_chain() {
+            // A plain matmul streams line o at offset o from the loaded weights: the same
+            // accesses as the one-tile chain below, without its divisions (this runs every
+            // cycle a matmul shares the buffers with another unit).
+            if o < m {
+                f(
+                    BufferKind::Input,
+                    (op.inp as u64 + op.stream_line(o)) as u32,
+                    false,
+                );
+            }
+            if let Some(i) = o.checked_sub(drain).filter(|&i| i < m) {
+                if op.accumulate {
+                    f(BufferKind::Accumulator, op.acc + i as u32, false);
+                } else if op.adds_bias() {
+                    f(BufferKind::Accumulator, op.acc - 1, false);
+                }
+            }
+            if let Some(i) = o.checked_sub(drain + 1).filter(|&i| i < m) {
+                f(BufferKind::Accumulator, op.acc + i as u32, true);
+            }
+            return;
+        }
         // A plain matmul is one tile streaming from cycle 0 on the loaded weights.
         let (tiles, first) = match op.tiles() as u64 {
             0 => (1, 0),
