@@ -407,7 +407,8 @@ impl ConvLoad {
     /// and the input walker's skip: returns the tiles per pixel, and the input is gathered
     /// whole pixels at a time (`pixel_loads`), one load per output row instead of one per
     /// output row and channel tile, the `matmul` of tile ct streaming every `ci_tiles`-th
-    /// line from line ct (`row` 1, `skip` ci_tiles - 1; `skip` has 3 bits, so at most 8 tiles).
+    /// line from line ct (`row` 1, `skip` ci_tiles - 1). At most 8 tiles: the bound `skip`'s
+    /// former 3 bits set, kept as measured (ResNet-18's shortcuts have 2 to 8).
     fn pixel_lines(&self, arch: &ArchConfig, t: &Tiling, g: &DenseGeom) -> Option<usize> {
         let ct = self.ci_tiles;
         let oh = g.m / self.ow;
@@ -681,18 +682,7 @@ pub fn emit_dense(
                 }
                 if item == 0 && lg.is_some() {
                     // Every n-tile's parameters, first of all.
-                    loads.insert(
-                        0,
-                        Op::Load(Load {
-                            buf: LoadBuf::Acc,
-                            sram: 0,
-                            dram: g.p_addr as u32,
-                            rows: t.n_tiles as u32,
-                            cols: pl,
-                            stride: pl * 4 * c as u32,
-                            ..Default::default()
-                        }),
-                    );
+                    loads.insert(0, params_block_load(g, t.param_lines, c, 0..t.n_tiles, 0));
                 }
                 if last_chunk {
                     if !fold && lg.is_none() {
@@ -985,11 +975,9 @@ impl ConvRows {
         }
     }
 
-    /// Rows of a phase block for `rows` output rows, each `stride / row_step` block rows
-    /// after the one before, plus the taps' reach below the last.
+    /// Rows of a phase block for `rows` output rows (`block_rows`).
     pub fn block_rows(&self, rows: usize, kh: usize) -> usize {
-        let ys = self.row_step();
-        (rows - 1) * (self.stride / ys) + (kh - 1) / ys + 1
+        block_rows(rows, self.stride, self.row_step(), kh)
     }
 
     /// Reorders packed weights (`pack_weights`: per n-tile, k-tile = tap x channel tiles +
@@ -1073,7 +1061,7 @@ impl ConvRows {
         // Every phase row's load fits the 4-bit padding fields.
         let phases = [if merged { 1 } else { st.min(cv.kh) }, st.min(cv.kw)];
         let ys = if merged { 1 } else { st };
-        let block_rows = |rows: usize| (rows.max(1) - 1) * (st / ys) + (cv.kh - 1) / ys + 1;
+        let rows_of_block = |rows: usize| block_rows(rows, st, ys, cv.kh);
         for rx in 0..phases[1] {
             let (lo, hi) = phase_columns(&cv, st, wq, rx)?;
             if lo > 15 || wq - 1 - hi > 15 {
@@ -1089,14 +1077,8 @@ impl ConvRows {
             return None;
         }
         let np = phases[0] * phases[1];
-        let block = |rows: usize| block_rows(rows) * wq + (cv.kw - 1) / st;
-        // Image rows one input load moves (`emit_conv_rows`): where a phase's rows follow each
-        // other in DRAM as in the block, many; else one.
-        let merge = if ys == 1 && cv.pad[1] == 0 && st * wq == cv.w {
-            (1023 / wq).max(1)
-        } else {
-            1
-        };
+        let block = |rows: usize| rows_of_block(rows) * wq + (cv.kw - 1) / st;
+        let merge = rows_per_load(&cv, st, ys, wq);
         let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
         let fits = |rows: usize, tiles: usize| tiles * np * block(rows) <= inp_half;
         let mut rows = oh.min(slot / ol).min(out_half / ol).min(4095 / ol);
@@ -1140,8 +1122,9 @@ impl ConvRows {
             let chunks = cv.ci_tiles.div_ceil(cc);
             let reloads = if outside || all_resident { 1 } else { n_tiles };
             let blocks = m_tiles * cv.ci_tiles * np * reloads;
-            let input_loads = blocks * block_rows(rows).div_ceil(if refined { merge } else { 1 });
-            let input_lines = blocks * block_rows(rows) * wq;
+            let input_loads =
+                blocks * rows_of_block(rows).div_ceil(if refined { merge } else { 1 });
+            let input_lines = blocks * rows_of_block(rows) * wq;
             let items = m_tiles * n_tiles * chunks;
             let load = input_loads * lat
                 + input_lines * beats(r)
@@ -1281,6 +1264,26 @@ impl ConvRows {
     }
 }
 
+/// Rows of a phase block for `rows` output rows at stride `st`, block rows `ys` image rows
+/// apart (`ConvRows::row_step`): each output row `st / ys` block rows after the one before,
+/// plus the taps' reach below the last.
+fn block_rows(rows: usize, st: usize, ys: usize, kh: usize) -> usize {
+    (rows.max(1) - 1) * (st / ys) + (kh - 1) / ys + 1
+}
+
+/// Block rows one input load moves (`emit_conv_rows`). Where a block's rows are consecutive
+/// image rows (`ys` = 1: stride 1 or merged row phases) without left and right padding and
+/// s wq = w, they follow each other in DRAM as in the block (a row's last pixel of the phase
+/// is s pixels before the next row's first), so one load moves a run of them (one DRAM
+/// latency, not one a row); else one.
+fn rows_per_load(cv: &ConvLoad, st: usize, ys: usize, wq: usize) -> usize {
+    if ys == 1 && cv.pad[1] == 0 && st * wq == cv.w {
+        (1023 / wq).max(1)
+    } else {
+        1
+    }
+}
+
 /// The first and last line (b) of a phase-rx row of `wq` lines that hold image pixels
 /// (padded column s b + rx inside the image), or None when none does.
 fn phase_columns(cv: &ConvLoad, st: usize, wq: usize, rx: usize) -> Option<(usize, usize)> {
@@ -1332,16 +1335,8 @@ pub fn emit_conv_rows(
     let region_params =
         |mt: usize, nt: usize| (mt % 2) as u32 * acc_half + nt as u32 * (pl + region);
     let chunk_block = |g: usize, j: usize| (g % 2) as u32 * inp_half + (j * np * t.block) as u32;
-    // Input: per channel tile and phase, one load per block row. Where a block's rows are
-    // consecutive image rows (stride 1 or merged row phases) without left and right padding
-    // and s wq = w, they follow each other in DRAM as in the block (a row's last pixel of the
-    // phase is s pixels before the next row's first), so one load moves a run of them (one
-    // DRAM latency, not one a row).
-    let merge = if ys == 1 && cv.pad[1] == 0 && st * t.wq == cv.w {
-        (1023 / t.wq).max(1)
-    } else {
-        1
-    };
+    // Input: per channel tile and phase, one load per run of block rows (`rows_per_load`).
+    let merge = rows_per_load(&cv, st, ys, t.wq);
     // The input loads of channel tiles c0..c0 + cc for output rows oy0..oy0 + rows, tile j
     // into the block at `block_at(j)`.
     let input_loads =
@@ -1785,12 +1780,24 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
 /// The load of n-tile `nt`'s parameter lines (bias, then requantization or thresholds) into
 /// accumulator lines `sram..`.
 fn params_load(g: &DenseGeom, param_lines: usize, cols: usize, nt: usize, sram: u32) -> Op {
+    params_block_load(g, param_lines, cols, nt..nt + 1, sram)
+}
+
+/// The load of n-tiles `nts`' parameter lines, one after the other from accumulator line
+/// `sram` (one DRAM row per n-tile).
+fn params_block_load(
+    g: &DenseGeom,
+    param_lines: usize,
+    cols: usize,
+    nts: std::ops::Range<usize>,
+    sram: u32,
+) -> Op {
     let pl = param_lines as u32;
     Op::Load(Load {
         buf: LoadBuf::Acc,
         sram,
-        dram: (g.p_addr + (nt * param_lines * 4 * cols) as u64) as u32,
-        rows: 1,
+        dram: (g.p_addr + (nts.start * param_lines * 4 * cols) as u64) as u32,
+        rows: nts.len() as u32,
         cols: pl,
         stride: pl * 4 * cols as u32,
         ..Default::default()
@@ -2429,6 +2436,45 @@ mod tests {
             })
             .collect();
         assert!(biased[0] && biased[1..].iter().all(|&x| !x));
+    }
+
+    /// Steps past `outer_step`'s 13 bits (input buffers over 8192 lines) split a run: an
+    /// outer step into chains per outer tile, an inner step into single tiles. The same tiles
+    /// in the same order as `ldw` + `matmul` per tile, and every instruction encodes.
+    #[test]
+    fn steps_beyond_outer_step_split_the_run() {
+        let plain = ArchConfig::preset("tiny").unwrap();
+        let mut banked = plain.clone();
+        banked.array.weight_banks = 2;
+        for (outer, inner) in [((3, 9000), (2, 1)), ((2, 5), (3, 9000))] {
+            let run = TileRun {
+                inp: 5,
+                wgt: 0,
+                groups: (1, 0),
+                outer,
+                inner,
+                acc: 7,
+                m: 4,
+                row: 0,
+                skip: 0,
+                accumulate: false,
+                bias: false,
+                binary: false,
+            };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            tile_run(&plain, &run, &mut a);
+            tile_run(&banked, &run, &mut b);
+            assert_eq!(tiles_of(&plain, &a).len(), (outer.0 * inner.0) as usize);
+            assert_eq!(
+                tiles_of(&banked, &b),
+                tiles_of(&plain, &a),
+                "{outer:?} {inner:?}"
+            );
+            for i in &b {
+                i.encode()
+                    .unwrap_or_else(|e| panic!("{outer:?} {inner:?}: {i:?}: {e}"));
+            }
+        }
     }
 
     #[test]

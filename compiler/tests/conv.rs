@@ -23,6 +23,20 @@ struct Shape {
     n: usize,
 }
 
+/// A square image and kernel, the same padding on every side, no dilation.
+fn square(cin: usize, hw: usize, k: usize, stride: usize, pad: usize, n: usize) -> Shape {
+    Shape {
+        cin,
+        h: hw,
+        w: hw,
+        k: [k, k],
+        stride,
+        dilation: 1,
+        pads: [pad; 4],
+        n,
+    }
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -165,16 +179,7 @@ proptest! {
 
 #[test]
 fn resnet_like_convolutions_match_the_reference() {
-    let s = |cin, hw, k, stride, pad, n| Shape {
-        cin,
-        h: hw,
-        w: hw,
-        k: [k, k],
-        stride,
-        dilation: 1,
-        pads: [pad; 4],
-        n,
-    };
+    let s = square;
     // Several input-channel tiles and k-chunks, several output-channel tiles, items of a few
     // output rows with a short last one (ulx3s: 8 x 8 array, 2048-line input buffer).
     check("ulx3s", s(40, 30, 3, 1, 1, 20), 1);
@@ -206,16 +211,7 @@ fn resnet_like_convolutions_match_the_reference() {
 #[test]
 fn strided_convolutions_merge_their_row_phases() {
     use systole_arch::isa::{LoadBuf, Op};
-    let s = |cin, hw, k, stride, pad, n| Shape {
-        cin,
-        h: hw,
-        w: hw,
-        k: [k, k],
-        stride,
-        dilation: 1,
-        pads: [pad; 4],
-        n,
-    };
+    let s = square;
     // (arch, shape, the matmuls' skip, whether an input load moves several image rows)
     for (i, (arch, shape, skip, merged_loads)) in [
         // ow 14, wq 15, s wq = w: loads merge.
@@ -264,16 +260,7 @@ fn strided_convolutions_merge_their_row_phases() {
 #[test]
 fn banked_arrays_get_chains() {
     use systole_arch::isa::Op;
-    let shape = Shape {
-        cin: 64,
-        h: 14,
-        w: 14,
-        k: [3, 3],
-        stride: 1,
-        dilation: 1,
-        pads: [1; 4],
-        n: 64,
-    };
+    let shape = square(64, 14, 3, 1, 1, 64);
     let (q, _) = model(shape, 1);
     for (name, banked) in [
         ("scalesim32", true),
@@ -329,27 +316,11 @@ fn acc_regions(arch: &str, q: &QModel) -> usize {
 /// n-tiles, and on Conv5_1a of ResNet-18 (one m-tile, 16 n-tiles).
 #[test]
 fn chunks_outside_the_output_tiles_match_the_reference() {
-    let s = |cin, hw, n| Shape {
-        cin,
-        h: hw,
-        w: hw,
-        k: [3, 3],
-        stride: 2,
-        dilation: 1,
-        pads: [1; 4],
-        n,
-    };
+    let s = |cin, hw, n| square(cin, hw, 3, 2, 1, n);
     for (arch, shape, seed) in [
         ("edge", s(96, 30, 64), 13),
         ("edge", s(96, 34, 64), 14),
-        (
-            "scalesim32",
-            Shape {
-                pads: [0; 4],
-                ..s(256, 14, 512)
-            },
-            8,
-        ),
+        ("scalesim32", square(256, 14, 3, 2, 0, 512), 8),
     ] {
         assert!(
             acc_regions(arch, &model(shape, 0).0) > 2,
@@ -361,10 +332,7 @@ fn chunks_outside_the_output_tiles_match_the_reference() {
     assert_eq!(acc_regions("ulx3s", &model(s(16, 15, 16), 0).0), 2);
     // Conv3_1a of ResNet-18 (compute-bound): each n-tile's region has its parameter lines in
     // front, so the first chunk's matmul adds the bias and no `alu` does.
-    let conv3_1a = Shape {
-        pads: [0; 4],
-        ..s(64, 56, 128)
-    };
+    let conv3_1a = square(64, 56, 3, 2, 0, 128);
     let q = model(conv3_1a, 0).0;
     assert!(acc_regions("scalesim32", &q) > 2);
     let arch = ArchConfig::resolve("scalesim32").unwrap();
@@ -383,16 +351,7 @@ fn chunks_outside_the_output_tiles_match_the_reference() {
 /// its int8 twin runs the chunks outside; and stays exact.
 #[test]
 fn int32_outputs_keep_the_chunks_inside() {
-    let s = Shape {
-        cin: 96,
-        h: 30,
-        w: 30,
-        k: [3, 3],
-        stride: 2,
-        dilation: 1,
-        pads: [1; 4],
-        n: 64,
-    };
+    let s = square(96, 30, 3, 2, 1, 64);
     let arch = ArchConfig::resolve("edge").unwrap();
     let (mut q, x) = model(s, 21);
     assert!(acc_regions("edge", &q) > 2);
@@ -421,16 +380,7 @@ fn int32_outputs_keep_the_chunks_inside() {
 #[test]
 fn gathered_inputs_are_loaded_once_for_all_output_tiles() {
     use systole_arch::isa::{LoadBuf, Op};
-    let s = |hw, n| Shape {
-        cin: 24,
-        h: hw,
-        w: hw,
-        k: [1, 1],
-        stride: 2,
-        dilation: 1,
-        pads: [0; 4],
-        n,
-    };
+    let s = |hw, n| square(24, hw, 1, 2, 0, n);
     let arch = ArchConfig::resolve("ulx3s").unwrap();
     let input_loads = |s: Shape| {
         let (q, _) = model(s, 0);
@@ -457,24 +407,8 @@ fn gathered_inputs_are_loaded_once_for_all_output_tiles() {
 #[test]
 fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
     use systole_arch::isa::{LoadBuf, Op};
-    let fc = Shape {
-        cin: 512,
-        h: 1,
-        w: 1,
-        k: [1, 1],
-        stride: 1,
-        dilation: 1,
-        pads: [0; 4],
-        n: 1000,
-    };
-    let shortcut = Shape {
-        cin: 256,
-        h: 14,
-        w: 14,
-        stride: 2,
-        n: 512,
-        ..fc
-    };
+    let fc = square(512, 1, 1, 1, 0, 1000);
+    let shortcut = square(256, 14, 1, 2, 0, 512);
     let loads = |arch: &str, s: Shape| {
         let (q, _) = model(s, 0);
         let (prog, _) = to_program(&arch_named(arch), &q).unwrap();

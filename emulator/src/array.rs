@@ -326,9 +326,8 @@ impl Array {
         }
         let drain = (self.rows + self.cols) as u64 - 2;
         if !op.is_chain() {
-            // A plain matmul streams line o at offset o from the loaded weights: the same
-            // accesses as the one-tile chain below, without its divisions (this runs every
-            // cycle a matmul shares the buffers with another unit).
+            // A plain matmul streams line o at offset o from the loaded weights (this runs
+            // every cycle a matmul shares the buffers with another unit: no divisions).
             if o < m {
                 f(
                     BufferKind::Input,
@@ -348,32 +347,27 @@ impl Array {
             }
             return;
         }
-        // A plain matmul is one tile streaming from cycle 0 on the loaded weights.
-        let (tiles, first) = match op.tiles() as u64 {
-            0 => (1, 0),
-            t => (t, r),
-        };
+        // A chain streams tile t from r + t p on.
+        let tiles = op.tiles() as u64;
         let p = op.chain_period(self.rows as u32);
-        // A chain's weights: tile 0 in 0..r, tile t >= 1 from r + (t - 1) p.
-        if op.is_chain() {
-            let wt = if o < r {
-                Some((0, o))
-            } else {
-                let t = (o - r) / p + 1;
-                let c = (o - r) % p;
-                (t < tiles && c < r).then_some((t, c))
-            };
-            if let Some((t, c)) = wt {
-                f(
-                    BufferKind::Weight,
-                    (op.tile_wgt(t as u32, self.rows as u32) + c) as u32,
-                    false,
-                );
-            }
+        // Its weights: tile 0 in 0..r, tile t >= 1 from r + (t - 1) p.
+        let wt = if o < r {
+            Some((0, o))
+        } else {
+            let t = (o - r) / p + 1;
+            let c = (o - r) % p;
+            (t < tiles && c < r).then_some((t, c))
+        };
+        if let Some((t, c)) = wt {
+            f(
+                BufferKind::Weight,
+                (op.tile_wgt(t as u32, self.rows as u32) + c) as u32,
+                false,
+            );
         }
         // The stream, and the accumulator read (drain) and write (drain + 1) of line i.
         let at = |d: u64| -> Option<(u64, u64)> {
-            let x = o.checked_sub(first + d)?;
+            let x = o.checked_sub(r + d)?;
             let (t, i) = (x / p, x % p);
             (t < tiles && i < m).then_some((t, i))
         };
