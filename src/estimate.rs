@@ -826,8 +826,8 @@ impl ScaleSimDiff {
                         .to_string()
                 } else {
                     format!(
-                        "m-tiling ({} m-tiles each reload weights and refill the array, plus \
-                         the unstored columns of row reuse)",
+                        "m-tiling ({} m-tiles each refill the array and reload the weights \
+                         the buffer does not hold, plus the unstored columns of row reuse)",
                         l.m_tiles
                     )
                 },

@@ -933,6 +933,12 @@ pub struct ConvRows {
     pub per_tile: bool,
     /// Start with a short m-tile (`items`).
     pub ramp: bool,
+    /// One chain per output row and column phase, rows of `ow` lines without `row` and
+    /// `skip` (merged rows whose skip does not fit). With the input walker (the `bias` flag)
+    /// and a few parameter lines, output row y's accumulator lines start at y x `ol` behind
+    /// their own copy of the parameters (`ol` = ow + parameter lines), so that every row's
+    /// first chain adds the bias (`fold_bias`); otherwise an `alu` adds it as usual.
+    pub row_chains: bool,
 }
 
 impl ConvRows {
@@ -1053,7 +1059,30 @@ impl ConvRows {
         const SKIP: usize = 63;
         let walk = arch.array.input_walker && cv.ow <= 255;
         let merged = walk && st > 1 && st * wq - cv.ow <= SKIP;
-        let ol = if merged || (walk && wq - cv.ow <= SKIP) {
+        // Wide strided layers whose merged rows' skip does not fit (ResNet-18's first layer,
+        // ow 109 at stride 2) run one chain per output row and column phase, which needs no
+        // skip, so the rows stay merged; with rows of w / s lines (the phase's whole image row)
+        // the block's rows follow each other in DRAM and one load moves many of them. Taken
+        // where that holds, each row's stream fills the array (a chained tile costs
+        // max(ow, rows) cycles) and the weights are per tile (chains of a phase's taps).
+        let wide = cv.w / st;
+        let row_chains = !merged
+            && st > 1
+            && arch.array.weight_banks == 2
+            && cv.ow >= r
+            && cv.pad[1] == 0
+            && cv.w % st == 0
+            && (wq..=511).contains(&wide)
+            && st.min(cv.kw) < cv.kh * cv.kw;
+        let wq = if row_chains { wide } else { wq };
+        let merged = merged || row_chains;
+        // Row chains where `matmul` can start from a bias row and the parameters are a few
+        // lines (not a threshold set): each output row's lines behind a copy of the
+        // parameters, whose last line is that row.
+        let copies = row_chains && arch.array.input_walker && 8 * param_lines <= cv.ow;
+        let ol = if copies {
+            cv.ow + param_lines
+        } else if merged || (walk && wq - cv.ow <= SKIP) {
             cv.ow
         } else {
             wq
@@ -1133,7 +1162,11 @@ impl ConvRows {
             // Two weight registers: tiles follow each other every max(lines, rows) cycles
             // and each chain (one per chunk and phase) pays the fill and drain once.
             let (tile, chains) = if arch.array.weight_banks == 2 && refined {
-                (lines.max(r), chunks * if st == 1 { 1 } else { np })
+                let per_chunk = if st == 1 { 1 } else { np };
+                (
+                    lines.max(r),
+                    chunks * per_chunk * if row_chains { rows } else { 1 },
+                )
             } else {
                 (lines, cv.ci_tiles * taps)
             };
@@ -1176,10 +1209,12 @@ impl ConvRows {
                 }
             }
         }
-        let fold_bias = !chunks_outside || {
-            let (load, compute) = parts(rows, true, 0);
-            2 * compute > 3 * load
-        };
+        let fold_bias = copies
+            || !row_chains
+                && (!chunks_outside || {
+                    let (load, compute) = parts(rows, true, 0);
+                    2 * compute > 3 * load
+                });
         let most = cv
             .ci_tiles
             .min(wgt_half / (taps * r))
@@ -1209,6 +1244,7 @@ impl ConvRows {
         let per_tile = arch.array.weight_banks == 2 && (st == 1 || np < taps);
         Some(ConvRows {
             per_tile,
+            row_chains,
             ramp,
             rows,
             oh,
@@ -1403,9 +1439,11 @@ pub fn emit_conv_rows(
     let (mut item, mut out_idx) = (0usize, 0usize);
     let mut next_inputs: Vec<Op> = Vec::new();
     let mut item_order = ItemOrder::default();
+    let mut held = Held::default();
     let items = t.items();
     for (mt, &(oy0, rows)) in items.iter().enumerate() {
-        let lines = (rows * t.ol) as u32;
+        // (Row chains with parameter copies: the last row ends `pl` lines before rows x ol.)
+        let lines = (rows * t.ol) as u32 - if t.row_chains && fold { pl } else { 0 };
         let order: Vec<(usize, usize)> = if t.chunks_outside {
             (0..t.chunks)
                 .flat_map(|chunk| (0..t.n_tiles).map(move |nt| (nt, chunk)))
@@ -1488,10 +1526,24 @@ pub fn emit_conv_rows(
                 // First: the token goes with the item's last load, which this one then does
                 // not delay.
                 loads.insert(0, params_load(g, t.param_lines, c, nt, param));
+                if t.row_chains {
+                    for y in 1..rows {
+                        let at = param + (y * t.ol) as u32;
+                        loads.insert(y, params_load(g, t.param_lines, c, nt, at));
+                    }
+                }
             } else if !fold && last_chunk {
                 loads.push(params_load(g, t.param_lines, c, nt, param));
             }
-            push_item_loads(code, loads, item);
+            if t.row_chains {
+                for y in 0..rows {
+                    let first = u64::from(acc) + (y * t.ol) as u64;
+                    held.written(first..first + cv.ow as u64);
+                }
+            } else {
+                held.written(u64::from(acc)..u64::from(acc + lines));
+            }
+            push_item_loads(code, held.filter(loads), item);
             if t.chunks_outside && nt >= 1 {
                 // Prefetch of the next chunk's input into the other input half, spread over
                 // this chunk's items 1..n_tiles, after each item's own loads: that half was
@@ -1569,6 +1621,36 @@ pub fn emit_conv_rows(
                     (cv.kh as u32, t.wq as u32),
                     (cv.kw as u32, 1),
                 );
+            } else if t.row_chains {
+                // Weights as below (one row phase); each output row y streams its ow lines
+                // from block row s * y into its own accumulator lines, the first column phase
+                // of the first chunk starting them.
+                let mut pos = 0;
+                for rx in 0..t.phases[1] {
+                    let nb = (cv.kw - rx).div_ceil(st);
+                    for y in 0..rows {
+                        let start = chunk == 0 && rx == 0;
+                        tile_run(
+                            arch,
+                            &TileRun {
+                                inp: in_block(0) + (rx * t.block + st * y * t.wq) as u32,
+                                wgt: wbase + (pos * r) as u32,
+                                groups: (cc as u32, bstep),
+                                outer: (cv.kh as u32, t.wq as u32),
+                                inner: (nb as u32, 1),
+                                acc: acc + (y * t.ol) as u32,
+                                m: cv.ow as u32,
+                                row: 0,
+                                skip: 0,
+                                accumulate: !start,
+                                bias: fold && start,
+                                binary: false,
+                            },
+                            &mut comp,
+                        );
+                    }
+                    pos += cc * cv.kh * nb;
+                }
             } else if t.per_tile {
                 // Weights [phase][j][the phase's taps] (`ConvRows::permute_taps`): one chain
                 // per phase over the chunk's channel tiles (groups) and the phase's taps
@@ -1905,6 +1987,67 @@ impl ItemOrder {
     /// Emits the last item's body.
     fn finish(mut self, code: &mut Vec<Insn>) {
         self.release(code);
+    }
+}
+
+/// Weight tiles and parameter lines the buffers already hold, as the loads that brought them.
+/// Only loads write the weight buffer, and the parameter lines are only read, so a load that
+/// would bring the same block to the same lines again can be left out: a layer whose weights
+/// all fit alternates the same n-tiles through the two weight halves item after item (ResNet-18's
+/// first layer on scalesim32: two n-tiles, 109 items). Accumulator lines a matmul writes are
+/// forgotten (`written`).
+#[derive(Default)]
+struct Held(Vec<Load>);
+
+impl Held {
+    /// The buffer a load writes (`acc8` loads land in the accumulator too) and its lines.
+    fn dest(l: &Load) -> (BufferKind, std::ops::Range<u64>) {
+        let lines = u64::from(l.pad_top + l.rows + l.pad_bottom)
+            * u64::from(l.pad_left + l.cols + l.pad_right);
+        let buf = match l.buf {
+            LoadBuf::Inp => BufferKind::Input,
+            LoadBuf::Wgt => BufferKind::Weight,
+            LoadBuf::Acc | LoadBuf::Acc8 => BufferKind::Accumulator,
+        };
+        (buf, u64::from(l.sram)..u64::from(l.sram) + lines)
+    }
+
+    fn forget(&mut self, buf: BufferKind, lines: std::ops::Range<u64>) {
+        self.0.retain(|h| {
+            let (b, r) = Self::dest(h);
+            b != buf || r.end <= lines.start || lines.end <= r.start
+        });
+    }
+
+    /// Accumulator lines `lines` were written by compute.
+    fn written(&mut self, lines: std::ops::Range<u64>) {
+        self.forget(BufferKind::Accumulator, lines);
+    }
+
+    /// An item's loads without the blocks already in place; a load-unit `nop` carries the
+    /// item's tokens when nothing is left.
+    fn filter(&mut self, loads: Vec<Op>) -> Vec<Op> {
+        let mut out = Vec::with_capacity(loads.len());
+        for op in loads {
+            if let Op::Load(l) = op {
+                let keep = matches!(l.buf, LoadBuf::Wgt | LoadBuf::Acc);
+                if keep && self.0.contains(&l) {
+                    continue;
+                }
+                let (buf, lines) = Self::dest(&l);
+                self.forget(buf, lines);
+                if keep {
+                    self.0.push(l);
+                }
+            }
+            out.push(op);
+        }
+        if out.is_empty() {
+            out.push(Op::Nop(Nop {
+                unit: UnitSel::Load,
+            }));
+        }
+        out
     }
 }
 

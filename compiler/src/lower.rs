@@ -2729,9 +2729,40 @@ pub fn to_program(
             extra.iter_mut().for_each(|v| v.resize(lanes, i32::MAX));
         }
         let ru = arch.array.rows as usize;
+        // A first layer with few channels carries several kernel columns per input line
+        // (`ConvGeom::taps_per_line`); the array then runs `conv_hw`, whose channels are whole
+        // lines of the image's bytes.
+        let taps = match &l.conv {
+            Some(cv) if !binary[i] && !cv.is_pointwise() => cv.taps_per_line(ru, a.1 as usize),
+            _ => 1,
+        };
+        let conv_hw = l.conv.map(|cv| cv.packed(taps, ru));
         // A convolution's k runs over (ky, kx, ci) with ci padded to whole input lines, so
         // each k-tile is one kernel position and one input-channel tile.
         let (k_log, w1, w2) = match &l.conv {
+            Some(cv) if taps > 1 => {
+                // Tap group g's line holds column g * taps + j at byte j * d * pitch.
+                let (kwg, step) = (cv.kw.div_ceil(taps), cv.dilation[1] * a.1 as usize);
+                let pack = |w: &[i8]| {
+                    let mut o = vec![0i8; cv.kh * kwg * ru * l.n];
+                    for ky in 0..cv.kh {
+                        for kx in 0..cv.kw {
+                            let (g, j) = (kx / taps, kx % taps);
+                            for ci in 0..cv.cin {
+                                let src = ((ky * cv.kw + kx) * cv.cin + ci) * l.n;
+                                let dst = ((ky * kwg + g) * ru + j * step + ci) * l.n;
+                                o[dst..dst + l.n].copy_from_slice(&w[src..src + l.n]);
+                            }
+                        }
+                    }
+                    o
+                };
+                (
+                    cv.kh * kwg * ru,
+                    pack(&l.weights),
+                    l.weights2.as_ref().map(|w| pack(w)),
+                )
+            }
             None if l.flat_image.is_some() => {
                 // The image in DRAM has `a.1` bytes (channels padded) per pixel.
                 let [h, wd, ch] = l.flat_image.unwrap();
@@ -2811,7 +2842,7 @@ pub fn to_program(
         // A 1x1 convolution with stride 1 and no padding is a plain GEMM over the pixels
         // (A rows are pixels, `a.1` bytes apart): its input moves as whole rows, all
         // k-tiles of a run of pixels in one load, instead of being gathered tile by tile.
-        let gathered = l.conv.filter(|cv| !cv.is_pointwise());
+        let gathered = conv_hw.filter(|_| l.conv.is_some_and(|cv| !cv.is_pointwise()));
         let t = match &gathered {
             Some(cv) => Tiling::conv(
                 arch,

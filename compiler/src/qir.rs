@@ -103,6 +103,45 @@ impl ConvGeom {
             && (self.oh, self.ow) == (self.h, self.w)
     }
 
+    /// Kernel columns one input line of `line` bytes can carry when the image's pixels are
+    /// `pitch` bytes apart in DRAM (a first layer with few channels: RGB has 3 bytes a pixel).
+    /// A line read at pixel x then holds pixels x, x + d, ... (d the column dilation) at
+    /// bytes 0, d * pitch, ..., so one weight tile covers that many taps instead of one tap
+    /// using `cin` of its rows. 1 (no packing) when fewer than two taps fit, or when a tap
+    /// could fall in the left or right padding: padding comes as whole lines, and a packed
+    /// line would hold the neighbouring row's pixels where padding belongs.
+    pub fn taps_per_line(&self, line: usize, pitch: usize) -> usize {
+        let d = self.dilation[1];
+        if self.kw < 2 || self.cin == 0 || pitch < self.cin || d == 0 || self.ow == 0 {
+            return 1;
+        }
+        let inside =
+            self.pads[1] == 0 && (self.ow - 1) * self.stride[1] + (self.kw - 1) * d < self.w;
+        if !inside || line < self.cin {
+            return 1;
+        }
+        ((line - self.cin) / (d * pitch) + 1).min(self.kw)
+    }
+
+    /// The convolution as the array runs it with `taps` kernel columns per input line
+    /// (`taps_per_line`): `line` channels (one whole input line per pixel, the image's bytes
+    /// from that pixel on) and ceil(kw / taps) kernel columns, `taps` pixels apart.
+    pub fn packed(&self, taps: usize, line: usize) -> ConvGeom {
+        if taps <= 1 {
+            return *self;
+        }
+        let kw = self.kw.div_ceil(taps);
+        ConvGeom {
+            cin: line,
+            kw,
+            dilation: [
+                self.dilation[0],
+                if kw > 1 { taps * self.dilation[1] } else { 1 },
+            ],
+            ..*self
+        }
+    }
+
     /// im2col of one image (`x` pixel-major [h*w][cin]): [oh*ow][kh*kw*cin].
     pub fn im2col(&self, x: &[i8]) -> Vec<i8> {
         let k = self.kh * self.kw * self.cin;

@@ -478,3 +478,156 @@ fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
         24,
     );
 }
+
+/// First layers with few channels (RGB: 3 bytes a pixel) carry several kernel columns per
+/// input line (`ConvGeom::taps_per_line`): a line read at pixel x holds pixels x, x + d, ...,
+/// and one weight tile covers all of them, so the array streams kh x ceil(kw / taps) tiles
+/// per output pixel instead of kh x kw. Bit for bit on every schedule it reaches (row reuse
+/// with one kernel column left, the gathering one with dilated column groups), and not
+/// taken where a tap could fall in the left or right padding.
+#[test]
+fn first_layers_pack_kernel_columns_into_lines() {
+    use systole_arch::isa::Op;
+    // Array lines streamed per output pixel and output-channel tile.
+    let tiles_per_pixel = |arch: &str, s: Shape| {
+        let (q, _) = model(s, 0);
+        let cv = q.layers[0].conv.unwrap();
+        let a = arch_named(arch);
+        let (prog, _) = to_program(&a, &q).unwrap();
+        let streamed: u64 = prog
+            .code
+            .iter()
+            .map(|i| match i.op {
+                Op::MatMul(mm) => mm.m as u64 * mm.tiles().max(1) as u64,
+                _ => 0,
+            })
+            .sum();
+        let pixels = (cv.oh * cv.ow * s.n.div_ceil(a.array.cols as usize)) as u64;
+        assert_eq!(streamed % pixels, 0, "{s:?} on {arch}");
+        streamed / pixels
+    };
+    let rgb = |hw: usize, k: usize, stride: usize, n: usize| Shape {
+        pads: [0; 4],
+        ..square(3, hw, k, stride, 0, n)
+    };
+    // ResNet-18's first layer shape (7 x 7, stride 2, 64 filters), a smaller image: 7 tiles.
+    let conv1 = rgb(40, 7, 2, 64);
+    assert_eq!(tiles_per_pixel("scalesim32", conv1), 7);
+    check("scalesim32", conv1, 60);
+    // Vertical padding comes as whole lines: still packed.
+    let tb = Shape {
+        pads: [3, 0, 3, 0],
+        ..conv1
+    };
+    assert_eq!(tiles_per_pixel("scalesim32", tb), 7);
+    check("scalesim32", tb, 61);
+    // Left and right padding: one tap a tile.
+    let lr = square(3, 40, 7, 2, 3, 64);
+    assert_eq!(tiles_per_pixel("scalesim32", lr), 49);
+    check("scalesim32", lr, 62);
+    // 16 x 16 array, 5 channels: 3 taps a line, columns in groups 3 pixels apart (dilated).
+    let five = Shape {
+        cin: 5,
+        ..rgb(17, 7, 1, 20)
+    };
+    assert_eq!(tiles_per_pixel("edge", five), 7 * 3);
+    check("edge", five, 63);
+    // Dilation 2: taps 2 pixels apart in the line.
+    let dil = Shape {
+        dilation: 2,
+        ..rgb(21, 3, 1, 40)
+    };
+    assert_eq!(tiles_per_pixel("scalesim32", dil), 3);
+    check("scalesim32", dil, 64);
+    // 8 x 8 arrays, 2 channels: 4 taps a line; with chains and without.
+    let two = Shape {
+        cin: 2,
+        ..rgb(15, 3, 1, 16)
+    };
+    assert_eq!(tiles_per_pixel("ulx3s", two), 3);
+    check("ulx3s", two, 65);
+    check("ulx3s+banked", two, 66);
+}
+
+/// Wide strided layers whose merged rows' skip does not fit its 6 bits run one chain per
+/// output row and column phase (`ConvRows::row_chains`): rows of `ow` lines without `row`
+/// and `skip`, the block's image rows merged, so one load moves many of them, and each row's
+/// accumulator lines behind their own parameter copy, so each starts from the bias. A layer whose
+/// weights and parameters all fit loads them once per output-channel tile: later items
+/// find them in place (`Held`), and a load-unit `nop` carries an item's tokens when it has
+/// nothing left to load. All bit for bit.
+#[test]
+fn wide_strided_layers_chain_each_output_row() {
+    use systole_arch::isa::{LoadBuf, Op};
+    // (arch, shape, whether every weight tile and parameter line fits and loads once)
+    let cases = [
+        // ResNet-18's first layer on a 160 x 40 image: 3 channels packed 7 taps a line, ow 77
+        // (merged rows would skip 77 lines).
+        (
+            "scalesim32",
+            Shape {
+                pads: [3, 0, 3, 0],
+                h: 40,
+                ..square(3, 160, 7, 2, 0, 64)
+            },
+            true,
+        ),
+        // Two column phases, vertical padding, two n-tiles.
+        (
+            "ulx3s+banked",
+            Shape {
+                pads: [1, 0, 1, 0],
+                h: 21,
+                ..square(8, 200, 3, 2, 0, 12)
+            },
+            true,
+        ),
+        // Two channel tiles, one a chunk (the input half holds one tile's blocks).
+        (
+            "ulx3s+banked",
+            Shape {
+                pads: [1, 0, 1, 0],
+                h: 21,
+                ..square(16, 200, 3, 2, 0, 12)
+            },
+            false,
+        ),
+    ];
+    for (i, (arch, s, held)) in cases.into_iter().enumerate() {
+        let (q, _) = model(s, 0);
+        let cv = q.layers[0].conv.unwrap();
+        let a = arch_named(arch);
+        let (prog, _) = to_program(&a, &q).unwrap();
+        let n_tiles = s.n.div_ceil(a.array.cols as usize);
+        let (mut wgt, mut acc, mut most_rows, mut chains) = (0, Vec::new(), 0, 0);
+        for insn in &prog.code {
+            match insn.op {
+                Op::MatMul(mm) => {
+                    assert!(mm.is_chain(), "{s:?} on {arch}: {mm:?}");
+                    assert_eq!((mm.m as usize, mm.row), (cv.ow, 0), "{s:?} on {arch}");
+                    chains += 1;
+                }
+                Op::Load(l) if l.buf == LoadBuf::Wgt => wgt += 1,
+                Op::Load(l) if l.buf == LoadBuf::Acc => acc.push(l),
+                Op::Load(l) if l.buf == LoadBuf::Inp => most_rows = most_rows.max(l.rows),
+                _ => {}
+            }
+        }
+        assert!(
+            chains >= cv.oh * n_tiles,
+            "{s:?} on {arch}: {chains} chains"
+        );
+        assert!(
+            most_rows as usize >= 3 * cv.w / s.stride,
+            "{s:?} on {arch}: loads of {most_rows} lines"
+        );
+        if held {
+            // Weights once per n-tile; each output row's parameter copy once per slot.
+            assert_eq!(wgt, n_tiles, "{s:?} on {arch}");
+            let distinct: std::collections::BTreeSet<_> =
+                acc.iter().map(|l| (l.sram, l.dram)).collect();
+            assert_eq!(distinct.len(), acc.len(), "{s:?} on {arch}");
+        }
+        check(arch, s, 70 + i as u64);
+    }
+}
