@@ -453,6 +453,15 @@ macro_rules! isa {
         pub fn layouts() -> Vec<OpLayout> {
             vec![ $( $name::layout(), )* ]
         }
+
+        /// The largest unsigned value field `field` of operation `mnemonic` holds (its width's
+        /// all-ones), or None when either does not exist. Schedules take their limits from
+        /// here, so a layout change moves them with it.
+        pub fn field_max(mnemonic: &str, field: &str) -> Option<u64> {
+            let op = layouts().into_iter().find(|l| l.mnemonic == mnemonic)?;
+            let f = op.fields.into_iter().find(|f| f.name == field)?;
+            Some(if f.width >= 64 { u64::MAX } else { (1u64 << f.width) - 1 })
+        }
     };
 }
 
@@ -968,6 +977,25 @@ mod tests {
     use super::strategies::*;
     use super::*;
     use proptest::prelude::*;
+
+    /// `field_max` is the widest value that encodes: it encodes, one more does not.
+    #[test]
+    fn field_max_is_the_largest_value_that_encodes() {
+        assert_eq!(field_max("matmul", "skip"), Some(63));
+        assert_eq!(field_max("matmul", "outer_step"), Some(8191));
+        assert_eq!(field_max("load", "rows"), Some(1023));
+        assert_eq!(field_max("load", "nope"), None);
+        assert_eq!(field_max("nope", "rows"), None);
+        let skip = field_max("matmul", "skip").unwrap() as u32;
+        let mm = |skip| {
+            Insn::new(Op::MatMul(MatMul {
+                skip,
+                ..Default::default()
+            }))
+        };
+        assert!(mm(skip).encode().is_ok());
+        assert!(mm(skip + 1).encode().is_err());
+    }
 
     proptest! {
         #[test]

@@ -136,7 +136,10 @@ impl Tiling {
         let (r, _) = (arch.array.rows as usize, arch.array.cols as usize);
         let inp_half = arch.lines(BufferKind::Input) as usize / 2;
         let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
-        let kc = (wgt_half / r).min(inp_half / tm).min(t.k_tiles).min(1023);
+        let kc = (wgt_half / r)
+            .min(inp_half / tm)
+            .min(t.k_tiles)
+            .min(limits().load_dim);
         Ok(Tiling {
             tm,
             kc,
@@ -184,19 +187,19 @@ impl Tiling {
         let out_half = arch.lines(BufferKind::Output) as usize / 2;
         // Rows per item first (long matmuls amortise the array's fill and drain): the
         // accumulator holds two slots of tm lines plus two sets of 3 parameter lines, the
-        // output half tm lines, a load moves at most 1023 rows.
+        // output half tm lines, a load moves at most `load.rows` rows.
         let tm = m
             .min(inp_half)
             .min(acc_lines.saturating_sub(2 * param_lines) / if row_mul { 4 } else { 2 })
             .min(out_half)
-            .min(1023);
+            .min(limits().load_dim);
         if tm == 0 {
             return Err(fit("the buffers hold no row of the tile".into()));
         }
         // Then k-tiles per chunk: what the input half (kc blocks of tm lines) and the weight
         // half (kc tiles of `rows` lines) both hold.
         let mut tm = tm;
-        let kc_max = (wgt_half / r).min(k_tiles).min(1023);
+        let kc_max = (wgt_half / r).min(k_tiles).min(limits().load_dim);
         // Shorter items whose whole input fits one half stay resident across the n-tiles
         // (`emit_dense`): the input moves once instead of once per n-tile, against the weights
         // once more per extra m-tile and one more weight load and array fill and drain per
@@ -220,7 +223,10 @@ impl Tiling {
                 tm = short;
             }
         }
-        let kc = (wgt_half / r).min(inp_half / tm).min(k_tiles).min(1023);
+        let kc = (wgt_half / r)
+            .min(inp_half / tm)
+            .min(k_tiles)
+            .min(limits().load_dim);
         if kc == 0 {
             return Err(fit(format!(
                 "half the weight buffer ({wgt_half} lines) holds no {r}-line weight tile"
@@ -454,6 +460,44 @@ impl ConvLoad {
     }
 }
 
+/// The ISA field limits the schedules respect, read from the field layouts
+/// (`isa::field_max`) so that a layout change moves them too.
+struct Limits {
+    /// `load` rows and lines per row.
+    load_dim: usize,
+    /// `load` padding lines on a side.
+    pad: usize,
+    /// `matmul` fields: lines, lines per row, lines skipped after a row, chain tile counts
+    /// (outer, inner, groups), outer and group steps.
+    m: usize,
+    row: usize,
+    skip: usize,
+    count: usize,
+    outer_step: usize,
+    group_step: usize,
+}
+
+fn limits() -> &'static Limits {
+    static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+    LIMITS.get_or_init(|| {
+        let f = |op: &str, field: &str| {
+            field_max(op, field).unwrap_or_else(|| panic!("the ISA has no field {op}.{field}"))
+                as usize
+        };
+        let min = |op: &str, fields: &[&str]| fields.iter().map(|x| f(op, x)).min().unwrap();
+        Limits {
+            load_dim: min("load", &["rows", "cols"]),
+            pad: min("load", &["pad_top", "pad_bottom", "pad_left", "pad_right"]),
+            m: f("matmul", "m"),
+            row: f("matmul", "row"),
+            skip: f("matmul", "skip"),
+            count: min("matmul", &["outer", "inner", "groups"]),
+            outer_step: f("matmul", "outer_step"),
+            group_step: f("matmul", "group_step"),
+        }
+    })
+}
+
 fn align(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
@@ -573,7 +617,7 @@ pub fn emit_dense(
         while single_row && j < tiles {
             let col = |j: usize| (k0 + j) % g.k_wrap.unwrap_or(usize::MAX);
             let mut run = 1;
-            while j + run < tiles && col(j + run) == col(j) + run && run < 1023 {
+            while j + run < tiles && col(j + run) == col(j) + run && run < limits().load_dim {
                 run += 1;
             }
             loads.push(Op::Load(Load {
@@ -831,7 +875,10 @@ impl LoadGroups {
         let param_block = t.n_tiles * t.param_lines;
         let slots = if t.row_mul { 2 * t.tm } else { t.tm };
         let fit = (wgt_half / (t.k_tiles * r)).min(t.n_tiles);
-        if param_block + slots > acc_half || param_block > 1023 * t.param_lines || fit < 2 {
+        if param_block + slots > acc_half
+            || param_block > limits().load_dim * t.param_lines
+            || fit < 2
+        {
             return None;
         }
         // Cycles per n-tile: loading its weights and parameters (one latency each), and
@@ -1051,14 +1098,14 @@ impl ConvRows {
         // Padded width: what the output width implies (the right padding may be partly unused).
         let wp = st * (cv.ow - 1) + cv.kw;
         let wq = wp.div_ceil(st);
-        if cv.pad[1] > 15 || wq > 1023 || wq < cv.ow || cv.w > 1023 {
+        let lim = limits();
+        if cv.pad[1] > lim.pad || wq > lim.load_dim || wq < cv.ow || cv.w > lim.load_dim {
             return None;
         }
         // Junk columns skipped where `row` (8 bits) and `skip` (6 bits) can say so; merged
         // rows (`phases`) skip whole rows too.
-        const SKIP: usize = 63;
-        let walk = arch.array.input_walker && cv.ow <= 255;
-        let merged = walk && st > 1 && st * wq - cv.ow <= SKIP;
+        let walk = arch.array.input_walker && cv.ow <= lim.row;
+        let merged = walk && st > 1 && st * wq - cv.ow <= lim.skip;
         // Wide strided layers whose merged rows' skip does not fit (ResNet-18's first layer,
         // ow 109 at stride 2) run one chain per output row and column phase, which needs no
         // skip, so the rows stay merged; with rows of w / s lines (the phase's whole image row)
@@ -1072,7 +1119,7 @@ impl ConvRows {
             && cv.ow >= r
             && cv.pad[1] == 0
             && cv.w % st == 0
-            && (wq..=511).contains(&wide)
+            && (wq..=lim.load_dim / 2).contains(&wide)
             && st.min(cv.kw) < cv.kh * cv.kw;
         let wq = if row_chains { wide } else { wq };
         let merged = merged || row_chains;
@@ -1082,7 +1129,7 @@ impl ConvRows {
         let copies = row_chains && arch.array.input_walker && 8 * param_lines <= cv.ow;
         let ol = if copies {
             cv.ow + param_lines
-        } else if merged || (walk && wq - cv.ow <= SKIP) {
+        } else if merged || (walk && wq - cv.ow <= lim.skip) {
             cv.ow
         } else {
             wq
@@ -1093,7 +1140,7 @@ impl ConvRows {
         let rows_of_block = |rows: usize| block_rows(rows, st, ys, cv.kh);
         for rx in 0..phases[1] {
             let (lo, hi) = phase_columns(&cv, st, wq, rx)?;
-            if lo > 15 || wq - 1 - hi > 15 {
+            if lo > lim.pad || wq - 1 - hi > lim.pad {
                 return None;
             }
         }
@@ -1110,7 +1157,7 @@ impl ConvRows {
         let merge = rows_per_load(&cv, st, ys, wq);
         let slot = acc_lines.saturating_sub(2 * param_lines) / 2;
         let fits = |rows: usize, tiles: usize| tiles * np * block(rows) <= inp_half;
-        let mut rows = oh.min(slot / ol).min(out_half / ol).min(4095 / ol);
+        let mut rows = oh.min(slot / ol).min(out_half / ol).min(lim.m / ol);
         while rows > 0 && !fits(rows, 1) {
             rows -= 1;
         }
@@ -1197,7 +1244,7 @@ impl ConvRows {
         if n_tiles > 1 && !acc_out {
             // Each n-tile's region has its parameter lines in front (the bias row folds).
             let region = (acc_lines / 2 / n_tiles).saturating_sub(param_lines);
-            let mut out_rows = oh.min(region / ol).min(out_half / ol).min(4095 / ol);
+            let mut out_rows = oh.min(region / ol).min(out_half / ol).min(lim.m / ol);
             while out_rows > 0 && !fits(out_rows, 1) {
                 out_rows -= 1;
             }
@@ -1314,7 +1361,7 @@ fn block_rows(rows: usize, st: usize, ys: usize, kh: usize) -> usize {
 /// latency, not one a row); else one.
 fn rows_per_load(cv: &ConvLoad, st: usize, ys: usize, wq: usize) -> usize {
     if ys == 1 && cv.pad[1] == 0 && st * wq == cv.w {
-        (1023 / wq).max(1)
+        (limits().load_dim / wq).max(1)
     } else {
         1
     }
@@ -1495,7 +1542,7 @@ pub fn emit_conv_rows(
             if t.per_tile {
                 // The chunk's tiles are contiguous in DRAM (`permute_taps`): one load, a row
                 // per channel tile when its taps fit a row's 10-bit line count.
-                let (rows, cols) = if taps * r <= 1023 {
+                let (rows, cols) = if taps * r <= limits().load_dim {
                     (cc, taps * r)
                 } else {
                     (cc * taps, r)
@@ -1778,11 +1825,12 @@ struct TileRun {
 }
 
 /// The compute instructions of a `TileRun`: chained `matmul`s where the PEs hold two weight
-/// tiles (`array.weight_banks = 2`): one chain when the run fits its fields (counts up to 63,
-/// inner step 1, group step up to 1023), else one per (group, outer) row with the inner
+/// tiles (`array.weight_banks = 2`): one chain when the run fits its fields (`Limits`: counts
+/// up to 63, inner step 1, group step up to 1023), else one per (group, outer) row with the inner
 /// tiles as its outer level; without the second register `ldw` and `matmul` per tile.
 fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
-    const MAX: u32 = 63;
+    let lim = limits();
+    let max = lim.count as u32;
     let r = arch.array.rows;
     let (ng, na, nb) = (run.groups.0, run.outer.0, run.inner.0);
     let inp =
@@ -1819,14 +1867,12 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
         }
         return;
     }
-    // `outer_step` has 13 bits (`MatMul`): larger steps (input buffers over 8192 lines)
-    // split the run.
-    const STEP: u32 = (1 << 13) - 1;
-    let fits = ng <= MAX
-        && (ng <= 1 || run.groups.1 < 1024)
-        && na <= MAX
-        && (na <= 1 || run.outer.1 <= STEP)
-        && nb <= MAX
+    // Larger steps than `outer_step` holds (input buffers over 8192 lines) split the run.
+    let fits = ng <= max
+        && (ng <= 1 || run.groups.1 as usize <= lim.group_step)
+        && na <= max
+        && (na <= 1 || run.outer.1 as usize <= lim.outer_step)
+        && nb <= max
         && (nb <= 1 || run.inner.1 == 1);
     if fits {
         comp.push(Insn::new(Op::MatMul(MatMul {
@@ -1842,7 +1888,11 @@ fn tile_run(arch: &ArchConfig, run: &TileRun, comp: &mut Vec<Insn>) {
         return;
     }
     // Chains over the inner tiles, or single tiles where their step does not fit.
-    let per = if run.inner.1 <= STEP { MAX } else { 1 };
+    let per = if run.inner.1 as usize <= lim.outer_step {
+        max
+    } else {
+        1
+    };
     for g in 0..ng {
         for a in 0..na {
             for b0 in (0..nb).step_by(per as usize) {
@@ -2165,7 +2215,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
     let out_half = arch.lines(BufferKind::Output) as usize / 2;
     let acc_lines = arch.lines(BufferKind::Accumulator) as usize;
     let slot_lines = kk * p.ow;
-    if 2 + 2 * slot_lines > acc_lines || p.ow > out_half || p.ow > 1023 {
+    if 2 + 2 * slot_lines > acc_lines || p.ow > out_half || p.ow > limits().load_dim {
         return Err(GemmError::DoesNotFit {
             m: p.oh * p.ow,
             k: kk,
@@ -2315,7 +2365,7 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
     let out_half = arch.lines(BufferKind::Output) as usize / 2;
     let per = ((arch.lines(BufferKind::Accumulator) as usize - 1) / 2)
         .min(out_half)
-        .min(1023);
+        .min(limits().load_dim);
     let slot = |i: usize| (1 + (i % 2) * per) as u32;
     let mut item = 0usize;
     for row in 0..p.m {
