@@ -1108,20 +1108,43 @@ impl ConvRows {
         let merged = walk && st > 1 && st * wq - cv.ow <= lim.skip;
         // Wide strided layers whose merged rows' skip does not fit (ResNet-18's first layer,
         // ow 109 at stride 2) run one chain per output row and column phase, which needs no
-        // skip, so the rows stay merged; with rows of w / s lines (the phase's whole image row)
-        // the block's rows follow each other in DRAM and one load moves many of them. Taken
-        // where that holds, each row's stream fills the array (a chained tile costs
-        // max(ow, rows) cycles) and the weights are per tile (chains of a phase's taps).
-        let wide = cv.w / st;
+        // skip, so the rows stay merged (an image row is loaded once, not once per row phase).
+        // Taken where each row's stream fills the array (a chained tile costs max(ow, rows)
+        // cycles) and the weights are per tile (chains of a phase's taps).
         let row_chains = !merged
             && st > 1
             && arch.array.weight_banks == 2
             && cv.ow >= r
+            && st.min(cv.kw) < cv.kh * cv.kw;
+        // Rows of w / s lines (the phase's whole image row) follow each other in DRAM, so one
+        // load moves many of them, but fewer rows fit the input half: taken where the load
+        // unit's time per output row comes out lower (scalesim32: ResNet-18's first layer,
+        // w 224, wide rows; padded to 256 pixels, narrow ones).
+        let per_row_load = |wq: usize, merge: usize| {
+            let half = arch.lines(BufferKind::Input) as usize / 2;
+            let block = |rows: usize| {
+                st.min(cv.kw) * (block_rows(rows, st, 1, cv.kh) * wq + (cv.kw - 1) / st)
+            };
+            let rows = (1..=oh).take_while(|&rows| block(rows) <= half).last()?;
+            let image_rows = block_rows(rows, st, 1, cv.kh);
+            let loads = st.min(cv.kw) * image_rows.div_ceil(merge);
+            let beats =
+                (r * wq * image_rows * st.min(cv.kw)).div_ceil(arch.dram.bytes_per_cycle as usize);
+            Some((loads * arch.dram.latency_cycles as usize + beats) as f64 / rows as f64)
+        };
+        let wide = cv.w / st;
+        let wq = if row_chains
             && cv.pad[1] == 0
             && cv.w % st == 0
             && (wq..=lim.load_dim / 2).contains(&wide)
-            && st.min(cv.kw) < cv.kh * cv.kw;
-        let wq = if row_chains { wide } else { wq };
+            && match (per_row_load(wide, lim.load_dim / wide), per_row_load(wq, 1)) {
+                (Some(a), Some(b)) => a < b,
+                (a, _) => a.is_some(),
+            } {
+            wide
+        } else {
+            wq
+        };
         let merged = merged || row_chains;
         // Row chains where `matmul` can start from a bias row and the parameters are a few
         // lines (not a threshold set): each output row's lines behind a copy of the
@@ -2163,6 +2186,135 @@ pub fn barrier(code: &mut Vec<Insn>, items: usize, outs: usize) {
             },
         ));
     }
+}
+
+/// A padding pass for a convolution that packs kernel columns into lines
+/// (`ConvGeom::taps_per_line`) but has left or right padding, which loads can only give as
+/// whole lines: it copies the image (`h` rows of `row_in` bytes at `in_addr`) to `out_addr`
+/// in rows of `row_out` = `left + row_in` bytes, each starting with `left` bytes of
+/// `pad_value`, then one row of padding only. A row's left padding bytes then precede its
+/// pixels and its right padding bytes are the next row's left ones, so the convolution reads
+/// the padded image as an unpadded one `left / pitch` pixels wider. On chip: `load acc8`
+/// (`cols` bytes into int32 lanes a line, the padding as whole lines), an identity `requant`,
+/// `store`; a row's last line may carry bytes past the row, which land in the next row's
+/// padding before that row's store writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadPass {
+    pub h: usize,
+    pub row_in: usize,
+    pub in_addr: u64,
+    /// Bytes of padding in front of each row: whole lines (`array.cols` bytes).
+    pub left: usize,
+    pub out_addr: u64,
+    pub pad_value: i8,
+    /// The identity requantization (`pool_params`).
+    pub param_addr: u64,
+}
+
+impl PadPass {
+    pub fn row_out(&self) -> usize {
+        self.left + self.row_in
+    }
+
+    /// DRAM bytes the padded image takes from `out_addr` (the padding row, and what its
+    /// last line carries past it).
+    pub fn out_bytes(&self, arch: &ArchConfig) -> u64 {
+        ((self.h + 1) * self.row_out() + arch.array.cols as usize) as u64
+    }
+}
+
+pub fn emit_pad_pass(
+    arch: &ArchConfig,
+    p: &PadPass,
+    code: &mut Vec<Insn>,
+) -> Result<(), GemmError> {
+    let c = arch.array.cols as usize;
+    let left = p.left / c;
+    let cols = p.row_in.div_ceil(c);
+    let per_row = left + cols;
+    let out_half = arch.lines(BufferKind::Output) as usize / 2;
+    let slot_lines = (arch.lines(BufferKind::Accumulator) as usize).saturating_sub(2) / 2;
+    let lim = limits();
+    let rows = (slot_lines.min(out_half) / per_row).min(lim.load_dim);
+    if !p.left.is_multiple_of(c) || left > lim.pad || cols > lim.load_dim || rows == 0 {
+        return Err(GemmError::DoesNotFit {
+            m: p.h,
+            k: p.row_in,
+            n: 1,
+            msg: "a padded image row does not fit the buffers".into(),
+        });
+    }
+    let slot = |i: usize| (2 + (i % 2) * slot_lines) as u32;
+    let mut item_order = ItemOrder::default();
+    let mut item = 0;
+    // Rows y0..y1 of the padded image, row h the padding-only one.
+    for y0 in (0..=p.h).step_by(rows) {
+        let y1 = (y0 + rows).min(p.h + 1);
+        let data = y1.min(p.h) - y0.min(p.h);
+        let mut loads = Vec::new();
+        if item == 0 {
+            loads.push(Load {
+                buf: LoadBuf::Acc,
+                sram: 0,
+                dram: p.param_addr as u32,
+                rows: 1,
+                cols: 2,
+                stride: (8 * c) as u32,
+                ..Default::default()
+            });
+        }
+        loads.push(Load {
+            buf: LoadBuf::Acc8,
+            sram: slot(item),
+            dram: (p.in_addr + (y0.min(p.h) * p.row_in) as u64) as u32,
+            rows: data as u32,
+            cols: cols as u32,
+            stride: p.row_in as u32,
+            pad_left: left as u32,
+            pad_bottom: u32::from(y1 == p.h + 1),
+            pad_value: p.pad_value as i32,
+            ..Default::default()
+        });
+        push_item_loads(code, loads.into_iter().map(Op::Load), item);
+        item_order.release(code);
+        let lines = (y1 - y0) * per_row;
+        item_order.body.push(Insn {
+            deps: Deps {
+                pop_prev: true,
+                pop_next: item >= 2,
+                push_next: true,
+                push_prev: true,
+            },
+            op: Op::Requant(Requant {
+                dst: ((item % 2) * out_half) as u32,
+                src: slot(item),
+                param: 0,
+                m: lines as u32,
+                zp: 0,
+                lo: 0x80,
+                hi: 0x7f,
+                unsigned: false,
+                round: Round::HalfEven,
+                fp32: arch.ppu.fp32_requant,
+            }),
+        });
+        push_store(
+            &mut item_order.body,
+            Store {
+                buf: StoreBuf::Out,
+                sram: ((item % 2) * out_half) as u32,
+                dram: (p.out_addr + (y0 * p.row_out()) as u64) as u32,
+                rows: (y1 - y0) as u32,
+                cols: per_row as u32,
+                stride: p.row_out() as u32,
+                pack: false,
+            },
+        );
+        item += 1;
+    }
+    item_order.finish(code);
+    barrier(code, item, item);
+    Ok(())
 }
 
 /// Geometry of a max pooling pass over an NHWC int8 image in DRAM.

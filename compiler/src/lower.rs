@@ -14,11 +14,12 @@
 //! exactly that in hardware.
 
 use crate::gemm::{
-    emit_conv_rows, emit_dense, emit_pack, pack_params, pack_threshold_line, pack_weights,
-    packed_row_bytes, ConvLoad, ConvRows, DenseGeom, OutMode, PackPass, Tiling,
+    emit_conv_rows, emit_dense, emit_pack, emit_pad_pass, pack_params, pack_threshold_line,
+    pack_weights, packed_row_bytes, ConvLoad, ConvRows, DenseGeom, OutMode, PackPass, PadPass,
+    Tiling,
 };
 use crate::ir::{Graph, Node, Op, ValueId};
-use crate::qir::{requant_f32, ConvGeom, QDense, QIo, QModel, QOut};
+use crate::qir::{gcd, requant_f32, ConvGeom, QDense, QIo, QModel, QOut};
 use crate::tensor::{DType, Tensor, TensorData};
 use std::collections::{HashMap, HashSet};
 use systole_arch::config::Precision;
@@ -2729,20 +2730,84 @@ pub fn to_program(
             extra.iter_mut().for_each(|v| v.resize(lanes, i32::MAX));
         }
         let ru = arch.array.rows as usize;
+        // (The layer's instructions start here: a padding pass counts as the layer's.)
+        let before = code.len();
+        // Where only left or right padding keeps a first layer with few channels from packing
+        // kernel columns into lines, a padding pass copies its image into rows with padding
+        // bytes around them first (`PadPass`), and the layer reads that image (`a_in`,
+        // `conv_in`): taken when the array lines saved outweigh twice the pass's DRAM traffic.
+        let (a_in, conv_in) = match &l.conv {
+            Some(cv)
+                if !binary[i]
+                    && !cv.is_pointwise()
+                    && (arch.ppu.fp32_requant || arch.ppu.integer_lanes) =>
+            {
+                let cu = arch.array.cols as usize;
+                let max_lines =
+                    systole_arch::isa::field_max("load", "pad_left").unwrap_or(0) as usize;
+                match cv.pad_for_packing(ru, a.1 as usize, cu, max_lines) {
+                    Some((left, padded)) => {
+                        let taps = padded.taps_per_line(ru, a.1 as usize);
+                        let saved = (cv.kw - cv.kw.div_ceil(taps))
+                            * cv.kh
+                            * cv.oh
+                            * cv.ow
+                            * l.n.div_ceil(cu);
+                        let pass = PadPass {
+                            h: cv.h,
+                            row_in: cv.w * a.1 as usize,
+                            in_addr: a.0,
+                            left,
+                            out_addr: 0,
+                            pad_value: cv.pad_value,
+                            param_addr: 0,
+                        };
+                        let traffic =
+                            2 * pass.out_bytes(arch) as usize / arch.dram.bytes_per_cycle as usize;
+                        if saved > 2 * traffic {
+                            let params = crate::gemm::pool_params(arch);
+                            let param_addr = next;
+                            next = align(param_addr + params.len() as u64, 64);
+                            data.push(Segment {
+                                dram_addr: param_addr,
+                                bytes: params,
+                            });
+                            let out_addr = next;
+                            next = align(out_addr + pass.out_bytes(arch), 64);
+                            let pass = PadPass {
+                                out_addr,
+                                param_addr,
+                                ..pass
+                            };
+                            emit_pad_pass(arch, &pass, &mut code).map_err(|e| {
+                                err(format!("layer '{}' padding pass: {e}", l.name))
+                            })?;
+                            // Pixel 0 of the padded image: `pads[1]` pixels before the first.
+                            let at = out_addr + (left - cv.pads[1] * a.1 as usize) as u64;
+                            ((at, a.1), Some(padded))
+                        } else {
+                            (a, l.conv)
+                        }
+                    }
+                    None => (a, l.conv),
+                }
+            }
+            _ => (a, l.conv),
+        };
         // A first layer with few channels carries several kernel columns per input line
         // (`ConvGeom::taps_per_line`); the array then runs `conv_hw`, whose channels are whole
         // lines of the image's bytes.
-        let taps = match &l.conv {
-            Some(cv) if !binary[i] && !cv.is_pointwise() => cv.taps_per_line(ru, a.1 as usize),
+        let taps = match &conv_in {
+            Some(cv) if !binary[i] && !cv.is_pointwise() => cv.taps_per_line(ru, a_in.1 as usize),
             _ => 1,
         };
-        let conv_hw = l.conv.map(|cv| cv.packed(taps, ru));
+        let conv_hw = conv_in.map(|cv| cv.packed(taps, ru));
         // A convolution's k runs over (ky, kx, ci) with ci padded to whole input lines, so
         // each k-tile is one kernel position and one input-channel tile.
         let (k_log, w1, w2) = match &l.conv {
             Some(cv) if taps > 1 => {
                 // Tap group g's line holds column g * taps + j at byte j * d * pitch.
-                let (kwg, step) = (cv.kw.div_ceil(taps), cv.dilation[1] * a.1 as usize);
+                let (kwg, step) = (cv.kw.div_ceil(taps), cv.dilation[1] * a_in.1 as usize);
                 let pack = |w: &[i8]| {
                     let mut o = vec![0i8; cv.kh * kwg * ru * l.n];
                     for ky in 0..cv.kh {
@@ -2899,8 +2964,8 @@ pub fn to_program(
             m,
             k: if binary[i] { k_eff } else { l.k },
             n: l.n,
-            a_addr: a.0,
-            a_pitch: a.1,
+            a_addr: a_in.0,
+            a_pitch: a_in.1,
             b_addr,
             p_addr,
             y_addr,
@@ -2922,7 +2987,6 @@ pub fn to_program(
             binary: binary[i],
             pack_out,
         };
-        let before = code.len();
         // Stride-1 convolutions reuse each loaded input row for all kernel taps.
         let t = match (
             ConvRows::plan(arch, &g, 1 + extra.len(), out == OutMode::Int32),
@@ -3104,14 +3168,6 @@ pub fn to_program(
         format!("systole {}", env!("CARGO_PKG_VERSION")),
     );
     Ok((p, report))
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// The whole way from a graph to a program.

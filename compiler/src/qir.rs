@@ -123,6 +123,41 @@ impl ConvGeom {
         ((line - self.cin) / (d * pitch) + 1).min(self.kw)
     }
 
+    /// Where only left or right padding keeps `taps_per_line` at 1: the padding bytes a
+    /// padding pass (`gemm::PadPass`) puts in front of each image row (whole lines of `lane`
+    /// bytes, at most `max_lines`, and whole pixels) and the convolution on the padded image
+    /// (`left / pitch` pixels wider, no left or right padding: a row's right padding is the
+    /// next row's left), when that packs at least two taps a line.
+    pub fn pad_for_packing(
+        &self,
+        line: usize,
+        pitch: usize,
+        lane: usize,
+        max_lines: usize,
+    ) -> Option<(usize, ConvGeom)> {
+        if self.taps_per_line(line, pitch) > 1 || self.kw < 2 || self.ow == 0 || lane == 0 {
+            return None;
+        }
+        let (pl, d) = (self.pads[1], self.dilation[1]);
+        // Padded columns the taps reach, and how many of them lie right of the image.
+        let reach = (self.ow - 1) * self.stride[1] + (self.kw - 1) * d + 1;
+        let pr = reach.saturating_sub(self.w + pl);
+        if pl + pr == 0 || pitch == 0 {
+            return None;
+        }
+        let unit = lane / gcd(lane as u64, pitch as u64) as usize * pitch;
+        let left = ((pl + pr) * pitch).div_ceil(unit) * unit;
+        if left / lane > max_lines {
+            return None;
+        }
+        let g = ConvGeom {
+            w: self.w + left / pitch,
+            pads: [self.pads[0], 0, self.pads[2], 0],
+            ..*self
+        };
+        (g.taps_per_line(line, pitch) > 1).then_some((left, g))
+    }
+
     /// The convolution as the array runs it with `taps` kernel columns per input line
     /// (`taps_per_line`): `line` channels (one whole input line per pixel, the image's bytes
     /// from that pixel on) and ceil(kw / taps) kernel columns, `taps` pixels apart.
@@ -386,5 +421,14 @@ impl QModel {
             }
             None => cur,
         }
+    }
+}
+
+/// Greatest common divisor.
+pub fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }

@@ -207,7 +207,8 @@ fn resnet_like_convolutions_match_the_reference() {
 /// phases, `ConvRows::phases`): the matmuls stream each output row and skip to the next one
 /// (`skip` = stride x wq - ow, past the 3 bits it once had), and without left and right
 /// padding one load moves many image rows of a phase. Where the skip does not fit its 6 bits
-/// the rows are split into phases too (skip = the junk columns only). All bit for bit.
+/// the rows are split into phases too (skip = the junk columns only), or, with two weight
+/// registers, each output row runs as its own chains (no skip). All bit for bit.
 #[test]
 fn strided_convolutions_merge_their_row_phases() {
     use systole_arch::isa::{LoadBuf, Op};
@@ -221,8 +222,11 @@ fn strided_convolutions_merge_their_row_phases() {
         ("ulx3s", s(16, 15, 3, 2, 1, 16), 2 * 9 - 8, false),
         // Stride 3, 5 x 5: ow 5, wq 6.
         ("ulx3s+banked", s(5, 13, 5, 3, 2, 9), 3 * 6 - 5, false),
-        // ow 100, wq 101: 2 x 101 - 100 does not fit; split phases skip wq - ow.
-        ("ulx3s+banked", s(8, 200, 3, 2, 1, 8), 1, false),
+        // ow 100, wq 101: 2 x 101 - 100 does not fit; without the second weight register the
+        // rows split into phases that skip wq - ow, with it each output row is a chain of its
+        // own (`wide_strided_layers_chain_each_output_row`), which needs no skip.
+        ("ulx3s", s(8, 200, 3, 2, 1, 8), 1, false),
+        ("ulx3s+banked", s(8, 200, 3, 2, 1, 8), 0, false),
     ]
     .into_iter()
     .enumerate()
@@ -483,8 +487,8 @@ fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
 /// input line (`ConvGeom::taps_per_line`): a line read at pixel x holds pixels x, x + d, ...,
 /// and one weight tile covers all of them, so the array streams kh x ceil(kw / taps) tiles
 /// per output pixel instead of kh x kw. Bit for bit on every schedule it reaches (row reuse
-/// with one kernel column left, the gathering one with dilated column groups), and not
-/// taken where a tap could fall in the left or right padding.
+/// with one kernel column left, the gathering one with dilated column groups); with left or
+/// right padding after a padding pass that puts padding bytes around each image row.
 #[test]
 fn first_layers_pack_kernel_columns_into_lines() {
     use systole_arch::isa::Op;
@@ -521,10 +525,34 @@ fn first_layers_pack_kernel_columns_into_lines() {
     };
     assert_eq!(tiles_per_pixel("scalesim32", tb), 7);
     check("scalesim32", tb, 61);
-    // Left and right padding: one tap a tile.
+    // Left and right padding: a padding pass first (`PadPass`), then 7 taps a line.
     let lr = square(3, 40, 7, 2, 3, 64);
-    assert_eq!(tiles_per_pixel("scalesim32", lr), 49);
+    assert_eq!(tiles_per_pixel("scalesim32", lr), 7);
     check("scalesim32", lr, 62);
+    // The bundled CNN's first layer (MNIST, 1 channel, 3 x 3, padding 1) on the 8 x 8 array:
+    // 3 tiles, not 9.
+    let mnist = Shape {
+        cin: 1,
+        ..square(1, 28, 3, 1, 1, 8)
+    };
+    assert_eq!(tiles_per_pixel("ulx3s", mnist), 3);
+    check("ulx3s", mnist, 67);
+    check("ulx3s+banked", mnist, 68);
+    // 3 channels on 8 x 8: 2 taps a line (kernel columns 0-1, then 2); image rows of 3 x 13
+    // bytes, not whole lines (a row's last line carries the next row's first bytes), and
+    // padding on one side only.
+    let odd = Shape {
+        pads: [0, 2, 1, 0],
+        ..square(3, 13, 3, 1, 0, 10)
+    };
+    assert_eq!(tiles_per_pixel("ulx3s", odd), 3 * 2);
+    check("ulx3s", odd, 69);
+    let right = Shape {
+        pads: [1, 0, 0, 2],
+        ..odd
+    };
+    assert_eq!(tiles_per_pixel("edge", right), 3);
+    check("edge", right, 70);
     // 16 x 16 array, 5 channels: 3 taps a line, columns in groups 3 pixels apart (dilated).
     let five = Shape {
         cin: 5,
