@@ -1511,6 +1511,16 @@ pub fn emit_conv_rows(
     let mut item_order = ItemOrder::default();
     let mut held = Held::default();
     let items = t.items();
+    // Resident inputs: items whose only loads are the next m-tile's inputs wait for the
+    // m-tile before the last instead of the item before the last (`Tokens`), so the input of
+    // m-tile mt + 1 loads during all of m-tile mt's items (ResNet-18's first layer: two
+    // n-tiles whose weights stay in the buffer). Where the compute -> load queue holds the
+    // up to two m-tiles of tokens compute can then run ahead.
+    let items_per_mt = t.n_tiles * t.chunks;
+    let relaxed = resident
+        && !t.chunks_outside
+        && 2 * items_per_mt + 2 <= arch.controller.token_depth as usize;
+    let mut tokens = Tokens::default();
     for (mt, &(oy0, rows)) in items.iter().enumerate() {
         // (Row chains with parameter copies: the last row ends `pl` lines before rows x ol.)
         let lines = (rows * t.ol) as u32 - if t.row_chains && fold { pl } else { 0 };
@@ -1613,7 +1623,26 @@ pub fn emit_conv_rows(
             } else {
                 held.written(u64::from(acc)..u64::from(acc + lines));
             }
-            push_item_loads(code, held.filter(loads), item);
+            let loads = held.filter(loads);
+            // Compute tokens the load unit has taken once this item's loads may start
+            // (`Tokens`): item - 1 in the 2-deep protocol (compute of item - 2 done); an item
+            // that only loads resident inputs needs only the last item that read their half
+            // done (the last of m-tile mt - 2), and one that loads nothing none.
+            let only_inputs = loads.iter().all(|op| match op {
+                Op::Load(l) => l.buf == LoadBuf::Inp,
+                _ => true,
+            });
+            let target = if relaxed && only_inputs {
+                if load_inputs {
+                    items_per_mt * mt.saturating_sub(1)
+                } else {
+                    0
+                }
+            } else {
+                item.saturating_sub(1)
+            };
+            tokens.take(code, target, item);
+            push_item_loads_after(code, loads, &mut tokens);
             if t.chunks_outside && nt >= 1 {
                 // Prefetch of the next chunk's input into the other input half, spread over
                 // this chunk's items 1..n_tiles, after each item's own loads: that half was
@@ -1821,7 +1850,7 @@ pub fn emit_conv_rows(
         }
     }
     item_order.finish(code);
-    barrier(code, item, out_idx);
+    barrier_after(code, item - tokens.taken, out_idx);
 }
 
 /// One run of weight tiles into the same accumulator lines, contiguous in the weight buffer
@@ -2124,6 +2153,51 @@ impl Held {
     }
 }
 
+/// The compute -> load tokens the load unit has taken: one per item compute finishes, taken
+/// in order, so holding `n` means compute items 0..n are done.
+#[derive(Default)]
+struct Tokens {
+    taken: usize,
+    /// Still to take with the next item's first load.
+    owed: usize,
+}
+
+impl Tokens {
+    /// Before item `item`'s loads: hold at least `target` tokens (at most `item - 1`, the
+    /// 2-deep protocol's); all but one are taken by load-unit `nop`s here, the last by the
+    /// item's first load.
+    fn take(&mut self, code: &mut Vec<Insn>, target: usize, item: usize) {
+        let target = target.min(item.saturating_sub(1)).max(self.taken);
+        for _ in self.taken + 1..target {
+            code.push(Insn {
+                deps: Deps {
+                    pop_next: true,
+                    ..Default::default()
+                },
+                op: Op::Nop(Nop {
+                    unit: UnitSel::Load,
+                }),
+            });
+        }
+        self.owed = usize::from(target > self.taken);
+        self.taken = target;
+    }
+}
+
+/// `push_item_loads` with the pops `Tokens::take` left to the first load.
+fn push_item_loads_after(code: &mut Vec<Insn>, loads: Vec<Op>, tokens: &mut Tokens) {
+    let nl = loads.len();
+    for (x, op) in loads.into_iter().enumerate() {
+        let deps = Deps {
+            pop_next: x == 0 && tokens.owed > 0,
+            push_next: x + 1 == nl,
+            ..Default::default()
+        };
+        code.push(Insn { deps, op });
+    }
+    tokens.owed = 0;
+}
+
 /// The loads of one item in the 2-deep token protocol: the first waits for the compute token
 /// of item - 2 (when there is one), the last hands the item to compute.
 fn push_item_loads(code: &mut Vec<Insn>, loads: impl IntoIterator<Item = Op>, item: usize) {
@@ -2157,6 +2231,11 @@ fn push_store(code: &mut Vec<Insn>, store: Store) {
 /// stores), then hands one token to load, which first consumes its own leftovers. Afterwards
 /// every store has completed and every token queue is empty.
 pub fn barrier(code: &mut Vec<Insn>, items: usize, outs: usize) {
+    barrier_after(code, items.min(2), outs);
+}
+
+/// `barrier` where `left` compute -> load tokens are still to take.
+fn barrier_after(code: &mut Vec<Insn>, left: usize, outs: usize) {
     let nop = |unit, deps| Insn {
         deps,
         op: Op::Nop(Nop { unit }),
@@ -2177,7 +2256,7 @@ pub fn barrier(code: &mut Vec<Insn>, items: usize, outs: usize) {
             ..Default::default()
         },
     ));
-    for _ in 0..items.min(2) + 1 {
+    for _ in 0..left + 1 {
         code.push(nop(
             UnitSel::Load,
             Deps {

@@ -582,11 +582,13 @@ fn first_layers_pack_kernel_columns_into_lines() {
 /// and `skip`, the block's image rows merged, so one load moves many of them, and each row's
 /// accumulator lines behind their own parameter copy, so each starts from the bias. A layer whose
 /// weights and parameters all fit loads them once per output-channel tile: later items
-/// find them in place (`Held`), and a load-unit `nop` carries an item's tokens when it has
-/// nothing left to load. All bit for bit.
+/// find them in place (`Held`), a load-unit `nop` carries an item's tokens when it has
+/// nothing left to load, and the next m-tile's input loads while the whole m-tile before it
+/// computes (`Tokens`; the emulator refuses a load that overtakes a reader: error Race). All
+/// bit for bit.
 #[test]
 fn wide_strided_layers_chain_each_output_row() {
-    use systole_arch::isa::{LoadBuf, Op};
+    use systole_arch::isa::{LoadBuf, Op, UnitSel};
     // (arch, shape, whether every weight tile and parameter line fits and loads once)
     let cases = [
         // ResNet-18's first layer on a 160 x 40 image: 3 channels packed 7 taps a line, ow 77
@@ -652,6 +654,16 @@ fn wide_strided_layers_chain_each_output_row() {
         if held {
             // Weights once per n-tile; each output row's parameter copy once per slot.
             assert_eq!(wgt, n_tiles, "{s:?} on {arch}");
+            // Items with nothing left to load do not wait for compute, and the next m-tile's
+            // input waits only for the m-tile before the last (`Tokens`).
+            assert!(
+                prog.code
+                    .iter()
+                    .any(|i| matches!(i.op, Op::Nop(n) if n.unit == UnitSel::Load)
+                        && i.deps.push_next
+                        && !i.deps.pop_next),
+                "{s:?} on {arch}"
+            );
             let distinct: std::collections::BTreeSet<_> =
                 acc.iter().map(|l| (l.sram, l.dram)).collect();
             assert_eq!(distinct.len(), acc.len(), "{s:?} on {arch}");
