@@ -202,13 +202,21 @@ pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
     )?;
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>8}\n",
-        "layer", "m x k x n", "MACs", "tiles m/n/k (kc)", "insns", "weights B", "cycles", "util"
+        "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>8}  {}\n",
+        "layer",
+        "m x k x n",
+        "MACs",
+        "tiles m/n/k (kc)",
+        "insns",
+        "weights B",
+        "cycles",
+        "util",
+        "schedule"
     ));
     for (l, le) in c.layers.iter().zip(&e.layers) {
         let t = &l.tiling;
         s.push_str(&format!(
-            "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>7.1}%\n",
+            "{:<24} {:>16} {:>12} {:>18} {:>7} {:>10} {:>10} {:>7.1}%  {}\n",
             truncate(&l.name, 24),
             format!("{}x{}x{}", l.m, l.k, l.n),
             l.macs,
@@ -216,7 +224,8 @@ pub fn report(c: &Compiled, arch: &ArchConfig) -> Result<String> {
             l.instructions,
             l.weight_bytes,
             le.cycles,
-            100.0 * le.utilization
+            100.0 * le.utilization,
+            l.schedule.join(", ")
         ));
     }
     for (key, side) in [("host.input", "before"), ("host.output", "after")] {

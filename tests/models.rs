@@ -475,7 +475,40 @@ fn compile_report_lists_layers_host_work_and_exact_cycles() {
     ] {
         assert!(t.contains(want), "missing '{want}' in:\n{t}");
     }
+    for line in t
+        .lines()
+        .filter(|l| l.contains("1x784x64") || l.contains("1x64x10"))
+    {
+        assert!(line.ends_with("dense"), "{line}");
+    }
     // The image runs standalone on its own quantized input and says what it leaves to the host.
     let p = systole_arch::Program::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
     assert!(p.meta.contains_key("host.input") && p.meta.contains_key("host.output"));
+}
+
+/// `compile --report` says how each layer runs: the bundled CNN's first convolution (one
+/// channel, 3x3, padding 1) gets the padding pass and packs its kernel columns into lines.
+#[test]
+fn compile_report_names_each_layers_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cnn.sysb");
+    let o = systole(&[
+        "compile",
+        "models/demo/cnn_qdq.onnx",
+        "--arch",
+        "edge",
+        "--report",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.lines().next().unwrap().ends_with("schedule"), "{t}");
+    let conv1 = t.lines().find(|l| l.starts_with("conv1 ")).unwrap();
+    assert!(
+        conv1.ends_with("padding pass, 3 kernel columns a line, row reuse, max pooling pass"),
+        "{conv1}"
+    );
+    let fc = t.lines().find(|l| l.starts_with("fc ")).unwrap();
+    assert!(fc.ends_with("dense"), "{fc}");
 }

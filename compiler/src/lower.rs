@@ -2538,6 +2538,9 @@ pub struct LayerReport {
     pub tiling: Tiling,
     pub instructions: usize,
     pub weight_bytes: usize,
+    /// How the layer runs, in a few words each (`systole compile --report`): the convolution
+    /// schedule and what the compiler did to the layer (packed kernel columns, a padding pass).
+    pub schedule: Vec<String>,
 }
 
 /// The threshold set equal to `requant_f32(acc, scales[c], zp, lo, hi)` for every int32 `acc`
@@ -2987,21 +2990,49 @@ pub fn to_program(
             binary: binary[i],
             pack_out,
         };
+        let mut schedule = Vec::new();
+        if conv_in != l.conv {
+            schedule.push("padding pass".to_string());
+        }
+        if taps > 1 {
+            schedule.push(format!("{taps} kernel columns a line"));
+        }
         // Stride-1 convolutions reuse each loaded input row for all kernel taps.
         let t = match (
             ConvRows::plan(arch, &g, 1 + extra.len(), out == OutMode::Int32),
             &g.conv,
         ) {
             (Some(p), Some(cv)) => {
+                schedule.push("row reuse".to_string());
+                if p.row_chains {
+                    schedule.push("a chain per output row".to_string());
+                } else if p.stride > 1 {
+                    schedule.push(format!("{}x{} phases", p.phases[0], p.phases[1]));
+                }
+                if p.chunks_outside {
+                    schedule.push("channel chunks outside the n-tiles".to_string());
+                }
                 p.permute_taps(arch, cv, &mut bt);
                 emit_conv_rows(arch, &p, &g, out, &mut code);
                 p.tiling(cv)
             }
-            _ => {
+            (None, Some(_)) => {
+                schedule.push("gathered rows".to_string());
+                emit_dense(arch, &t, &g, out, &mut code);
+                t
+            }
+            (_, None) => {
+                schedule.push("dense".to_string());
                 emit_dense(arch, &t, &g, out, &mut code);
                 t
             }
         };
+        if arch.array.weight_banks == 2 && !binary[i] {
+            schedule.push("chained".to_string());
+        }
+        if l.pool.is_some() && l.conv.is_some() {
+            schedule.push("max pooling pass".to_string());
+        }
         if let (Some(pa), Some(p), Some(cv)) = (pooled_to, &l.pool, &l.conv) {
             let params = crate::gemm::pool_params(arch);
             let param_addr = next;
@@ -3039,6 +3070,7 @@ pub fn to_program(
             tiling: t,
             instructions: code.len() - before,
             weight_bytes: bt.len(),
+            schedule,
         });
         data.push(Segment {
             dram_addr: b_addr,
