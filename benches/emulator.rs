@@ -51,11 +51,13 @@ fn cases() -> Vec<Case> {
         vec![IoData::I8(a)],
         (m * k * n) as u64,
     ));
-    // Two ResNet-18 convolutions (SCALE-Sim topology rows) on the 32x32 `scalesim32` array.
+    // Three ResNet-18 convolutions (SCALE-Sim topology rows) on the 32x32 `scalesim32` array:
+    // the first layer (kernel columns packed into lines, a chain per output row) and two
+    // chained row-reuse ones.
     let s32 = ArchConfig::resolve("scalesim32").expect("preset");
     for t in common::resnet18()
         .into_iter()
-        .filter(|t| t.name == "Conv2_1a" || t.name == "Conv4_1b")
+        .filter(|t| ["Conv1", "Conv2_1a", "Conv4_1b"].contains(&t.name.as_str()))
     {
         let (prog, reports) =
             systole_compiler::lower::to_program(&s32, &t.model()).expect("conv program");
