@@ -236,14 +236,25 @@ fn strided_convolutions_merge_their_row_phases() {
         let wq =
             (shape.stride * (q.layers[0].conv.unwrap().ow - 1) + shape.k[1]).div_ceil(shape.stride);
         let (mut skips, mut most_rows) = (std::collections::BTreeSet::new(), 0);
+        let ow = q.layers[0].conv.unwrap().ow as u32;
+        let mut stored = Vec::new();
         for i in &prog.code {
             match i.op {
                 Op::MatMul(mm) => {
                     skips.insert(mm.skip);
                 }
                 Op::Load(l) if l.buf == LoadBuf::Inp => most_rows = most_rows.max(l.rows),
+                Op::Store(st) => stored.push(st.rows),
                 _ => {}
             }
+        }
+        // Without junk lines between the output rows (the matmuls skip them), an item's rows
+        // leave in one store.
+        if skip > 0 && (shape.stride * wq) as u32 - ow == skip {
+            assert!(
+                stored.iter().all(|&r| r % ow == 0) && stored.iter().any(|&r| r > ow),
+                "{shape:?} on {arch}: stores of {stored:?} rows"
+            );
         }
         assert_eq!(
             skips.into_iter().collect::<Vec<_>>(),
