@@ -2198,26 +2198,23 @@ impl Tokens {
 
 /// `push_item_loads` with the pops `Tokens::take` left to the first load.
 fn push_item_loads_after(code: &mut Vec<Insn>, loads: Vec<Op>, tokens: &mut Tokens) {
-    let nl = loads.len();
-    for (x, op) in loads.into_iter().enumerate() {
-        let deps = Deps {
-            pop_next: x == 0 && tokens.owed > 0,
-            push_next: x + 1 == nl,
-            ..Default::default()
-        };
-        code.push(Insn { deps, op });
-    }
+    push_loads(code, loads, tokens.owed > 0);
     tokens.owed = 0;
 }
 
 /// The loads of one item in the 2-deep token protocol: the first waits for the compute token
 /// of item - 2 (when there is one), the last hands the item to compute.
 fn push_item_loads(code: &mut Vec<Insn>, loads: impl IntoIterator<Item = Op>, item: usize) {
-    let loads: Vec<Op> = loads.into_iter().collect();
+    push_loads(code, loads.into_iter().collect(), item >= 2);
+}
+
+/// An item's loads: the first takes a compute token when `pop`, the last hands the item to
+/// compute.
+fn push_loads(code: &mut Vec<Insn>, loads: Vec<Op>, pop: bool) {
     let nl = loads.len();
     for (x, op) in loads.into_iter().enumerate() {
         let deps = Deps {
-            pop_next: x == 0 && item >= 2,
+            pop_next: x == 0 && pop,
             push_next: x + 1 == nl,
             ..Default::default()
         };
