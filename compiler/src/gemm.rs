@@ -1447,68 +1447,75 @@ pub fn emit_conv_rows(
     // Input: per channel tile and phase, one load per run of block rows (`rows_per_load`).
     let merge = rows_per_load(&cv, st, ys, t.wq);
     // The input loads of channel tiles c0..c0 + cc for output rows oy0..oy0 + rows, tile j
-    // into the block at `block_at(j)`.
-    let input_loads =
-        |oy0: usize, rows: usize, c0: usize, cc: usize, block_at: &dyn Fn(usize) -> u32| {
-            let mut ops = Vec::new();
-            for j in 0..cc {
-                for (ph, (ry, rx)) in (0..t.phases[0])
-                    .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
-                    .enumerate()
-                {
-                    let base = block_at(j) + (ph * t.block) as u32;
-                    let cols = phase_columns(&cv, st, t.wq, rx);
-                    let image_row = |a: usize| {
-                        let iy = (st * oy0 + ys * a + ry) as i64 - cv.pad[0] as i64;
-                        (iy >= 0 && iy < cv.h as i64 && cols.is_some()).then_some(iy as u64)
-                    };
-                    let mut a = 0;
-                    while a < block_rows(rows) {
-                        let sram = base + (a * t.wq) as u32;
-                        let iy = image_row(a);
-                        let mut run = 1;
-                        while run < merge
-                            && a + run < block_rows(rows)
-                            && iy.is_some()
-                            && image_row(a + run).is_some()
-                        {
-                            run += 1;
-                        }
-                        a += run;
-                        ops.push(Op::Load(match (iy, cols) {
-                            (Some(iy), Some((lo, hi))) => {
-                                let ix = (st * lo + rx - cv.pad[1]) as u64;
-                                Load {
-                                    buf: LoadBuf::Inp,
-                                    sram,
-                                    dram: (g.a_addr
-                                        + (iy * cv.w as u64 + ix) * g.a_pitch
-                                        + ((c0 + j) * r) as u64)
-                                        as u32,
-                                    rows: (run * (hi - lo + 1)) as u32,
-                                    cols: 1,
-                                    stride: (st as u64 * g.a_pitch) as u32,
-                                    pad_top: lo as u32,
-                                    pad_bottom: (t.wq - 1 - hi) as u32,
-                                    pad_value: cv.pad_value as i32,
-                                    ..Default::default()
-                                }
-                            }
-                            _ => Load {
+    // into the block at `block_at(j)`: every phase's, or with `only` one phase's.
+    let input_loads = |oy0: usize,
+                       rows: usize,
+                       c0: usize,
+                       cc: usize,
+                       block_at: &dyn Fn(usize) -> u32,
+                       only: Option<usize>| {
+        let mut ops = Vec::new();
+        for j in 0..cc {
+            for (ph, (ry, rx)) in (0..t.phases[0])
+                .flat_map(|ry| (0..t.phases[1]).map(move |rx| (ry, rx)))
+                .enumerate()
+            {
+                if only.is_some_and(|p| p != ph) {
+                    continue;
+                }
+                let base = block_at(j) + (ph * t.block) as u32;
+                let cols = phase_columns(&cv, st, t.wq, rx);
+                let image_row = |a: usize| {
+                    let iy = (st * oy0 + ys * a + ry) as i64 - cv.pad[0] as i64;
+                    (iy >= 0 && iy < cv.h as i64 && cols.is_some()).then_some(iy as u64)
+                };
+                let mut a = 0;
+                while a < block_rows(rows) {
+                    let sram = base + (a * t.wq) as u32;
+                    let iy = image_row(a);
+                    let mut run = 1;
+                    while run < merge
+                        && a + run < block_rows(rows)
+                        && iy.is_some()
+                        && image_row(a + run).is_some()
+                    {
+                        run += 1;
+                    }
+                    a += run;
+                    ops.push(Op::Load(match (iy, cols) {
+                        (Some(iy), Some((lo, hi))) => {
+                            let ix = (st * lo + rx - cv.pad[1]) as u64;
+                            Load {
                                 buf: LoadBuf::Inp,
                                 sram,
-                                rows: 0,
-                                cols: t.wq as u32,
-                                pad_top: 1,
+                                dram: (g.a_addr
+                                    + (iy * cv.w as u64 + ix) * g.a_pitch
+                                    + ((c0 + j) * r) as u64)
+                                    as u32,
+                                rows: (run * (hi - lo + 1)) as u32,
+                                cols: 1,
+                                stride: (st as u64 * g.a_pitch) as u32,
+                                pad_top: lo as u32,
+                                pad_bottom: (t.wq - 1 - hi) as u32,
                                 pad_value: cv.pad_value as i32,
                                 ..Default::default()
-                            },
-                        }));
-                    }
+                            }
+                        }
+                        _ => Load {
+                            buf: LoadBuf::Inp,
+                            sram,
+                            rows: 0,
+                            cols: t.wq as u32,
+                            pad_top: 1,
+                            pad_value: cv.pad_value as i32,
+                            ..Default::default()
+                        },
+                    }));
                 }
             }
-            ops
-        };
+        }
+        ops
+    };
     let (mut item, mut out_idx) = (0usize, 0usize);
     let mut next_inputs: Vec<Op> = Vec::new();
     let mut item_order = ItemOrder::default();
@@ -1568,8 +1575,28 @@ pub fn emit_conv_rows(
                 (false, true) => param_slot(out_idx),
                 (false, false) => param_slot(item),
             };
+            // The layer's first item loads its input phase by phase, each with its own token
+            // for that phase's chain, so the first chain starts before the other phases' input
+            // has arrived. With one channel tile a chain: a chain over several reads one span
+            // of lines (its footprint, for the race check) that covers the other phases'
+            // blocks between its tiles.
+            let split = item == 0
+                && load_inputs
+                && t.per_tile
+                && st > 1
+                && !t.row_chains
+                && np > 1
+                && cc == 1
+                && arch.controller.token_depth as usize >= np + 4;
             let mut loads = if load_inputs {
-                input_loads(oy0, rows, c0, cc, &in_block)
+                input_loads(oy0, rows, c0, cc, &in_block, split.then_some(0))
+            } else {
+                Vec::new()
+            };
+            let later_phases: Vec<Vec<Op>> = if split {
+                (1..np)
+                    .map(|p| input_loads(oy0, rows, c0, cc, &in_block, Some(p)))
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -1646,6 +1673,9 @@ pub fn emit_conv_rows(
             };
             tokens.take(code, target, item);
             push_item_loads_after(code, loads, &mut tokens);
+            for phase in later_phases {
+                push_loads(code, held.filter(phase), false);
+            }
             if t.chunks_outside && nt >= 1 {
                 // Prefetch of the next chunk's input into the other input half, spread over
                 // this chunk's items 1..n_tiles, after each item's own loads: that half was
@@ -1658,8 +1688,14 @@ pub fn emit_conv_rows(
                     if nt == 1 {
                         let nc0 = nchunk * t.cc;
                         let block_at = |j: usize| chunk_block(next, j);
-                        next_inputs =
-                            input_loads(noy0, nrows, nc0, t.cc.min(cv.ci_tiles - nc0), &block_at);
+                        next_inputs = input_loads(
+                            noy0,
+                            nrows,
+                            nc0,
+                            t.cc.min(cv.ci_tiles - nc0),
+                            &block_at,
+                            None,
+                        );
                     }
                     let share = next_inputs.len().div_ceil(t.n_tiles - 1);
                     code.extend(
@@ -1672,6 +1708,7 @@ pub fn emit_conv_rows(
             }
             item_order.release(code);
             let mut comp: Vec<Insn> = Vec::new();
+            let mut comp_phase_starts: Vec<usize> = Vec::new();
             // Weights are tap-major, (tap * cc + j) * r: at stride 1 the taps of a kernel row
             // and the channel tiles form one run (kx with input step 1, then j); otherwise
             // each tap's channel tiles do.
@@ -1762,6 +1799,11 @@ pub fn emit_conv_rows(
                     for rx in 0..t.phases[1] {
                         let (na, nb) = ((cv.kh - ry).div_ceil(ys), (cv.kw - rx).div_ceil(st));
                         let inp = in_block(0) + ((ry * t.phases[1] + rx) * t.block) as u32;
+                        // (`split`: each phase's chain takes its input's token.)
+                        if split && !comp.is_empty() {
+                            let at = comp.len();
+                            comp_phase_starts.push(at);
+                        }
                         run(
                             &mut comp,
                             pos,
@@ -1796,6 +1838,9 @@ pub fn emit_conv_rows(
                 }
             }
             comp[0].deps.pop_prev = true;
+            for &at in &comp_phase_starts {
+                comp[at].deps.pop_prev = true;
+            }
             if chunk == 0 && out == OutMode::Int32 && out_idx >= 2 {
                 // The store of output o-2 reads this accumulator slot.
                 comp[0].deps.pop_next = true;

@@ -682,3 +682,36 @@ fn wide_strided_layers_chain_each_output_row() {
         check(arch, s, 70 + i as u64);
     }
 }
+
+/// A strided layer's first item loads its input phase by phase, each phase's load handing
+/// compute a token of its own, so the first phase's chain starts while the others load
+/// (ResNet-18's Conv3_1a: one channel tile a chain, two column phases). Bit for bit.
+#[test]
+fn the_first_item_loads_phase_by_phase() {
+    use systole_arch::isa::{LoadBuf, Op};
+    let conv3_1a = square(64, 56, 3, 2, 0, 128);
+    let (q, _) = model(conv3_1a, 0);
+    let (prog, _) = to_program(&arch_named("scalesim32"), &q).unwrap();
+    let mm: Vec<_> = prog
+        .code
+        .iter()
+        .filter(|i| matches!(i.op, Op::MatMul(_)))
+        .take(2)
+        .collect();
+    assert!(mm.iter().all(|i| i.deps.pop_prev), "{mm:?}");
+    // The input load that hands compute the second token comes after the first token.
+    let pushes: Vec<_> = prog
+        .code
+        .iter()
+        .take_while(|i| !matches!(i.op, Op::MatMul(_)))
+        .filter(|i| i.deps.push_next)
+        .collect();
+    assert!(
+        pushes.len() >= 2 && matches!(pushes[1].op, Op::Load(l) if l.buf == LoadBuf::Inp),
+        "{pushes:?}"
+    );
+    check("scalesim32", conv3_1a, 80);
+    // Smaller arrays: one channel tile, stride 2 and 3.
+    check("ulx3s+banked", square(8, 15, 3, 2, 1, 16), 81);
+    check("ulx3s+banked", square(5, 13, 5, 3, 2, 9), 82);
+}
