@@ -1577,16 +1577,14 @@ pub fn emit_conv_rows(
             };
             // The layer's first item loads its input phase by phase, each with its own token
             // for that phase's chain, so the first chain starts before the other phases' input
-            // has arrived. With one channel tile a chain: a chain over several reads one span
-            // of lines (its footprint, for the race check) that covers the other phases'
-            // blocks between its tiles.
+            // has arrived (the race check takes a chain's input lines group by group, so
+            // the other phases' blocks between a chain's channel tiles stay free).
             let split = item == 0
                 && load_inputs
                 && t.per_tile
                 && st > 1
                 && !t.row_chains
                 && np > 1
-                && cc == 1
                 && arch.controller.token_depth as usize >= np + 4;
             let mut loads = if load_inputs {
                 input_loads(oy0, rows, c0, cc, &in_block, split.then_some(0))

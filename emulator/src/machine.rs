@@ -866,16 +866,22 @@ impl Machine {
                 if op.is_chain() {
                     self.check_chain(idx, op)?;
                     let tiles = op.tiles();
-                    // The input lines of every tile lie between tile 0's first and the last
-                    // tile's end (the steps are non-negative).
-                    let last = op.tile_inp(tiles - 1) + op.stream_span();
-                    fp.push(self.check_lines(
-                        idx,
-                        BufferKind::Input,
-                        op.inp as u64,
-                        last - op.inp as u64,
-                        "chain input",
-                    )?);
+                    // The input lines of a group's tiles lie between its first tile's first
+                    // line and its last tile's end (the steps are non-negative); a group's
+                    // span, not the whole chain's, so that the lines between groups (a
+                    // convolution's other phases) stay free for loads.
+                    let per_group = tiles / op.groups.max(1);
+                    for g in 0..op.groups.max(1) {
+                        let first = op.tile_inp(g * per_group);
+                        let last = op.tile_inp(g * per_group + per_group - 1) + op.stream_span();
+                        fp.push(self.check_lines(
+                            idx,
+                            BufferKind::Input,
+                            first,
+                            last - first,
+                            "chain input",
+                        )?);
+                    }
                     fp.push(self.check_lines(
                         idx,
                         BufferKind::Weight,

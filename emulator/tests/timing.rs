@@ -282,6 +282,30 @@ fn single_port_buffers_make_dma_wait_for_compute() {
     assert_eq!(s.load.port_stall_cycles, 0);
 }
 
+/// The race check takes a chained `matmul`'s input lines group by group: a load may write the
+/// lines between its groups while it runs (a convolution's other phase blocks), not a line of
+/// a group's span.
+#[test]
+fn a_chains_input_footprint_is_one_span_per_group() {
+    let mut banked = tiny();
+    banked.array.weight_banks = 2;
+    // Groups at lines 0..12 and 30..42 (m = 10, inner 3: each group spans 10 + 2 lines).
+    let chain = "matmul m=10 groups=2 outer=1 inner=3 group_step=30 wgt=0";
+    let between = format!("{chain}\nload sram=20 rows=1 cols=1 stride=4\nfinish");
+    let s = cycles_on(&banked, &between);
+    // The load runs beside the chain: the run is no longer than the chain alone (73).
+    assert_eq!(s.cycles, 73);
+    for sram in [11, 30] {
+        let text = format!("{chain}\nload sram={sram} rows=1 cols=1 stride=4\nfinish");
+        let e = run(&prog(&banked, &text), &banked, &[], &RunOptions::default()).unwrap_err();
+        assert_eq!(
+            (e.kind.clone(), e.insn),
+            (ErrorKind::Race, Some(1)),
+            "{sram}: {e}"
+        );
+    }
+}
+
 fn error(text: &str) -> systole_emulator::EmuError {
     let arch = tiny();
     run(&prog(&arch, text), &arch, &[], &RunOptions::default()).unwrap_err()
