@@ -2150,9 +2150,9 @@ impl ItemOrder {
 /// Weight tiles and parameter lines the buffers already hold, as the loads that brought them.
 /// Only loads write the weight buffer, and the parameter lines are only read, so a load that
 /// would bring the same block to the same lines again can be left out: a layer whose weights
-/// all fit alternates the same n-tiles through the two weight halves item after item (ResNet-18's
-/// first layer on scalesim32: two n-tiles, 109 items). Accumulator lines a matmul writes are
-/// forgotten (`written`).
+/// all fit alternates the same n-tiles through the two weight halves item after item
+/// (ResNet-18's first layer on scalesim32: its two n-tiles' weights load once for all 55
+/// m-tiles). Accumulator lines a matmul writes are forgotten (`written`).
 #[derive(Default)]
 struct Held(Vec<Load>);
 
