@@ -2354,6 +2354,22 @@ impl PadPass {
     }
 }
 
+impl PadPass {
+    /// Padded image rows one item of the pass moves (0: a row does not fit the buffers or the
+    /// load's fields, and the pass cannot run).
+    pub fn rows_per_item(&self, arch: &ArchConfig) -> usize {
+        let c = arch.array.cols as usize;
+        let (left, cols) = (self.left / c, self.row_in.div_ceil(c));
+        let out_half = arch.lines(BufferKind::Output) as usize / 2;
+        let slot_lines = (arch.lines(BufferKind::Accumulator) as usize).saturating_sub(2) / 2;
+        let lim = limits();
+        if !self.left.is_multiple_of(c) || left > lim.pad || cols > lim.load_dim {
+            return 0;
+        }
+        (slot_lines.min(out_half) / (left + cols)).min(lim.load_dim)
+    }
+}
+
 pub fn emit_pad_pass(
     arch: &ArchConfig,
     p: &PadPass,
@@ -2365,9 +2381,8 @@ pub fn emit_pad_pass(
     let per_row = left + cols;
     let out_half = arch.lines(BufferKind::Output) as usize / 2;
     let slot_lines = (arch.lines(BufferKind::Accumulator) as usize).saturating_sub(2) / 2;
-    let lim = limits();
-    let rows = (slot_lines.min(out_half) / per_row).min(lim.load_dim);
-    if !p.left.is_multiple_of(c) || left > lim.pad || cols > lim.load_dim || rows == 0 {
+    let rows = p.rows_per_item(arch);
+    if rows == 0 {
         return Err(GemmError::DoesNotFit {
             m: p.h,
             k: p.row_in,

@@ -2767,7 +2767,7 @@ pub fn to_program(
                         };
                         let traffic =
                             2 * pass.out_bytes(arch) as usize / arch.dram.bytes_per_cycle as usize;
-                        if saved > 2 * traffic {
+                        if saved > 2 * traffic && pass.rows_per_item(arch) > 0 {
                             let params = crate::gemm::pool_params(arch);
                             let param_addr = next;
                             next = align(param_addr + params.len() as u64, 64);
