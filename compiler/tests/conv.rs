@@ -177,6 +177,49 @@ proptest! {
     }
 }
 
+/// First layers and wide strided layers, the shapes that pack kernel columns into lines
+/// (with the padding pass where there is side padding), chain each output row, hold their
+/// weights and relax the load tokens: few channels, wide images.
+fn wide_shape() -> impl Strategy<Value = Shape> {
+    (
+        1usize..7,
+        5usize..24,
+        16usize..100,
+        (1usize..8, 1usize..8),
+        1usize..4,
+        1usize..3,
+        (0usize..4, 0usize..4, 0usize..4, 0usize..4),
+        1usize..40,
+    )
+        .prop_filter_map("kernel larger than the padded image", |t| {
+            let (cin, h, w, (kh, kw), stride, dilation, (pt, pl, pb, pr), n) = t;
+            let s = Shape {
+                cin,
+                h,
+                w,
+                k: [kh, kw],
+                stride,
+                dilation,
+                pads: [pt, pl, pb, pr],
+                n,
+            };
+            let span = |k: usize| (k - 1) * dilation + 1;
+            (h + pt + pb >= span(kh) && w + pl + pr >= span(kw)).then_some(s)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn random_first_layers_match_the_reference(
+        s in wide_shape(),
+        seed in any::<u64>(),
+        arch in 0usize..4,
+    ) {
+        check(["ulx3s", "ulx3s+banked", "edge+banked", "scalesim32"][arch], s, seed);
+    }
+}
+
 #[test]
 fn resnet_like_convolutions_match_the_reference() {
     let s = square;
