@@ -6,6 +6,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 use std::process::Output;
 
 /// Runs `systole check` and asserts every case passes; returns its table.
@@ -31,7 +32,7 @@ fn assert_check_passes(cases: &[String], arch: &str) -> String {
 }
 
 /// An arch file in `dir`: the ulx3s preset with each `(from, to)` line replaced.
-fn ulx3s_variant(dir: &std::path::Path, name: &str, edits: &[(&str, &str)]) -> String {
+fn ulx3s_variant(dir: &Path, name: &str, edits: &[(&str, &str)]) -> String {
     let base = text(&systole(&["arch", "show", "ulx3s"]));
     let mut toml: String = base
         .lines()
@@ -449,20 +450,30 @@ fn compiling_for_an_arch_without_integer_lanes_says_why() {
     assert!(!out.exists(), "a partial image was left behind");
 }
 
-#[test]
-fn compile_report_lists_layers_host_work_and_exact_cycles() {
+/// Runs `systole compile MODEL --report` on `arch`, asserting it succeeds; returns the
+/// report and the written image.
+fn compile_report(model: &Path, arch: &str) -> (String, systole_arch::Program) {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("tfc.sysb");
-    let model = fixtures().join("cases/TFC_2W2A_qcdq/model.onnx");
+    let out = dir.path().join("model.sysb");
     let o = systole(&[
         "compile",
         model.to_str().unwrap(),
+        "--arch",
+        arch,
         "--report",
         "-o",
         out.to_str().unwrap(),
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
+    let p = systole_arch::Program::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
+    (t, p)
+}
+
+#[test]
+fn compile_report_lists_layers_host_work_and_exact_cycles() {
+    let model = fixtures().join("cases/TFC_2W2A_qcdq/model.onnx");
+    let (t, p) = compile_report(&model, "ulx3s");
     // Four layers 784-64-64-64-10, the host's input pre-processing and output tail, and the
     // total of one emulated run (timing does not depend on the data).
     for want in [
@@ -482,7 +493,6 @@ fn compile_report_lists_layers_host_work_and_exact_cycles() {
         assert!(line.ends_with("dense"), "{line}");
     }
     // The image runs standalone on its own quantized input and says what it leaves to the host.
-    let p = systole_arch::Program::from_bytes(&std::fs::read(&out).unwrap()).unwrap();
     assert!(p.meta.contains_key("host.input") && p.meta.contains_key("host.output"));
 }
 
@@ -490,19 +500,7 @@ fn compile_report_lists_layers_host_work_and_exact_cycles() {
 /// channel, 3x3, padding 1) gets the padding pass and packs its kernel columns into lines.
 #[test]
 fn compile_report_names_each_layers_schedule() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cnn.sysb");
-    let o = systole(&[
-        "compile",
-        "models/demo/cnn_qdq.onnx",
-        "--arch",
-        "edge",
-        "--report",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let (t, _) = compile_report(&repo("models/demo/cnn_qdq.onnx"), "edge");
     assert!(t.lines().next().unwrap().ends_with("schedule"), "{t}");
     let conv1 = t.lines().find(|l| l.starts_with("conv1 ")).unwrap();
     assert!(

@@ -17,6 +17,7 @@
 //! weight tiles (n-tile major, then k-tile, each `rows` lines of `cols` bytes), per n-tile three
 //! int32 lines (bias, multiplier, shift), Y row-major with rows padded to `n_pad` bytes.
 
+use crate::qir::ConvGeom;
 use systole_arch::config::Precision;
 use systole_arch::image::{DType, Program, Quant, Role, Segment, TensorDesc};
 use systole_arch::isa::*;
@@ -2343,6 +2344,38 @@ pub struct PadPass {
 }
 
 impl PadPass {
+    /// The pass for convolution `cv` reading an image at `in_addr` (`pitch` bytes a pixel)
+    /// with `n` output channels, and the convolution on the padded image, where only left or
+    /// right padding keeps it from packing kernel columns into lines
+    /// (`ConvGeom::pad_for_packing`), the pass fits the buffers and the array lines it saves
+    /// outweigh twice its DRAM traffic. `out_addr` and `param_addr` are the caller's to place.
+    pub fn plan(
+        arch: &ArchConfig,
+        cv: &ConvGeom,
+        n: usize,
+        in_addr: u64,
+        pitch: usize,
+    ) -> Option<(PadPass, ConvGeom)> {
+        let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
+        if cv.is_pointwise() || !(arch.ppu.fp32_requant || arch.ppu.integer_lanes) {
+            return None;
+        }
+        let (left, padded) = cv.pad_for_packing(r, pitch, c, limits().pad)?;
+        let taps = padded.taps_per_line(r, pitch);
+        let saved = (cv.kw - cv.kw.div_ceil(taps)) * cv.kh * cv.oh * cv.ow * n.div_ceil(c);
+        let pass = PadPass {
+            h: cv.h,
+            row_in: cv.w * pitch,
+            in_addr,
+            left,
+            out_addr: 0,
+            pad_value: cv.pad_value,
+            param_addr: 0,
+        };
+        let traffic = 2 * pass.out_bytes(arch) as usize / arch.dram.bytes_per_cycle as usize;
+        (saved > 2 * traffic && pass.layout(arch).is_some()).then_some((pass, padded))
+    }
+
     pub fn row_out(&self) -> usize {
         self.left + self.row_in
     }
@@ -2352,21 +2385,20 @@ impl PadPass {
     pub fn out_bytes(&self, arch: &ArchConfig) -> u64 {
         ((self.h + 1) * self.row_out() + arch.array.cols as usize) as u64
     }
-}
 
-impl PadPass {
-    /// Padded image rows one item of the pass moves (0: a row does not fit the buffers or the
-    /// load's fields, and the pass cannot run).
-    pub fn rows_per_item(&self, arch: &ArchConfig) -> usize {
+    /// (padding lines in front of a row, data lines of a row, accumulator slot lines, padded
+    /// rows an item moves), or None where a row does not fit the buffers or the load's fields.
+    fn layout(&self, arch: &ArchConfig) -> Option<(usize, usize, usize, usize)> {
         let c = arch.array.cols as usize;
         let (left, cols) = (self.left / c, self.row_in.div_ceil(c));
         let out_half = arch.lines(BufferKind::Output) as usize / 2;
         let slot_lines = (arch.lines(BufferKind::Accumulator) as usize).saturating_sub(2) / 2;
         let lim = limits();
         if !self.left.is_multiple_of(c) || left > lim.pad || cols > lim.load_dim {
-            return 0;
+            return None;
         }
-        (slot_lines.min(out_half) / (left + cols)).min(lim.load_dim)
+        let rows = (slot_lines.min(out_half) / (left + cols)).min(lim.load_dim);
+        (rows > 0).then_some((left, cols, slot_lines, rows))
     }
 }
 
@@ -2375,21 +2407,16 @@ pub fn emit_pad_pass(
     p: &PadPass,
     code: &mut Vec<Insn>,
 ) -> Result<(), GemmError> {
-    let c = arch.array.cols as usize;
-    let left = p.left / c;
-    let cols = p.row_in.div_ceil(c);
-    let per_row = left + cols;
-    let out_half = arch.lines(BufferKind::Output) as usize / 2;
-    let slot_lines = (arch.lines(BufferKind::Accumulator) as usize).saturating_sub(2) / 2;
-    let rows = p.rows_per_item(arch);
-    if rows == 0 {
+    let Some((left, cols, slot_lines, rows)) = p.layout(arch) else {
         return Err(GemmError::DoesNotFit {
             m: p.h,
             k: p.row_in,
             n: 1,
             msg: "a padded image row does not fit the buffers".into(),
         });
-    }
+    };
+    let per_row = left + cols;
+    let out_half = arch.lines(BufferKind::Output) as usize / 2;
     let slot = |i: usize| (2 + (i % 2) * slot_lines) as u32;
     let mut item_order = ItemOrder::default();
     let mut item = 0;
@@ -2399,15 +2426,7 @@ pub fn emit_pad_pass(
         let data = y1.min(p.h) - y0.min(p.h);
         let mut loads = Vec::new();
         if item == 0 {
-            loads.push(Load {
-                buf: LoadBuf::Acc,
-                sram: 0,
-                dram: p.param_addr as u32,
-                rows: 1,
-                cols: 2,
-                stride: (8 * c) as u32,
-                ..Default::default()
-            });
+            loads.push(identity_params_load(arch, p.param_addr));
         }
         loads.push(Load {
             buf: LoadBuf::Acc8,
@@ -2484,6 +2503,20 @@ pub struct PoolPass {
     pub param_addr: u64,
 }
 
+/// The load of `pool_params` (at `addr`) into accumulator lines 0 and 1, where the pooling and
+/// padding passes' `requant param=0` reads them.
+fn identity_params_load(arch: &ArchConfig, addr: u64) -> Load {
+    Load {
+        buf: LoadBuf::Acc,
+        sram: 0,
+        dram: addr as u32,
+        rows: 1,
+        cols: 2,
+        stride: 8 * arch.array.cols,
+        ..Default::default()
+    }
+}
+
 /// The parameter lines `PoolPass::param_addr` points at: an identity requantization, binary32
 /// (1.0, then zeros) or, without the binary32 lanes (`ppu.fp32_requant = false`), integer
 /// (multiplier 2^30, shift 30).
@@ -2530,15 +2563,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
         for ct in 0..ct_n {
             let mut loads = Vec::new();
             if item == 0 {
-                loads.push(Load {
-                    buf: LoadBuf::Acc,
-                    sram: 0,
-                    dram: p.param_addr as u32,
-                    rows: 1,
-                    cols: 2,
-                    stride: (8 * c) as u32,
-                    ..Default::default()
-                });
+                loads.push(identity_params_load(arch, p.param_addr));
             }
             for ky in 0..p.kernel[0] {
                 for kx in 0..p.kernel[1] {
@@ -2872,6 +2897,30 @@ pub fn gemm_reference(layer: &GemmLayer, a: &[i8]) -> Vec<i8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A padded image row wider than the buffers (or a padding that is no whole number of
+    /// lines) is refused by name, and `PadPass::plan` never proposes such a pass.
+    #[test]
+    fn padding_passes_that_do_not_fit_are_refused() {
+        let arch = ArchConfig::resolve("ulx3s").unwrap();
+        let pass = |row_in, left| PadPass {
+            h: 4,
+            row_in,
+            in_addr: 0,
+            left,
+            out_addr: 4096,
+            pad_value: 0,
+            param_addr: 8192,
+        };
+        let mut code = Vec::new();
+        assert!(emit_pad_pass(&arch, &pass(3 * 28, 24), &mut code).is_ok());
+        assert!(!code.is_empty());
+        for bad in [pass(8 * 1024 * 3, 24), pass(3 * 28, 12)] {
+            let e = emit_pad_pass(&arch, &bad, &mut Vec::new()).unwrap_err();
+            assert!(e.to_string().contains("padded image row"), "{e}");
+            assert!(bad.layout(&arch).is_none());
+        }
+    }
 
     /// Every (weight line, input line) a run's instructions stream, tile by tile.
     fn tiles_of(arch: &ArchConfig, code: &[Insn]) -> Vec<(u32, u64)> {

@@ -2639,15 +2639,8 @@ pub fn to_program(
         if binary[i] && i == 0 {
             // The program's bipolar bytes become bits on chip first.
             let out_pitch = align(packed_row_bytes(arch, l.k) as u64, pitch_unit);
-            let out_addr = next;
-            next = align(out_addr + m as u64 * out_pitch + r, 64);
-            let param_addr = next;
-            let line = pack_threshold_line(arch);
-            next = align(param_addr + line.len() as u64, 64);
-            data.push(Segment {
-                dram_addr: param_addr,
-                bytes: line,
-            });
+            let out_addr = reserve(&mut next, m as u64 * out_pitch + r);
+            let param_addr = place(&mut data, &mut next, pack_threshold_line(arch));
             let pass = PackPass {
                 m,
                 k: l.k,
@@ -2739,63 +2732,22 @@ pub fn to_program(
         // kernel columns into lines, a padding pass copies its image into rows with padding
         // bytes around them first (`PadPass`), and the layer reads that image (`a_in`,
         // `conv_in`): taken when the array lines saved outweigh twice the pass's DRAM traffic.
-        let (a_in, conv_in) = match &l.conv {
-            Some(cv)
-                if !binary[i]
-                    && !cv.is_pointwise()
-                    && (arch.ppu.fp32_requant || arch.ppu.integer_lanes) =>
-            {
-                let cu = arch.array.cols as usize;
-                let max_lines =
-                    systole_arch::isa::field_max("load", "pad_left").unwrap_or(0) as usize;
-                match cv.pad_for_packing(ru, a.1 as usize, cu, max_lines) {
-                    Some((left, padded)) => {
-                        let taps = padded.taps_per_line(ru, a.1 as usize);
-                        let saved = (cv.kw - cv.kw.div_ceil(taps))
-                            * cv.kh
-                            * cv.oh
-                            * cv.ow
-                            * l.n.div_ceil(cu);
-                        let pass = PadPass {
-                            h: cv.h,
-                            row_in: cv.w * a.1 as usize,
-                            in_addr: a.0,
-                            left,
-                            out_addr: 0,
-                            pad_value: cv.pad_value,
-                            param_addr: 0,
-                        };
-                        let traffic =
-                            2 * pass.out_bytes(arch) as usize / arch.dram.bytes_per_cycle as usize;
-                        if saved > 2 * traffic && pass.rows_per_item(arch) > 0 {
-                            let params = crate::gemm::pool_params(arch);
-                            let param_addr = next;
-                            next = align(param_addr + params.len() as u64, 64);
-                            data.push(Segment {
-                                dram_addr: param_addr,
-                                bytes: params,
-                            });
-                            let out_addr = next;
-                            next = align(out_addr + pass.out_bytes(arch), 64);
-                            let pass = PadPass {
-                                out_addr,
-                                param_addr,
-                                ..pass
-                            };
-                            emit_pad_pass(arch, &pass, &mut code).map_err(|e| {
-                                err(format!("layer '{}' padding pass: {e}", l.name))
-                            })?;
-                            // Pixel 0 of the padded image: `pads[1]` pixels before the first.
-                            let at = out_addr + (left - cv.pads[1] * a.1 as usize) as u64;
-                            ((at, a.1), Some(padded))
-                        } else {
-                            (a, l.conv)
-                        }
-                    }
-                    None => (a, l.conv),
-                }
+        let (a_in, conv_in) = match l.conv.filter(|_| !binary[i]).and_then(|cv| {
+            PadPass::plan(arch, &cv, l.n, a.0, a.1 as usize).map(|(p, g)| (p, g, cv.pads[1]))
+        }) {
+            Some((pass, padded, pad_left)) => {
+                let pass = PadPass {
+                    param_addr: place(&mut data, &mut next, crate::gemm::pool_params(arch)),
+                    out_addr: reserve(&mut next, pass.out_bytes(arch)),
+                    ..pass
+                };
+                emit_pad_pass(arch, &pass, &mut code)
+                    .map_err(|e| err(format!("layer '{}' padding pass: {e}", l.name)))?;
+                // Pixel 0 of the padded image: `pads[1]` pixels before the first.
+                let at = pass.out_addr + (pass.left - pad_left * a.1 as usize) as u64;
+                ((at, a.1), Some(padded))
             }
-            _ => (a, l.conv),
+            None => (a, l.conv),
         };
         // A first layer with few channels carries several kernel columns per input line
         // (`ConvGeom::taps_per_line`); the array then runs `conv_hw`, whose channels are whole
@@ -2930,19 +2882,10 @@ pub fn to_program(
         next = align(b_addr + bt.len() as u64, 64);
         let p_addr = next;
         next = align(p_addr + params.len() as u64, 64);
-        let row_mul_addr = match &l.row_mul {
-            Some(v) => {
-                let bytes = crate::gemm::pack_row_mul(arch, v);
-                let at = next;
-                next = align(at + bytes.len() as u64, 64);
-                data.push(Segment {
-                    dram_addr: at,
-                    bytes,
-                });
-                Some(at)
-            }
-            None => None,
-        };
+        let row_mul_addr = l
+            .row_mul
+            .as_ref()
+            .map(|v| place(&mut data, &mut next, crate::gemm::pack_row_mul(arch, v)));
         let lane = if out == OutMode::Int32 { 4 } else { 1 };
         let y_pitch = if pack_out {
             align(
@@ -3030,17 +2973,9 @@ pub fn to_program(
         if arch.array.weight_banks == 2 && !binary[i] {
             schedule.push("chained".to_string());
         }
-        if l.pool.is_some() && l.conv.is_some() {
-            schedule.push("max pooling pass".to_string());
-        }
         if let (Some(pa), Some(p), Some(cv)) = (pooled_to, &l.pool, &l.conv) {
-            let params = crate::gemm::pool_params(arch);
-            let param_addr = next;
-            next = align(param_addr + params.len() as u64, 64);
-            data.push(Segment {
-                dram_addr: param_addr,
-                bytes: params,
-            });
+            schedule.push("max pooling pass".to_string());
+            let param_addr = place(&mut data, &mut next, crate::gemm::pool_params(arch));
             let pass = crate::gemm::PoolPass {
                 h: cv.oh,
                 w: cv.ow,
@@ -3200,6 +3135,23 @@ pub fn to_program(
         format!("systole {}", env!("CARGO_PKG_VERSION")),
     );
     Ok((p, report))
+}
+
+/// Reserves `bytes` of DRAM at `next` (64-byte aligned after them); returns where.
+fn reserve(next: &mut u64, bytes: u64) -> u64 {
+    let at = *next;
+    *next = align(at + bytes, 64);
+    at
+}
+
+/// Places a data segment at `next` (`reserve`); returns its address.
+fn place(data: &mut Vec<Segment>, next: &mut u64, bytes: Vec<u8>) -> u64 {
+    let at = reserve(next, bytes.len() as u64);
+    data.push(Segment {
+        dram_addr: at,
+        bytes,
+    });
+    at
 }
 
 /// The whole way from a graph to a program.

@@ -5,6 +5,7 @@
 //! every side and a non-zero input zero point.
 
 use proptest::prelude::*;
+use std::ops::Range;
 use systole_arch::ArchConfig;
 use systole_compiler::lower::to_program;
 use systole_compiler::qir::{ConvGeom, QData, QDense, QIo, QModel, QOut};
@@ -141,16 +142,28 @@ fn check(arch: &str, s: Shape, seed: u64) {
     );
 }
 
-fn shape() -> impl Strategy<Value = Shape> {
+/// Random shapes: channels, height, width, kernel sides, stride, dilation, padding per side
+/// and output channels drawn from these ranges, kernels no larger than the padded image.
+#[allow(clippy::too_many_arguments)]
+fn shapes(
+    cin: Range<usize>,
+    h: Range<usize>,
+    w: Range<usize>,
+    k: Range<usize>,
+    stride: Range<usize>,
+    dilation: Range<usize>,
+    pad: Range<usize>,
+    n: Range<usize>,
+) -> impl Strategy<Value = Shape> {
     (
-        1usize..40,
-        1usize..12,
-        1usize..14,
-        (1usize..4, 1usize..4),
-        1usize..3,
-        1usize..3,
-        (0usize..3, 0usize..3, 0usize..3, 0usize..3),
-        1usize..20,
+        cin,
+        h,
+        w,
+        (k.clone(), k),
+        stride,
+        dilation,
+        (pad.clone(), pad.clone(), pad.clone(), pad),
+        n,
     )
         .prop_filter_map("kernel larger than the padded image", |t| {
             let (cin, h, w, (kh, kw), stride, dilation, (pt, pl, pb, pr), n) = t;
@@ -167,6 +180,10 @@ fn shape() -> impl Strategy<Value = Shape> {
             let span = |k: usize| (k - 1) * dilation + 1;
             (h + pt + pb >= span(kh) && w + pl + pr >= span(kw)).then_some(s)
         })
+}
+
+fn shape() -> impl Strategy<Value = Shape> {
+    shapes(1..40, 1..12, 1..14, 1..4, 1..3, 1..3, 0..3, 1..20)
 }
 
 proptest! {
@@ -181,31 +198,7 @@ proptest! {
 /// (with the padding pass where there is side padding), chain each output row, hold their
 /// weights and relax the load tokens: few channels, wide images.
 fn wide_shape() -> impl Strategy<Value = Shape> {
-    (
-        1usize..7,
-        5usize..24,
-        16usize..100,
-        (1usize..8, 1usize..8),
-        1usize..4,
-        1usize..3,
-        (0usize..4, 0usize..4, 0usize..4, 0usize..4),
-        1usize..40,
-    )
-        .prop_filter_map("kernel larger than the padded image", |t| {
-            let (cin, h, w, (kh, kw), stride, dilation, (pt, pl, pb, pr), n) = t;
-            let s = Shape {
-                cin,
-                h,
-                w,
-                k: [kh, kw],
-                stride,
-                dilation,
-                pads: [pt, pl, pb, pr],
-                n,
-            };
-            let span = |k: usize| (k - 1) * dilation + 1;
-            (h + pt + pb >= span(kh) && w + pl + pr >= span(kw)).then_some(s)
-        })
+    shapes(1..7, 5..24, 16..100, 1..8, 1..4, 1..3, 0..4, 1..40)
 }
 
 proptest! {
