@@ -13,6 +13,9 @@
 //!   producer of every token it pops (the n-th pop of a token queue takes the n-th push);
 //! * retire: a push into a queue holding `token_depth` tokens waits for the pop that makes
 //!   room (the unit starts nothing meanwhile);
+//! * overlapped chains (`array.chain_overlap`): a chain behind a chain it may overlap
+//!   (`MatMul::may_follow_overlapped`) may start from the earlier one's offset `T p` up to
+//!   the cycle before its last, once nothing else drains;
 //! * finish: the first cycle after fetch with every unit idle.
 //!
 //! Reading the compiler's instruction stream (rather than re-deriving `gemm::emit_dense`'s
@@ -260,6 +263,10 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
     let mut fetch: Option<u64> = None;
     let mut counts = Counts::default();
     let mut snapshots = Vec::with_capacity(snapshot_at.len());
+    // The compute unit's last instruction (start, end, duration, the op) and the end of the
+    // last one an overlapped chain started behind.
+    let mut last_compute: Option<(u64, u64, u64, Op)> = None;
+    let mut drain_end = 0u64;
     for (idx, insn) in program.code.iter().enumerate() {
         let f = fetch.map_or(0, |x| x + 1);
         let u = match &insn.op {
@@ -289,7 +296,7 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
         };
         let tu = token_use(insn.unit(), insn.deps)
             .map_err(|m| anyhow::anyhow!("instruction {idx}: {m}"))?;
-        let mut s = (f + 1).max(free[u]);
+        let mut s = f + 1;
         for &tq in &tu.pops {
             let k = tq as usize;
             let Some(&at) = pushes[k].get(pops[k].len()) else {
@@ -301,6 +308,27 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             };
             s = s.max(at + 1);
         }
+        let overlap = match (&insn.op, &last_compute) {
+            (Op::MatMul(b), Some((sa, ea, da, Op::MatMul(a))))
+                if u == 1
+                    && arch.array.chain_overlap
+                    && a.may_follow_overlapped(b)
+                    && *ea == sa + da - 1 =>
+            {
+                let at = s
+                    .max(sa + a.overlap_offset(arch.array.rows))
+                    .max(drain_end + 1);
+                (at < *ea).then_some((at, *ea))
+            }
+            _ => None,
+        };
+        s = match overlap {
+            Some((at, ea)) => {
+                drain_end = ea;
+                at
+            }
+            None => s.max(free[u]),
+        };
         for &tq in &tu.pops {
             pops[tq as usize].push(s);
         }
@@ -335,6 +363,14 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             pushes[tq as usize].push(e);
         }
         counts.add(&insn.op, arch, d);
+        if let Some((at, ea)) = overlap {
+            // The unit is busy once in the cycles the two share.
+            counts.unit[1].busy_cycles -= ea + 1 - at;
+            counts.unit[1].overlapped += 1;
+        }
+        if u == 1 {
+            last_compute = Some((s, e, d, insn.op));
+        }
         free[u] = e + 1;
         starts[u].push(s);
         fetch = Some(f);

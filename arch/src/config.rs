@@ -63,6 +63,13 @@ pub struct ArrayConfig {
     /// fields, and the compiler computes the junk columns and adds biases with `alu`.
     #[serde(default = "default_true_array")]
     pub input_walker: bool,
+    /// Let a chained `matmul` start while the chain before it drains (needs
+    /// `weight_banks = 2`): the next chain's first tile loads and streams where the previous
+    /// chain would have run one more tile, so back-to-back chains pay the fill and drain
+    /// once. It costs a second set of result-side registers in the compute sequencer and a
+    /// second retirement slot in the controller (docs/timing.md, "Overlapped chains").
+    #[serde(default)]
+    pub chain_overlap: bool,
 }
 
 fn default_true_array() -> bool {
@@ -420,6 +427,15 @@ impl ArchConfig {
                 ),
             );
         }
+        if a.chain_overlap && a.weight_banks != 2 {
+            return err(
+                "array.chain_overlap",
+                format!(
+                    "needs weight_banks = 2 (chains), got weight_banks = {}",
+                    a.weight_banks
+                ),
+            );
+        }
         if ![1, 2, 4, 8].contains(&a.xnor_bits) {
             return err(
                 "array.xnor_bits",
@@ -595,6 +611,9 @@ impl ArchConfig {
         if self.array.weight_banks != 1 {
             h.write(b"weight-banks");
             h.write_u32(self.array.weight_banks);
+        }
+        if self.array.chain_overlap {
+            h.write(b"chain-overlap");
         }
         h.finish()
     }

@@ -635,6 +635,36 @@ impl MatMul {
         self.wgt as u64 + t as u64 * rows as u64
     }
 
+    /// A chain that streams something: the only kind one chain may overlap
+    /// (`array.chain_overlap`).
+    pub fn streams_chain(&self) -> bool {
+        self.outer > 0 && self.inner > 0 && self.m > 0
+    }
+
+    /// Accumulator lines the chain reads or writes: its `m` lines, and the bias row before
+    /// them when it adds one.
+    pub fn acc_lines(&self) -> std::ops::Range<u64> {
+        (self.acc as u64).saturating_sub(self.adds_bias() as u64)..self.acc as u64 + self.m as u64
+    }
+
+    /// Whether chain `next` may start while chain `self` drains (`array.chain_overlap`,
+    /// docs/timing.md "Overlapped chains"): both stream, in the same mode, and `next`'s
+    /// accumulator lines are `self`'s own (same first line: `next` reads each line at least a
+    /// cycle after `self` wrote it) or lie apart from them (nothing to order).
+    pub fn may_follow_overlapped(&self, next: &MatMul) -> bool {
+        let (a, b) = (self.acc_lines(), next.acc_lines());
+        self.streams_chain()
+            && next.streams_chain()
+            && self.binary == next.binary
+            && (self.acc == next.acc || a.end <= b.start || b.end <= a.start)
+    }
+
+    /// Offset from a chain's first cycle at which the next chain may start overlapped: where
+    /// this chain would start loading one more tile, `tiles x period`.
+    pub fn overlap_offset(&self, rows: u32) -> u64 {
+        self.tiles() as u64 * self.chain_period(rows)
+    }
+
     /// Cycles from one chain tile's first input line to the next tile's: the longer of the
     /// tile's stream and the next tile's weight load, and at least 2 so that a tile's
     /// accumulator read comes after the previous tile's write of the same line.

@@ -88,6 +88,13 @@ enum Slot {
     },
 }
 
+/// The drain slot at the start of a cycle (`Machine::drain`).
+#[derive(Clone, Copy)]
+struct Drain0 {
+    idle: bool,
+    retiring: bool,
+}
+
 /// The accelerator model.
 pub struct Machine {
     pub arch: ArchConfig,
@@ -99,6 +106,10 @@ pub struct Machine {
     pub ppu: Ppu,
     pub ctrl: Controller,
     slots: [Slot; 3],
+    /// The compute instruction that still drains while the chain after it runs in
+    /// `slots[1]` (`array.chain_overlap`): Busy until its last cycle, then Retiring while its
+    /// tokens find no room.
+    drain: Slot,
     /// Footprint and last cycle of each unit's most recently completed instruction.
     recent: [Option<(u64, usize, Vec<Access>)>; 3],
     unit_stats: [UnitStats; 3],
@@ -190,6 +201,7 @@ impl Machine {
             ppu: Ppu::default(),
             ctrl: Controller::new(arch.controller.queue_depth, arch.controller.token_depth),
             slots: [Slot::Idle, Slot::Idle, Slot::Idle],
+            drain: Slot::Idle,
             recent: [None, None, None],
             unit_stats: Default::default(),
             finish_cycle: None,
@@ -276,12 +288,19 @@ impl Machine {
         let t = self.cycle;
         let tok0 = self.ctrl.tokens;
         let qlen0 = [0, 1, 2].map(|q| self.ctrl.queues[q].len());
-        let idle0 = [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle));
+        let drain0 = Drain0 {
+            idle: matches!(self.drain, Slot::Idle),
+            retiring: matches!(self.drain, Slot::Retiring { .. }),
+        };
+        let idle0 =
+            [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle) && (u != 1 || drain0.idle));
         let mut delta = [0i32; 4];
         let mut progress = false;
-        // Compute first: it has priority on buffer ports.
+        // Compute first: it has priority on buffer ports. A draining chain goes before the
+        // one that overlaps it (their ports never meet: docs/timing.md).
+        progress |= self.step_drain(t, &tok0, &mut delta)?;
         for u in [1, 0, 2] {
-            progress |= self.step_unit(u, t, &tok0, &mut delta)?;
+            progress |= self.step_unit(u, t, &tok0, &mut delta, drain0)?;
         }
         progress |= self.step_controller(t, &qlen0, &idle0)?;
         for (q, d) in delta.iter().enumerate() {
@@ -329,6 +348,22 @@ impl Machine {
             Tokens,
             Push,
             Busy,
+        }
+        // A drain, and the cycles in which a chain may start overlapped, are stepped.
+        if !matches!(self.drain, Slot::Idle) {
+            return false;
+        }
+        if let (true, Slot::Busy(a)) = (self.arch.array.chain_overlap, &self.slots[1]) {
+            if let (Op::MatMul(mm), false) = (&self.code[a.idx].op, self.ctrl.queues[1].is_empty())
+            {
+                if mm.streams_chain() {
+                    let ov = a.start + mm.overlap_offset(self.arch.array.rows);
+                    if t >= ov {
+                        return false;
+                    }
+                    h = h.min(ov);
+                }
+            }
         }
         let mut wait = [Wait::Idle; 3];
         let mut ports = [0u8; 3];
@@ -420,6 +455,61 @@ impl Machine {
         true
     }
 
+    /// Steps the draining compute instruction, if any; returns whether anything changed.
+    /// Its cycles count as the running instruction's busy cycles, not twice.
+    fn step_drain(
+        &mut self,
+        t: u64,
+        tok0: &[u32; 4],
+        delta: &mut [i32; 4],
+    ) -> Result<bool, EmuError> {
+        match std::mem::replace(&mut self.drain, Slot::Idle) {
+            Slot::Idle => Ok(false),
+            Slot::Retiring { idx, pushes } => {
+                if pushes
+                    .iter()
+                    .all(|&q| tok0[q as usize] < self.ctrl.token_depth)
+                {
+                    for &q in &pushes {
+                        delta[q as usize] += 1;
+                    }
+                    Ok(true)
+                } else {
+                    self.drain = Slot::Retiring { idx, pushes };
+                    Ok(false)
+                }
+            }
+            Slot::Busy(a) => {
+                self.drain = self.exec_cycle(1, a, t, tok0, delta, false)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// The chain at the compute queue's head, if it may start in cycle `t` while `a` drains
+    /// (`array.chain_overlap`; docs/timing.md "Overlapped chains"): `a` is a chain past its
+    /// overlap offset and before its last cycle, nothing else drains, the head was visible
+    /// and its tokens were there at the start of `t`, and `MatMul::may_follow_overlapped`.
+    fn overlap_head(&self, a: &Active, t: u64, tok0: &[u32; 4], drain0: Drain0) -> Option<usize> {
+        if !self.arch.array.chain_overlap || !drain0.idle {
+            return None;
+        }
+        let (Op::MatMul(prev), Exec::Fixed { cycles }) = (&self.code[a.idx].op, &a.exec) else {
+            return None;
+        };
+        let rows = self.arch.array.rows;
+        if t < a.start + prev.overlap_offset(rows) || t + 1 >= a.start + cycles {
+            return None;
+        }
+        let idx = self.ctrl.head(1, t)?;
+        let Op::MatMul(next) = &self.code[idx].op else {
+            return None;
+        };
+        let tu = self.tokens[idx].as_ref()?;
+        (prev.may_follow_overlapped(next) && tu.pops.iter().all(|&q| tok0[q as usize] > 0))
+            .then_some(idx)
+    }
+
     /// Steps one unit; returns whether anything changed.
     fn step_unit(
         &mut self,
@@ -427,11 +517,14 @@ impl Machine {
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
+        drain0: Drain0,
     ) -> Result<bool, EmuError> {
         let depth = self.ctrl.token_depth;
+        // The compute unit retires in order: nothing while a drained chain waits to push.
+        let held = u == 1 && drain0.retiring;
         match std::mem::replace(&mut self.slots[u], Slot::Idle) {
             Slot::Retiring { idx, pushes } => {
-                if pushes.iter().all(|&q| tok0[q as usize] < depth) {
+                if !held && pushes.iter().all(|&q| tok0[q as usize] < depth) {
                     for &q in &pushes {
                         delta[q as usize] += 1;
                     }
@@ -443,7 +536,18 @@ impl Machine {
                 }
             }
             Slot::Busy(active) => {
-                self.exec_cycle(u, active, t, tok0, delta)?;
+                if let Some(idx) = (u == 1)
+                    .then(|| self.overlap_head(&active, t, tok0, drain0))
+                    .flatten()
+                {
+                    // The running chain moves to the drain slot and the next one starts.
+                    self.drain = self.exec_cycle(u, active, t, tok0, delta, false)?;
+                    self.unit_stats[u].overlapped += 1;
+                    self.start_head(u, idx, t, tok0, delta)?;
+                } else {
+                    self.unit_stats[u].busy_cycles += 1;
+                    self.slots[u] = self.exec_cycle(u, active, t, tok0, delta, held)?;
+                }
                 Ok(true)
             }
             Slot::Idle => {
@@ -460,19 +564,36 @@ impl Machine {
                     self.unit_stats[u].token_stall_cycles += 1;
                     return Ok(false);
                 }
-                for &q in &tu.pops {
-                    delta[q as usize] -= 1;
-                }
-                let pushes = tu.pushes.clone();
-                self.ctrl.queues[u].pop_front();
-                let active = self.start(u, idx, t, pushes)?;
-                self.exec_cycle(u, Box::new(active), t, tok0, delta)?;
+                self.start_head(u, idx, t, tok0, delta)?;
                 Ok(true)
             }
         }
     }
 
-    /// Executes cycle `t` of a unit's active instruction and retires it when done.
+    /// Pops the queue head `idx` and its tokens and runs its first cycle.
+    fn start_head(
+        &mut self,
+        u: usize,
+        idx: usize,
+        t: u64,
+        tok0: &[u32; 4],
+        delta: &mut [i32; 4],
+    ) -> Result<(), EmuError> {
+        let tu = self.tokens[idx].as_ref().expect("checked by the caller");
+        for &q in &tu.pops {
+            delta[q as usize] -= 1;
+        }
+        let pushes = tu.pushes.clone();
+        self.ctrl.queues[u].pop_front();
+        let active = self.start(u, idx, t, pushes)?;
+        self.unit_stats[u].busy_cycles += 1;
+        self.slots[u] = self.exec_cycle(u, Box::new(active), t, tok0, delta, false)?;
+        Ok(())
+    }
+
+    /// Executes cycle `t` of a unit's active instruction; returns the unit's slot after it:
+    /// still busy, idle (retired, its tokens pushed) or retiring (no room for its tokens, or
+    /// `held`: an older instruction of the unit has not pushed yet).
     fn exec_cycle(
         &mut self,
         u: usize,
@@ -480,9 +601,9 @@ impl Machine {
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
-    ) -> Result<(), EmuError> {
+        held: bool,
+    ) -> Result<Slot, EmuError> {
         let st = &mut self.unit_stats[u];
-        st.busy_cycles += 1;
         let step = match &mut a.exec {
             Exec::Fixed { cycles } => {
                 let o = t - a.start;
@@ -509,8 +630,7 @@ impl Machine {
             st.port_stall_cycles += 1;
         }
         if !step.done {
-            self.slots[u] = Slot::Busy(a);
-            return Ok(());
+            return Ok(Slot::Busy(a));
         }
         if let Some(spans) = &mut self.spans {
             spans.push(Span {
@@ -523,17 +643,17 @@ impl Machine {
         }
         self.recent[u] = Some((t, a.idx, std::mem::take(&mut a.footprint)));
         let depth = self.ctrl.token_depth;
-        if a.pushes.iter().all(|&q| tok0[q as usize] < depth) {
+        if !held && a.pushes.iter().all(|&q| tok0[q as usize] < depth) {
             for &q in &a.pushes {
                 delta[q as usize] += 1;
             }
+            Ok(Slot::Idle)
         } else {
-            self.slots[u] = Slot::Retiring {
+            Ok(Slot::Retiring {
                 idx: a.idx,
                 pushes: a.pushes,
-            };
+            })
         }
-        Ok(())
     }
 
     fn step_controller(
@@ -605,8 +725,12 @@ impl Machine {
             first = Some(first.map_or(idx, |f| f.min(idx)));
             waits.push(s);
         };
-        for (u, unit) in ["load", "compute", "store"].iter().enumerate() {
-            match &self.slots[u] {
+        let units = ["load", "compute", "store"].iter().enumerate();
+        for (u, slot, unit) in units
+            .map(|(u, n)| (u, &self.slots[u], n))
+            .chain(std::iter::once((1, &self.drain, &"compute")))
+        {
+            match slot {
                 Slot::Retiring { idx, pushes } => {
                     let qs: Vec<_> = pushes.iter().map(|q| q.describe()).collect();
                     note(
@@ -619,7 +743,7 @@ impl Machine {
                         &mut waits,
                     );
                 }
-                Slot::Idle => {
+                Slot::Idle if !std::ptr::eq(slot, &self.drain) => {
                     if let Some(idx) = self.ctrl.head(u, self.cycle) {
                         let insn = &self.code[idx];
                         let tu = token_use(insn.unit(), insn.deps).unwrap_or_default();
@@ -632,7 +756,7 @@ impl Machine {
                         note(idx, format!("instruction {idx} ({}) on {unit} waits for a {} token that nothing will send", insn.op.mnemonic(), missing.join(" and ")), &mut waits);
                     }
                 }
-                Slot::Busy(_) => {}
+                Slot::Idle | Slot::Busy(_) => {}
             }
         }
         let pc = self.ctrl.pc;
@@ -1071,14 +1195,32 @@ impl Machine {
             if v == u {
                 continue;
             }
-            let other: Option<(usize, &[Access])> = match &self.slots[v] {
-                Slot::Busy(a) => Some((a.idx, &a.footprint)),
-                _ => match &self.recent[v] {
-                    Some((end, i, f)) if *end >= t => Some((*i, f)),
+            fn busy(s: &Slot) -> Option<(usize, &[Access])> {
+                match s {
+                    Slot::Busy(a) => Some((a.idx, &a.footprint[..])),
                     _ => None,
-                },
+                }
+            }
+            let recent = match &self.recent[v] {
+                Some((end, i, f)) if *end >= t => Some((*i, &f[..])),
+                _ => None,
             };
-            let Some((oi, ofp)) = other else { continue };
+            let drain = if v == 1 { busy(&self.drain) } else { None };
+            for (oi, ofp) in [busy(&self.slots[v]), drain, recent].into_iter().flatten() {
+                self.check_race_pair(idx, fp, oi, ofp)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_race_pair(
+        &self,
+        idx: usize,
+        fp: &[Access],
+        oi: usize,
+        ofp: &[Access],
+    ) -> Result<(), EmuError> {
+        {
             for a in fp {
                 for b in ofp {
                     if a.res == b.res

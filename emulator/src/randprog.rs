@@ -361,6 +361,99 @@ impl Gen<'_> {
         self.emit(Op::Store(op), fp);
     }
 
+    /// A chain right behind chain `prev`: into the same first accumulator line (accumulating
+    /// or not, as long or not) or apart from it, or (rarely) partly over it, where it may not
+    /// overlap; sometimes with rows, another row length, a bias row.
+    fn gen_follow_chain(&mut self, prev: &MatMul) {
+        let r = self.arch.array.rows as u64;
+        let acc_free = self.acc_free();
+        let m = if self.rng.chance(50) {
+            prev.m as u64
+        } else {
+            self.rng.range(1, 24.min(acc_free))
+        };
+        let a = match self.rng.range(0, 8) {
+            0..=3 => prev.acc as u64,
+            _ => self.rng.range(1, acc_free - m),
+        };
+        if a + m > acc_free {
+            return;
+        }
+        let (outer, inner) = (self.rng.range(1, 3), self.rng.range(1, 3));
+        let (so, sg) = (self.rng.range(0, m + 2), self.rng.range(0, 3 * m + 2));
+        let groups = self.rng.range(0, 2);
+        let mut op = MatMul {
+            acc: a as u32,
+            m: m as u32,
+            accumulate: self.rng.chance(50),
+            binary: prev.binary,
+            outer: outer as u32,
+            inner: inner as u32,
+            outer_step: so as u32,
+            groups: groups as u32,
+            group_step: sg as u32,
+            ..Default::default()
+        };
+        let walker = self.arch.array.input_walker;
+        if walker && self.rng.chance(50) && m > 1 {
+            op.row = self.rng.range(1, 6) as u32;
+            op.skip = self.rng.range(0, 40) as u32;
+        }
+        op.bias = walker && !op.accumulate && a >= 1 && self.rng.chance(40);
+        let span =
+            groups.saturating_sub(1) * sg + (outer - 1) * so + (inner - 1) + op.stream_span();
+        let wl = groups.max(1) * outer * inner * r;
+        let (il, wlines) = (
+            self.lines(BufferKind::Input),
+            self.lines(BufferKind::Weight),
+        );
+        if span > il || wl > wlines {
+            return;
+        }
+        op.inp = self.rng.range(0, il - span) as u32;
+        op.wgt = self.rng.range(0, wlines - wl) as u32;
+        let fp = vec![
+            Access {
+                res: BufferKind::Weight.index() as u8,
+                lo: op.wgt as u64,
+                hi: op.wgt as u64 + wl,
+                write: false,
+            },
+            Access {
+                res: BufferKind::Input.index() as u8,
+                lo: op.inp as u64,
+                hi: op.inp as u64 + span,
+                write: false,
+            },
+            Access {
+                res: BufferKind::Accumulator.index() as u8,
+                lo: a - op.bias as u64,
+                hi: a + m,
+                write: true,
+            },
+        ];
+        // Tokens from both chains (compute -> load, taken by load `nop`s right after), so a
+        // drained chain pushes while the next one runs, or waits for room.
+        let prev_at = self.code.len() - 1;
+        let pushes = [self.rng.chance(40), self.rng.chance(40)];
+        if pushes[0] && matches!(self.code[prev_at].op, Op::MatMul(m) if m == *prev) {
+            self.code[prev_at].deps.push_prev = true;
+        }
+        self.emit(Op::MatMul(op), fp);
+        if pushes[1] {
+            let at = self.code.len() - 1;
+            self.code[at].deps.push_prev = true;
+        }
+        let pop = Deps {
+            pop_next: true,
+            ..Default::default()
+        };
+        let n = usize::from(self.code[prev_at].deps.push_prev) + usize::from(pushes[1]);
+        for _ in 0..n {
+            self.nop(UnitSel::Load, pop);
+        }
+    }
+
     fn gen_compute(&mut self) {
         let r = self.arch.array.rows as u64;
         let acc_free = self.acc_free();
@@ -464,6 +557,11 @@ impl Gen<'_> {
                     },
                 ]);
                 self.emit(Op::MatMul(op), fp);
+                // With overlapped chains, often another chain right behind (the draws happen
+                // only there, so saved seeds of the other archs keep their programs).
+                if self.arch.array.chain_overlap && op.streams_chain() && self.rng.chance(60) {
+                    self.gen_follow_chain(&op);
+                }
             }
             3 => {
                 let m = self.m(12.min(acc_free / 4));

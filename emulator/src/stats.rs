@@ -16,6 +16,9 @@ pub struct UnitStats {
     pub push_stall_cycles: u64,
     /// Cycles with nothing to do.
     pub idle_cycles: u64,
+    /// Instructions started while the one before them still drained (compute: chains,
+    /// `array.chain_overlap`).
+    pub overlapped: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -92,6 +95,7 @@ impl Stats {
             token_stall_cycles: a.token_stall_cycles - b.token_stall_cycles,
             push_stall_cycles: a.push_stall_cycles - b.push_stall_cycles,
             idle_cycles: a.idle_cycles - b.idle_cycles,
+            overlapped: a.overlapped - b.overlapped,
         };
         let buf = |a: &BufferStats, b: &BufferStats| BufferStats {
             line_reads: a.line_reads - b.line_reads,
@@ -209,6 +213,12 @@ impl Stats {
                 u.token_stall_cycles,
                 u.push_stall_cycles,
                 u.idle_cycles
+            ));
+        }
+        if self.compute.overlapped > 0 {
+            s.push_str(&format!(
+                "overlapped chains: {} (started while the chain before drained)\n",
+                self.compute.overlapped
             ));
         }
         s.push_str(&format!(

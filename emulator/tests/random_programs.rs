@@ -145,6 +145,48 @@ fn random_chain_programs() {
     }
 }
 
+/// Overlapped chains (`array.chain_overlap`): chains right behind chains, into the same
+/// accumulator lines or apart, start while the one before drains; golden values, the same
+/// cycles stepping every cycle, and overlaps that really happen.
+#[test]
+fn random_overlapped_chain_programs() {
+    for (name, rows, cols, beat, tokens) in [
+        ("tiny", 4, 4, 4, 8),
+        ("tiny", 8, 4, 4, 8),
+        ("tiny", 2, 2, 2, 1),
+    ] {
+        let mut arch = ArchConfig::preset(name).unwrap();
+        arch.array.weight_banks = 2;
+        arch.array.chain_overlap = true;
+        arch.controller.token_depth = tokens;
+        (arch.array.rows, arch.array.cols) = (rows, cols);
+        arch.dram.bytes_per_cycle = beat;
+        arch.name = format!("{name}-{rows}x{cols}-overlap");
+        arch.validate()
+            .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+        let (mut overlapped, mut push_stalls) = (0, 0);
+        for seed in 0..16 {
+            check_arch(&arch, seed, 80);
+            let prog = random_program(&arch, seed, 80);
+            let mut m = Machine::new(&prog, &arch, &RunOptions::default()).unwrap();
+            m.run().unwrap();
+            overlapped += m.stats().compute.overlapped;
+            push_stalls += m.stats().compute.push_stall_cycles;
+        }
+        assert!(
+            overlapped >= 16,
+            "{}: only {overlapped} overlapped starts",
+            arch.name
+        );
+        // One token of room: chains wait to push.
+        assert!(
+            tokens > 1 || push_stalls > 0,
+            "{}: no push stalls",
+            arch.name
+        );
+    }
+}
+
 /// Seeds that once failed, kept as regression tests.
 #[test]
 fn regression_seeds() {

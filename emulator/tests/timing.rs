@@ -113,6 +113,115 @@ fn chain_overlaps_weight_loads_with_streams() {
     }
 }
 
+/// Overlapped chains (docs/timing.md "Overlapped chains"): the next chain starts at the
+/// running one's offset `T p`, if their accumulator lines are the same or apart.
+#[test]
+fn overlapped_chains_start_at_tiles_times_period() {
+    let mut arch = tiny();
+    arch.array.weight_banks = 2;
+    arch.array.chain_overlap = true;
+    // A: 6 tiles, period 10, @1..71. B: 2 tiles, 4 + 10 + 10 + 7 = 31 cycles, from 1 + 60.
+    let a = "matmul m=10 groups=2 outer=1 inner=3 group_step=30 wgt=0";
+    let b = |acc: u32| {
+        format!("matmul inp=100 acc={acc} m=10 accumulate=1 outer=2 inner=1 outer_step=12 wgt=40")
+    };
+    for (acc, overlaps) in [(20, true), (0, true), (10, true), (5, false), (9, false)] {
+        let s = cycles_on(
+            &arch,
+            &format!(
+                "{a}
+{}
+finish",
+                b(acc)
+            ),
+        );
+        // @61..91 and finish @92; else B @72..102 and finish @103.
+        let want = if overlaps { 93 } else { 104 };
+        assert_eq!(s.cycles, want, "acc {acc}");
+        assert_eq!(s.compute.overlapped, overlaps as u64, "acc {acc}");
+        assert_eq!(s.compute.busy_cycles, want - 2, "acc {acc}");
+    }
+    // Without the feature, or behind a plain matmul, no overlap.
+    let mut plain = arch.clone();
+    plain.array.chain_overlap = false;
+    assert_eq!(
+        cycles_on(
+            &plain,
+            &format!(
+                "{a}
+{}
+finish",
+                b(20)
+            )
+        )
+        .cycles,
+        104
+    );
+    let s = cycles_on(
+        &arch,
+        &format!(
+            "matmul m=10
+{}
+finish",
+            b(20)
+        ),
+    );
+    assert_eq!((s.cycles, s.compute.overlapped), (1 + 17 + 31 + 1, 0));
+    // The arch validator wants two weight registers for it.
+    let mut one = tiny();
+    one.array.chain_overlap = true;
+    assert!(one.validate().is_err());
+}
+
+/// A drained chain whose token finds no room waits for it while the next chain runs, and the
+/// next one pushes only after it (one token of room; a long load holds the load `nop`s that
+/// take the tokens).
+#[test]
+fn a_drained_chain_pushes_before_the_chain_after_it() {
+    let mut arch = tiny();
+    arch.array.weight_banks = 2;
+    arch.array.chain_overlap = true;
+    arch.controller.token_depth = 1;
+    let text = "nop unit=compute push_prev
+        load sram=130 rows=1 cols=100 stride=400
+        matmul m=10 groups=2 outer=1 inner=3 group_step=30 wgt=0 push_prev
+        matmul inp=100 acc=20 m=10 accumulate=1 outer=2 inner=1 outer_step=12 wgt=40 push_prev
+        nop unit=load pop_next
+        nop unit=load pop_next
+        nop unit=load pop_next
+        finish";
+    let p = prog(&arch, text);
+    let r = run(
+        &p,
+        &arch,
+        &[],
+        &RunOptions {
+            trace: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let span = |i: usize| {
+        let s = r
+            .spans
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|s| s.insn == i)
+            .unwrap();
+        (s.start, s.end)
+    };
+    // The load @2..109; A @3..73, B from 3 + 60 @63..93. The first load nop takes the compute
+    // nop's token @110; A pushes @111 (room from then), B waits until the second nop takes
+    // it @112 and pushes @113, the third nop takes that @114, finish @115.
+    assert_eq!(span(1), (2, 109));
+    assert_eq!(span(2), (3, 73));
+    assert_eq!(span(3), (63, 93));
+    assert_eq!([span(4).0, span(5).0, span(6).0], [110, 112, 114]);
+    assert_eq!(r.stats.cycles, 116);
+    assert_eq!(r.stats.compute.overlapped, 1);
+}
+
 #[test]
 fn bias_row_is_read_where_the_accumulator_would_be() {
     // m=3 from the bias row 4: same 10 cycles as an accumulating matmul (@1..10), one

@@ -33,11 +33,19 @@ endmodule
 // (docs/timing.md) load the bank the loaded tile is not in; WB = 1 leaves the chain logic out.
 // WK = 0: no input walker (`array.input_walker = false`): the emulator refuses `matmul` with
 // `row` or `bias`, so their logic is left out.
-module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16, WB = 1, WK = 1) (
+// OV = 1: overlapped chains (`array.chain_overlap`, docs/timing.md): a chain may start (`start`
+// while `active`) when `ovl` says so, while the one before it drains; that one's last input
+// lines stream from the tail counter below, its results leave through the result-side
+// registers (rs_*), and `dr_done` marks its last cycle. OV = 0 leaves all of it out.
+module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN = 1, OW = 16, LW = 16, WB = 1, WK = 1, OV = 0) (
     input clock, input rst,
     input start, input [127:0] insn,
     input start_next, input [127:0] head_next,
     output done,
+    // The queue head (`insn`) may start now, overlapped (registered state only); the same for
+    // the next cycle's head (`head_next`) from this cycle's next state; the drained chain's
+    // last cycle.
+    output ovl, output ovl_next, output dr_done,
     // physical (early) reads; data in the next cycle
     output inp_ren, output [15:0] inp_raddr, input [8*R-1:0] inp_rdata,
     output wgt_ren, output [15:0] wgt_raddr, input [8*C-1:0] wgt_rdata,
@@ -69,6 +77,20 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // A chained matmul that streams (a chain with m = 0 runs as a plain one: one cycle).
     function chn(input [127:0] x);
         chn = WB == 2 && x[5:0] == 6'd4 && x[61:56] != 6'd0 && x[53:42] != 12'd0;
+    endfunction
+
+    // Chain y may start while chain x drains (`MatMul::may_follow_overlapped`): both stream,
+    // in the same mode, into the same first accumulator line or apart (bias rows included).
+    function ov_ok(input [127:0] x, input [127:0] y);
+        reg [16:0] xl, xh, yl, yh;
+        begin
+            xl = {1'b0, x[41:26]} - {16'd0, WK && x[127] && !x[54]};
+            xh = {1'b0, x[41:26]} + {5'd0, x[53:42]};
+            yl = {1'b0, y[41:26]} - {16'd0, WK && y[127] && !y[54]};
+            yh = {1'b0, y[41:26]} + {5'd0, y[53:42]};
+            ov_ok = OV && chn(x) && chn(y) && x[67:62] != 6'd0 && y[67:62] != 6'd0
+                && x[55] == y[55] && (x[41:26] == y[41:26] || xh <= yl || yh <= xl);
+        end
     endfunction
 
     // A matmul whose input lines come from the walker below: a chain, or rows with gaps
@@ -155,10 +177,12 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire ch_done = !cs_w0 && cs_t == cur_tiles - 18'd1 && cs_c == cur_m + R + C - 2;
     assign done = act && (chn(cur) ? ch_done : o + 1'b1 == dur(cur));
 
-    // Early (physical) reads.
+    // Early (physical) reads. A chain starting overlapped (ovl_nx) reads like one starting
+    // from idle: its offset 0 from head_next.
     wire cont = act && !done;
-    wire [127:0] nx = cont ? cur : head_next;
-    wire [OW-1:0] no = cont ? o + 1'b1 : 0;
+    wire ovl_nx = OV && cont && start_next;
+    wire [127:0] nx = cont && !ovl_nx ? cur : head_next;
+    wire [OW-1:0] no = cont && !ovl_nx ? o + 1'b1 : 0;
     // A plain matmul streaming rows with gaps reads its input where the walker below says,
     // through the one early read like every other single read.
     wire wk_plain;
@@ -175,63 +199,101 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     // weight line wp (tile t + 1's line c, c < R) loads. Weight lines are contiguous over
     // the whole chain, so one pointer walks them.
     wire [15:0] nx_m = {4'd0, nx[53:42]};
-    wire [15:0] nx_p = nx_m > R ? (nx_m > 2 ? nx_m : 16'd2) : (R > 2 ? R : 16'd2);
+    wire [15:0] cur_p = cur_m > R ? (cur_m > 2 ? cur_m : 16'd2) : (R > 2 ? R : 16'd2);
     wire [17:0] nx_tiles = WB != 2 ? 18'd1
         : (nx[102:97] == 6'd0 ? 6'd1 : nx[102:97]) * nx[61:56] * nx[67:62];
     wire cs_wrd = cs_w0 || (cs_c < R && cs_t + 18'd1 < cur_tiles);
-    reg ns_w0;
-    reg [15:0] ns_c;
-    reg [17:0] ns_t;
-    reg [5:0] ns_a, ns_b;
-    reg [LW-1:0] ns_inp, ns_row, ns_grp, ns_wp;
+    // nn_*: the running instruction's own next state; ns_*: the state registered, which is
+    // the next instruction's first when it starts overlapped.
+    reg nn_w0;
+    reg [15:0] nn_c;
+    reg [17:0] nn_t;
+    reg [5:0] nn_a, nn_b;
+    reg [LW-1:0] nn_inp, nn_row, nn_grp, nn_wp;
     always @(*) begin
-        ns_w0 = cs_w0; ns_c = cs_c + 16'd1; ns_t = cs_t; ns_a = cs_a; ns_b = cs_b;
-        ns_inp = cs_inp; ns_row = cs_row; ns_grp = cs_grp; ns_wp = cs_wp + (cs_wrd ? 1'b1 : 1'b0);
+        nn_w0 = cs_w0; nn_c = cs_c + 16'd1; nn_t = cs_t; nn_a = cs_a; nn_b = cs_b;
+        nn_inp = cs_inp; nn_row = cs_row; nn_grp = cs_grp; nn_wp = cs_wp + (cs_wrd ? 1'b1 : 1'b0);
         if (!cont) begin
-            ns_w0 = 1'b1; ns_c = 16'd0; ns_t = 18'd0; ns_a = 6'd0; ns_b = 6'd0;
-            ns_inp = head_next[25:10]; ns_row = head_next[25:10]; ns_grp = head_next[25:10];
-            ns_wp = head_next[83:68];
+            nn_w0 = 1'b1; nn_c = 16'd0; nn_t = 18'd0; nn_a = 6'd0; nn_b = 6'd0;
+            nn_inp = head_next[25:10]; nn_row = head_next[25:10]; nn_grp = head_next[25:10];
+            nn_wp = head_next[83:68];
         end else if (cs_w0) begin
             if (cs_c == R - 1) begin
-                ns_w0 = 1'b0; ns_c = 16'd0; ns_inp = cur[25:10]; ns_row = cur[25:10]; ns_grp = cur[25:10];
+                nn_w0 = 1'b0; nn_c = 16'd0; nn_inp = cur[25:10]; nn_row = cur[25:10]; nn_grp = cur[25:10];
             end
-        end else if (cs_c == nx_p - 16'd1 && cs_t + 18'd1 < cur_tiles) begin
-            ns_c = 16'd0; ns_t = cs_t + 18'd1;
+        end else if (cs_c == cur_p - 16'd1 && cs_t + 18'd1 < cur_tiles) begin
+            nn_c = 16'd0; nn_t = cs_t + 18'd1;
             if (cs_b + 6'd1 < cur[67:62]) begin
-                ns_b = cs_b + 6'd1; ns_inp = cs_inp + 1'b1;
+                nn_b = cs_b + 6'd1; nn_inp = cs_inp + 1'b1;
             end else if (cs_a + 6'd1 < cur[61:56]) begin
-                ns_b = 6'd0; ns_a = cs_a + 6'd1;
-                ns_row = cs_row + cur[96:84]; ns_inp = cs_row + cur[96:84];
+                nn_b = 6'd0; nn_a = cs_a + 6'd1;
+                nn_row = cs_row + cur[96:84]; nn_inp = cs_row + cur[96:84];
             end else begin
-                ns_b = 6'd0; ns_a = 6'd0;
-                ns_grp = cs_grp + cur[112:103]; ns_row = cs_grp + cur[112:103];
-                ns_inp = cs_grp + cur[112:103];
+                nn_b = 6'd0; nn_a = 6'd0;
+                nn_grp = cs_grp + cur[112:103]; nn_row = cs_grp + cur[112:103];
+                nn_inp = cs_grp + cur[112:103];
             end
         end
         // Without chains the state stays 0: synthesis then drops it (registers that only
         // feed themselves would survive, and with them the tile-count multipliers).
         if (WB != 2) begin
-            ns_w0 = 1'b0; ns_c = 16'd0; ns_t = 18'd0; ns_a = 6'd0; ns_b = 6'd0;
-            ns_inp = 0; ns_row = 0; ns_grp = 0; ns_wp = 0;
+            nn_w0 = 1'b0; nn_c = 16'd0; nn_t = 18'd0; nn_a = 6'd0; nn_b = 6'd0;
+            nn_inp = 0; nn_row = 0; nn_grp = 0; nn_wp = 0;
         end
     end
+    wire ns_w0 = ovl_nx ? 1'b1 : nn_w0;
+    wire [15:0] ns_c = ovl_nx ? 16'd0 : nn_c;
+    wire [17:0] ns_t = ovl_nx ? 18'd0 : nn_t;
+    wire [5:0] ns_a = ovl_nx ? 6'd0 : nn_a, ns_b = ovl_nx ? 6'd0 : nn_b;
+    wire [LW-1:0] ns_inp = ovl_nx ? head_next[25:10] : nn_inp;
+    wire [LW-1:0] ns_row = ovl_nx ? head_next[25:10] : nn_row;
+    wire [LW-1:0] ns_grp = ovl_nx ? head_next[25:10] : nn_grp;
+    wire [LW-1:0] ns_wp = ovl_nx ? head_next[83:68] : nn_wp;
+    // Overlap windows (`Machine::overlap_head`): the running chain is in its last tile, at or
+    // past offset tiles x period (nn_c + R >= p there) and before its last cycle, and the
+    // head may follow it. Decided a cycle ahead on the next state (`ovl_next`, for the
+    // controller's `c_start_next`) and registered for the cycle itself (`ovl`): by then the
+    // sequencer state already holds the starting chain's first offset.
+    assign ovl_next = OV && cont && chn(cur) && !nn_w0 && nn_t + 18'd1 == cur_tiles
+        && nn_c + R >= cur_p && nn_c != cur_m + R + C - 2 && ov_ok(cur, head_next);
+    reg ovl_q = 1'b0;
+    always @(posedge clock) ovl_q <= !rst && ovl_next;
+    assign ovl = ovl_q;
+    // The drained chain's input lines still to read after the next one started (its last
+    // tile's; they end before the next chain's first stream line).
+    reg [11:0] tl_left = 0;
+    wire tl_rd0 = ovl_nx && !nn_w0 && nn_c < cur_m;
+    wire tl_rd = OV && (tl_rd0 || tl_left != 12'd0);
     wire nx_ch = (cont || start_next) && chn(nx);
     wire ch_wrd = nx_ch && (ns_w0 || (ns_c < R && ns_t + 18'd1 < nx_tiles));
     // The input walker: the line stream line i reads, in rows of `row` lines with `skip`
     // lines after each; it restarts at each chain tile's first line.
+    // Its `row` and `skip` are latched where it restarts, so an overlapped chain's tail
+    // walks with the drained chain's.
     reg [LW-1:0] wk_line = 0;
     reg [7:0] wk_col = 0;
+    reg [7:0] wk_rw = 0;
+    reg [5:0] wk_sk = 0;
     reg ch_ird_q = 1'b0;
     reg [7:0] ns_wk_col;
+    reg [7:0] ns_wk_rw;
+    reg [5:0] ns_wk_sk;
+    wire [7:0] wk_row = OV ? wk_rw : cur[120:113];
+    wire [5:0] wk_skip = OV ? wk_sk : cur[126:121];
     always @(*) begin
-        ns_wk_line = wk_line; ns_wk_col = wk_col;
+        ns_wk_line = wk_line; ns_wk_col = wk_col; ns_wk_rw = wk_rw; ns_wk_sk = wk_sk;
         if (!cont) begin
             ns_wk_line = head_next[25:10]; ns_wk_col = 8'd0;
-        end else if (nx_ch && !ns_w0 && ns_c == 16'd0) begin
-            ns_wk_line = ns_inp; ns_wk_col = 8'd0;
+            ns_wk_rw = head_next[120:113]; ns_wk_sk = head_next[126:121];
+        end else if (ovl_nx ? !nn_w0 && nn_c == 16'd0 : nx_ch && !ns_w0 && ns_c == 16'd0) begin
+            // (When the next chain starts overlapped, the running one's last tile may start
+            // streaming in the same cycle: its tail restarts the walker.)
+            ns_wk_line = ovl_nx ? nn_inp : ns_inp; ns_wk_col = 8'd0;
+            ns_wk_rw = ovl_nx ? cur[120:113] : nx[120:113];
+            ns_wk_sk = ovl_nx ? cur[126:121] : nx[126:121];
         end else if (ch_ird_q || (ereq_q[LW+2] && ereq_q[LW+1:LW] == 2'd1)) begin
-            if (cur[120:113] != 8'd0 && wk_col + 8'd1 == cur[120:113]) begin
-                ns_wk_col = 8'd0; ns_wk_line = wk_line + cur[126:121] + 1'b1;
+            if (wk_row != 8'd0 && wk_col + 8'd1 == wk_row) begin
+                ns_wk_col = 8'd0; ns_wk_line = wk_line + wk_skip + 1'b1;
             end else begin
                 ns_wk_col = wk_col + 8'd1; ns_wk_line = wk_line + 1'b1;
             end
@@ -239,13 +301,13 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     end
     wire nx_wk = (cont || start_next) && wk_use(nx);
     // Chains read input and weights in the same cycle: their input reads go beside `ereq`.
-    wire ch_ird = nx_ch && !ns_w0 && ns_c < nx_m;
+    wire ch_ird = (nx_ch && !ns_w0 && ns_c < nx_m) || tl_rd;
     assign wk_plain = nx_wk && !nx_ch && no < nx_m;
     // Bank bookkeeping: cb holds the bank of the loaded tile; `ldw` loads the other one, a
     // chain's tile t loads and streams bank cb ^ (t even). cbn is cb after this cycle.
     reg cb = 1'b0;
     wire cbn = WB == 2 && (done && op == 6'd3 ? !cb
-        : done && chn(cur) ? cb ^ cur_tiles[0] : cb);
+        : (done || ovl_nx) && chn(cur) ? cb ^ cur_tiles[0] : cb);
     // Accumulating matmul: old line acc + i read at i + D - 2.
     wire [OW-1:0] mm_m = {4'd0, cur[53:42]};
     // Fields used only from offset 1 on come from `ir` (equal to `cur` there): a register,
@@ -257,12 +319,24 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire mm_acc_rd = act && op == 6'd4 && !chn(cur) && (late[54] || late_bias) && o >= D - 2 && o - (D - 2) < mm_m;
     // A chain's accumulating read: one cycle before the array's result (`pre_valid`), line
     // acc + (results so far mod m); every tile after the first accumulates.
+    // The fields come from the result side's registers (rs_*): the instruction whose results
+    // leave the array, which after an overlapped start is the older one until its last.
     wire arr_pre;
     reg [11:0] ch_rc = 0;
     reg ch_later = 1'b0;
-    wire ch_bias = WK && ir[127] && !ir[54] && !ch_later;
-    wire ch_acc_rd = cur_ch && arr_pre && (ir[54] || ch_bias || ch_later);
-    wire [LW-1:0] ch_acc_line = ch_bias ? ir[41:26] - 1'b1 : ir[41:26] + ch_rc;
+    reg [LW-1:0] rs_acc = 0, pd_acc = 0;
+    reg [11:0] rs_m = 0, pd_m = 0;
+    reg [17:0] rs_tiles = 0, pd_tiles = 0, rs_t = 0;
+    reg rs_accum = 1'b0, rs_bias = 1'b0, pd_accum = 1'b0, pd_bias = 1'b0, pd_fl = 1'b0, pd_v = 1'b0;
+    wire ch_bias = WK && rs_bias && !rs_accum && !ch_later;
+    wire ch_pre = cur_ch && arr_pre;
+    wire ch_acc_rd = ch_pre && (rs_accum || ch_bias || ch_later);
+    wire [LW-1:0] ch_acc_line = ch_bias ? rs_acc - 1'b1 : rs_acc + ch_rc;
+    wire ch_wrap = ch_rc + 12'd1 == rs_m;
+    // The last result of an instruction with a newer one waiting (or starting in this very
+    // cycle, the last an overlapped start may take): switch to the newer.
+    wire ov_st = OV && start && active;
+    wire rs_sw = OV && ch_pre && ch_wrap && rs_t + 18'd1 == rs_tiles && (pd_v || ov_st);
     wire [LW-1:0] mm_acc_line = late_bias ? late[41:26] - 1'b1 : late[41:26] + o - (D - 2);
     // Whether a read request {en, buf, line} reads buffer b (1 inp, 2 wgt, 3 acc).
     function reads(input [LW+2:0] q, input [1:0] b);
@@ -305,7 +379,8 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire nx_ldw = (cont || start_next) && nx[5:0] == 6'd3;
     reg ib_q = 1'b0, wf_q = 1'b0, wb_q = 1'b0;
     always @(posedge clock) begin
-        ib_q <= WB == 2 && (nx_ch ? cbn ^ !ns_t[0] : cbn);
+        // (The drained chain's tail streams its last tile, the loaded one: bank cbn.)
+        ib_q <= WB == 2 && (tl_rd ? cbn : nx_ch ? cbn ^ !ns_t[0] : cbn);
         wf_q <= WB == 2 && !rst && ((nx_ldw && no == 0) || (ch_wrd && ns_c == 16'd0));
         wb_q <= WB == 2 && (nx_ldw || ns_w0 ? !cbn : cbn ^ ns_t[0]);
     end
@@ -464,26 +539,47 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire alu_we = is_alu && ppu_acc_valid[0];
     assign acc_we = mm_we || alu_we;
     // A chain's write: the line and tile its read (or pre_valid) cycle saw.
-    reg [11:0] ch_wl_q = 0;
+    reg [LW-1:0] ch_wl_q = 0;
     reg ch_later_q = 1'b0;
+    reg rs_sw_q = 1'b0;
     always @(posedge clock) begin
-        if (start) begin
-            ch_rc <= 12'd0; ch_later <= 1'b0;
-        end else if (cur_ch && arr_pre) begin
-            ch_rc <= ch_rc + 12'd1 == cur_m[11:0] ? 12'd0 : ch_rc + 12'd1;
-            if (ch_rc + 12'd1 == cur_m[11:0]) ch_later <= 1'b1;
+        if (start && !active) begin
+            ch_rc <= 12'd0; ch_later <= 1'b0; rs_t <= 18'd0;
+            rs_acc <= insn[41:26]; rs_m <= insn[53:42]; rs_tiles <= cur_tiles;
+            rs_accum <= insn[54]; rs_bias <= insn[127];
+        end else if (rs_sw) begin
+            ch_rc <= 12'd0; ch_later <= 1'b0; rs_t <= 18'd0;
+            rs_acc <= pd_v ? pd_acc : insn[41:26]; rs_m <= pd_v ? pd_m : insn[53:42];
+            rs_tiles <= pd_v ? pd_tiles : cur_tiles;
+            rs_accum <= pd_v ? pd_accum : insn[54]; rs_bias <= pd_v ? pd_bias : insn[127];
+        end else if (ch_pre) begin
+            ch_rc <= ch_wrap ? 12'd0 : ch_rc + 12'd1;
+            if (ch_wrap) begin
+                ch_later <= 1'b1; rs_t <= rs_t + 18'd1;
+            end
         end
-        ch_wl_q <= ch_rc;
+        if (ov_st) begin
+            pd_acc <= insn[41:26]; pd_m <= insn[53:42]; pd_tiles <= cur_tiles;
+            pd_accum <= insn[54]; pd_bias <= insn[127]; pd_fl <= insn[54] || (WK && insn[127]);
+        end
+        pd_v <= OV && !rst && (ov_st || pd_v) && !rs_sw;
+        // The write of the older chain's last result: its last cycle.
+        rs_sw_q <= !rst && rs_sw;
+        ch_wl_q <= rs_acc + ch_rc;
         ch_later_q <= ch_later;
     end
+    assign dr_done = rs_sw_q;
     wire ch_we = WB == 2 && mm_we && chn(ir);
     // Writes come at offset D - 1 >= 1 (matmul), 3 (alu), 5 (requant) or later (thresh).
-    assign acc_waddr = ch_we ? ir[41:26] + ch_wl_q : (mm_we ? ir[41:26] : ir[28:13]) + wi;
+    assign acc_waddr = ch_we ? ch_wl_q : (mm_we ? ir[41:26] : ir[28:13]) + wi;
     // The accumulate flag selects 32 write-data bits per lane: one copy of it per lane
     // (ir[54] alone fanned out to all C x 32 selects and crowded the router).
     wire [C-1:0] acc_fl;
     generate for (l = 0; l < C; l = l + 1) begin : accf
-        systole_keep_reg #(.W(1)) r (.clock(clock), .en(start && !rst), .d(insn[54] || (WK && insn[127])), .q(acc_fl[l]));
+        // (An overlapped start leaves it to the older chain's results; the newer one's flag
+        // follows the cycle after they end, before its first write.)
+        systole_keep_reg #(.W(1)) r (.clock(clock), .en((start && !active || rs_sw_q) && !rst),
+            .d(rs_sw_q ? pd_fl : insn[54] || (WK && insn[127])), .q(acc_fl[l]));
         assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] || (ch_we && ch_later_q) ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
             : ppu_acc[32*l +: 32];
     end endgenerate
@@ -502,7 +598,9 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
             cb <= cbn;
             cs_w0 <= ns_w0; cs_c <= ns_c; cs_t <= ns_t; cs_a <= ns_a; cs_b <= ns_b;
             cs_inp <= ns_inp; cs_row <= ns_row; cs_grp <= ns_grp; cs_wp <= ns_wp;
-            wk_line <= ns_wk_line; wk_col <= ns_wk_col;
+            wk_line <= ns_wk_line; wk_col <= ns_wk_col; wk_rw <= ns_wk_rw; wk_sk <= ns_wk_sk;
+            tl_left <= !OV ? 12'd0 : tl_rd0 ? cur_m[11:0] - nn_c[11:0] - 12'd1
+                : tl_left != 12'd0 ? tl_left - 12'd1 : 12'd0;
             o_q <= o + 1'b1;
             wi_q <= wi + ((acc_we || out_we) ? 1'b1 : 1'b0);
             // (is_alu and is_req are constant 0 without integer lanes: these registers go.)

@@ -9,6 +9,13 @@
 //! sequencer finishes it in its start cycle. For the compute unit's early block-RAM reads the
 //! controller also says whether the compute unit will start an instruction in the next cycle
 //! (`c_start_next`) and which (`c_head_next`): the values its registers will hold then.
+//!
+//! Overlapped chains (`array.chain_overlap`): while the compute engine says the queue head may
+//! start overlapped (`c_ovl`), the head starts although the unit is busy; the running
+//! instruction moves to the drain slot (`dr`, its flags in `dr_flags`) and retires on
+//! `c_dr_done`, pushing its tokens then or, without room, as soon as there is (`dr_ret`). The
+//! unit retires in order: the newer instruction pushes only once the drained one has. These
+//! are `Machine::step_drain` / `overlap_head`'s rules.
 
 /// Decoded opcodes (`arch/src/isa.rs`).
 pub const OP_LOAD: u32 = 0x01;
@@ -26,6 +33,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     output [2:0] eng_start,
     output [127:0] head0, output [127:0] head1, output [127:0] head2,
     input [2:0] eng_done,
+    input c_ovl, input c_ovl_next, input c_dr_done,
     output c_start_next, output [127:0] c_head_next,
     output reg done = 1'b0, output [63:0] cycles
 );
@@ -56,6 +64,9 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     reg [2:0] busy = 3'd0, ret = 3'd0;
     reg [3:0] flags [0:2];
     reg [3:0] pend [0:2];
+    // The drain slot of the compute unit.
+    reg dr = 1'b0, dr_ret = 1'b0;
+    reg [3:0] dr_flags = 4'd0, dr_pend = 4'd0;
     integer k;
     initial begin
         for (k = 0; k < 3; k = k + 1) begin rd[k] = 0; cnt[k] = 0; flags[k] = 0; pend[k] = 0; end
@@ -98,7 +109,9 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
         assign tok_room[g] = tok[g] < T;
     end endgenerate
 
-    reg [2:0] can_start, fin, room_ok, do_push, busy_d, ret_d;
+    reg [2:0] can_start, st, fin, room_ok, do_push, busy_d, ret_d;
+    reg ovl_start, dr_fin, dr_room, dr_do_push, dr_d, dr_ret_d;
+    reg [3:0] dr_psh;
     reg [3:0] pm [0:2];
     reg [3:0] psh [0:2];
     reg [TB-1:0] tok_d [0:3];
@@ -109,12 +122,24 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     reg [QB-1:0] wr1;
     integer u, q;
     always @(*) begin
+        // (The drain slot goes first: the unit's newer instruction retires only after it.)
+        dr_fin = dr && c_dr_done;
+        dr_psh = dr_ret ? dr_pend : pushmask(2'd1, dr_flags);
+        dr_room = (dr_psh & ~tok_room) == 4'd0;
+        dr_do_push = (dr_fin || dr_ret) && dr_room;
+        dr_d = dr && !dr_fin;
+        dr_ret_d = (dr_fin || dr_ret) && !dr_room;
         for (u = 0; u < 3; u = u + 1) begin
             pm[u] = popmask(u[1:0], head[u][9:6]);
             can_start[u] = !done && !rst && !busy[u] && !ret[u] && cnt[u] != 0 && (pm[u] & ~tok_nz) == 4'd0;
+        end
+        ovl_start = !done && !rst && busy[1] && c_ovl && !dr && !dr_ret && cnt[1] != 0
+            && (pm[1] & ~tok_nz) == 4'd0;
+        for (u = 0; u < 3; u = u + 1) begin
+            st[u] = can_start[u] || (u == 1 && ovl_start);
             fin[u] = (can_start[u] && head[u][5:0] == 6'd7) ? 1'b1 : ((can_start[u] || busy[u]) && eng_done[u]);
             psh[u] = ret[u] ? pend[u] : pushmask(u[1:0], can_start[u] ? head[u][9:6] : flags[u]);
-            room_ok[u] = (psh[u] & ~tok_room) == 4'd0;
+            room_ok[u] = (psh[u] & ~tok_room) == 4'd0 && !(u == 1 && dr_ret);
             do_push[u] = (fin[u] || ret[u]) && room_ok[u];
             busy_d[u] = (can_start[u] || busy[u]) && !fin[u];
             ret_d[u] = (fin[u] || ret[u]) && !room_ok[u];
@@ -122,24 +147,28 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
         for (q = 0; q < 4; q = q + 1) begin
             tok_d[q] = tok[q];
             for (u = 0; u < 3; u = u + 1) begin
-                if (can_start[u] && pm[u][q]) tok_d[q] = tok_d[q] - 1'b1;
+                if (st[u] && pm[u][q]) tok_d[q] = tok_d[q] - 1'b1;
                 if (do_push[u] && psh[u][q]) tok_d[q] = tok_d[q] + 1'b1;
             end
+            if (dr_do_push && dr_psh[q]) tok_d[q] = tok_d[q] + 1'b1;
         end
         disp = !done && !rst && !is_finish && cnt[unit] < Q;
         fin_ok = !done && !rst && is_finish && cnt[0] == 0 && cnt[1] == 0 && cnt[2] == 0
-            && busy == 3'd0 && ret == 3'd0;
+            && busy == 3'd0 && ret == 3'd0 && !dr && !dr_ret;
         for (u = 0; u < 3; u = u + 1) begin
-            cnt_d[u] = cnt[u] + ((disp && unit == u) ? 1'b1 : 1'b0) - (can_start[u] ? 1'b1 : 1'b0);
-            rd_d[u] = can_start[u] ? ((rd[u] + 1 == Q) ? 0 : rd[u] + 1'b1) : rd[u];
+            cnt_d[u] = cnt[u] + ((disp && unit == u) ? 1'b1 : 1'b0) - (st[u] ? 1'b1 : 1'b0);
+            rd_d[u] = st[u] ? ((rd[u] + 1 == Q) ? 0 : rd[u] + 1'b1) : rd[u];
         end
         wr1 = (rd[1] + cnt[1]) % Q;
         head1_d = (disp && unit == 2'd1 && wr1 == rd_d[1]) ? ir : q1[rd_d[1]];
     end
-    assign eng_start = can_start & {head[2][5:0] != 6'd7, head[1][5:0] != 6'd7, head[0][5:0] != 6'd7};
+    // (A chain never overlaps a `nop`: c_ovl needs a chain at the head.)
+    assign eng_start = st & {head[2][5:0] != 6'd7, head[1][5:0] != 6'd7, head[0][5:0] != 6'd7};
     assign c_head_next = head1_d;
-    assign c_start_next = !busy_d[1] && !ret_d[1] && cnt_d[1] != 0 && !done && !fin_ok
-        && (popmask(2'd1, head1_d[9:6]) & ~{tok_d[3] != 0, tok_d[2] != 0, tok_d[1] != 0, tok_d[0] != 0}) == 4'd0;
+    wire tok_next_ok = (popmask(2'd1, head1_d[9:6])
+        & ~{tok_d[3] != 0, tok_d[2] != 0, tok_d[1] != 0, tok_d[0] != 0}) == 4'd0;
+    assign c_start_next = cnt_d[1] != 0 && !done && !fin_ok && tok_next_ok
+        && ((!busy_d[1] && !ret_d[1]) || (busy_d[1] && c_ovl_next && !dr_d && !dr_ret_d));
 
     wire [PB-1:0] raddr = rst ? 0 : (disp ? pc + 1'b1 : pc);
     always @(posedge clock) begin
@@ -147,7 +176,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
             if (imem_we && imem_wstrb[k]) imem[imem_waddr][8*k +: 8] <= imem_wdata[8*k +: 8];
         ir <= imem[raddr];
         if (rst) begin
-            pc <= 0; cycle <= 0; done <= 0; busy <= 0; ret <= 0;
+            pc <= 0; cycle <= 0; done <= 0; busy <= 0; ret <= 0; dr <= 0; dr_ret <= 0;
             for (k = 0; k < 3; k = k + 1) begin rd[k] <= 0; cnt[k] <= 0; flags[k] <= 0; pend[k] <= 0; end
             for (k = 0; k < 4; k = k + 1) tok[k] <= 0;
         end else begin
@@ -160,11 +189,15 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
             for (k = 0; k < 3; k = k + 1) begin
                 cnt[k] <= cnt_d[k];
                 rd[k] <= rd_d[k];
-                if (can_start[k]) flags[k] <= head[k][9:6];
+                if (st[k]) flags[k] <= head[k][9:6];
                 if (fin[k] && !room_ok[k]) pend[k] <= psh[k];
             end
             busy <= busy_d;
             ret <= ret_d;
+            dr <= dr_d || ovl_start;
+            if (ovl_start) dr_flags <= flags[1];
+            dr_ret <= dr_ret_d;
+            if (dr_fin && !dr_room) dr_pend <= dr_psh;
             for (k = 0; k < 4; k = k + 1) tok[k] <= tok_d[k];
         end
     end

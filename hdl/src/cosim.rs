@@ -162,6 +162,18 @@ impl Rtl {
         inputs: &[IoData],
         vcd: Option<&Path>,
     ) -> Result<RtlRun, CosimError> {
+        self.run_limited(prog, inputs, vcd, 200_000_000)
+    }
+
+    /// `run`, stopping the RTL with an error after `max_cycles` (a hung model otherwise runs
+    /// to the harness's 200 M).
+    pub fn run_limited(
+        &self,
+        prog: &Program,
+        inputs: &[IoData],
+        vcd: Option<&Path>,
+        max_cycles: u64,
+    ) -> Result<RtlRun, CosimError> {
         let mut m = Machine::new(prog, &self.arch, &RunOptions::default())?;
         io::write_inputs(&mut m.dram.bytes, prog, inputs)?;
         let tmp = tempfile::tempdir()?;
@@ -183,7 +195,7 @@ impl Rtl {
             .arg(&fo)
             .arg(self.arch.dram.bytes_per_cycle.to_string())
             .arg(self.arch.dram.latency_cycles.to_string())
-            .arg("200000000");
+            .arg(max_cycles.to_string());
         if let Some(v) = vcd {
             if !self.trace {
                 return Err(CosimError::Tool(
@@ -244,7 +256,9 @@ pub fn cosim(
     let t0 = Instant::now();
     let emu = systole_emulator::run(prog, &rtl.arch, inputs, &RunOptions::default())?;
     let emu_wall = t0.elapsed();
-    let r = rtl.run(prog, inputs, vcd)?;
+    // Twice the emulator's cycles and then some: a model that differs by more has failed, and
+    // a hung one stops here rather than at 200 M cycles.
+    let r = rtl.run_limited(prog, inputs, vcd, 2 * emu.stats.cycles + 10_000)?;
     Ok(Cosim {
         rtl: r,
         emu_outputs: emu.outputs,

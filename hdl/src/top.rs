@@ -94,13 +94,14 @@ module systole_top #(parameter IMEM_INIT = "") (
 
     wire [2:0] eng_start;
     wire [127:0] head0, head1, head2, c_head_next;
-    wire c_start_next;
+    wire c_start_next, c_ovl, c_ovl_next, c_dr_done;
     wire ld_done, cp_done, st_done;
     systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT)) ctl (
         .clock(clock), .rst(rst),
         .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata), .imem_wstrb(imem_wstrb),
         .eng_start(eng_start), .head0(head0), .head1(head1), .head2(head2),
         .eng_done({{st_done, cp_done, ld_done}}),
+        .c_ovl(c_ovl), .c_ovl_next(c_ovl_next), .c_dr_done(c_dr_done),
         .c_start_next(c_start_next), .c_head_next(c_head_next),
         .done(done), .cycles(cycles)
     );
@@ -117,9 +118,10 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*C-1:0] out_wdata;
     wire cl_inp, cl_wgt, cl_acc;
     wire [15:0] cl_inp_line, cl_wgt_line, cl_acc_line;
-    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw}), .WB({wb}), .WK({wk})) cp (
+    systole_compute #(.R(R), .C(C), .S({stages}), .FP32({fp32}), .INT({int}), .BIN({bin}), .OW({ow}), .LW({lw}), .WB({wb}), .WK({wk}), .OV({ov})) cp (
         .clock(clock), .rst(rst), .start(eng_start[1]), .insn(head1),
         .start_next(c_start_next), .head_next(c_head_next), .done(cp_done),
+        .ovl(c_ovl), .ovl_next(c_ovl_next), .dr_done(c_dr_done),
         .inp_ren(inp_ren), .inp_raddr(inp_raddr), .inp_rdata(inp_rdata),
         .wgt_ren(wgt_ren), .wgt_raddr(wgt_raddr), .wgt_rdata(wgt_rdata),
         .acc_ren(acc_ren), .acc_raddr(acc_raddr), .acc_rdata(acc_rdata),
@@ -229,6 +231,7 @@ endmodule
         da = arch.dram_addr_bits(),
         wb = arch.array.weight_banks,
         wk = arch.array.input_walker as u32,
+        ov = arch.array.chain_overlap as u32,
     )
 }
 

@@ -17,6 +17,8 @@ struct Stalls {
     push: u64,
     dispatch: u64,
     token: u64,
+    /// Chains started while the one before drained.
+    overlapped: u64,
 }
 
 fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Stalls {
@@ -52,6 +54,7 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Sta
             st.token += u.token_stall_cycles;
         }
         st.dispatch += s.dispatch_stall_cycles;
+        st.overlapped += s.compute.overlapped;
         if !c.ok() {
             let diff = c
                 .rtl
@@ -157,6 +160,42 @@ fn random_programs_banked() {
             .sum();
         assert!(chains >= 20, "{}: {chains} chains", arch.name);
         check_random(&arch, seeds, 80);
+    }
+}
+
+/// Overlapped chains (`array.chain_overlap`): chains right behind chains start while the one
+/// before drains (its last input lines, results and tokens still on their way), on 4 x 4,
+/// on 8 x 8 with binary mode, and on 2 x 2 with one token of room (drained chains wait to
+/// push, and the chain after them to retire).
+#[test]
+fn random_programs_overlapped() {
+    let banked = |name: &str, rows: u32, cols: u32, beat: u32| {
+        let mut arch = ArchConfig::preset(name).unwrap();
+        arch.array.weight_banks = 2;
+        arch.array.chain_overlap = true;
+        if rows == 2 {
+            arch.controller.token_depth = 1;
+        }
+        (arch.array.rows, arch.array.cols) = (rows, cols);
+        arch.dram.bytes_per_cycle = beat;
+        arch.name = format!("{name}_overlap_{rows}x{cols}");
+        arch.validate().unwrap();
+        arch
+    };
+    for (arch, seeds) in [
+        (banked("tiny", 4, 4, 4), 0..150),
+        (banked("ulx3s", 8, 8, 8), 100..130),
+        (banked("tiny", 2, 2, 2), 200..300),
+    ] {
+        let st = check_random(&arch, seeds, 80);
+        assert!(
+            st.overlapped >= 20,
+            "{}: {} overlapped chains",
+            arch.name,
+            st.overlapped
+        );
+        let one_token = arch.controller.token_depth == 1;
+        assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
     }
 }
 
