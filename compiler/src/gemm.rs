@@ -1283,12 +1283,7 @@ impl ConvRows {
                 }
             }
         }
-        let fold_bias = copies
-            || !row_chains
-                && (!chunks_outside || {
-                    let (load, compute) = parts(rows, true, 0);
-                    2 * compute > 3 * load
-                });
+        let fold_bias = copies || !row_chains;
         let most = cv
             .ci_tiles
             .min(wgt_half / (taps * r))
@@ -1635,6 +1630,18 @@ pub fn emit_conv_rows(
                 // First: the token goes with the item's last load, which this one then does
                 // not delay.
                 loads.insert(0, params_load(g, t.param_lines, c, nt, param));
+                // Chunks outside the n-tiles: every n-tile of an m-tile accumulates in one
+                // accumulator half, where the chains write a line every cycle, so a parameter
+                // load there waits for the write port until the chain before it ends. The
+                // first m-tile's are all loaded before anything computes, and the second's
+                // while the first's last chunk computes in the other half (`ahead` below: the
+                // first chunk's items have their weights and the next chunk's input to
+                // load); later m-tiles find them in place (`Held`).
+                if t.chunks_outside && !t.row_chains && mt == 0 && nt == 0 {
+                    for n in 1..t.n_tiles {
+                        loads.insert(n, params_load(g, t.param_lines, c, n, region_params(0, n)));
+                    }
+                }
                 if t.row_chains {
                     for y in 1..rows {
                         let at = param + (y * t.ol) as u32;
@@ -1672,6 +1679,15 @@ pub fn emit_conv_rows(
             };
             tokens.take(code, target, item);
             push_item_loads_after(code, loads, &mut tokens);
+            if fold && last_chunk && t.chunks_outside && !t.row_chains && mt == 0 && items.len() > 1
+            {
+                let ahead = params_load(g, t.param_lines, c, nt, region_params(1, nt));
+                for op in held.filter(vec![ahead]) {
+                    if matches!(op, Op::Load(_)) {
+                        code.push(Insn::new(op));
+                    }
+                }
+            }
             for phase in later_phases {
                 push_loads(code, held.filter(phase), false);
             }
