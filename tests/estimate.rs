@@ -310,3 +310,33 @@ fn binary_layers_run_on_xnor_popcount() {
     ]);
     assert_eq!(e["total"]["mac_xnor_pj"].as_f64(), Some(0.0));
 }
+
+/// ResNet-18's strided 3 x 3 rows on `scalesim32`, which keep every n-tile's accumulators in
+/// one region: no parameter load waits for the accumulator write port (the chains write a line
+/// every cycle there), and Conv4_1a, whose whole output fits the accumulator, loads its weights
+/// once (one m-tile).
+#[test]
+fn strided_resnet_rows_load_parameters_where_no_chain_writes() {
+    let topo =
+        systole::estimate::read_topology(&repo("../shared/bench/scalesim/resnet18.csv")).unwrap();
+    let arch = systole_arch::ArchConfig::preset("scalesim32").unwrap();
+    for name in ["Conv3_1a", "Conv4_1a"] {
+        let t = topo.iter().find(|t| t.name == name).unwrap();
+        let q = t.model();
+        let (prog, _) = systole_compiler::lower::to_program(&arch, &q).unwrap();
+        let n: usize = q.input.shape.iter().product();
+        let input = systole_emulator::IoData::I8(vec![1; n]);
+        let r = systole_emulator::run(&prog, &arch, &[input], &Default::default()).unwrap();
+        let s = &r.stats;
+        assert_eq!(s.accumulator_buffer.conflict_stalls, 0, "{name}");
+        assert_eq!(s.load.port_stall_cycles, 0, "{name}");
+        let weights = (t.filter_h * t.filter_w * t.channels * t.filters) as u64;
+        if name == "Conv4_1a" {
+            assert!(
+                s.dram_bytes_read < 2 * weights,
+                "{name}: {}",
+                s.dram_bytes_read
+            );
+        }
+    }
+}
