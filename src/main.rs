@@ -391,6 +391,13 @@ enum ArchCmd {
 }
 
 fn main() {
+    // A closed stdout (a pipe into `head`) ends the program as it ends `cat`, by SIGPIPE,
+    // instead of a panic in `print!`.
+    #[cfg(unix)]
+    // SAFETY: restores the default action of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Err(e) = dispatch(cli) {
         // One line: the chain of causes joined, so scripts can grep it.

@@ -95,6 +95,24 @@ fn disasm_of_asm_is_the_source() {
     assert_eq!(String::from_utf8_lossy(&o.stdout), src);
 }
 
+/// Output into a pipe nobody reads (`systole disasm x.sysb | head`): the command ends as Unix
+/// filters do (SIGPIPE), without a panic.
+#[test]
+fn a_closed_output_pipe_is_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = assemble_example(dir.path());
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_systole"))
+        .args(["disasm", img.to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(o.status.code(), Some(101), "{err}");
+}
+
 #[test]
 fn run_with_wrong_inputs_fails_cleanly_without_output() {
     let dir = tempfile::tempdir().unwrap();
