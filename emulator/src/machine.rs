@@ -349,19 +349,41 @@ impl Machine {
             Push,
             Busy,
         }
-        // A drain, and the cycles in which a chain may start overlapped, are stepped.
-        if !matches!(self.drain, Slot::Idle) {
-            return false;
-        }
+        // A draining chain runs beside the newer one (their ports never meet: docs/timing.md)
+        // until its last cycle, which ends the window; one waiting to push is stepped.
+        let drain_ports = match &self.drain {
+            Slot::Idle => 0,
+            Slot::Busy(d) => {
+                if let Exec::Fixed { cycles } = &d.exec {
+                    h = h.min(d.start + cycles - 1);
+                }
+                d.ports
+            }
+            Slot::Retiring { .. } => return false,
+        };
+        // A chain's overlap window: the window stops where it opens; inside it, a head that
+        // may start overlapped starts now (step), and otherwise nothing changes until an
+        // event (tokens only arrive with a completion, the drain's end bounds the window).
         if let (true, Slot::Busy(a)) = (self.arch.array.chain_overlap, &self.slots[1]) {
-            if let (Op::MatMul(mm), false) = (&self.code[a.idx].op, self.ctrl.queues[1].is_empty())
-            {
+            if let (Op::MatMul(mm), Exec::Fixed { cycles }) = (&self.code[a.idx].op, &a.exec) {
                 if mm.streams_chain() {
                     let ov = a.start + mm.overlap_offset(self.arch.array.rows);
-                    if t >= ov {
-                        return false;
+                    if t < ov {
+                        h = h.min(ov);
+                    } else if t + 1 < a.start + cycles {
+                        let drain0 = Drain0 {
+                            idle: matches!(self.drain, Slot::Idle),
+                            retiring: false,
+                        };
+                        if self.overlap_head(a, t, &self.ctrl.tokens, drain0).is_some() {
+                            return false;
+                        }
+                        if let Some(&(_, vis)) = self.ctrl.queues[1].front() {
+                            if vis > t {
+                                h = h.min(vis);
+                            }
+                        }
                     }
-                    h = h.min(ov);
                 }
             }
         }
@@ -403,6 +425,7 @@ impl Machine {
         if !wait.iter().any(|w| matches!(w, Wait::Busy)) {
             return false; // nothing moves: a deadlock, which `step` reports
         }
+        ports[1] |= drain_ports;
         if ports[0] & ports[1] != 0 || ports[0] & ports[2] != 0 || ports[1] & ports[2] != 0 {
             return false;
         }
@@ -431,18 +454,20 @@ impl Machine {
         if let Some(q) = stalled_queue {
             self.ctrl.dispatch_stalls[q] += k;
         }
-        if let Slot::Busy(a) = &mut self.slots[1] {
-            let bufs = &mut self.bufs;
-            let op = &self.code[a.idx].op;
-            let (arch, mask) = (&self.arch, a.ports);
-            for o in t - a.start..h - a.start {
-                fixed_access(arch, &self.array, op, o, |kind, _, w| {
-                    debug_assert!(
-                        port_bit(arch, kind, w) & mask != 0,
-                        "port mask misses a port"
-                    );
-                    bufs.count(kind, w)
-                });
+        for slot in [&self.slots[1], &self.drain] {
+            if let Slot::Busy(a) = slot {
+                let bufs = &mut self.bufs;
+                let op = &self.code[a.idx].op;
+                let (arch, mask) = (&self.arch, a.ports);
+                for o in t - a.start..h - a.start {
+                    fixed_access(arch, &self.array, op, o, |kind, _, w| {
+                        debug_assert!(
+                            port_bit(arch, kind, w) & mask != 0,
+                            "port mask misses a port"
+                        );
+                        bufs.count(kind, w)
+                    });
+                }
             }
         }
         if let Slot::Busy(a) = &mut self.slots[2] {
