@@ -308,6 +308,7 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             };
             s = s.max(at + 1);
         }
+        // (Behind one that did not wait to push: a drain that waits starts nothing.)
         let overlap = match (&insn.op, &last_compute) {
             (Op::MatMul(b), Some((sa, ea, da, Op::MatMul(a))))
                 if u == 1
@@ -315,10 +316,11 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
                     && a.may_follow_overlapped(b)
                     && *ea == sa + da - 1 =>
             {
-                let at = s
-                    .max(sa + a.overlap_offset(arch.array.rows))
-                    .max(drain_end + 1);
-                (at < *ea).then_some((at, *ea))
+                let w = arr
+                    .overlap_window(a)
+                    .expect("may_follow_overlapped: a streams");
+                let at = s.max(sa + w.start).max(drain_end + 1);
+                (at < sa + w.end).then_some((at, *ea))
             }
             _ => None,
         };

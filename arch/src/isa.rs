@@ -659,12 +659,6 @@ impl MatMul {
             && (self.acc == next.acc || a.end <= b.start || b.end <= a.start)
     }
 
-    /// Offset from a chain's first cycle at which the next chain may start overlapped: where
-    /// this chain would start loading one more tile, `tiles x period`.
-    pub fn overlap_offset(&self, rows: u32) -> u64 {
-        self.tiles() as u64 * self.chain_period(rows)
-    }
-
     /// Cycles from one chain tile's first input line to the next tile's: the longer of the
     /// tile's stream and the next tile's weight load, and at least 2 so that a tile's
     /// accumulator read comes after the previous tile's write of the same line.

@@ -1557,6 +1557,14 @@ pub fn emit_conv_rows(
             let cc = t.cc.min(cv.ci_tiles - c0);
             let last_chunk = chunk + 1 == t.chunks;
             let half = (item % 2) as u32;
+            // Chunks outside the n-tiles: every n-tile of an m-tile accumulates in one
+            // accumulator half, where the chains write a line every cycle, so a parameter load
+            // there waits for the write port until the chain before it ends. The first
+            // m-tile's parameters are all loaded before anything computes, and the second's
+            // while the first's last chunk computes in the other half (its first chunk's items
+            // have their weights and the next chunk's input to load); later m-tiles find them
+            // in place (`Held`).
+            let params_early = fold && t.chunks_outside && !t.row_chains && mt == 0;
             // Input block of the chunk's tile j.
             let in_block = |j: usize| {
                 if t.chunks_outside {
@@ -1643,14 +1651,8 @@ pub fn emit_conv_rows(
                 // First: the token goes with the item's last load, which this one then does
                 // not delay.
                 loads.insert(0, params_load(g, t.param_lines, c, nt, param));
-                // Chunks outside the n-tiles: every n-tile of an m-tile accumulates in one
-                // accumulator half, where the chains write a line every cycle, so a parameter
-                // load there waits for the write port until the chain before it ends. The
-                // first m-tile's are all loaded before anything computes, and the second's
-                // while the first's last chunk computes in the other half (`ahead` below: the
-                // first chunk's items have their weights and the next chunk's input to
-                // load); later m-tiles find them in place (`Held`).
-                if t.chunks_outside && !t.row_chains && mt == 0 && nt == 0 {
+                // (`params_early`: the first m-tile's, with its first item.)
+                if params_early && nt == 0 {
                     for n in 1..t.n_tiles {
                         loads.insert(n, params_load(g, t.param_lines, c, n, region_params(0, n)));
                     }
@@ -1692,12 +1694,11 @@ pub fn emit_conv_rows(
             };
             tokens.take(code, target, item);
             push_item_loads_after(code, loads, &mut tokens);
-            if fold && last_chunk && t.chunks_outside && !t.row_chains && mt == 0 && items.len() > 1
-            {
-                let ahead = params_load(g, t.param_lines, c, nt, region_params(1, nt));
-                for op in held.filter(vec![ahead]) {
-                    if matches!(op, Op::Load(_)) {
-                        code.push(Insn::new(op));
+            // (`params_early`: the second m-tile's, behind the first's last chunk's items.)
+            if params_early && last_chunk && items.len() > 1 {
+                if let Op::Load(l) = params_load(g, t.param_lines, c, nt, region_params(1, nt)) {
+                    if held.admit(l) {
+                        code.push(Insn::new(Op::Load(l)));
                     }
                 }
             }
@@ -2211,20 +2212,29 @@ impl Held {
         self.forget(BufferKind::Accumulator, lines);
     }
 
+    /// Whether load `l` is needed (its block is not already in place); records what it
+    /// leaves in the buffer.
+    fn admit(&mut self, l: Load) -> bool {
+        let keep = matches!(l.buf, LoadBuf::Wgt | LoadBuf::Acc);
+        if keep && self.0.contains(&l) {
+            return false;
+        }
+        let (buf, lines) = Self::dest(&l);
+        self.forget(buf, lines);
+        if keep {
+            self.0.push(l);
+        }
+        true
+    }
+
     /// An item's loads without the blocks already in place; a load-unit `nop` carries the
     /// item's tokens when nothing is left.
     fn filter(&mut self, loads: Vec<Op>) -> Vec<Op> {
         let mut out = Vec::with_capacity(loads.len());
         for op in loads {
             if let Op::Load(l) = op {
-                let keep = matches!(l.buf, LoadBuf::Wgt | LoadBuf::Acc);
-                if keep && self.0.contains(&l) {
+                if !self.admit(l) {
                     continue;
-                }
-                let (buf, lines) = Self::dest(&l);
-                self.forget(buf, lines);
-                if keep {
-                    self.0.push(l);
                 }
             }
             out.push(op);

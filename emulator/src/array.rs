@@ -227,6 +227,16 @@ impl Array {
         }
     }
 
+    /// Offsets of chain `op` at which the next chain may start overlapped
+    /// (`array.chain_overlap`, docs/timing.md "Overlapped chains"): from `tiles x period`, where
+    /// it would start loading one more tile, up to the one before its last. None for anything
+    /// but a streaming chain.
+    pub fn overlap_window(&self, op: &MatMul) -> Option<std::ops::Range<u64>> {
+        op.streams_chain().then(|| {
+            op.tiles() as u64 * op.chain_period(self.rows as u32)..self.matmul_cycles(op) - 1
+        })
+    }
+
     /// Functional effect of `ldw` (operands already bounds-checked).
     pub fn load_weights(&mut self, op: &LoadWeights, bufs: &Buffers) {
         self.load_tile(op.wgt as usize, bufs);

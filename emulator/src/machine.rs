@@ -88,13 +88,6 @@ enum Slot {
     },
 }
 
-/// The drain slot at the start of a cycle (`Machine::drain`).
-#[derive(Clone, Copy)]
-struct Drain0 {
-    idle: bool,
-    retiring: bool,
-}
-
 /// The accelerator model.
 pub struct Machine {
     pub arch: ArchConfig,
@@ -288,19 +281,18 @@ impl Machine {
         let t = self.cycle;
         let tok0 = self.ctrl.tokens;
         let qlen0 = [0, 1, 2].map(|q| self.ctrl.queues[q].len());
-        let drain0 = Drain0 {
-            idle: matches!(self.drain, Slot::Idle),
-            retiring: matches!(self.drain, Slot::Retiring { .. }),
-        };
+        // The drain slot at the start of the cycle: empty, or waiting to push.
+        let drain_idle0 = matches!(self.drain, Slot::Idle);
+        let drain_retiring0 = matches!(self.drain, Slot::Retiring { .. });
         let idle0 =
-            [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle) && (u != 1 || drain0.idle));
+            [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle) && (u != 1 || drain_idle0));
         let mut delta = [0i32; 4];
         let mut progress = false;
         // Compute first: it has priority on buffer ports. A draining chain goes before the
         // one that overlaps it (their ports never meet: docs/timing.md).
         progress |= self.step_drain(t, &tok0, &mut delta)?;
         for u in [1, 0, 2] {
-            progress |= self.step_unit(u, t, &tok0, &mut delta, drain0)?;
+            progress |= self.step_unit(u, t, &tok0, &mut delta, drain_idle0, drain_retiring0)?;
         }
         progress |= self.step_controller(t, &qlen0, &idle0)?;
         for (q, d) in delta.iter().enumerate() {
@@ -364,24 +356,18 @@ impl Machine {
         // A chain's overlap window: the window stops where it opens; inside it, a head that
         // may start overlapped starts now (step), and otherwise nothing changes until an
         // event (tokens only arrive with a completion, the drain's end bounds the window).
-        if let (true, Slot::Busy(a)) = (self.arch.array.chain_overlap, &self.slots[1]) {
-            if let (Op::MatMul(mm), Exec::Fixed { cycles }) = (&self.code[a.idx].op, &a.exec) {
-                if mm.streams_chain() {
-                    let ov = a.start + mm.overlap_offset(self.arch.array.rows);
-                    if t < ov {
-                        h = h.min(ov);
-                    } else if t + 1 < a.start + cycles {
-                        let drain0 = Drain0 {
-                            idle: matches!(self.drain, Slot::Idle),
-                            retiring: false,
-                        };
-                        if self.overlap_head(a, t, &self.ctrl.tokens, drain0).is_some() {
-                            return false;
-                        }
-                        if let Some(&(_, vis)) = self.ctrl.queues[1].front() {
-                            if vis > t {
-                                h = h.min(vis);
-                            }
+        if let Slot::Busy(a) = &self.slots[1] {
+            if let Some(w) = self.overlap_window(a) {
+                if t < w.start {
+                    h = h.min(w.start);
+                } else if t < w.end {
+                    let idle = matches!(self.drain, Slot::Idle);
+                    if self.overlap_head(a, t, &self.ctrl.tokens, idle).is_some() {
+                        return false;
+                    }
+                    if let Some(&(_, vis)) = self.ctrl.queues[1].front() {
+                        if vis > t {
+                            h = h.min(vis);
                         }
                     }
                 }
@@ -491,18 +477,11 @@ impl Machine {
         match std::mem::replace(&mut self.drain, Slot::Idle) {
             Slot::Idle => Ok(false),
             Slot::Retiring { idx, pushes } => {
-                if pushes
-                    .iter()
-                    .all(|&q| tok0[q as usize] < self.ctrl.token_depth)
-                {
-                    for &q in &pushes {
-                        delta[q as usize] += 1;
-                    }
-                    Ok(true)
-                } else {
+                let pushed = self.try_push(&pushes, tok0, delta);
+                if !pushed {
                     self.drain = Slot::Retiring { idx, pushes };
-                    Ok(false)
                 }
+                Ok(pushed)
             }
             Slot::Busy(a) => {
                 self.drain = self.exec_cycle(1, a, t, tok0, delta, false)?;
@@ -511,21 +490,29 @@ impl Machine {
         }
     }
 
+    /// The cycles in which a chain may start overlapped behind running instruction `a`
+    /// (`Array::overlap_window`, from `a`'s start), when the arch overlaps chains.
+    fn overlap_window(&self, a: &Active) -> Option<std::ops::Range<u64>> {
+        match &self.code[a.idx].op {
+            Op::MatMul(mm) if self.arch.array.chain_overlap => {
+                let w = self.array.overlap_window(mm)?;
+                Some(a.start + w.start..a.start + w.end)
+            }
+            _ => None,
+        }
+    }
+
     /// The chain at the compute queue's head, if it may start in cycle `t` while `a` drains
-    /// (`array.chain_overlap`; docs/timing.md "Overlapped chains"): `a` is a chain past its
-    /// overlap offset and before its last cycle, nothing else drains, the head was visible
-    /// and its tokens were there at the start of `t`, and `MatMul::may_follow_overlapped`.
-    fn overlap_head(&self, a: &Active, t: u64, tok0: &[u32; 4], drain0: Drain0) -> Option<usize> {
-        if !self.arch.array.chain_overlap || !drain0.idle {
+    /// (docs/timing.md "Overlapped chains"): `t` lies in `a`'s overlap window, nothing else
+    /// drains (`drain_idle` at the start of `t`), the head was visible and its tokens were
+    /// there at the start of `t`, and `MatMul::may_follow_overlapped`.
+    fn overlap_head(&self, a: &Active, t: u64, tok0: &[u32; 4], drain_idle: bool) -> Option<usize> {
+        if !drain_idle || !self.overlap_window(a)?.contains(&t) {
             return None;
         }
-        let (Op::MatMul(prev), Exec::Fixed { cycles }) = (&self.code[a.idx].op, &a.exec) else {
+        let Op::MatMul(prev) = &self.code[a.idx].op else {
             return None;
         };
-        let rows = self.arch.array.rows;
-        if t < a.start + prev.overlap_offset(rows) || t + 1 >= a.start + cycles {
-            return None;
-        }
         let idx = self.ctrl.head(1, t)?;
         let Op::MatMul(next) = &self.code[idx].op else {
             return None;
@@ -542,17 +529,14 @@ impl Machine {
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
-        drain0: Drain0,
+        drain_idle0: bool,
+        drain_retiring0: bool,
     ) -> Result<bool, EmuError> {
-        let depth = self.ctrl.token_depth;
         // The compute unit retires in order: nothing while a drained chain waits to push.
-        let held = u == 1 && drain0.retiring;
+        let held = u == 1 && drain_retiring0;
         match std::mem::replace(&mut self.slots[u], Slot::Idle) {
             Slot::Retiring { idx, pushes } => {
-                if !held && pushes.iter().all(|&q| tok0[q as usize] < depth) {
-                    for &q in &pushes {
-                        delta[q as usize] += 1;
-                    }
+                if !held && self.try_push(&pushes, tok0, delta) {
                     Ok(true)
                 } else {
                     self.unit_stats[u].push_stall_cycles += 1;
@@ -562,7 +546,7 @@ impl Machine {
             }
             Slot::Busy(active) => {
                 if let Some(idx) = (u == 1)
-                    .then(|| self.overlap_head(&active, t, tok0, drain0))
+                    .then(|| self.overlap_head(&active, t, tok0, drain_idle0))
                     .flatten()
                 {
                     // The running chain moves to the drain slot and the next one starts.
@@ -667,11 +651,7 @@ impl Machine {
             });
         }
         self.recent[u] = Some((t, a.idx, std::mem::take(&mut a.footprint)));
-        let depth = self.ctrl.token_depth;
-        if !held && a.pushes.iter().all(|&q| tok0[q as usize] < depth) {
-            for &q in &a.pushes {
-                delta[q as usize] += 1;
-            }
+        if !held && self.try_push(&a.pushes, tok0, delta) {
             Ok(Slot::Idle)
         } else {
             Ok(Slot::Retiring {
@@ -679,6 +659,20 @@ impl Machine {
                 pushes: a.pushes,
             })
         }
+    }
+
+    /// Pushes `pushes` if every target queue had room at the start of the cycle (`tok0`);
+    /// returns whether it did.
+    fn try_push(&self, pushes: &[TokenQueue], tok0: &[u32; 4], delta: &mut [i32; 4]) -> bool {
+        let room = pushes
+            .iter()
+            .all(|&q| tok0[q as usize] < self.ctrl.token_depth);
+        if room {
+            for &q in pushes {
+                delta[q as usize] += 1;
+            }
+        }
+        room
     }
 
     fn step_controller(
@@ -750,13 +744,31 @@ impl Machine {
             first = Some(first.map_or(idx, |f| f.min(idx)));
             waits.push(s);
         };
+        // The drained instruction waiting to push, if any (the drain slot is listed after the
+        // three unit slots).
+        let drained = match &self.drain {
+            Slot::Retiring { idx, .. } => Some(*idx),
+            _ => None,
+        };
         let units = ["load", "compute", "store"].iter().enumerate();
-        for (u, slot, unit) in units
-            .map(|(u, n)| (u, &self.slots[u], n))
-            .chain(std::iter::once((1, &self.drain, &"compute")))
+        for (u, slot, unit, is_drain) in units
+            .map(|(u, n)| (u, &self.slots[u], n, false))
+            .chain(std::iter::once((1, &self.drain, &"compute", true)))
         {
-            match slot {
-                Slot::Retiring { idx, pushes } => {
+            // In-order retirement: the compute unit's newer instruction waits for the drained one.
+            let behind = drained.filter(|_| u == 1 && !is_drain);
+            match (slot, behind) {
+                (Slot::Retiring { idx, .. }, Some(d)) => {
+                    note(
+                        *idx,
+                        format!(
+                            "instruction {idx} ({}) on compute waits for instruction {d} before it to push first",
+                            self.code[*idx].op.mnemonic(),
+                        ),
+                        &mut waits,
+                    );
+                }
+                (Slot::Retiring { idx, pushes }, None) => {
                     let qs: Vec<_> = pushes.iter().map(|q| q.describe()).collect();
                     note(
                         *idx,
@@ -768,7 +780,7 @@ impl Machine {
                         &mut waits,
                     );
                 }
-                Slot::Idle if !std::ptr::eq(slot, &self.drain) => {
+                (Slot::Idle, _) if !is_drain => {
                     if let Some(idx) = self.ctrl.head(u, self.cycle) {
                         let insn = &self.code[idx];
                         let tu = token_use(insn.unit(), insn.deps).unwrap_or_default();
@@ -781,7 +793,7 @@ impl Machine {
                         note(idx, format!("instruction {idx} ({}) on {unit} waits for a {} token that nothing will send", insn.op.mnemonic(), missing.join(" and ")), &mut waits);
                     }
                 }
-                Slot::Idle | Slot::Busy(_) => {}
+                (Slot::Idle | Slot::Busy(_), _) => {}
             }
         }
         let pc = self.ctrl.pc;
@@ -1245,19 +1257,18 @@ impl Machine {
         oi: usize,
         ofp: &[Access],
     ) -> Result<(), EmuError> {
-        {
-            for a in fp {
-                for b in ofp {
-                    if a.res == b.res
-                        && (a.write || b.write)
-                        && a.lo < b.hi
-                        && b.lo < a.hi
-                        && a.lo < a.hi
-                        && b.lo < b.hi
-                    {
-                        let lo = a.lo.max(b.lo);
-                        let hi = a.hi.min(b.hi);
-                        return Err(self.err(
+        for a in fp {
+            for b in ofp {
+                if a.res == b.res
+                    && (a.write || b.write)
+                    && a.lo < b.hi
+                    && b.lo < a.hi
+                    && a.lo < a.hi
+                    && b.lo < b.hi
+                {
+                    let lo = a.lo.max(b.lo);
+                    let hi = a.hi.min(b.hi);
+                    return Err(self.err(
                             ErrorKind::Race,
                             idx,
                             format!(
@@ -1268,7 +1279,6 @@ impl Machine {
                                 if b.write { "writes" } else { "reads" },
                             ),
                         ));
-                    }
                 }
             }
         }

@@ -10,10 +10,11 @@ use systole_emulator::randprog::random_program;
 use systole_emulator::{Machine, RunOptions};
 
 fn check(arch_name: &str, seed: u64, n: usize) {
-    check_arch(&ArchConfig::preset(arch_name).unwrap(), seed, n)
+    check_arch(&ArchConfig::preset(arch_name).unwrap(), seed, n);
 }
 
-fn check_arch(arch: &ArchConfig, seed: u64, n: usize) {
+/// Checks seed `seed`'s program on `arch`; returns the run's statistics.
+fn check_arch(arch: &ArchConfig, seed: u64, n: usize) -> systole_emulator::Stats {
     let arch_name = arch.name.as_str();
     let arch = arch.clone();
     let prog = random_program(&arch, seed, n);
@@ -82,6 +83,22 @@ fn check_arch(arch: &ArchConfig, seed: u64, n: usize) {
         s.dram.bytes == m.dram.bytes,
         "DRAM stepping every cycle: {ctx}"
     );
+    m.stats()
+}
+
+/// The `tiny` preset reshaped to a `rows` x `cols` array with two weight registers per PE,
+/// `beat`-byte DRAM beats and, with `overlap`, overlapped chains.
+fn banked(rows: u32, cols: u32, beat: u32, overlap: bool) -> ArchConfig {
+    let mut arch = ArchConfig::preset("tiny").unwrap();
+    arch.array.weight_banks = 2;
+    arch.array.chain_overlap = overlap;
+    (arch.array.rows, arch.array.cols) = (rows, cols);
+    arch.dram.bytes_per_cycle = beat;
+    let tag = if overlap { "overlap" } else { "banked" };
+    arch.name = format!("tiny-{rows}x{cols}-{tag}");
+    arch.validate()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+    arch
 }
 
 proptest! {
@@ -124,14 +141,8 @@ fn random_binary_programs_at_every_word_width() {
 /// every cycle.
 #[test]
 fn random_chain_programs() {
-    for (name, rows, cols, beat) in [("tiny", 4, 4, 4), ("tiny", 8, 4, 4), ("tiny", 2, 2, 2)] {
-        let mut arch = ArchConfig::preset(name).unwrap();
-        arch.array.weight_banks = 2;
-        (arch.array.rows, arch.array.cols) = (rows, cols);
-        arch.dram.bytes_per_cycle = beat;
-        arch.name = format!("{name}-{rows}x{cols}-banked");
-        arch.validate()
-            .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+    for (rows, cols, beat) in [(4, 4, 4), (8, 4, 4), (2, 2, 2)] {
+        let arch = banked(rows, cols, beat, false);
         let mut chains = 0;
         for seed in 0..16 {
             check_arch(&arch, seed, 80);
@@ -150,28 +161,14 @@ fn random_chain_programs() {
 /// cycles stepping every cycle, and overlaps that really happen.
 #[test]
 fn random_overlapped_chain_programs() {
-    for (name, rows, cols, beat, tokens) in [
-        ("tiny", 4, 4, 4, 8),
-        ("tiny", 8, 4, 4, 8),
-        ("tiny", 2, 2, 2, 1),
-    ] {
-        let mut arch = ArchConfig::preset(name).unwrap();
-        arch.array.weight_banks = 2;
-        arch.array.chain_overlap = true;
+    for (rows, cols, beat, tokens) in [(4, 4, 4, 8), (8, 4, 4, 8), (2, 2, 2, 1)] {
+        let mut arch = banked(rows, cols, beat, true);
         arch.controller.token_depth = tokens;
-        (arch.array.rows, arch.array.cols) = (rows, cols);
-        arch.dram.bytes_per_cycle = beat;
-        arch.name = format!("{name}-{rows}x{cols}-overlap");
-        arch.validate()
-            .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
         let (mut overlapped, mut push_stalls) = (0, 0);
         for seed in 0..16 {
-            check_arch(&arch, seed, 80);
-            let prog = random_program(&arch, seed, 80);
-            let mut m = Machine::new(&prog, &arch, &RunOptions::default()).unwrap();
-            m.run().unwrap();
-            overlapped += m.stats().compute.overlapped;
-            push_stalls += m.stats().compute.push_stall_cycles;
+            let s = check_arch(&arch, seed, 80);
+            overlapped += s.compute.overlapped;
+            push_stalls += s.compute.push_stall_cycles;
         }
         assert!(
             overlapped >= 16,

@@ -222,6 +222,33 @@ fn a_drained_chain_pushes_before_the_chain_after_it() {
     assert_eq!(r.stats.compute.overlapped, 1);
 }
 
+/// A drained chain whose token never finds room is named in the deadlock error, and the chain
+/// after it, which may not push before it, too.
+#[test]
+fn a_drained_chain_that_cannot_push_is_named_in_the_deadlock() {
+    let mut arch = tiny();
+    arch.array.weight_banks = 2;
+    arch.array.chain_overlap = true;
+    arch.controller.token_depth = 1;
+    let text = "nop unit=compute push_prev
+        matmul m=10 groups=2 outer=1 inner=3 group_step=30 wgt=0 push_prev
+        matmul inp=100 acc=20 m=10 accumulate=1 outer=2 inner=1 outer_step=12 wgt=40
+        finish";
+    let e = run(&prog(&arch, text), &arch, &[], &RunOptions::default()).unwrap_err();
+    assert_eq!(
+        (e.kind.clone(), e.insn),
+        (ErrorKind::Deadlock, Some(1)),
+        "{e}"
+    );
+    let msg = e.to_string();
+    for want in [
+        "instruction 1 (matmul) on compute waits for room in the compute->load token queue",
+        "instruction 2 (matmul) on compute waits for instruction 1 before it to push first",
+    ] {
+        assert!(msg.contains(want), "{want}: {msg}");
+    }
+}
+
 #[test]
 fn bias_row_is_read_where_the_accumulator_would_be() {
     // m=3 from the bias row 4: same 10 cycles as an accumulating matmul (@1..10), one

@@ -327,7 +327,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     reg [LW-1:0] rs_acc = 0, pd_acc = 0;
     reg [11:0] rs_m = 0, pd_m = 0;
     reg [17:0] rs_tiles = 0, pd_tiles = 0, rs_t = 0;
-    reg rs_accum = 1'b0, rs_bias = 1'b0, pd_accum = 1'b0, pd_bias = 1'b0, pd_fl = 1'b0, pd_v = 1'b0;
+    reg rs_accum = 1'b0, rs_bias = 1'b0, pd_accum = 1'b0, pd_bias = 1'b0, pd_v = 1'b0;
     wire ch_bias = WK && rs_bias && !rs_accum && !ch_later;
     wire ch_pre = cur_ch && arr_pre;
     wire ch_acc_rd = ch_pre && (rs_accum || ch_bias || ch_later);
@@ -560,7 +560,7 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
         end
         if (ov_st) begin
             pd_acc <= insn[41:26]; pd_m <= insn[53:42]; pd_tiles <= cur_tiles;
-            pd_accum <= insn[54]; pd_bias <= insn[127]; pd_fl <= insn[54] || (WK && insn[127]);
+            pd_accum <= insn[54]; pd_bias <= insn[127];
         end
         pd_v <= OV && !rst && (ov_st || pd_v) && !rs_sw;
         // The write of the older chain's last result: its last cycle.
@@ -577,9 +577,10 @@ module systole_compute #(parameter R = 4, C = 4, S = 8, FP32 = 1, INT = 1, BIN =
     wire [C-1:0] acc_fl;
     generate for (l = 0; l < C; l = l + 1) begin : accf
         // (An overlapped start leaves it to the older chain's results; the newer one's flag
-        // follows the cycle after they end, before its first write.)
+        // follows from the switched result-side registers the cycle after they end, before
+        // its first write.)
         systole_keep_reg #(.W(1)) r (.clock(clock), .en((start && !active || rs_sw_q) && !rst),
-            .d(rs_sw_q ? pd_fl : insn[54] || (WK && insn[127])), .q(acc_fl[l]));
+            .d(rs_sw_q ? rs_accum || (WK && rs_bias) : insn[54] || (WK && insn[127])), .q(acc_fl[l]));
         assign acc_wdata[32*l +: 32] = mm_we ? (acc_fl[l] || (ch_we && ch_later_q) ? mm_sum[32*l +: 32] : arr_out[32*l +: 32])
             : ppu_acc[32*l +: 32];
     end endgenerate

@@ -129,24 +129,29 @@ fn random_programs_up5k() {
     check_random(&arch, 400..440, 80);
 }
 
+/// Preset `name` reshaped to a `rows` x `cols` array with two weight registers per PE,
+/// `beat`-byte DRAM beats and, with `overlap`, overlapped chains.
+fn banked(name: &str, rows: u32, cols: u32, beat: u32, overlap: bool) -> ArchConfig {
+    let mut arch = ArchConfig::preset(name).unwrap();
+    arch.array.weight_banks = 2;
+    arch.array.chain_overlap = overlap;
+    (arch.array.rows, arch.array.cols) = (rows, cols);
+    arch.dram.bytes_per_cycle = beat;
+    let tag = if overlap { "overlap" } else { "banked" };
+    arch.name = format!("{name}_{tag}_{rows}x{cols}");
+    arch.validate().unwrap();
+    arch
+}
+
 /// Two weight registers per PE (`array.weight_banks = 2`): random programs with chained
 /// matmuls (up to 3 x 3 tiles, streams shorter and longer than the array is tall) among
 /// `ldw` and plain matmuls, on 4 x 4, on 8 x 8 with binary mode, and on 2 x 2.
 #[test]
 fn random_programs_banked() {
-    let banked = |name: &str, rows: u32, cols: u32, beat: u32| {
-        let mut arch = ArchConfig::preset(name).unwrap();
-        arch.array.weight_banks = 2;
-        (arch.array.rows, arch.array.cols) = (rows, cols);
-        arch.dram.bytes_per_cycle = beat;
-        arch.name = format!("{name}_banked_{rows}x{cols}");
-        arch.validate().unwrap();
-        arch
-    };
     for (arch, seeds) in [
-        (banked("tiny", 4, 4, 4), 0..80),
-        (banked("ulx3s", 8, 8, 8), 100..115),
-        (banked("tiny", 2, 2, 2), 200..260),
+        (banked("tiny", 4, 4, 4, false), 0..80),
+        (banked("ulx3s", 8, 8, 8, false), 100..115),
+        (banked("tiny", 2, 2, 2, false), 200..260),
     ] {
         let chains: usize = seeds
             .clone()
@@ -169,23 +174,12 @@ fn random_programs_banked() {
 /// push, and the chain after them to retire).
 #[test]
 fn random_programs_overlapped() {
-    let banked = |name: &str, rows: u32, cols: u32, beat: u32| {
-        let mut arch = ArchConfig::preset(name).unwrap();
-        arch.array.weight_banks = 2;
-        arch.array.chain_overlap = true;
-        if rows == 2 {
-            arch.controller.token_depth = 1;
-        }
-        (arch.array.rows, arch.array.cols) = (rows, cols);
-        arch.dram.bytes_per_cycle = beat;
-        arch.name = format!("{name}_overlap_{rows}x{cols}");
-        arch.validate().unwrap();
-        arch
-    };
+    let mut one_token = banked("tiny", 2, 2, 2, true);
+    one_token.controller.token_depth = 1;
     for (arch, seeds) in [
-        (banked("tiny", 4, 4, 4), 0..150),
-        (banked("ulx3s", 8, 8, 8), 100..130),
-        (banked("tiny", 2, 2, 2), 200..300),
+        (banked("tiny", 4, 4, 4, true), 0..150),
+        (banked("ulx3s", 8, 8, 8, true), 100..130),
+        (one_token, 200..300),
     ] {
         let st = check_random(&arch, seeds, 80);
         assert!(
@@ -197,6 +191,24 @@ fn random_programs_overlapped() {
         let one_token = arch.controller.token_depth == 1;
         assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
     }
+}
+
+/// A model that has not finished by `run_limited`'s limit stops there with the harness's
+/// error instead of running on (cosim gives the RTL twice the emulator's cycles).
+#[test]
+fn rtl_runs_stop_at_their_cycle_limit() {
+    let arch = ArchConfig::preset("tiny").unwrap();
+    let rtl = Rtl::cached(&arch, false).unwrap_or_else(|e| panic!("{e}"));
+    let prog = random_program(&arch, 0, 80);
+    let inputs: Vec<IoData> = Vec::new();
+    let full = rtl.run(&prog, &inputs, None).unwrap();
+    let e = rtl
+        .run_limited(&prog, &inputs, None, full.cycles / 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no finish within"), "{e}");
+    let again = rtl.run_limited(&prog, &inputs, None, full.cycles).unwrap();
+    assert_eq!(again.cycles, full.cycles);
 }
 
 #[test]
