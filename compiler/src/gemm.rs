@@ -955,6 +955,10 @@ pub struct ConvRows {
     /// each phase's block: its rows (`block_rows`) and the (kw - 1) / s lines the last taps
     /// read past them.
     pub phases: [usize; 2],
+    /// Image rows from one row of a phase block to the next: 1 at stride 1 or with merged
+    /// row phases, else the stride (each phase's block holds every s-th image row), also
+    /// where a one-row kernel leaves a single row phase.
+    pub row_step: usize,
     pub block: usize,
     /// Channel tiles per k-chunk, and chunks.
     pub cc: usize,
@@ -968,12 +972,9 @@ pub struct ConvRows {
     /// blocks resident needs.
     pub chunks_outside: bool,
     /// Each output's first `matmul` adds the bias (its parameters load with its first chunk)
-    /// where the arch has the input walker. In the chunks-outside order those parameter loads
-    /// go to the accumulator half the compute unit is writing, whose port they then contend
-    /// for: only layers whose compute outweighs their loads by half again fold there; the
-    /// others load the parameters with the last chunk and add the bias with an `alu`
-    /// (measured on scalesim32: Conv3_1a 68019 -> 65794 cycles with the fold, estimated
-    /// compute/load 1.81; Conv4_1a 61846 -> 69745, 1.27; Conv5_1a 88225 -> 93358, 0.56).
+    /// where the arch has the input walker. In the chunks-outside order the first two
+    /// m-tiles' parameters load where no chain writes (`emit_conv_rows`, `params_early`), so
+    /// every layer folds; row chains fold where the parameters have their copies.
     pub fold_bias: bool,
     /// Weights in the buffer phase by phase, then channel tile by channel tile, each tile's
     /// taps of that phase in `tap_order` (the layer's DRAM weights permuted to match:
@@ -997,7 +998,7 @@ impl ConvRows {
     /// (ky / s, kx / s) row-major; the identity at stride 1. Position p holds tap
     /// `tap_order[p]` (= ky * kw + kx).
     pub fn tap_order(&self, kh: usize, kw: usize) -> Vec<usize> {
-        let (st, ys) = (self.stride, self.row_step());
+        let (st, ys) = (self.stride, self.row_step);
         let mut order = Vec::with_capacity(kh * kw);
         for ry in 0..self.phases[0] {
             for rx in 0..st.min(kw) {
@@ -1013,7 +1014,7 @@ impl ConvRows {
 
     /// Taps per phase, in phase order (`tap_order`).
     fn phase_taps(&self, kh: usize, kw: usize) -> Vec<usize> {
-        let (st, ys) = (self.stride, self.row_step());
+        let (st, ys) = (self.stride, self.row_step);
         let mut v = Vec::new();
         for ry in 0..self.phases[0] {
             for rx in 0..st.min(kw) {
@@ -1023,18 +1024,9 @@ impl ConvRows {
         v
     }
 
-    /// Image rows from one row of a phase block to the next: 1 with merged rows, else s.
-    pub fn row_step(&self) -> usize {
-        if self.phases[0] == 1 {
-            1
-        } else {
-            self.stride
-        }
-    }
-
     /// Rows of a phase block for `rows` output rows (`block_rows`).
     pub fn block_rows(&self, rows: usize, kh: usize) -> usize {
-        block_rows(rows, self.stride, self.row_step(), kh)
+        block_rows(rows, self.stride, self.row_step, kh)
     }
 
     /// Reorders packed weights (`pack_weights`: per n-tile, k-tile = tap x channel tiles +
@@ -1334,6 +1326,7 @@ impl ConvRows {
             wq,
             ol,
             phases,
+            row_step: ys,
             block: block(rows),
             cc,
             chunks: cv.ci_tiles.div_ceil(cc),
@@ -1438,7 +1431,7 @@ pub fn emit_conv_rows(
     let st = t.stride;
     let np = t.phases[0] * t.phases[1];
     // Image rows from one block row to the next.
-    let ys = t.row_step();
+    let ys = t.row_step;
     let block_rows = |rows: usize| t.block_rows(rows, cv.kh);
     // When the blocks of every channel tile fit one half of the input buffer, they stay there
     // for all n-tiles (as in `emit_dense`): the items of the first n-tile load them into half

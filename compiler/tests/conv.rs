@@ -751,3 +751,25 @@ fn the_first_item_loads_phase_by_phase() {
     check("ulx3s+banked", square(8, 15, 3, 2, 1, 16), 81);
     check("ulx3s+banked", square(5, 13, 5, 3, 2, 9), 82);
 }
+
+/// A one-row kernel at stride 3 with its row phases not merged: a single row phase, whose
+/// block still holds every third image row (the emitter once stepped its block rows by one
+/// image row while the plan sized the block by three, so the second row phase's block
+/// overwrote the first's last rows; proptest found it, seed kept in conv.proptest-regressions).
+#[test]
+fn one_row_kernels_step_their_block_rows_by_the_stride() {
+    check(
+        "ulx3s",
+        Shape {
+            cin: 1,
+            h: 5,
+            w: 92,
+            k: [1, 2],
+            stride: 3,
+            dilation: 1,
+            pads: [0, 1, 0, 2],
+            n: 1,
+        },
+        0,
+    );
+}
