@@ -412,26 +412,7 @@ impl Gen<'_> {
         }
         op.inp = self.rng.range(0, il - span) as u32;
         op.wgt = self.rng.range(0, wlines - wl) as u32;
-        let fp = vec![
-            Access {
-                res: BufferKind::Weight.index() as u8,
-                lo: op.wgt as u64,
-                hi: op.wgt as u64 + wl,
-                write: false,
-            },
-            Access {
-                res: BufferKind::Input.index() as u8,
-                lo: op.inp as u64,
-                hi: op.inp as u64 + span,
-                write: false,
-            },
-            Access {
-                res: BufferKind::Accumulator.index() as u8,
-                lo: a - op.bias as u64,
-                hi: a + m,
-                write: true,
-            },
-        ];
+        let fp = matmul_footprint(&op, op.inp as u64 + span, wl);
         // Tokens from both chains (compute -> load, taken by load `nop`s right after), so a
         // drained chain pushes while the next one runs, or waits for room.
         let prev_at = self.code.len() - 1;
@@ -489,7 +470,7 @@ impl Gen<'_> {
                     ..Default::default()
                 };
                 let mut hi = inp + m;
-                let mut fp = Vec::new();
+                let mut chain_weights = 0;
                 // A chain of up to 3 x 3 tiles where PEs hold two (the draws happen only
                 // there, so saved seeds of the other archs keep their programs).
                 if self.arch.array.weight_banks == 2 && pick == 2 {
@@ -511,12 +492,7 @@ impl Gen<'_> {
                         (op.groups, op.group_step) = (groups as u32, sg as u32);
                         op.wgt = wgt as u32;
                         hi = inp + span;
-                        fp.push(Access {
-                            res: BufferKind::Weight.index() as u8,
-                            lo: wgt,
-                            hi: wgt + wl,
-                            write: false,
-                        });
+                        chain_weights = wl;
                     }
                 }
                 // Every other `pick == 2` matmul streams rows with gaps between them (taken
@@ -541,22 +517,7 @@ impl Gen<'_> {
                 // Some overwriting matmuls start from the bias row a - 1 (again derived from
                 // values already drawn).
                 op.bias = walker && !op.accumulate && a >= 1 && (m + inp).is_multiple_of(3);
-                let inp = op.inp as u64;
-                fp.extend([
-                    Access {
-                        res: BufferKind::Input.index() as u8,
-                        lo: inp,
-                        hi,
-                        write: false,
-                    },
-                    Access {
-                        res: acc,
-                        lo: a - op.bias as u64,
-                        hi: a + m,
-                        write: true,
-                    },
-                ]);
-                self.emit(Op::MatMul(op), fp);
+                self.emit(Op::MatMul(op), matmul_footprint(&op, hi, chain_weights));
                 // With overlapped chains, often another chain right behind (the draws happen
                 // only there, so saved seeds of the other archs keep their programs).
                 if self.arch.array.chain_overlap && op.streams_chain() && self.rng.chance(60) {
@@ -707,6 +668,36 @@ impl Gen<'_> {
             }
         }
     }
+}
+
+/// What a `matmul` touches: its input lines up to `input_end`, its chain's `weight_lines`
+/// weight lines (0 for a plain one) and its accumulator lines (with the bias row).
+fn matmul_footprint(op: &MatMul, input_end: u64, weight_lines: u64) -> Vec<Access> {
+    let mut fp = Vec::with_capacity(3);
+    if weight_lines > 0 {
+        fp.push(Access {
+            res: BufferKind::Weight.index() as u8,
+            lo: op.wgt as u64,
+            hi: op.wgt as u64 + weight_lines,
+            write: false,
+        });
+    }
+    let acc = op.acc as u64;
+    fp.extend([
+        Access {
+            res: BufferKind::Input.index() as u8,
+            lo: op.inp as u64,
+            hi: input_end,
+            write: false,
+        },
+        Access {
+            res: BufferKind::Accumulator.index() as u8,
+            lo: acc - op.bias as u64,
+            hi: acc + op.m as u64,
+            write: true,
+        },
+    ]);
+    fp
 }
 
 /// A random valid program of about `n` instructions (plus token `nop`s) for `arch`.
