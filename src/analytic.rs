@@ -41,10 +41,11 @@ use systole_emulator::Stats;
 /// Cycles of a load: the writer walks the destination grid one line per cycle at most; a data
 /// line is written when its last beat arrives; beats flow one per cycle from `L` after the
 /// first request (later requests are issued one per cycle, ahead of their data), and DRAM holds
-/// them while the writer is on padding.
-pub fn load_cycles(op: &Load, arch: &ArchConfig) -> u64 {
+/// them while the writer is on padding. `ahead`: cycles the requests started before the
+/// writer (`dram.load_ahead`), which the first beat's latency no longer waits for.
+pub fn load_cycles(op: &Load, arch: &ArchConfig, ahead: u64) -> u64 {
     let beat = arch.dram.bytes_per_cycle as u64;
-    let lat = arch.dram.latency_cycles as u64;
+    let lat = (arch.dram.latency_cycles as u64).saturating_sub(ahead);
     let bpl = load_dram_line_bytes(op.buf, arch.array.rows, arch.array.cols) as u64 / beat;
     let width = (op.pad_left + op.cols + op.pad_right) as u64;
     let total = width * (op.pad_top + op.rows + op.pad_bottom) as u64;
@@ -62,6 +63,15 @@ pub fn load_cycles(op: &Load, arch: &ArchConfig) -> u64 {
         t += op.pad_right as u64;
     }
     t + op.pad_bottom as u64 * width
+}
+
+/// Request rows a load issues, one per cycle from its start.
+pub fn load_requests(op: &Load) -> u64 {
+    if op.cols == 0 {
+        0
+    } else {
+        op.rows as u64
+    }
 }
 
 /// Cycles of a store: `n x beats + L + 1` (1 for an empty store).
@@ -267,6 +277,8 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
     // last one an overlapped chain started behind.
     let mut last_compute: Option<(u64, u64, u64, Op)> = None;
     let mut drain_end = 0u64;
+    // The load unit's last load (start, end, writer's first cycle, requests) for loads ahead.
+    let mut last_load: Option<(u64, u64, u64, u64)> = None;
     for (idx, insn) in program.code.iter().enumerate() {
         let f = fetch.map_or(0, |x| x + 1);
         let u = match &insn.op {
@@ -324,18 +336,31 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             }
             _ => None,
         };
-        s = match overlap {
-            Some((at, ea)) => {
+        // A load ahead (`dram.load_ahead`) starts once the load before it has issued its
+        // requests and its own writer (after the one before it) has begun, up to that load's
+        // last cycle; its writer follows that load's.
+        let ahead = match (&insn.op, last_load) {
+            (Op::Load(_), Some((sa, ea, wa, ra))) if arch.dram.load_ahead => {
+                let at = s.max(wa).max(sa + ra.max(1));
+                (at <= ea).then_some((at, ea))
+            }
+            _ => None,
+        };
+        s = match (overlap, ahead) {
+            (Some((at, ea)), _) => {
                 drain_end = ea;
                 at
             }
-            None => s.max(free[u]),
+            (None, Some((at, _))) => at,
+            (None, None) => s.max(free[u]),
         };
+        // The first cycle of a load's writer.
+        let w = ahead.map_or(s, |(_, ea)| ea + 1);
         for &tq in &tu.pops {
             pops[tq as usize].push(s);
         }
         let d = match &insn.op {
-            Op::Load(l) => load_cycles(l, arch),
+            Op::Load(l) => load_cycles(l, arch, w - s),
             Op::Store(st) => store_cycles(st, arch),
             Op::LoadWeights(_) => arr.ldw_cycles(),
             Op::MatMul(mm) => arr.matmul_cycles(mm),
@@ -350,7 +375,7 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
         // A push into a full queue waits (the unit retiring) until a pop makes room: push n
         // needs pop n - depth one cycle earlier. A pop later in program order than the push
         // is not known yet and is taken as no stall.
-        let mut e = s + d - 1;
+        let mut e = w + d - 1;
         for &tq in &tu.pushes {
             let k = tq as usize;
             if let Some(&p) = pushes[k]
@@ -369,6 +394,17 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
             // The unit is busy once in the cycles the two share.
             counts.unit[1].busy_cycles -= ea + 1 - at;
             counts.unit[1].overlapped += 1;
+        }
+        // (Busy cycles stay each load's writer cycles: a load ahead starts inside the span
+        // of the one before it.)
+        if ahead.is_some() {
+            counts.unit[0].overlapped += 1;
+        }
+        if u == 0 {
+            last_load = match &insn.op {
+                Op::Load(l) => Some((s, e, w, load_requests(l))),
+                _ => None,
+            };
         }
         if u == 1 {
             last_compute = Some((s, e, d, insn.op));

@@ -142,6 +142,14 @@ pub struct DramConfig {
     pub latency_cycles: u32,
     /// Largest DRAM a program may use.
     pub size_bytes: u64,
+    /// Let a load start issuing its read requests while the load before it still takes its
+    /// beats (once that one has issued all of its own): the next load's latency hides behind
+    /// the previous load's data, so a run of short loads pays the latency once. Its data are
+    /// written after the previous load's, in order. It costs a second request counter and
+    /// instruction register in the load engine and a second retirement slot in the
+    /// controller (docs/timing.md, "Loads ahead").
+    #[serde(default)]
+    pub load_ahead: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -614,6 +622,9 @@ impl ArchConfig {
         }
         if self.array.chain_overlap {
             h.write(b"chain-overlap");
+        }
+        if self.dram.load_ahead {
+            h.write(b"load-ahead");
         }
         h.finish()
     }

@@ -131,6 +131,19 @@ impl LoadExec {
         self.kind
     }
 
+    /// Issues requests from `cycle` without writing (a load started ahead, whose writer waits
+    /// for the load before it: `dram.load_ahead`).
+    pub fn issue(&mut self, cycle: u64) {
+        self.first.get_or_insert(cycle);
+    }
+
+    /// The first cycle after the last request was issued (None before the first step): from
+    /// then on the next load may start ahead.
+    pub fn requests_done_at(&self) -> Option<u64> {
+        let reqs = if self.cols == 0 { 0 } else { self.rows };
+        self.first.map(|f| f + reqs as u64)
+    }
+
     fn is_data(&self, pos: u32) -> bool {
         let (r, c) = (pos / self.width, pos % self.width);
         r >= self.pad_top

@@ -99,10 +99,12 @@ pub struct Machine {
     pub ppu: Ppu,
     pub ctrl: Controller,
     slots: [Slot; 3],
-    /// The compute instruction that still drains while the chain after it runs in
-    /// `slots[1]` (`array.chain_overlap`): Busy until its last cycle, then Retiring while its
-    /// tokens find no room.
-    drain: Slot,
+    /// The older instruction of a unit that runs two, by unit (load, compute): Busy until its
+    /// last cycle, then Retiring while its tokens find no room. Compute: the chain that still
+    /// drains while the chain after it runs in `slots[1]` (`array.chain_overlap`). Load: the
+    /// load that still takes its beats while the one after it, started ahead, issues its
+    /// requests in `slots[0]` (`dram.load_ahead`).
+    drain: [Slot; 2],
     /// Footprint and last cycle of each unit's most recently completed instruction.
     recent: [Option<(u64, usize, Vec<Access>)>; 3],
     unit_stats: [UnitStats; 3],
@@ -115,6 +117,26 @@ pub struct Machine {
     /// Token use of each instruction, decoded once (None: illegal flags, reported when met).
     tokens: Vec<Option<TokenUse>>,
     step_every_cycle: bool,
+    /// In this cycle the load in `slots[0]` only issues requests: an older load still wrote
+    /// at the cycle's start, or has just moved to the drain slot (`dram.load_ahead`).
+    writer_waits: bool,
+}
+
+/// The drain slots at the start of a cycle, by unit (load, compute; the store unit has
+/// none): 0 empty, 1 busy, 2 waiting to push.
+#[derive(Debug, Clone, Copy)]
+struct DrainState([u8; 2]);
+
+impl DrainState {
+    fn idle(self, u: usize) -> bool {
+        u >= 2 || self.0[u] == 0
+    }
+    fn busy(self, u: usize) -> bool {
+        u < 2 && self.0[u] == 1
+    }
+    fn retiring(self, u: usize) -> bool {
+        u < 2 && self.0[u] == 2
+    }
 }
 
 /// Buffer ports a compute-unit instruction uses in cycle `o` of its execution.
@@ -194,7 +216,7 @@ impl Machine {
             ppu: Ppu::default(),
             ctrl: Controller::new(arch.controller.queue_depth, arch.controller.token_depth),
             slots: [Slot::Idle, Slot::Idle, Slot::Idle],
-            drain: Slot::Idle,
+            drain: [Slot::Idle, Slot::Idle],
             recent: [None, None, None],
             unit_stats: Default::default(),
             finish_cycle: None,
@@ -208,6 +230,7 @@ impl Machine {
                 .map(|i| token_use(i.unit(), i.deps).ok())
                 .collect(),
             step_every_cycle: opts.step_every_cycle,
+            writer_waits: false,
         })
     }
 
@@ -281,18 +304,19 @@ impl Machine {
         let t = self.cycle;
         let tok0 = self.ctrl.tokens;
         let qlen0 = [0, 1, 2].map(|q| self.ctrl.queues[q].len());
-        // The drain slot at the start of the cycle: empty, or waiting to push.
-        let drain_idle0 = matches!(self.drain, Slot::Idle);
-        let drain_retiring0 = matches!(self.drain, Slot::Retiring { .. });
-        let idle0 =
-            [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle) && (u != 1 || drain_idle0));
+        // The drain slots at the start of the cycle.
+        let d0 = self.drain_state();
+        let idle0 = [0, 1, 2].map(|u| matches!(self.slots[u], Slot::Idle) && d0.idle(u));
         let mut delta = [0i32; 4];
         let mut progress = false;
         // Compute first: it has priority on buffer ports. A draining chain goes before the
-        // one that overlaps it (their ports never meet: docs/timing.md).
-        progress |= self.step_drain(t, &tok0, &mut delta)?;
+        // one that overlaps it (their ports never meet: docs/timing.md), the older load
+        // before the one ahead (whose writer waits for it).
         for u in [1, 0, 2] {
-            progress |= self.step_unit(u, t, &tok0, &mut delta, drain_idle0, drain_retiring0)?;
+            if u < 2 {
+                progress |= self.step_drain(u, t, &tok0, &mut delta)?;
+            }
+            progress |= self.step_unit(u, t, &tok0, &mut delta, d0)?;
         }
         progress |= self.step_controller(t, &qlen0, &idle0)?;
         for (q, d) in delta.iter().enumerate() {
@@ -343,7 +367,7 @@ impl Machine {
         }
         // A draining chain runs beside the newer one (their ports never meet: docs/timing.md)
         // until its last cycle, which ends the window; one waiting to push is stepped.
-        let drain_ports = match &self.drain {
+        let drain_ports = match &self.drain[1] {
             Slot::Idle => 0,
             Slot::Busy(d) => {
                 if let Exec::Fixed { cycles } = &d.exec {
@@ -361,7 +385,7 @@ impl Machine {
                 if t < w.start {
                     h = h.min(w.start);
                 } else if t < w.end {
-                    let idle = matches!(self.drain, Slot::Idle);
+                    let idle = matches!(self.drain[1], Slot::Idle);
                     if self.overlap_head(a, t, &self.ctrl.tokens, idle).is_some() {
                         return false;
                     }
@@ -373,8 +397,31 @@ impl Machine {
                 }
             }
         }
-        let mut wait = [Wait::Idle; 3];
+        // Loads ahead: while an older load writes, the newer one waits for it (its end bounds
+        // the window); otherwise the window stops where the running load has issued its
+        // requests, after which a load at the head with its tokens starts ahead (step).
         let mut ports = [0u8; 3];
+        match &self.drain[0] {
+            Slot::Idle => {
+                if let (Slot::Busy(a), Some(&(idx, vis))) =
+                    (&self.slots[0], self.ctrl.queues[0].front())
+                {
+                    if let (Exec::Load(l), Op::Load(_), true) =
+                        (&a.exec, &self.code[idx].op, self.arch.dram.load_ahead)
+                    {
+                        let at = l.requests_done_at().unwrap_or(t).max(vis);
+                        if at > t {
+                            h = h.min(at);
+                        } else if self.ahead_head(a, t, &self.ctrl.tokens, true).is_some() {
+                            return false;
+                        }
+                    }
+                }
+            }
+            Slot::Busy(d) => ports[0] = d.ports,
+            Slot::Retiring { .. } => return false,
+        }
+        let mut wait = [Wait::Idle; 3];
         let depth = self.ctrl.token_depth;
         for u in 0..3 {
             wait[u] = match &self.slots[u] {
@@ -398,7 +445,7 @@ impl Machine {
                     Wait::Push
                 }
                 Slot::Busy(a) => {
-                    ports[u] = a.ports;
+                    ports[u] |= a.ports;
                     match &a.exec {
                         Exec::Fixed { cycles } => h = h.min(a.start + cycles - 1),
                         Exec::Store(s) => h = h.min(s.done_cycle(t)),
@@ -417,7 +464,14 @@ impl Machine {
         }
         // The load's completion is found by running it; it goes first and may shorten the
         // window for the others.
-        if let Slot::Busy(a) = &mut self.slots[0] {
+        let writer = match &mut self.drain[0] {
+            Slot::Busy(d) => Some(d),
+            _ => match &mut self.slots[0] {
+                Slot::Busy(a) => Some(a),
+                _ => None,
+            },
+        };
+        if let Some(a) = writer {
             if let Exec::Load(l) = &mut a.exec {
                 if h > t {
                     let (bufs, kind) = (&mut self.bufs, l.kind());
@@ -440,7 +494,7 @@ impl Machine {
         if let Some(q) = stalled_queue {
             self.ctrl.dispatch_stalls[q] += k;
         }
-        for slot in [&self.slots[1], &self.drain] {
+        for slot in [&self.slots[1], &self.drain[1]] {
             if let Slot::Busy(a) = slot {
                 let bufs = &mut self.bufs;
                 let op = &self.code[a.idx].op;
@@ -466,28 +520,61 @@ impl Machine {
         true
     }
 
-    /// Steps the draining compute instruction, if any; returns whether anything changed.
-    /// Its cycles count as the running instruction's busy cycles, not twice.
+    fn drain_state(&self) -> DrainState {
+        let st = |u: usize| match self.drain[u] {
+            Slot::Idle => 0,
+            Slot::Busy(_) => 1,
+            Slot::Retiring { .. } => 2,
+        };
+        DrainState([st(0), st(1)])
+    }
+
+    /// Steps unit `u`'s drain slot, if it holds an instruction; returns whether anything
+    /// changed. Its cycles count as the unit's running instruction's busy cycles, not twice.
     fn step_drain(
         &mut self,
+        u: usize,
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
     ) -> Result<bool, EmuError> {
-        match std::mem::replace(&mut self.drain, Slot::Idle) {
+        self.writer_waits = false;
+        match std::mem::replace(&mut self.drain[u], Slot::Idle) {
             Slot::Idle => Ok(false),
             Slot::Retiring { idx, pushes } => {
                 let pushed = self.try_push(&pushes, tok0, delta);
                 if !pushed {
-                    self.drain = Slot::Retiring { idx, pushes };
+                    self.drain[u] = Slot::Retiring { idx, pushes };
                 }
                 Ok(pushed)
             }
             Slot::Busy(a) => {
-                self.drain = self.exec_cycle(1, a, t, tok0, delta, false)?;
+                self.drain[u] = self.exec_cycle(u, a, t, tok0, delta, false)?;
                 Ok(true)
             }
         }
+    }
+
+    /// The load at the load queue's head, if it may start ahead in cycle `t` behind running
+    /// load `a` (`dram.load_ahead`, docs/timing.md "Loads ahead"): `a` has issued all its
+    /// requests before `t`, no older load still writes (`drain_idle` at the start of `t`),
+    /// and the head is a load that was visible with its tokens there at the start of `t`.
+    fn ahead_head(&self, a: &Active, t: u64, tok0: &[u32; 4], drain_idle: bool) -> Option<usize> {
+        if !drain_idle || !self.arch.dram.load_ahead {
+            return None;
+        }
+        let Exec::Load(l) = &a.exec else {
+            return None;
+        };
+        if l.requests_done_at()? > t {
+            return None;
+        }
+        let idx = self.ctrl.head(0, t)?;
+        let Op::Load(_) = &self.code[idx].op else {
+            return None;
+        };
+        let tu = self.tokens[idx].as_ref()?;
+        tu.pops.iter().all(|&q| tok0[q as usize] > 0).then_some(idx)
     }
 
     /// The cycles in which a chain may start overlapped behind running instruction `a`
@@ -529,11 +616,12 @@ impl Machine {
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
-        drain_idle0: bool,
-        drain_retiring0: bool,
+        d0: DrainState,
     ) -> Result<bool, EmuError> {
-        // The compute unit retires in order: nothing while a drained chain waits to push.
-        let held = u == 1 && drain_retiring0;
+        // A unit retires in order: nothing while its drained instruction waits to push.
+        let held = d0.retiring(u);
+        // A load ahead writes once the older load has stopped writing.
+        self.writer_waits = u == 0 && d0.busy(0);
         match std::mem::replace(&mut self.slots[u], Slot::Idle) {
             Slot::Retiring { idx, pushes } => {
                 if !held && self.try_push(&pushes, tok0, delta) {
@@ -545,13 +633,16 @@ impl Machine {
                 }
             }
             Slot::Busy(active) => {
-                if let Some(idx) = (u == 1)
-                    .then(|| self.overlap_head(&active, t, tok0, drain_idle0))
-                    .flatten()
-                {
-                    // The running chain moves to the drain slot and the next one starts.
-                    self.drain = self.exec_cycle(u, active, t, tok0, delta, false)?;
+                let next = match u {
+                    0 => self.ahead_head(&active, t, tok0, d0.idle(0)),
+                    1 => self.overlap_head(&active, t, tok0, d0.idle(1)),
+                    _ => None,
+                };
+                if let Some(idx) = next {
+                    // The running instruction moves to the drain slot and the next one starts.
+                    self.drain[u] = self.exec_cycle(u, active, t, tok0, delta, false)?;
                     self.unit_stats[u].overlapped += 1;
+                    self.writer_waits = u == 0;
                     self.start_head(u, idx, t, tok0, delta)?;
                 } else {
                     self.unit_stats[u].busy_cycles += 1;
@@ -629,6 +720,13 @@ impl Machine {
                 );
                 Step {
                     done: o + 1 == *cycles,
+                    port_stall: false,
+                }
+            }
+            Exec::Load(l) if self.writer_waits => {
+                l.issue(t);
+                Step {
+                    done: false,
                     port_stall: false,
                 }
             }
@@ -744,25 +842,27 @@ impl Machine {
             first = Some(first.map_or(idx, |f| f.min(idx)));
             waits.push(s);
         };
-        // The drained instruction waiting to push, if any (the drain slot is listed after the
-        // three unit slots).
-        let drained = match &self.drain {
+        // The drained instructions waiting to push, by unit (the drain slots are listed after
+        // the three unit slots).
+        let drained = self.drain.each_ref().map(|d| match d {
             Slot::Retiring { idx, .. } => Some(*idx),
             _ => None,
-        };
-        let units = ["load", "compute", "store"].iter().enumerate();
-        for (u, slot, unit, is_drain) in units
+        });
+        let names = ["load", "compute", "store"];
+        for (u, slot, unit, is_drain) in names
+            .iter()
+            .enumerate()
             .map(|(u, n)| (u, &self.slots[u], n, false))
-            .chain(std::iter::once((1, &self.drain, &"compute", true)))
+            .chain((0..2).map(|u| (u, &self.drain[u], &names[u], true)))
         {
-            // In-order retirement: the compute unit's newer instruction waits for the drained one.
-            let behind = drained.filter(|_| u == 1 && !is_drain);
+            // In-order retirement: a unit's newer instruction waits for the drained one.
+            let behind = drained.get(u).copied().flatten().filter(|_| !is_drain);
             match (slot, behind) {
                 (Slot::Retiring { idx, .. }, Some(d)) => {
                     note(
                         *idx,
                         format!(
-                            "instruction {idx} ({}) on compute waits for instruction {d} before it to push first",
+                            "instruction {idx} ({}) on {unit} waits for instruction {d} before it to push first",
                             self.code[*idx].op.mnemonic(),
                         ),
                         &mut waits,
@@ -1242,7 +1342,7 @@ impl Machine {
                 Some((end, i, f)) if *end >= t => Some((*i, &f[..])),
                 _ => None,
             };
-            let drain = if v == 1 { busy(&self.drain) } else { None };
+            let drain = self.drain.get(v).and_then(busy);
             for (oi, ofp) in [busy(&self.slots[v]), drain, recent].into_iter().flatten() {
                 self.check_race_pair(idx, fp, oi, ofp)?;
             }

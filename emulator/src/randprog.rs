@@ -150,10 +150,6 @@ impl Gen<'_> {
             push_prev: true,
             ..Default::default()
         };
-        let push_next = Deps {
-            push_next: true,
-            ..Default::default()
-        };
         match u {
             0 => {
                 if need[2] {
@@ -173,7 +169,7 @@ impl Gen<'_> {
             }
             1 => {
                 if need[0] {
-                    self.nop(UnitSel::Load, push_next);
+                    self.load_push_next();
                     deps.pop_prev = true;
                 }
                 if need[2] {
@@ -183,7 +179,7 @@ impl Gen<'_> {
             }
             _ => {
                 if need[0] {
-                    self.nop(UnitSel::Load, push_next);
+                    self.load_push_next();
                 }
                 if need[0] || need[1] {
                     self.nop(
@@ -214,6 +210,30 @@ impl Gen<'_> {
             self.synced[v][u] = self.last_of(v);
         }
         self.push(insn.with_deps(deps), fp);
+    }
+
+    /// A load -> compute token after everything the load unit has run so far: on a nop, or
+    /// (where loads start ahead, half the time) on the last load itself when it pushes nothing
+    /// yet, so a load that starts ahead may wait behind an older one that pushes.
+    fn load_push_next(&mut self) {
+        if let Some(j) = self.last_of(0) {
+            let insn = &mut self.code[j];
+            if self.arch.dram.load_ahead
+                && matches!(insn.op, Op::Load(_))
+                && !insn.deps.push_next
+                && self.rng.chance(50)
+            {
+                insn.deps.push_next = true;
+                return;
+            }
+        }
+        self.nop(
+            UnitSel::Load,
+            Deps {
+                push_next: true,
+                ..Default::default()
+            },
+        );
     }
 
     fn m(&mut self, max: u64) -> u64 {

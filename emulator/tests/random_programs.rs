@@ -184,6 +184,45 @@ fn random_overlapped_chain_programs() {
     }
 }
 
+/// Loads ahead (`dram.load_ahead`): a load issues its requests while the one before it takes
+/// its beats; golden values, the same cycles stepping every cycle, loads that really start
+/// ahead, and (with one token of room) loads that wait to push behind the older one.
+#[test]
+fn random_load_ahead_programs() {
+    for (base, latency, tokens) in [
+        ("tiny", 6, 8),
+        ("ulx3s", 20, 8),
+        ("tiny", 3, 1),
+        ("overlap", 9, 2),
+    ] {
+        let mut arch = match base {
+            "overlap" => banked(4, 4, 4, true),
+            name => ArchConfig::preset(name).unwrap(),
+        };
+        arch.dram.load_ahead = true;
+        arch.dram.latency_cycles = latency;
+        arch.controller.token_depth = tokens;
+        arch.name = format!("{}-ahead-l{latency}-t{tokens}", arch.name);
+        arch.validate().unwrap();
+        let (mut ahead, mut push_stalls) = (0, 0);
+        for seed in 0..16 {
+            let s = check_arch(&arch, seed, 80);
+            ahead += s.load.overlapped;
+            push_stalls += s.load.push_stall_cycles;
+        }
+        assert!(ahead >= 16, "{}: only {ahead} loads ahead", arch.name);
+        assert!(
+            tokens > 1 || push_stalls > 0,
+            "{}: no push stalls",
+            arch.name
+        );
+        eprintln!(
+            "{}: {ahead} loads ahead, {push_stalls} push stalls",
+            arch.name
+        );
+    }
+}
+
 /// Seeds that once failed, kept as regression tests.
 #[test]
 fn regression_seeds() {

@@ -620,3 +620,97 @@ fn instructions_the_arch_lacks_are_named() {
     let th = prog(&up5k, "thresh thr=0 src=4 count=1 m=2\nfinish");
     run(&th, &up5k, &[], &RunOptions::default()).expect("thresh runs on up5k");
 }
+
+/// Loads ahead (docs/timing.md "Loads ahead"): the next load issues its requests once the
+/// running one has issued its own, and writes after it.
+#[test]
+fn a_load_ahead_issues_while_the_one_before_takes_its_beats() {
+    let mut arch = tiny();
+    arch.dram.load_ahead = true;
+    let text = "load rows=3 cols=2 stride=64
+        load sram=10 dram=256 rows=2 cols=1 stride=64
+        finish";
+    // A: requests @1..3, six beats @9..14. B, visible @2, starts ahead @4 (A's requests all
+    // issued): requests @4..5, beats ready @12..13, written after A @15..16; finish @17.
+    let s = cycles_on(&arch, text);
+    assert_eq!(s.cycles, 18);
+    assert_eq!(s.load.overlapped, 1);
+    assert_eq!(s.load.busy_cycles, 16);
+    // Without it B starts @15: beats @23..24, finish @25.
+    let s = cycles(text);
+    assert_eq!((s.cycles, s.load.overlapped), (26, 0));
+    // A nop never starts ahead, nor does a load behind one.
+    let s = cycles_on(
+        &arch,
+        "load rows=3 cols=2 stride=64
+        nop unit=load
+        load sram=10 dram=256 rows=2 cols=1 stride=64
+        finish",
+    );
+    assert_eq!((s.cycles, s.load.overlapped), (27, 0));
+}
+
+/// A load ahead that finishes while the older one waits for room for its token pushes after
+/// it (one token of room; a long matmul holds the nops that take the tokens).
+#[test]
+fn a_load_ahead_pushes_after_the_older_load() {
+    let mut arch = tiny();
+    arch.dram.load_ahead = true;
+    arch.controller.token_depth = 1;
+    let text = "load rows=1 cols=1 stride=4 push_next
+        load sram=4 rows=3 cols=2 stride=64 push_next
+        load sram=10 dram=256 rows=2 cols=1 stride=64 push_next
+        matmul inp=50 m=40
+        nop unit=compute pop_prev
+        nop unit=compute pop_prev
+        nop unit=compute pop_prev
+        finish";
+    let r = run(
+        &prog(&arch, text),
+        &arch,
+        &[],
+        &RunOptions {
+            trace: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let spans: Vec<_> = r
+        .spans
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| (s.insn, s.start, s.end))
+        .collect();
+    let span = |i: usize| {
+        let s = spans.iter().find(|s| s.0 == i).unwrap();
+        (s.1, s.2)
+    };
+    // Z @1..9 pushes @9. A starts ahead @2 (requests @2..4), writes @10..15 and waits for
+    // room. B starts ahead @10, when Z no longer writes (requests @10..11), writes @18..19
+    // and waits behind A. The matmul @4..50; the first nop takes Z's token @51, A pushes @52,
+    // the second nop takes it @53, B pushes @54, the third nop @55, finish @56.
+    assert_eq!([span(0), span(1), span(2)], [(1, 9), (2, 15), (10, 19)]);
+    assert_eq!(span(3), (4, 50));
+    assert_eq!([span(4).0, span(5).0, span(6).0], [51, 53, 55]);
+    assert_eq!(r.stats.cycles, 57);
+    assert_eq!(r.stats.load.overlapped, 2);
+    // Without the nops nothing takes the tokens: the deadlock names both loads.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("nop"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let e = run(&prog(&arch, &text), &arch, &[], &RunOptions::default()).unwrap_err();
+    assert_eq!(
+        (e.kind.clone(), e.insn),
+        (ErrorKind::Deadlock, Some(1)),
+        "{e}"
+    );
+    for want in [
+        "instruction 1 (load) on load waits for room in the load->compute token queue",
+        "instruction 2 (load) on load waits for instruction 1 before it to push first",
+    ] {
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
+}
