@@ -16,6 +16,12 @@
 //! `c_dr_done`, pushing its tokens then or, without room, as soon as there is (`dr_ret`). The
 //! unit retires in order: the newer instruction pushes only once the drained one has. These
 //! are `Machine::step_drain` / `overlap_head`'s rules.
+//!
+//! Loads ahead (`dram.load_ahead`): the load unit has a drain slot too (`ldr`, `ldr_flags`,
+//! `ldr_ret`). While the load engine says the running load has issued its requests
+//! (`l_ahead`), a load at the queue head starts although the unit is busy; the running one
+//! moves to the drain slot and retires on `l_dr_done`, or on `eng_done[0]` when it finishes in
+//! that same cycle (`Machine::ahead_head`).
 
 /// Decoded opcodes (`arch/src/isa.rs`).
 pub const OP_LOAD: u32 = 0x01;
@@ -25,7 +31,8 @@ pub const OP_FINISH: u32 = 0x08;
 
 /// The controller module (parameterised Verilog).
 pub const VERILOG: &str = r#"
-module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "") (
+// LA = 0: no loads ahead, and no load drain slot.
+module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "", LA = 0) (
     input clock, input rst,
     // Instruction writes, byte lanes enabled by imem_wstrb (the board's link writes a byte at
     // a time, the Verilator harness whole words).
@@ -34,6 +41,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     output [127:0] head0, output [127:0] head1, output [127:0] head2,
     input [2:0] eng_done,
     input c_ovl, input c_ovl_next, input c_dr_done,
+    input l_ahead, input l_dr_done,
     output c_start_next, output [127:0] c_head_next,
     output reg done = 1'b0, output [63:0] cycles
 );
@@ -67,6 +75,9 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     // The drain slot of the compute unit.
     reg dr = 1'b0, dr_ret = 1'b0;
     reg [3:0] dr_flags = 4'd0, dr_pend = 4'd0;
+    // The drain slot of the load unit.
+    reg ldr = 1'b0, ldr_ret = 1'b0;
+    reg [3:0] ldr_flags = 4'd0, ldr_pend = 4'd0;
     integer k;
     initial begin
         for (k = 0; k < 3; k = k + 1) begin rd[k] = 0; cnt[k] = 0; flags[k] = 0; pend[k] = 0; end
@@ -112,6 +123,8 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     reg [2:0] can_start, st, fin, room_ok, do_push, busy_d, ret_d;
     reg ovl_start, dr_fin, dr_room, dr_do_push, dr_d, dr_ret_d;
     reg [3:0] dr_psh;
+    reg ahd_start, ldr_fin, ldr_room, ldr_do_push, ldr_d, ldr_ret_d;
+    reg [3:0] ldr_psh;
     reg [3:0] pm [0:2];
     reg [3:0] psh [0:2];
     reg [TB-1:0] tok_d [0:3];
@@ -120,7 +133,21 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
     reg disp, fin_ok;
     reg [127:0] head1_d;
     reg [QB-1:0] wr1;
-    integer u, q;
+    integer u, q, v;
+    // Starts: from registers and the engines' `c_ovl` / `l_ahead` only, in a block of their
+    // own, so the engines' `done` (which depends on `start`) never feeds back into it.
+    always @(*) begin
+        for (v = 0; v < 3; v = v + 1) begin
+            pm[v] = popmask(v[1:0], head[v][9:6]);
+            can_start[v] = !done && !rst && !busy[v] && !ret[v] && cnt[v] != 0 && (pm[v] & ~tok_nz) == 4'd0;
+        end
+        ovl_start = !done && !rst && busy[1] && c_ovl && !dr && !dr_ret && cnt[1] != 0
+            && (pm[1] & ~tok_nz) == 4'd0;
+        ahd_start = LA != 0 && !done && !rst && busy[0] && l_ahead && !ldr && !ldr_ret && cnt[0] != 0
+            && head[0][5:0] == 6'd1 && (pm[0] & ~tok_nz) == 4'd0;
+        for (v = 0; v < 3; v = v + 1)
+            st[v] = can_start[v] || (v == 1 && ovl_start) || (v == 0 && ahd_start);
+    end
     always @(*) begin
         // (The drain slot goes first: the unit's newer instruction retires only after it.)
         dr_fin = dr && c_dr_done;
@@ -129,17 +156,18 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
         dr_do_push = (dr_fin || dr_ret) && dr_room;
         dr_d = dr && !dr_fin;
         dr_ret_d = (dr_fin || dr_ret) && !dr_room;
+        // The older load finishes in the drain slot, or in the cycle it moves there.
+        ldr_fin = (ldr && l_dr_done) || (ahd_start && eng_done[0]);
+        ldr_psh = ldr_ret ? ldr_pend : pushmask(2'd0, ldr ? ldr_flags : flags[0]);
+        ldr_room = (ldr_psh & ~tok_room) == 4'd0;
+        ldr_do_push = (ldr_fin || ldr_ret) && ldr_room;
+        ldr_d = (ldr || ahd_start) && !ldr_fin;
+        ldr_ret_d = (ldr_fin || ldr_ret) && !ldr_room;
         for (u = 0; u < 3; u = u + 1) begin
-            pm[u] = popmask(u[1:0], head[u][9:6]);
-            can_start[u] = !done && !rst && !busy[u] && !ret[u] && cnt[u] != 0 && (pm[u] & ~tok_nz) == 4'd0;
-        end
-        ovl_start = !done && !rst && busy[1] && c_ovl && !dr && !dr_ret && cnt[1] != 0
-            && (pm[1] & ~tok_nz) == 4'd0;
-        for (u = 0; u < 3; u = u + 1) begin
-            st[u] = can_start[u] || (u == 1 && ovl_start);
-            fin[u] = (can_start[u] && head[u][5:0] == 6'd7) ? 1'b1 : ((can_start[u] || busy[u]) && eng_done[u]);
+            fin[u] = (can_start[u] && head[u][5:0] == 6'd7) ? 1'b1
+                : ((can_start[u] || busy[u]) && eng_done[u] && !(u == 0 && ahd_start));
             psh[u] = ret[u] ? pend[u] : pushmask(u[1:0], can_start[u] ? head[u][9:6] : flags[u]);
-            room_ok[u] = (psh[u] & ~tok_room) == 4'd0 && !(u == 1 && dr_ret);
+            room_ok[u] = (psh[u] & ~tok_room) == 4'd0 && !(u == 1 && dr_ret) && !(u == 0 && ldr_ret);
             do_push[u] = (fin[u] || ret[u]) && room_ok[u];
             busy_d[u] = (can_start[u] || busy[u]) && !fin[u];
             ret_d[u] = (fin[u] || ret[u]) && !room_ok[u];
@@ -151,10 +179,11 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
                 if (do_push[u] && psh[u][q]) tok_d[q] = tok_d[q] + 1'b1;
             end
             if (dr_do_push && dr_psh[q]) tok_d[q] = tok_d[q] + 1'b1;
+            if (ldr_do_push && ldr_psh[q]) tok_d[q] = tok_d[q] + 1'b1;
         end
         disp = !done && !rst && !is_finish && cnt[unit] < Q;
         fin_ok = !done && !rst && is_finish && cnt[0] == 0 && cnt[1] == 0 && cnt[2] == 0
-            && busy == 3'd0 && ret == 3'd0 && !dr && !dr_ret;
+            && busy == 3'd0 && ret == 3'd0 && !dr && !dr_ret && !ldr && !ldr_ret;
         for (u = 0; u < 3; u = u + 1) begin
             cnt_d[u] = cnt[u] + ((disp && unit == u) ? 1'b1 : 1'b0) - (st[u] ? 1'b1 : 1'b0);
             rd_d[u] = st[u] ? ((rd[u] + 1 == Q) ? 0 : rd[u] + 1'b1) : rd[u];
@@ -177,6 +206,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
         ir <= imem[raddr];
         if (rst) begin
             pc <= 0; cycle <= 0; done <= 0; busy <= 0; ret <= 0; dr <= 0; dr_ret <= 0;
+            ldr <= 0; ldr_ret <= 0;
             for (k = 0; k < 3; k = k + 1) begin rd[k] <= 0; cnt[k] <= 0; flags[k] <= 0; pend[k] <= 0; end
             for (k = 0; k < 4; k = k + 1) tok[k] <= 0;
         end else begin
@@ -198,6 +228,10 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "")
             if (ovl_start) dr_flags <= flags[1];
             dr_ret <= dr_ret_d;
             if (dr_fin && !dr_room) dr_pend <= dr_psh;
+            ldr <= LA != 0 && ldr_d;
+            if (ahd_start) ldr_flags <= flags[0];
+            ldr_ret <= LA != 0 && ldr_ret_d;
+            if (ldr_fin && !ldr_room) ldr_pend <= ldr_psh;
             for (k = 0; k < 4; k = k + 1) tok[k] <= tok_d[k];
         end
     end

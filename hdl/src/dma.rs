@@ -21,10 +21,17 @@ pub const VERILOG: &str = r#"
 // DA: DRAM address bits (log2 of dram.size_bytes). Every address a valid program touches is
 // below the DRAM's size (the emulator refuses others), so address arithmetic modulo 2^DA gives
 // the same addresses; grid positions count at most a buffer's 2^16 lines (17 bits).
-module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
+// LA = 1: loads ahead (`dram.load_ahead`, docs/timing.md "Loads ahead"). Once the running
+// load has issued all its requests the engine says so (`ahead`), and a load started then
+// (`start` while busy) only issues its requests (from its own instruction register `nx_ir`)
+// until the writer finishes the older load; the writer takes it over the next cycle. The
+// older load's last cycle says `dr_done` while a load waits ahead (`pend`), else `done`: in
+// the cycle a load starts ahead that is `done` (the controller tells the two apart; deciding
+// it here would make `done` depend on `start`, a combinational loop through the controller).
+module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32, LA = 0) (
     input clock, input rst,
     input start, input [127:0] insn,
-    output done,
+    output done, output ahead, output dr_done,
     output rreq_valid, output [31:0] rreq_addr, output [31:0] rreq_beats,
     input rresp_valid, input [8*B-1:0] rresp_data, output rresp_ready,
     output wreq, output [1:0] wbuf, output [15:0] wline,
@@ -34,6 +41,9 @@ module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
     localparam LB = (R > 4 * C) ? R : 4 * C;
     reg active = 1'b0;
     reg [127:0] ir = 128'd0;
+    // A load started ahead: its instruction, waiting for the writer.
+    reg pend = 1'b0;
+    reg [127:0] nx_ir = 128'd0;
     // Grid coordinates and request counts: rows and columns are 10-bit fields, pads 4 bits.
     reg [10:0] issued_q = 0;
     reg [DA-1:0] raddr_q = 0;
@@ -42,14 +52,28 @@ module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
     reg [15:0] beats_q = 0;
     reg [8*LB-1:0] line_q = 0;
 
-    wire [127:0] cur = start ? insn : ir;
+    // The writer's instruction (a start while idle: the new one) and the request issuer's
+    // (the newest: a start, the load ahead, else the writer's). `older`: the writer's load
+    // has a load ahead of it. With LA = 0 a start always finds the engine idle, and the
+    // issuer and the writer share one instruction (none of the second one is built).
+    wire wstart = LA != 0 ? start && !active : start;
+    wire older = LA != 0 && (pend || (start && active));
+    wire [127:0] cur = wstart ? insn : ir;
+    wire [127:0] icur = LA == 0 ? cur : start ? insn : pend ? nx_ir : ir;
     wire act = start || active;
+    wire [10:0] irows = {1'd0, icur[69:60]};
+    wire [10:0] icols = {1'd0, icur[79:70]};
+    wire [DA-1:0] istride = icur[99:80];
+    wire [DA-1:0] dram = icur[28 +: DA];
+    wire [1:0] ibuf = icur[11:10];
+    wire [15:0] ibpl = ibuf == 2'd0 ? R / B : ibuf == 2'd2 ? 4 * C / B : C / B;
+    wire [10:0] ir_rows = {1'd0, ir[69:60]};
+    wire [10:0] ir_cols = {1'd0, ir[79:70]};
+    assign ahead = LA != 0 && active && !pend && (issued_q == ir_rows || ir_cols == 0);
     wire [1:0] buf_ = cur[11:10];
     wire [15:0] sram = cur[27:12];
-    wire [DA-1:0] dram = cur[28 +: DA];
     wire [10:0] rows = {1'd0, cur[69:60]};
     wire [10:0] cols = {1'd0, cur[79:70]};
-    wire [DA-1:0] stride = cur[99:80];
     wire [10:0] pt = {7'd0, cur[103:100]};
     wire [10:0] pb = {7'd0, cur[107:104]};
     wire [10:0] pl = {7'd0, cur[111:108]};
@@ -62,14 +86,14 @@ module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
 
     wire [10:0] issued = start ? 11'd0 : issued_q;
     wire [DA-1:0] raddr = start ? dram : raddr_q;
-    wire [16:0] pos = start ? 17'd0 : pos_q;
-    wire [10:0] r = start ? 11'd0 : r_q;
-    wire [10:0] c = start ? 11'd0 : c_q;
-    wire [15:0] beats = start ? 16'd0 : beats_q;
+    wire [16:0] pos = wstart ? 17'd0 : pos_q;
+    wire [10:0] r = wstart ? 11'd0 : r_q;
+    wire [10:0] c = wstart ? 11'd0 : c_q;
+    wire [15:0] beats = wstart ? 16'd0 : beats_q;
 
-    assign rreq_valid = act && issued < rows && cols != 0;
+    assign rreq_valid = act && issued < irows && icols != 0;
     assign rreq_addr = raddr;
-    assign rreq_beats = cols * bpl;
+    assign rreq_beats = icols * ibpl;
     wire in_grid = pos < total;
     wire is_data = r >= pt && r < pt + rows && c >= pl && c < pl + cols;
     wire last_beat = beats + 16'd1 == bpl;
@@ -78,7 +102,9 @@ module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
     wire take = rresp_valid && rresp_ready;
     wire advance = wreq && wgrant;
     wire [16:0] pos_n = pos + (advance ? 17'd1 : 17'd0);
-    assign done = act && pos_n == total;
+    wire wdone = act && pos_n == total;
+    assign done = wdone && !pend;
+    assign dr_done = wdone && pend;
 
     // The beat goes into its place in the line: one decoded write enable per beat position
     // (a shift by the 16-bit beat count would build a mux for every possible count).
@@ -103,19 +129,29 @@ module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32) (
     always @(posedge clock) begin
         if (rst) begin
             active <= 1'b0;
+            pend <= 1'b0;
         end else begin
-            if (start) ir <= insn;
-            active <= act && !done;
+            active <= act && !(wdone && !older);
             issued_q <= issued + (rreq_valid ? 11'd1 : 11'd0);
-            raddr_q <= raddr + (rreq_valid ? stride : {DA{1'b0}});
-            pos_q <= pos_n;
-            if (advance) begin
-                if (c + 11'd1 == width) begin c_q <= 0; r_q <= r + 11'd1; end
-                else begin c_q <= c + 11'd1; r_q <= r; end
+            raddr_q <= raddr + (rreq_valid ? istride : {DA{1'b0}});
+            if (LA != 0 && start && active) nx_ir <= insn;
+            if (wdone && older) begin
+                // The load ahead becomes the writer's, from a fresh grid.
+                ir <= pend ? nx_ir : insn;
+                pend <= 1'b0;
+                pos_q <= 0; c_q <= 0; r_q <= 0; beats_q <= 0;
             end else begin
-                c_q <= c; r_q <= r;
+                if (wstart) ir <= insn;
+                pend <= LA != 0 && (pend || (start && active));
+                pos_q <= pos_n;
+                if (advance) begin
+                    if (c + 11'd1 == width) begin c_q <= 0; r_q <= r + 11'd1; end
+                    else begin c_q <= c + 11'd1; r_q <= r; end
+                end else begin
+                    c_q <= c; r_q <= r;
+                end
+                beats_q <= take ? (last_beat ? 16'd0 : beats + 16'd1) : beats;
             end
-            beats_q <= take ? (last_beat ? 16'd0 : beats + 16'd1) : beats;
             if (take && !last_beat) line_q <= full;
         end
     end

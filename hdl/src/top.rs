@@ -94,14 +94,15 @@ module systole_top #(parameter IMEM_INIT = "") (
 
     wire [2:0] eng_start;
     wire [127:0] head0, head1, head2, c_head_next;
-    wire c_start_next, c_ovl, c_ovl_next, c_dr_done;
+    wire c_start_next, c_ovl, c_ovl_next, c_dr_done, l_ahead, l_dr_done;
     wire ld_done, cp_done, st_done;
-    systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT)) ctl (
+    systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT), .LA({la})) ctl (
         .clock(clock), .rst(rst),
         .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata), .imem_wstrb(imem_wstrb),
         .eng_start(eng_start), .head0(head0), .head1(head1), .head2(head2),
         .eng_done({{st_done, cp_done, ld_done}}),
         .c_ovl(c_ovl), .c_ovl_next(c_ovl_next), .c_dr_done(c_dr_done),
+        .l_ahead(l_ahead), .l_dr_done(l_dr_done),
         .c_start_next(c_start_next), .c_head_next(c_head_next),
         .done(done), .cycles(cycles)
     );
@@ -138,8 +139,9 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [8*R-1:0] l_inp;
     wire [8*C-1:0] l_wgt;
     wire [32*C-1:0] l_acc;
-    systole_load #(.R(R), .C(C), .B(B), .DA({da})) ld (
+    systole_load #(.R(R), .C(C), .B(B), .DA({da}), .LA({la})) ld (
         .clock(clock), .rst(rst), .start(eng_start[0]), .insn(head0), .done(ld_done),
+        .ahead(l_ahead), .dr_done(l_dr_done),
         .rreq_valid(rreq_valid), .rreq_addr(rreq_addr), .rreq_beats(rreq_beats),
         .rresp_valid(rresp_valid), .rresp_data(rresp_data), .rresp_ready(rresp_ready),
         .wreq(l_wreq), .wbuf(l_buf), .wline(l_line),
@@ -232,6 +234,7 @@ endmodule
         wb = arch.array.weight_banks,
         wk = arch.array.input_walker as u32,
         ov = arch.array.chain_overlap as u32,
+        la = arch.dram.load_ahead as u32,
     )
 }
 

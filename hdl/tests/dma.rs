@@ -75,6 +75,7 @@ fn check_load(r: usize, c: usize, b: usize, seed: u64) -> usize {
     output wreq, output [1:0] wbuf, output [15:0] wline, output [{iw}:0] wdata_inp,
     output [{cw}:0] wdata_wgt, output [{aw}:0] wdata_acc, output done);
     systole_load #(.R({r}), .C({c}), .B({b})) u(.clock(clock), .rst(rst), .start(start),
+        .ahead(), .dr_done(),
         .insn({{insn_hi, insn_lo}}), .done(done), .rreq_valid(rreq_valid), .rreq_addr(rreq_addr),
         .rreq_beats(rreq_beats), .rresp_valid(rresp_valid), .rresp_data(rresp_data),
         .rresp_ready(rresp_ready), .wreq(wreq), .wbuf(wbuf), .wline(wline), .wdata_inp(wdata_inp),

@@ -19,6 +19,8 @@ struct Stalls {
     token: u64,
     /// Chains started while the one before drained.
     overlapped: u64,
+    /// Loads started while the one before took its beats.
+    ahead: u64,
 }
 
 fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Stalls {
@@ -55,6 +57,7 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Sta
         }
         st.dispatch += s.dispatch_stall_cycles;
         st.overlapped += s.compute.overlapped;
+        st.ahead += s.load.overlapped;
         if !c.ok() {
             let diff = c
                 .rtl
@@ -188,6 +191,32 @@ fn random_programs_overlapped() {
             arch.name,
             st.overlapped
         );
+        let one_token = arch.controller.token_depth == 1;
+        assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
+    }
+}
+
+/// Loads ahead (`dram.load_ahead`): a load issues its requests while the one before takes
+/// its beats, and writes after it; on `tiny`, on 8 x 8 with overlapped chains and binary
+/// mode, and on `tiny` with one token of room and a short latency (loads that push wait
+/// behind the older load in the drain slot).
+#[test]
+fn random_programs_load_ahead() {
+    let ahead = |mut arch: ArchConfig, latency: u32, tokens: u32| {
+        arch.dram.load_ahead = true;
+        arch.dram.latency_cycles = latency;
+        arch.controller.token_depth = tokens;
+        arch.name = format!("{}_ahead_l{latency}_t{tokens}", arch.name);
+        arch.validate().unwrap();
+        arch
+    };
+    for (arch, seeds) in [
+        (ahead(ArchConfig::preset("tiny").unwrap(), 8, 8), 0..100),
+        (ahead(banked("ulx3s", 8, 8, 8, true), 20, 8), 100..130),
+        (ahead(ArchConfig::preset("tiny").unwrap(), 3, 1), 200..300),
+    ] {
+        let st = check_random(&arch, seeds, 80);
+        assert!(st.ahead >= 20, "{}: {} loads ahead", arch.name, st.ahead);
         let one_token = arch.controller.token_depth == 1;
         assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
     }
