@@ -17,7 +17,7 @@ pub struct UnitStats {
     /// Cycles with nothing to do.
     pub idle_cycles: u64,
     /// Instructions started while the one before them still drained (compute: chains,
-    /// `array.chain_overlap`).
+    /// `array.chain_overlap`; load: loads started ahead, `dram.load_ahead`).
     pub overlapped: u64,
 }
 
