@@ -32,7 +32,8 @@ use systole_arch::{ArchConfig, BufferKind, Program};
 use systole_emulator::array::Array;
 use systole_emulator::controller::token_use;
 use systole_emulator::dma::{
-    load_dram_line_bytes, load_kind, store_dram_line_bytes, store_kind, store_line_beats,
+    load_dram_line_bytes, load_kind, load_requests, store_dram_line_bytes, store_kind,
+    store_line_beats,
 };
 use systole_emulator::ppu::Ppu;
 use systole_emulator::stats::UnitStats;
@@ -63,15 +64,6 @@ pub fn load_cycles(op: &Load, arch: &ArchConfig, ahead: u64) -> u64 {
         t += op.pad_right as u64;
     }
     t + op.pad_bottom as u64 * width
-}
-
-/// Request rows a load issues, one per cycle from its start.
-pub fn load_requests(op: &Load) -> u64 {
-    if op.cols == 0 {
-        0
-    } else {
-        op.rows as u64
-    }
 }
 
 /// Cycles of a store: `n x beats + L + 1` (1 for an empty store).
@@ -402,7 +394,7 @@ pub fn run(program: &Program, arch: &ArchConfig, snapshot_at: &[usize]) -> Resul
         }
         if u == 0 {
             last_load = match &insn.op {
-                Op::Load(l) => Some((s, e, w, load_requests(l))),
+                Op::Load(l) => Some((s, e, w, load_requests(l) as u64)),
                 _ => None,
             };
         }

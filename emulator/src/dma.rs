@@ -38,6 +38,16 @@ pub fn store_kind(buf: StoreBuf) -> BufferKind {
     }
 }
 
+/// Read requests a load issues, one per cycle from its first: one per DRAM row, none when
+/// the rows are empty.
+pub fn load_requests(op: &Load) -> u32 {
+    if op.cols == 0 {
+        0
+    } else {
+        op.rows
+    }
+}
+
 /// Bytes one buffer line occupies in DRAM for a load.
 pub fn load_dram_line_bytes(buf: LoadBuf, rows: u32, cols: u32) -> u32 {
     match buf {
@@ -89,6 +99,8 @@ pub struct LoadExec {
     total: u32,
     beats_per_line: u32,
     latency: u32,
+    /// `load_requests`.
+    requests: u32,
     /// Cycle of the first step (the first request); None before it.
     first: Option<u64>,
     /// The request being delivered and how many of its beats were taken.
@@ -119,6 +131,7 @@ impl LoadExec {
             total: width * height,
             beats_per_line: load_dram_line_bytes(op.buf, array_rows, array_cols) / beat_bytes,
             latency,
+            requests: load_requests(op),
             first: None,
             served: 0,
             served_beats: 0,
@@ -140,8 +153,7 @@ impl LoadExec {
     /// The first cycle after the last request was issued (None before the first step): from
     /// then on the next load may start ahead.
     pub fn requests_done_at(&self) -> Option<u64> {
-        let reqs = if self.cols == 0 { 0 } else { self.rows };
-        self.first.map(|f| f + reqs as u64)
+        self.first.map(|f| f + self.requests as u64)
     }
 
     fn is_data(&self, pos: u32) -> bool {

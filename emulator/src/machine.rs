@@ -117,8 +117,15 @@ pub struct Machine {
     /// Token use of each instruction, decoded once (None: illegal flags, reported when met).
     tokens: Vec<Option<TokenUse>>,
     step_every_cycle: bool,
-    /// In this cycle the load in `slots[0]` only issues requests: an older load still wrote
-    /// at the cycle's start, or has just moved to the drain slot (`dram.load_ahead`).
+}
+
+/// How an instruction runs a cycle (`Machine::exec_cycle`).
+#[derive(Debug, Clone, Copy, Default)]
+struct CycleMode {
+    /// It may not push yet: an older instruction of its unit has not.
+    held: bool,
+    /// A load ahead that only issues requests: an older load still wrote at the cycle's start,
+    /// or has just moved to the drain slot (`dram.load_ahead`).
     writer_waits: bool,
 }
 
@@ -230,7 +237,6 @@ impl Machine {
                 .map(|i| token_use(i.unit(), i.deps).ok())
                 .collect(),
             step_every_cycle: opts.step_every_cycle,
-            writer_waits: false,
         })
     }
 
@@ -538,7 +544,6 @@ impl Machine {
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
     ) -> Result<bool, EmuError> {
-        self.writer_waits = false;
         match std::mem::replace(&mut self.drain[u], Slot::Idle) {
             Slot::Idle => Ok(false),
             Slot::Retiring { idx, pushes } => {
@@ -549,7 +554,7 @@ impl Machine {
                 Ok(pushed)
             }
             Slot::Busy(a) => {
-                self.drain[u] = self.exec_cycle(u, a, t, tok0, delta, false)?;
+                self.drain[u] = self.exec_cycle(u, a, t, tok0, delta, CycleMode::default())?;
                 Ok(true)
             }
         }
@@ -621,7 +626,10 @@ impl Machine {
         // A unit retires in order: nothing while its drained instruction waits to push.
         let held = d0.retiring(u);
         // A load ahead writes once the older load has stopped writing.
-        self.writer_waits = u == 0 && d0.busy(0);
+        let mode = CycleMode {
+            held,
+            writer_waits: u == 0 && d0.busy(0),
+        };
         match std::mem::replace(&mut self.slots[u], Slot::Idle) {
             Slot::Retiring { idx, pushes } => {
                 if !held && self.try_push(&pushes, tok0, delta) {
@@ -640,13 +648,13 @@ impl Machine {
                 };
                 if let Some(idx) = next {
                     // The running instruction moves to the drain slot and the next one starts.
-                    self.drain[u] = self.exec_cycle(u, active, t, tok0, delta, false)?;
+                    let older = self.exec_cycle(u, active, t, tok0, delta, CycleMode::default())?;
+                    self.drain[u] = older;
                     self.unit_stats[u].overlapped += 1;
-                    self.writer_waits = u == 0;
-                    self.start_head(u, idx, t, tok0, delta)?;
+                    self.start_head(u, idx, t, tok0, delta, u == 0)?;
                 } else {
                     self.unit_stats[u].busy_cycles += 1;
-                    self.slots[u] = self.exec_cycle(u, active, t, tok0, delta, held)?;
+                    self.slots[u] = self.exec_cycle(u, active, t, tok0, delta, mode)?;
                 }
                 Ok(true)
             }
@@ -664,13 +672,14 @@ impl Machine {
                     self.unit_stats[u].token_stall_cycles += 1;
                     return Ok(false);
                 }
-                self.start_head(u, idx, t, tok0, delta)?;
+                self.start_head(u, idx, t, tok0, delta, false)?;
                 Ok(true)
             }
         }
     }
 
-    /// Pops the queue head `idx` and its tokens and runs its first cycle.
+    /// Pops the queue head `idx` and its tokens and runs its first cycle (`ahead`: a load
+    /// started ahead, which only issues requests in it).
     fn start_head(
         &mut self,
         u: usize,
@@ -678,6 +687,7 @@ impl Machine {
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
+        ahead: bool,
     ) -> Result<(), EmuError> {
         let tu = self.tokens[idx].as_ref().expect("checked by the caller");
         for &q in &tu.pops {
@@ -687,13 +697,17 @@ impl Machine {
         self.ctrl.queues[u].pop_front();
         let active = self.start(u, idx, t, pushes)?;
         self.unit_stats[u].busy_cycles += 1;
-        self.slots[u] = self.exec_cycle(u, Box::new(active), t, tok0, delta, false)?;
+        let mode = CycleMode {
+            held: false,
+            writer_waits: ahead,
+        };
+        self.slots[u] = self.exec_cycle(u, Box::new(active), t, tok0, delta, mode)?;
         Ok(())
     }
 
     /// Executes cycle `t` of a unit's active instruction; returns the unit's slot after it:
     /// still busy, idle (retired, its tokens pushed) or retiring (no room for its tokens, or
-    /// `held`: an older instruction of the unit has not pushed yet).
+    /// `mode.held`: an older instruction of the unit has not pushed yet).
     fn exec_cycle(
         &mut self,
         u: usize,
@@ -701,7 +715,7 @@ impl Machine {
         t: u64,
         tok0: &[u32; 4],
         delta: &mut [i32; 4],
-        held: bool,
+        mode: CycleMode,
     ) -> Result<Slot, EmuError> {
         let st = &mut self.unit_stats[u];
         let step = match &mut a.exec {
@@ -723,7 +737,7 @@ impl Machine {
                     port_stall: false,
                 }
             }
-            Exec::Load(l) if self.writer_waits => {
+            Exec::Load(l) if mode.writer_waits => {
                 l.issue(t);
                 Step {
                     done: false,
@@ -749,7 +763,7 @@ impl Machine {
             });
         }
         self.recent[u] = Some((t, a.idx, std::mem::take(&mut a.footprint)));
-        if !held && self.try_push(&a.pushes, tok0, delta) {
+        if !mode.held && self.try_push(&a.pushes, tok0, delta) {
             Ok(Slot::Idle)
         } else {
             Ok(Slot::Retiring {

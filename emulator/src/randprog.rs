@@ -720,6 +720,34 @@ fn matmul_footprint(op: &MatMul, input_end: u64, weight_lines: u64) -> Vec<Acces
     fp
 }
 
+/// Preset `name` reshaped to a `rows` x `cols` array with two weight registers per PE,
+/// `beat`-byte DRAM beats and, with `overlap`, overlapped chains: the archs the emulator's
+/// and the RTL's random-program tests draw chains on.
+pub fn banked_arch(name: &str, rows: u32, cols: u32, beat: u32, overlap: bool) -> ArchConfig {
+    let mut arch = ArchConfig::preset(name).expect("a preset");
+    arch.array.weight_banks = 2;
+    arch.array.chain_overlap = overlap;
+    (arch.array.rows, arch.array.cols) = (rows, cols);
+    arch.dram.bytes_per_cycle = beat;
+    let tag = if overlap { "overlap" } else { "banked" };
+    arch.name = format!("{name}_{tag}_{rows}x{cols}");
+    arch.validate()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+    arch
+}
+
+/// `arch` with loads ahead (`dram.load_ahead`), DRAM latency `latency` and `tokens` of room
+/// per token queue.
+pub fn load_ahead_arch(mut arch: ArchConfig, latency: u32, tokens: u32) -> ArchConfig {
+    arch.dram.load_ahead = true;
+    arch.dram.latency_cycles = latency;
+    arch.controller.token_depth = tokens;
+    arch.name = format!("{}_ahead_l{latency}_t{tokens}", arch.name);
+    arch.validate()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+    arch
+}
+
 /// A random valid program of about `n` instructions (plus token `nop`s) for `arch`.
 ///
 /// DRAM holds random source bytes at 0..SRC_BYTES, requantization parameters after them and

@@ -6,7 +6,7 @@ mod common;
 use common::golden::Golden;
 use proptest::prelude::*;
 use systole_arch::ArchConfig;
-use systole_emulator::randprog::random_program;
+use systole_emulator::randprog::{banked_arch, load_ahead_arch, random_program};
 use systole_emulator::{Machine, RunOptions};
 
 fn check(arch_name: &str, seed: u64, n: usize) {
@@ -86,21 +86,6 @@ fn check_arch(arch: &ArchConfig, seed: u64, n: usize) -> systole_emulator::Stats
     m.stats()
 }
 
-/// The `tiny` preset reshaped to a `rows` x `cols` array with two weight registers per PE,
-/// `beat`-byte DRAM beats and, with `overlap`, overlapped chains.
-fn banked(rows: u32, cols: u32, beat: u32, overlap: bool) -> ArchConfig {
-    let mut arch = ArchConfig::preset("tiny").unwrap();
-    arch.array.weight_banks = 2;
-    arch.array.chain_overlap = overlap;
-    (arch.array.rows, arch.array.cols) = (rows, cols);
-    arch.dram.bytes_per_cycle = beat;
-    let tag = if overlap { "overlap" } else { "banked" };
-    arch.name = format!("tiny-{rows}x{cols}-{tag}");
-    arch.validate()
-        .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
-    arch
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
     #[test]
@@ -142,7 +127,7 @@ fn random_binary_programs_at_every_word_width() {
 #[test]
 fn random_chain_programs() {
     for (rows, cols, beat) in [(4, 4, 4), (8, 4, 4), (2, 2, 2)] {
-        let arch = banked(rows, cols, beat, false);
+        let arch = banked_arch("tiny", rows, cols, beat, false);
         let mut chains = 0;
         for seed in 0..16 {
             check_arch(&arch, seed, 80);
@@ -162,7 +147,7 @@ fn random_chain_programs() {
 #[test]
 fn random_overlapped_chain_programs() {
     for (rows, cols, beat, tokens) in [(4, 4, 4, 8), (8, 4, 4, 8), (2, 2, 2, 1)] {
-        let mut arch = banked(rows, cols, beat, true);
+        let mut arch = banked_arch("tiny", rows, cols, beat, true);
         arch.controller.token_depth = tokens;
         let (mut overlapped, mut push_stalls) = (0, 0);
         for seed in 0..16 {
@@ -195,15 +180,11 @@ fn random_load_ahead_programs() {
         ("tiny", 3, 1),
         ("overlap", 9, 2),
     ] {
-        let mut arch = match base {
-            "overlap" => banked(4, 4, 4, true),
+        let base = match base {
+            "overlap" => banked_arch("tiny", 4, 4, 4, true),
             name => ArchConfig::preset(name).unwrap(),
         };
-        arch.dram.load_ahead = true;
-        arch.dram.latency_cycles = latency;
-        arch.controller.token_depth = tokens;
-        arch.name = format!("{}-ahead-l{latency}-t{tokens}", arch.name);
-        arch.validate().unwrap();
+        let arch = load_ahead_arch(base, latency, tokens);
         let (mut ahead, mut push_stalls) = (0, 0);
         for seed in 0..16 {
             let s = check_arch(&arch, seed, 80);

@@ -4,6 +4,7 @@
 //! A program's total is: 1 cycle to dispatch the first instruction, the units' critical path,
 //! and 1 cycle in which `finish` sees everything idle.
 
+use std::collections::HashMap;
 use systole_arch::{ArchConfig, Insn, Program};
 use systole_emulator::{run, ErrorKind, RunOptions, Stats};
 
@@ -20,6 +21,11 @@ fn prog(arch: &ArchConfig, text: &str) -> Program {
 }
 
 fn cycles_on(arch: &ArchConfig, text: &str) -> Stats {
+    traced(arch, text).0
+}
+
+/// Runs `text` with a trace: the statistics and each instruction's (first, last) cycle.
+fn traced(arch: &ArchConfig, text: &str) -> (Stats, HashMap<usize, (u64, u64)>) {
     let p = prog(arch, text);
     let r = run(
         &p,
@@ -32,7 +38,13 @@ fn cycles_on(arch: &ArchConfig, text: &str) -> Stats {
         },
     )
     .unwrap();
-    r.stats
+    let spans = r
+        .spans
+        .unwrap()
+        .iter()
+        .map(|s| (s.insn, (s.start, s.end)))
+        .collect();
+    (r.stats, spans)
 }
 
 fn tiny() -> ArchConfig {
@@ -190,27 +202,8 @@ fn a_drained_chain_pushes_before_the_chain_after_it() {
         nop unit=load pop_next
         nop unit=load pop_next
         finish";
-    let p = prog(&arch, text);
-    let r = run(
-        &p,
-        &arch,
-        &[],
-        &RunOptions {
-            trace: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let span = |i: usize| {
-        let s = r
-            .spans
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|s| s.insn == i)
-            .unwrap();
-        (s.start, s.end)
-    };
+    let (stats, spans) = traced(&arch, text);
+    let span = |i: usize| spans[&i];
     // The load @2..109; A @3..73, B from 3 + 60 @63..93. The first load nop takes the compute
     // nop's token @110; A pushes @111 (room from then), B waits until the second nop takes
     // it @112 and pushes @113, the third nop takes that @114, finish @115.
@@ -218,8 +211,8 @@ fn a_drained_chain_pushes_before_the_chain_after_it() {
     assert_eq!(span(2), (3, 73));
     assert_eq!(span(3), (63, 93));
     assert_eq!([span(4).0, span(5).0, span(6).0], [110, 112, 114]);
-    assert_eq!(r.stats.cycles, 116);
-    assert_eq!(r.stats.compute.overlapped, 1);
+    assert_eq!(stats.cycles, 116);
+    assert_eq!(stats.compute.overlapped, 1);
 }
 
 /// A drained chain whose token never finds room is named in the deadlock error, and the chain
@@ -639,6 +632,14 @@ fn a_load_ahead_issues_while_the_one_before_takes_its_beats() {
     // Without it B starts @15: beats @23..24, finish @25.
     let s = cycles(text);
     assert_eq!((s.cycles, s.load.overlapped), (26, 0));
+    // A padding line waits for A's writer too: B's top padding @15, its beats @16..17.
+    let (s, spans) = traced(
+        &arch,
+        "load rows=3 cols=2 stride=64
+        load sram=10 dram=256 rows=2 cols=1 stride=64 pad_top=1
+        finish",
+    );
+    assert_eq!((spans[&1], s.cycles), ((4, 17), 19));
     // A nop never starts ahead, nor does a load behind one.
     let s = cycles_on(
         &arch,
@@ -665,27 +666,8 @@ fn a_load_ahead_pushes_after_the_older_load() {
         nop unit=compute pop_prev
         nop unit=compute pop_prev
         finish";
-    let r = run(
-        &prog(&arch, text),
-        &arch,
-        &[],
-        &RunOptions {
-            trace: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let spans: Vec<_> = r
-        .spans
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|s| (s.insn, s.start, s.end))
-        .collect();
-    let span = |i: usize| {
-        let s = spans.iter().find(|s| s.0 == i).unwrap();
-        (s.1, s.2)
-    };
+    let (stats, spans) = traced(&arch, text);
+    let span = |i: usize| spans[&i];
     // Z @1..9 pushes @9. A starts ahead @2 (requests @2..4), writes @10..15 and waits for
     // room. B starts ahead @10, when Z no longer writes (requests @10..11), writes @18..19
     // and waits behind A. The matmul @4..50; the first nop takes Z's token @51, A pushes @52,
@@ -693,8 +675,8 @@ fn a_load_ahead_pushes_after_the_older_load() {
     assert_eq!([span(0), span(1), span(2)], [(1, 9), (2, 15), (10, 19)]);
     assert_eq!(span(3), (4, 50));
     assert_eq!([span(4).0, span(5).0, span(6).0], [51, 53, 55]);
-    assert_eq!(r.stats.cycles, 57);
-    assert_eq!(r.stats.load.overlapped, 2);
+    assert_eq!(stats.cycles, 57);
+    assert_eq!(stats.load.overlapped, 2);
     // Without the nops nothing takes the tokens: the deadlock names both loads.
     let text: String = text
         .lines()

@@ -6,7 +6,7 @@
 use systole_arch::config::Precision;
 use systole_arch::isa::Op;
 use systole_arch::ArchConfig;
-use systole_emulator::randprog::random_program;
+use systole_emulator::randprog::{banked_arch, load_ahead_arch, random_program};
 use systole_emulator::IoData;
 use systole_hdl::cosim::{cosim, Rtl};
 
@@ -132,29 +132,15 @@ fn random_programs_up5k() {
     check_random(&arch, 400..440, 80);
 }
 
-/// Preset `name` reshaped to a `rows` x `cols` array with two weight registers per PE,
-/// `beat`-byte DRAM beats and, with `overlap`, overlapped chains.
-fn banked(name: &str, rows: u32, cols: u32, beat: u32, overlap: bool) -> ArchConfig {
-    let mut arch = ArchConfig::preset(name).unwrap();
-    arch.array.weight_banks = 2;
-    arch.array.chain_overlap = overlap;
-    (arch.array.rows, arch.array.cols) = (rows, cols);
-    arch.dram.bytes_per_cycle = beat;
-    let tag = if overlap { "overlap" } else { "banked" };
-    arch.name = format!("{name}_{tag}_{rows}x{cols}");
-    arch.validate().unwrap();
-    arch
-}
-
 /// Two weight registers per PE (`array.weight_banks = 2`): random programs with chained
 /// matmuls (up to 3 x 3 tiles, streams shorter and longer than the array is tall) among
 /// `ldw` and plain matmuls, on 4 x 4, on 8 x 8 with binary mode, and on 2 x 2.
 #[test]
 fn random_programs_banked() {
     for (arch, seeds) in [
-        (banked("tiny", 4, 4, 4, false), 0..80),
-        (banked("ulx3s", 8, 8, 8, false), 100..115),
-        (banked("tiny", 2, 2, 2, false), 200..260),
+        (banked_arch("tiny", 4, 4, 4, false), 0..80),
+        (banked_arch("ulx3s", 8, 8, 8, false), 100..115),
+        (banked_arch("tiny", 2, 2, 2, false), 200..260),
     ] {
         let chains: usize = seeds
             .clone()
@@ -177,11 +163,11 @@ fn random_programs_banked() {
 /// push, and the chain after them to retire).
 #[test]
 fn random_programs_overlapped() {
-    let mut one_token = banked("tiny", 2, 2, 2, true);
+    let mut one_token = banked_arch("tiny", 2, 2, 2, true);
     one_token.controller.token_depth = 1;
     for (arch, seeds) in [
-        (banked("tiny", 4, 4, 4, true), 0..150),
-        (banked("ulx3s", 8, 8, 8, true), 100..130),
+        (banked_arch("tiny", 4, 4, 4, true), 0..150),
+        (banked_arch("ulx3s", 8, 8, 8, true), 100..130),
         (one_token, 200..300),
     ] {
         let st = check_random(&arch, seeds, 80);
@@ -202,18 +188,19 @@ fn random_programs_overlapped() {
 /// behind the older load in the drain slot).
 #[test]
 fn random_programs_load_ahead() {
-    let ahead = |mut arch: ArchConfig, latency: u32, tokens: u32| {
-        arch.dram.load_ahead = true;
-        arch.dram.latency_cycles = latency;
-        arch.controller.token_depth = tokens;
-        arch.name = format!("{}_ahead_l{latency}_t{tokens}", arch.name);
-        arch.validate().unwrap();
-        arch
-    };
     for (arch, seeds) in [
-        (ahead(ArchConfig::preset("tiny").unwrap(), 8, 8), 0..100),
-        (ahead(banked("ulx3s", 8, 8, 8, true), 20, 8), 100..130),
-        (ahead(ArchConfig::preset("tiny").unwrap(), 3, 1), 200..300),
+        (
+            load_ahead_arch(ArchConfig::preset("tiny").unwrap(), 8, 8),
+            0..100,
+        ),
+        (
+            load_ahead_arch(banked_arch("ulx3s", 8, 8, 8, true), 20, 8),
+            100..130,
+        ),
+        (
+            load_ahead_arch(ArchConfig::preset("tiny").unwrap(), 3, 1),
+            200..300,
+        ),
     ] {
         let st = check_random(&arch, seeds, 80);
         assert!(st.ahead >= 20, "{}: {} loads ahead", arch.name, st.ahead);
