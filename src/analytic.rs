@@ -33,7 +33,7 @@ use systole_emulator::array::Array;
 use systole_emulator::controller::token_use;
 use systole_emulator::dma::{
     load_dram_line_bytes, load_kind, load_requests, store_dram_line_bytes, store_kind,
-    store_line_beats,
+    store_line_beats, STORE_PARAM_LINES, STORE_REQUANT_STAGES,
 };
 use systole_emulator::ppu::Ppu;
 use systole_emulator::stats::UnitStats;
@@ -66,7 +66,8 @@ pub fn load_cycles(op: &Load, arch: &ArchConfig, ahead: u64) -> u64 {
     t + op.pad_bottom as u64 * width
 }
 
-/// Cycles of a store: `n x beats + L + 1` (1 for an empty store).
+/// Cycles of a store: `n x beats + L + 1` (1 for an empty store), plus the parameter reads
+/// and requantizer stages of `requant=1`.
 pub fn store_cycles(op: &Store, arch: &ArchConfig) -> u64 {
     let n = op.rows as u64 * op.cols as u64;
     if n == 0 {
@@ -78,7 +79,12 @@ pub fn store_cycles(op: &Store, arch: &ArchConfig) -> u64 {
         arch.array.xnor_bits,
     );
     let beats = store_line_beats(op, c, b, w) as u64;
-    n * beats + arch.dram.latency_cycles as u64 + 1
+    let rq = if op.requant {
+        (STORE_PARAM_LINES + STORE_REQUANT_STAGES) as u64
+    } else {
+        0
+    };
+    n * beats + arch.dram.latency_cycles as u64 + 1 + rq
 }
 
 /// Event counters accumulated per instruction (what the emulator counts while it runs).
@@ -119,6 +125,10 @@ impl Counts {
             Op::Store(s) => {
                 let n = s.rows as u64 * s.cols as u64;
                 self.line_reads[store_kind(s.buf).index()] += n;
+                if s.requant && n > 0 {
+                    self.line_reads[acc] += STORE_PARAM_LINES as u64;
+                    self.requant += n * c;
+                }
                 self.dram_written +=
                     n * store_dram_line_bytes(s, arch.array.cols, arch.array.xnor_bits) as u64;
             }

@@ -201,6 +201,13 @@ pub struct PpuConfig {
     /// `requant` on such an arch. Needs `fp32_requant = false` (those lanes run beside these).
     #[serde(default = "default_true")]
     pub integer_lanes: bool,
+    /// Build a second set of requantizer lanes in the store engine (`store requant=1`): it
+    /// reads accumulator lines and sends them requantized, so requantization leaves the compute
+    /// unit (as Gemmini scales on `mvout`) and a layer's chains follow each other. It costs
+    /// `cols` more integer lanes (and binary32 lanes with `fp32_requant`) and a 3-line
+    /// parameter register in the store engine (docs/timing.md, "Store with requantization").
+    #[serde(default)]
+    pub store_requant: bool,
 }
 
 fn default_true() -> bool {
@@ -217,6 +224,7 @@ impl Default for PpuConfig {
             max_thresholds: default_max_thresholds(),
             fp32_requant: true,
             integer_lanes: true,
+            store_requant: false,
         }
     }
 }
@@ -575,6 +583,14 @@ impl ArchConfig {
                     .into(),
             );
         }
+        if self.ppu.store_requant && !self.ppu.integer_lanes {
+            return err(
+                "ppu.store_requant",
+                "the store engine's requantizer lanes are integer lanes: it needs \
+                 ppu.integer_lanes = true"
+                    .into(),
+            );
+        }
         self.energy.validate()?;
         Ok(())
     }
@@ -625,6 +641,9 @@ impl ArchConfig {
         }
         if self.dram.load_ahead {
             h.write(b"load-ahead");
+        }
+        if self.ppu.store_requant {
+            h.write(b"store-requant");
         }
         h.finish()
     }

@@ -494,6 +494,11 @@ isa! {
         cols: u32 = 10, "buffer lines per row",
         stride: u32 = 20, "DRAM bytes from one row to the next",
         pack: bool = 1, "`out` only: each line's cols bytes leave as cols/W bytes (W = `array.xnor_bits`), bit j < W of byte i set when byte W*i+j is > 0 (bipolar +1); row r, line l at dram + r*stride + l*cols/W (arch precision `binary`)",
+        requant: bool = 1, "`acc` only (arch `ppu.store_requant`): each line leaves requantized as `requant` computes it, as `cols` bytes at dram + r*stride + l*cols; multipliers (or binary32 scales) in accumulator line `param`, shifts in `param+1`, and in line `param+2` lane 0 the zero point (-32768..=32767), lane 1 lo and lane 2 hi (0..=255)",
+        param: u32 = 16, "`requant` only: first of the three parameter lines",
+        unsigned: bool = 1, "`requant` only: uint8 output instead of int8",
+        round: Round = 2, "`requant` only: rounding of the shift",
+        fp32: bool = 1, "`requant` only: binary32 scale in line `param` (arch `ppu.fp32_requant`)",
     }
     /// Preload a weight tile: weight lines `wgt` to `wgt+rows-1` become the PE registers (line k
     /// feeds PE row k, lane n PE column n). The tile stays until the next `ldw`.
@@ -870,18 +875,32 @@ pub(crate) mod strategies {
             bits(10),
             bits(20),
             any::<bool>(),
+            (
+                any::<bool>(),
+                bits(16),
+                any::<bool>(),
+                0usize..4,
+                any::<bool>(),
+            ),
         )
-            .prop_map(|(b, sram, dram, rows, cols, stride, pack)| {
-                Op::Store(Store {
-                    buf: StoreBuf::ALL[b],
-                    sram,
-                    dram,
-                    rows,
-                    cols,
-                    stride,
-                    pack,
-                })
-            });
+            .prop_map(
+                |(b, sram, dram, rows, cols, stride, pack, (requant, param, unsigned, r, fp32))| {
+                    Op::Store(Store {
+                        buf: StoreBuf::ALL[b],
+                        sram,
+                        dram,
+                        rows,
+                        cols,
+                        stride,
+                        pack,
+                        requant,
+                        param,
+                        unsigned,
+                        round: Round::ALL[r],
+                        fp32,
+                    })
+                },
+            );
         let ldw = bits(16).prop_map(|wgt| Op::LoadWeights(LoadWeights { wgt }));
         let mm = (
             (bits(16), bits(16), bits(12), any::<bool>(), any::<bool>()),

@@ -832,6 +832,7 @@ pub fn emit_dense(
                                 cols: 1,
                                 stride: g.y_pitch as u32,
                                 pack: g.pack_out,
+                                ..Default::default()
                             },
                         );
                         out_idx += 1;
@@ -1920,6 +1921,7 @@ pub fn emit_conv_rows(
                             cols: 1,
                             stride: g.y_pitch as u32,
                             pack: false,
+                            ..Default::default()
                         }),
                     });
                 }
@@ -2505,6 +2507,7 @@ pub fn emit_pad_pass(
                 cols: per_row as u32,
                 stride: p.row_out() as u32,
                 pack: false,
+                ..Default::default()
             },
         );
         item += 1;
@@ -2666,6 +2669,7 @@ pub fn emit_pool(arch: &ArchConfig, p: &PoolPass, code: &mut Vec<Insn>) -> Resul
                     cols: 1,
                     stride: p.out_pitch as u32,
                     pack: false,
+                    ..Default::default()
                 },
             );
             item += 1;
@@ -2776,6 +2780,7 @@ pub fn emit_pack(arch: &ArchConfig, p: &PackPass, code: &mut Vec<Insn>) -> Resul
                     cols: n as u32,
                     stride: (n * c / wb) as u32,
                     pack: true,
+                    ..Default::default()
                 },
             );
             item += 1;

@@ -48,6 +48,13 @@ pub fn load_requests(op: &Load) -> u32 {
     }
 }
 
+/// Accumulator lines a `store requant=1` reads before its data: multipliers (or scales),
+/// shifts, and the zero point and clamps.
+pub const STORE_PARAM_LINES: u32 = 3;
+/// Cycles from a `store requant=1` reading a line to its bytes reaching the send register
+/// (the requantizer lanes' multiply, round/shift and clamp stages, as in `requant`).
+pub const STORE_REQUANT_STAGES: u32 = 3;
+
 /// Bytes one buffer line occupies in DRAM for a load.
 pub fn load_dram_line_bytes(buf: LoadBuf, rows: u32, cols: u32) -> u32 {
     match buf {
@@ -60,6 +67,7 @@ pub fn load_dram_line_bytes(buf: LoadBuf, rows: u32, cols: u32) -> u32 {
 /// (`xnor_bits`: the arch's binary word width, bits per packed byte.)
 pub fn store_dram_line_bytes(op: &Store, cols: u32, xnor_bits: u32) -> u32 {
     match op.buf {
+        StoreBuf::Acc if op.requant => cols,
         StoreBuf::Out if op.pack => cols / xnor_bits,
         StoreBuf::Out => cols,
         StoreBuf::Acc => cols * 4,
@@ -293,6 +301,12 @@ pub struct StoreExec {
     total: u32,
     beats_per_line: u32,
     latency: u32,
+    /// `requant=1`: the parameter lines, read before the data.
+    param: u32,
+    params: u32,
+    params_read: u32,
+    /// Cycles from a line's read to its first beat's leaving, less one (requantizer stages).
+    stages: u32,
     read: u32,
     reg_beats: u32,
     ack_at: Option<u64>,
@@ -312,6 +326,10 @@ impl StoreExec {
             total: op.rows * op.cols,
             beats_per_line: store_line_beats(op, array_cols, beat_bytes, xnor_bits),
             latency,
+            param: op.param,
+            params: if op.requant { STORE_PARAM_LINES } else { 0 },
+            params_read: 0,
+            stages: if op.requant { STORE_REQUANT_STAGES } else { 0 },
             read: 0,
             reg_beats: 0,
             ack_at: None,
@@ -341,10 +359,12 @@ impl StoreExec {
             None => {
                 // First step that finds the send register empty.
                 let z0 = cycle + (self.reg_beats as u64).saturating_sub(1);
-                z0 + (self.total - self.read) as u64 * self.beats_per_line as u64
+                z0 + (self.params - self.params_read) as u64
+                    + (self.total - self.read) as u64 * self.beats_per_line as u64
             }
         };
-        (set + lat).max(set + 1)
+        let ack = set + self.stages as u64 + lat;
+        ack.max(set + 1)
     }
 
     /// Runs cycles `from..until` (all before `done_cycle`) with every port claim granted
@@ -381,7 +401,13 @@ impl StoreExec {
             self.reg_beats -= 1;
         }
         if self.reg_beats == 0 {
-            if self.read < self.total {
+            if self.params_read < self.params {
+                if claim(self.param + self.params_read) {
+                    self.params_read += 1;
+                } else {
+                    port_stall = true;
+                }
+            } else if self.read < self.total {
                 if claim(self.sram + self.read) {
                     self.read += 1;
                     self.reg_beats = self.beats_per_line;
@@ -389,8 +415,9 @@ impl StoreExec {
                     port_stall = true;
                 }
             } else {
-                // The last beat left in this cycle.
-                self.ack_at = Some(cycle + self.latency as u64);
+                // The last beat (of a requantizing store: the last line's read) was in
+                // this cycle; its beat leaves the requantizer `stages` cycles later.
+                self.ack_at = Some(cycle + self.stages as u64 + self.latency as u64);
             }
         }
         Step {
@@ -408,18 +435,27 @@ mod tests {
     /// from any cycle of a store in flight (fast-forwarding relies on it).
     #[test]
     fn store_done_cycle_equals_stepping() {
-        for (rows, cols, beat, latency, pack) in [
-            (1, 1, 4, 1, false),
-            (3, 2, 4, 12, false),
-            (5, 1, 2, 3, true),
-            (0, 4, 4, 5, false),
-            (7, 3, 8, 1, false),
+        for (rows, cols, beat, latency, pack, requant) in [
+            (1, 1, 4, 1, false, false),
+            (3, 2, 4, 12, false, false),
+            (5, 1, 2, 3, true, false),
+            (0, 4, 4, 5, false, false),
+            (7, 3, 8, 1, false, false),
+            (1, 1, 4, 1, false, true),
+            (3, 2, 2, 12, false, true),
+            (0, 2, 2, 3, false, true),
+            (4, 1, 8, 0, false, true),
         ] {
             let op = Store {
-                buf: StoreBuf::Out,
+                buf: if requant {
+                    StoreBuf::Acc
+                } else {
+                    StoreBuf::Out
+                },
                 rows,
                 cols,
                 pack,
+                requant,
                 ..Default::default()
             };
             let mut ex = StoreExec::new(&op, beat, latency, 8, 8);

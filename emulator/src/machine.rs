@@ -14,11 +14,11 @@ use crate::controller::{token_use, Controller, TokenQueue, TokenUse};
 use crate::dma::{self, LoadExec, Step, StoreExec};
 use crate::dram::Dram;
 use crate::error::{EmuError, ErrorKind};
-use crate::ppu::Ppu;
+use crate::ppu::{self, Ppu};
 use crate::stats::{BufferStats, Stats, UnitStats};
 use crate::trace::Span;
 use systole_arch::config::{Ports, Precision};
-use systole_arch::isa::{Insn, LoadBuf, MatMul, Op, StoreBuf};
+use systole_arch::isa::{Insn, LoadBuf, MatMul, Op, Requant, Round, Store, StoreBuf};
 use systole_arch::{ArchConfig, BufferKind, Program};
 
 #[derive(Debug, Clone, Default)]
@@ -939,6 +939,37 @@ impl Machine {
         e
     }
 
+    /// The `requant` a `store requant=1` performs: its mode from the instruction, the zero
+    /// point and clamps from lanes 0..3 of its settings line `param + 2`.
+    fn store_requant_op(&self, op: &Store) -> Result<Requant, String> {
+        let line = op.param + 2;
+        let lanes = &self.bufs.acc[line as usize * self.bufs.cols..][..3];
+        let (zp, lo, hi) = (lanes[0], lanes[1], lanes[2]);
+        if !(-32768..=32767).contains(&zp) {
+            return Err(format!(
+                "zero point {zp} in lane 0 of accumulator line {line} is outside -32768..=32767"
+            ));
+        }
+        for (lane, v) in [(1, lo), (2, hi)] {
+            if !(0..=255).contains(&v) {
+                return Err(format!(
+                    "clamp {v} in lane {lane} of accumulator line {line} is outside 0..=255"
+                ));
+            }
+        }
+        Ok(Requant {
+            param: op.param,
+            m: op.rows * op.cols,
+            zp,
+            lo: lo as u32,
+            hi: hi as u32,
+            unsigned: op.unsigned,
+            round: op.round,
+            fp32: op.fp32,
+            ..Default::default()
+        })
+    }
+
     /// `alu` and integer `requant` run on the integer PPU lanes, which an arch may leave out.
     fn check_integer_lanes(&self, idx: usize, what: &str) -> Result<(), EmuError> {
         if self.arch.ppu.integer_lanes {
@@ -1065,6 +1096,50 @@ impl Machine {
                 if op.pack && !self.arch.supports(Precision::Binary) {
                     return Err(self.no_binary(idx, "pack=1"));
                 }
+                let mut fs = Vec::new();
+                if op.requant {
+                    if op.buf != StoreBuf::Acc {
+                        return Err(self.err(
+                            ErrorKind::IllegalOperands,
+                            idx,
+                            "requant=1 needs buf=acc (it requantizes accumulator lines)",
+                        ));
+                    }
+                    if !self.arch.ppu.store_requant {
+                        return Err(self.err(
+                            ErrorKind::IllegalOperands,
+                            idx,
+                            format!(
+                                "requant=1: arch '{}' has no requantizer in its store engine \
+                                 (ppu.store_requant = false)",
+                                self.arch.name
+                            ),
+                        ));
+                    }
+                    if op.fp32 && !self.arch.ppu.fp32_requant {
+                        return Err(self.err(
+                            ErrorKind::IllegalOperands,
+                            idx,
+                            format!(
+                                "fp32=1: arch '{}' has no binary32 requantizer (ppu.fp32_requant = false)",
+                                self.arch.name
+                            ),
+                        ));
+                    }
+                    fs.push(self.check_lines(
+                        idx,
+                        BufferKind::Accumulator,
+                        op.param as u64,
+                        dma::STORE_PARAM_LINES as u64,
+                        "parameter",
+                    )?);
+                } else if op.param != 0 || op.unsigned || op.fp32 || op.round != Round::HalfEven {
+                    return Err(self.err(
+                        ErrorKind::IllegalOperands,
+                        idx,
+                        "param, unsigned, round and fp32 belong to requant=1 (leave them 0)",
+                    ));
+                }
                 let dline = dma::store_dram_line_bytes(op, cols, self.arch.array.xnor_bits) as u64;
                 let fb = self.check_lines(
                     idx,
@@ -1080,8 +1155,9 @@ impl Machine {
                     op.stride as u64,
                     op.cols as u64 * dline,
                 )?);
+                fs.extend([fb, fd]);
                 (
-                    vec![fb, fd],
+                    fs,
                     Exec::Store(StoreExec::new(
                         op,
                         beat,
@@ -1490,6 +1566,27 @@ impl Machine {
                     }
                 }
                 self.dram.bytes_read += op.rows as u64 * op.cols as u64 * dline as u64;
+            }
+            Op::Store(op) if op.requant && op.rows * op.cols > 0 => {
+                let rq = self
+                    .store_requant_op(&op)
+                    .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?;
+                let p = op.param as usize * cols;
+                let params = &self.bufs.acc[p..p + 2 * cols];
+                let mut bytes = vec![0u8; cols];
+                for r in 0..op.rows as usize {
+                    for c in 0..op.cols as usize {
+                        let line = op.sram as usize + r * op.cols as usize + c;
+                        let src = &self.bufs.acc[line * cols..][..cols];
+                        ppu::requant_lines(&rq, params, src, &mut bytes, cols)
+                            .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?;
+                        let d = op.dram as usize + r * op.stride as usize + c * cols;
+                        self.dram.bytes[d..d + cols].copy_from_slice(&bytes);
+                    }
+                }
+                let n = op.rows as u64 * op.cols as u64;
+                self.ppu.requant_lane_ops += n * cols as u64;
+                self.dram.bytes_written += n * cols as u64;
             }
             Op::Store(op) => {
                 let xb = self.arch.array.xnor_bits;

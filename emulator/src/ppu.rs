@@ -94,6 +94,57 @@ pub fn requant_lane(acc: i32, mult: i32, shift: u32, op: &Requant) -> u8 {
     }
 }
 
+/// `requant`'s lanes over whole lines: `params` holds the multiplier (or binary32 scale) line
+/// and the shift line, `src` the accumulator lines, `dst` gets the bytes (`requant` and
+/// `store requant=1` share it). Fails with the lane if a shift is outside 0..=62.
+pub fn requant_lines(
+    op: &Requant,
+    params: &[i32],
+    src: &[i32],
+    dst: &mut [u8],
+    c: usize,
+) -> Result<(), String> {
+    let (mult, shift) = params.split_at(c);
+    if !src.is_empty() && !op.fp32 {
+        if let Some((lane, s)) = shift
+            .iter()
+            .enumerate()
+            .find(|(_, &s)| !(0..=62).contains(&s))
+        {
+            return Err(format!(
+                "shift {s} in lane {lane} of accumulator line {} is outside 0..=62",
+                op.param + 1
+            ));
+        }
+    }
+    // The lane function with the instruction's mode picked once (it is `requant_lane`).
+    match (op.fp32, op.round) {
+        (true, _) => requant_rows(src, dst, c, |a, l| requant_lane(a, mult[l], 0, op)),
+        (false, round) => {
+            let sh: Vec<u32> = shift.iter().map(|&s| s.clamp(0, 62) as u32).collect();
+            let (zp, unsigned) = (op.zp as i64, op.unsigned);
+            let (lo, hi) = if unsigned {
+                (op.lo as i64, op.hi as i64)
+            } else {
+                (op.lo as u8 as i8 as i64, op.hi as u8 as i8 as i64)
+            };
+            let (min, max) = if unsigned { (0, 255) } else { (-128, 127) };
+            let lane = |a: i32, l: usize| {
+                let v = round_shift(a as i64 * mult[l] as i64, sh[l], round);
+                v.saturating_add(zp).clamp(min, max).max(lo).min(hi) as u8
+            };
+            match round {
+                Round::HalfEven => requant_rows(src, dst, c, |a, l| {
+                    let v = round_shift(a as i64 * mult[l] as i64, sh[l], Round::HalfEven);
+                    v.saturating_add(zp).clamp(min, max).max(lo).min(hi) as u8
+                }),
+                _ => requant_rows(src, dst, c, lane),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `dst[i][l] = lane(src[i][l], l)` over lines of `c` lanes.
 #[inline(always)]
 fn requant_rows(src: &[i32], dst: &mut [u8], c: usize, lane: impl Fn(i32, usize) -> u8) {
@@ -156,48 +207,18 @@ impl Ppu {
     pub fn requant(&mut self, op: &Requant, bufs: &mut Buffers) -> Result<(), String> {
         let c = bufs.cols;
         let p = op.param as usize * c;
-        let mult = bufs.acc[p..p + c].to_vec();
-        let shift = bufs.acc[p + c..p + 2 * c].to_vec();
-        if op.m > 0 && !op.fp32 {
-            if let Some((lane, s)) = shift
-                .iter()
-                .enumerate()
-                .find(|(_, &s)| !(0..=62).contains(&s))
-            {
-                return Err(format!(
-                    "shift {s} in lane {lane} of accumulator line {} is outside 0..=62",
-                    op.param + 1
-                ));
-            }
-        }
         let m = op.m as usize;
-        let src = &bufs.acc[op.src as usize * c..][..m * c];
-        let dst = &mut bufs.out[op.dst as usize * c..][..m * c];
-        // The lane function with the instruction's mode picked once (it is `requant_lane`).
-        match (op.fp32, op.round) {
-            (true, _) => requant_rows(src, dst, c, |a, l| requant_lane(a, mult[l], 0, op)),
-            (false, round) => {
-                let sh: Vec<u32> = shift.iter().map(|&s| s.clamp(0, 62) as u32).collect();
-                let (zp, unsigned) = (op.zp as i64, op.unsigned);
-                let (lo, hi) = if unsigned {
-                    (op.lo as i64, op.hi as i64)
-                } else {
-                    (op.lo as u8 as i8 as i64, op.hi as u8 as i8 as i64)
-                };
-                let (min, max) = if unsigned { (0, 255) } else { (-128, 127) };
-                let lane = |a: i32, l: usize| {
-                    let v = round_shift(a as i64 * mult[l] as i64, sh[l], round);
-                    v.saturating_add(zp).clamp(min, max).max(lo).min(hi) as u8
-                };
-                match round {
-                    Round::HalfEven => requant_rows(src, dst, c, |a, l| {
-                        let v = round_shift(a as i64 * mult[l] as i64, sh[l], Round::HalfEven);
-                        v.saturating_add(zp).clamp(min, max).max(lo).min(hi) as u8
-                    }),
-                    _ => requant_rows(src, dst, c, lane),
-                }
-            }
-        }
+        let (params, src) = (
+            &bufs.acc[p..p + 2 * c],
+            &bufs.acc[op.src as usize * c..][..m * c],
+        );
+        requant_lines(
+            op,
+            params,
+            src,
+            &mut bufs.out[op.dst as usize * c..][..m * c],
+            c,
+        )?;
         self.requant_lane_ops += op.m as u64 * c as u64;
         Ok(())
     }

@@ -100,10 +100,20 @@ impl Gen<'_> {
     fn lines(&self, k: BufferKind) -> u64 {
         self.arch.lines(k) as u64
     }
-    /// Accumulator lines usable as destinations (the last four hold requant parameters:
-    /// multipliers and shifts, then binary32 scales and an unused line).
+    /// Accumulator lines usable as destinations (the last `param_lines` hold requant
+    /// parameters).
     fn acc_free(&self) -> u64 {
-        self.lines(BufferKind::Accumulator) - 4
+        self.lines(BufferKind::Accumulator) - param_lines(self.arch)
+    }
+
+    /// The first parameter line of integer (multipliers, shifts) or binary32 requantization.
+    fn param_line(&self, fp32: bool) -> u64 {
+        let first = self.acc_free();
+        match (fp32, self.arch.ppu.store_requant) {
+            (false, _) => first,
+            (true, false) => first + 2,
+            (true, true) => first + 3,
+        }
     }
 
     fn push(&mut self, insn: Insn, fp: Vec<Access>) {
@@ -319,9 +329,12 @@ impl Gen<'_> {
         // Packed (bipolar) stores only where the arch has the binary precision, so programs
         // for int8-only arches draw the same random numbers as before it existed.
         let pack = buf == StoreBuf::Out && self.binary && self.rng.chance(40);
+        // Requantizing stores only where the store engine has the lanes (same reason).
+        let requant = buf == StoreBuf::Acc && self.arch.ppu.store_requant && self.rng.chance(60);
         let (kind, dline) = match buf {
             StoreBuf::Out if pack => (BufferKind::Output, c / self.arch.array.xnor_bits as u64),
             StoreBuf::Out => (BufferKind::Output, c),
+            StoreBuf::Acc if requant => (BufferKind::Accumulator, c),
             StoreBuf::Acc => (BufferKind::Accumulator, 4 * c),
         };
         let rows = self.rng.range(1, 4);
@@ -355,7 +368,7 @@ impl Gen<'_> {
             return;
         }
         let dram = self.out_base + self.rng.range(0, self.out_bytes - span);
-        let op = Store {
+        let mut op = Store {
             buf,
             sram: sram as u32,
             dram: dram as u32,
@@ -363,8 +376,25 @@ impl Gen<'_> {
             cols: cols as u32,
             stride: stride as u32,
             pack,
+            ..Default::default()
         };
-        let fp = vec![
+        let mut fp = Vec::new();
+        if requant {
+            let fp32 = self.arch.ppu.fp32_requant && self.rng.chance(50);
+            let param = self.param_line(fp32);
+            op.requant = true;
+            op.param = param as u32;
+            op.fp32 = fp32;
+            op.unsigned = self.rng.chance(50);
+            op.round = self.rng.pick(Round::ALL);
+            fp.push(Access {
+                res: kind.index() as u8,
+                lo: param,
+                hi: param + 3,
+                write: false,
+            });
+        }
+        fp.extend([
             Access {
                 res: kind.index() as u8,
                 lo: sram,
@@ -377,7 +407,7 @@ impl Gen<'_> {
                 hi: dram + span,
                 write: true,
             },
-        ];
+        ]);
         self.emit(Op::Store(op), fp);
     }
 
@@ -651,7 +681,7 @@ impl Gen<'_> {
                 let src = self.rng.range(0, acc_all - m);
                 let dst = self.rng.range(0, out_lines - m);
                 let fp32 = self.arch.ppu.fp32_requant && self.rng.chance(50);
-                let param = if fp32 { acc_all - 2 } else { acc_all - 4 };
+                let param = self.param_line(fp32);
                 let op = Requant {
                     dst: dst as u32,
                     src: src as u32,
@@ -687,6 +717,17 @@ impl Gen<'_> {
                 self.emit(Op::Requant(op), fp);
             }
         }
+    }
+}
+
+/// Accumulator lines at the top holding requantization parameters: multipliers, shifts,
+/// binary32 scales and an unused line; with `ppu.store_requant` each set followed by a settings
+/// line (zero point, clamps) for `store requant=1`.
+fn param_lines(arch: &ArchConfig) -> u64 {
+    if arch.ppu.store_requant {
+        6
+    } else {
+        4
     }
 }
 
@@ -748,6 +789,15 @@ pub fn load_ahead_arch(mut arch: ArchConfig, latency: u32, tokens: u32) -> ArchC
     arch
 }
 
+/// `arch` with requantizer lanes in the store engine (`ppu.store_requant`).
+pub fn store_requant_arch(mut arch: ArchConfig) -> ArchConfig {
+    arch.ppu.store_requant = true;
+    arch.name = format!("{}_storeq", arch.name);
+    arch.validate()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+    arch
+}
+
 /// A random valid program of about `n` instructions (plus token `nop`s) for `arch`.
 ///
 /// DRAM holds random source bytes at 0..SRC_BYTES, requantization parameters after them and
@@ -782,7 +832,31 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         let sign = (rng.chance(20) as u32) << 31;
         params.extend_from_slice(&(sign | exp << 23 | mant).to_le_bytes());
     }
-    params.extend_from_slice(&vec![0u8; 4 * c as usize]);
+    // The zero point and clamps of a requantizing store (lanes 0..3; the rest zero).
+    let settings = |rng: &mut Rng| {
+        let mut line = vec![0u8; 4 * c as usize];
+        let zp = rng.range(0, 600) as i32 - 300;
+        for (l, v) in [zp, rng.range(0, 255) as i32, rng.range(0, 255) as i32]
+            .into_iter()
+            .enumerate()
+        {
+            line[4 * l..4 * l + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        line
+    };
+    if arch.ppu.store_requant {
+        // multipliers, shifts, settings; scales, an unused line, settings
+        let (int, scales) = params.split_at(8 * c as usize);
+        let (int, scales) = (int.to_vec(), scales.to_vec());
+        params = int;
+        params.extend(settings(&mut rng));
+        params.extend(scales);
+        params.extend_from_slice(&vec![0u8; 4 * c as usize]);
+        params.extend(settings(&mut rng));
+    } else {
+        params.extend_from_slice(&vec![0u8; 4 * c as usize]);
+    }
+    let plines = param_lines(arch);
     let param_base = src_bytes;
     let out_base = src_bytes + params.len() as u64;
     let mut g = Gen {
@@ -799,24 +873,24 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
     let acc_lines = g.lines(BufferKind::Accumulator);
     let pl = Load {
         buf: LoadBuf::Acc,
-        sram: (acc_lines - 4) as u32,
+        sram: (acc_lines - plines) as u32,
         dram: param_base as u32,
         rows: 1,
-        cols: 4,
-        stride: 16 * c as u32,
+        cols: plines as u32,
+        stride: 4 * plines as u32 * c as u32,
         ..Default::default()
     };
     let fp = vec![
         Access {
             res: BufferKind::Accumulator.index() as u8,
-            lo: acc_lines - 4,
+            lo: acc_lines - plines,
             hi: acc_lines,
             write: true,
         },
         Access {
             res: DRAM,
             lo: param_base,
-            hi: param_base + 16 * c,
+            hi: param_base + 4 * plines * c,
             write: false,
         },
     ];

@@ -387,6 +387,7 @@ mod tests {
                 cols: rng.range(0, 3) as u32,
                 stride: rng.range(0, 96) as u32,
                 pack: false,
+                ..Default::default()
             };
             let busy: Vec<bool> = (0..300).map(|_| rng.chance(30)).collect();
             let kind = crate::dma::store_kind(op.buf);

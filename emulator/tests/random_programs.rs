@@ -6,7 +6,9 @@ mod common;
 use common::golden::Golden;
 use proptest::prelude::*;
 use systole_arch::ArchConfig;
-use systole_emulator::randprog::{banked_arch, load_ahead_arch, random_program};
+use systole_emulator::randprog::{
+    banked_arch, load_ahead_arch, random_program, store_requant_arch,
+};
 use systole_emulator::{Machine, RunOptions};
 
 fn check(arch_name: &str, seed: u64, n: usize) {
@@ -201,6 +203,37 @@ fn random_load_ahead_programs() {
             "{}: {ahead} loads ahead, {push_stalls} push stalls",
             arch.name
         );
+    }
+}
+
+/// Requantizing stores (`ppu.store_requant`): golden values (the zero point and clamps read
+/// from the settings line, integer and binary32 lanes) and the same cycles stepping every
+/// cycle, on arches with and without banks, overlapped chains and loads ahead.
+#[test]
+fn random_store_requant_programs() {
+    for base in ["tiny", "ulx3s", "overlap", "ahead"] {
+        let base = match base {
+            "overlap" => banked_arch("tiny", 4, 4, 4, true),
+            "ahead" => load_ahead_arch(ArchConfig::preset("tiny").unwrap(), 5, 2),
+            name => ArchConfig::preset(name).unwrap(),
+        };
+        let arch = store_requant_arch(base);
+        let mut stores = 0;
+        for seed in 0..16 {
+            let prog = random_program(&arch, seed, 80);
+            stores += prog
+                .code
+                .iter()
+                .filter(|i| matches!(&i.op, systole_arch::isa::Op::Store(s) if s.requant))
+                .count();
+            check_arch(&arch, seed, 80);
+        }
+        assert!(
+            stores >= 16,
+            "{}: only {stores} requantizing stores",
+            arch.name
+        );
+        eprintln!("{}: {stores} requantizing stores", arch.name);
     }
 }
 

@@ -696,3 +696,110 @@ fn a_load_ahead_pushes_after_the_older_load() {
         assert!(e.to_string().contains(want), "{want}: {e}");
     }
 }
+
+/// `tiny` with the store engine's requantizer lanes (`ppu.store_requant`).
+fn tiny_storeq() -> ArchConfig {
+    let mut arch = tiny();
+    arch.ppu.store_requant = true;
+    arch
+}
+
+#[test]
+fn a_requantizing_store_reads_its_parameters_then_pays_the_lanes_stages() {
+    let arch = tiny_storeq();
+    // Parameter lines read @0..2, lines @3 and @4 (one 4-byte beat each), the last line's
+    // beat leaves 3 stages later @5+3 = 8, acknowledged @8+8 = 16: 17 cycles, 6 more than
+    // `buf=out` (`n x beats + L + 1` + 3 + 3).
+    let (s, spans) = traced(
+        &arch,
+        "store buf=acc sram=0 rows=2 cols=1 stride=4 requant=1 param=100\nfinish",
+    );
+    assert_eq!(s.store.busy_cycles, 17);
+    assert_eq!(spans[&0], (1, 17));
+    // Each line leaves as 4 bytes, not 16: the beats are those of `buf=out`.
+    let s = cycles_on(
+        &arch,
+        "store buf=acc rows=3 cols=2 stride=8 requant=1 param=100\nfinish",
+    );
+    assert_eq!(s.store.busy_cycles, 6 + 8 + 1 + 6);
+    assert_eq!(s.dram_bytes_written, 24);
+    // The parameter reads take the accumulator's read port: an `alu` reading the same bank
+    // (lines 0..64) each cycle (b broadcast @0, a_i @1 + i) delays them. The alu starts @1
+    // and reads @1..@5; the store starts @2 and gets the port @6, so it ends 4 cycles later.
+    let (s, spans) = traced(
+        &arch,
+        "alu func=add dst=20 a=0 a_stride=1 b=30 b_stride=0 m=4\n\
+         store buf=acc sram=40 rows=2 cols=1 stride=4 requant=1 param=50\nfinish",
+    );
+    assert_eq!(spans[&1], (2, 2 + 16 + 4));
+    assert_eq!(s.store.port_stall_cycles, 4);
+    // An empty requantizing store reads nothing: 1 cycle.
+    assert_eq!(
+        cycles_on(
+            &arch,
+            "store buf=acc rows=0 cols=1 requant=1 param=100\nfinish"
+        )
+        .store
+        .busy_cycles,
+        1
+    );
+}
+
+#[test]
+fn requantizing_store_errors_name_the_cause() {
+    let arch = tiny_storeq();
+    let err = |arch: &ArchConfig, text: &str| {
+        run(&prog(arch, text), arch, &[], &RunOptions::default()).unwrap_err()
+    };
+    let e = err(
+        &tiny(),
+        "store buf=acc rows=1 cols=1 requant=1 param=100\nfinish",
+    );
+    assert_eq!(
+        (e.kind.clone(), e.insn),
+        (ErrorKind::IllegalOperands, Some(0))
+    );
+    assert!(e.to_string().contains("ppu.store_requant"), "{e}");
+    let e = err(
+        &arch,
+        "store buf=out rows=1 cols=1 requant=1 param=100\nfinish",
+    );
+    assert_eq!(e.kind, ErrorKind::IllegalOperands);
+    assert!(e.to_string().contains("buf=acc"), "{e}");
+    let e = err(&arch, "store buf=acc rows=1 cols=1 param=100\nfinish");
+    assert_eq!(e.kind, ErrorKind::IllegalOperands);
+    assert!(e.to_string().contains("requant=1"), "{e}");
+    let e = err(
+        &arch,
+        "store buf=acc rows=1 cols=1 requant=1 param=127\nfinish",
+    );
+    assert_eq!(e.kind, ErrorKind::OutOfRange);
+    assert!(e.to_string().contains("parameter"), "{e}");
+    let mut no_fp32 = arch.clone();
+    no_fp32.ppu.fp32_requant = false;
+    let e = err(
+        &no_fp32,
+        "store buf=acc rows=1 cols=1 requant=1 fp32=1 param=10\nfinish",
+    );
+    assert!(e.to_string().contains("ppu.fp32_requant"), "{e}");
+    // The settings line is checked when the store starts: a zero point beyond 16 bits, a
+    // clamp beyond a byte.
+    for (lane, v, what) in [(0usize, 40_000i32, "zero point 40000"), (2, -1, "clamp -1")] {
+        let mut p = prog(
+            &arch,
+            "load buf=acc sram=10 rows=1 cols=3 stride=48 push_next\n\
+             nop unit=compute pop_prev push_next\n\
+             store buf=acc rows=1 cols=1 requant=1 param=10 pop_prev\nfinish",
+        );
+        let mut bytes = vec![0u8; 48];
+        bytes[32 + 4 * lane..][..4].copy_from_slice(&v.to_le_bytes());
+        p.data.push(systole_arch::image::Segment {
+            dram_addr: 0,
+            bytes,
+        });
+        let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
+        assert_eq!((e.kind.clone(), e.insn), (ErrorKind::IllegalValue, Some(2)));
+        assert!(e.to_string().contains(what), "{e}");
+        assert!(e.to_string().contains("line 12"), "{e}");
+    }
+}

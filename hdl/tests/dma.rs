@@ -256,6 +256,7 @@ endmodule
                 stride: rng.range(0, 200) as u32,
                 // Packed bipolar lines where the arch could have them (cols % 8 == 0).
                 pack: buf == StoreBuf::Out && c.is_multiple_of(8) && rng.chance(50),
+                ..Default::default()
             }
         });
         let wack = acks.first() == Some(&t);

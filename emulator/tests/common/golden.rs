@@ -136,6 +136,20 @@ impl Golden {
                     for x in 0..s.cols as usize {
                         let line = s.sram as usize + y * s.cols as usize + x;
                         match s.buf {
+                            StoreBuf::Acc if s.requant => {
+                                // Zero point and clamps: lanes 0..3 of line param + 2.
+                                let set = &self.acc[s.param as usize + 2];
+                                let at = s.dram as usize + y * s.stride as usize + x * c;
+                                for k in 0..c {
+                                    self.dram[at + k] = self.requant_byte(
+                                        self.acc[line][k],
+                                        s.param as usize,
+                                        k,
+                                        (set[0], set[1] as u32, set[2] as u32),
+                                        (s.unsigned, s.round, s.fp32),
+                                    );
+                                }
+                            }
                             StoreBuf::Out if s.pack => {
                                 // Bit j of byte i: output lane 8i + j is positive.
                                 let wb = self.xnor_bits;
@@ -260,35 +274,13 @@ impl Golden {
                 for i in 0..q.m as usize {
                     for k in 0..c {
                         let acc = self.acc[q.src as usize + i][k];
-                        let v = if q.fp32 {
-                            // binary32: convert, multiply (both round to nearest even), round.
-                            let x =
-                                acc as f32 * f32::from_bits(self.acc[q.param as usize][k] as u32);
-                            let r = match q.round {
-                                Round::HalfEven => x.round_ties_even(),
-                                Round::HalfAway => x.round(),
-                                Round::HalfUp => {
-                                    if x - x.floor() >= 0.5 {
-                                        x.floor() + 1.0
-                                    } else {
-                                        x.floor()
-                                    }
-                                }
-                                Round::Floor => x.floor(),
-                            };
-                            (r as i64 as i128).saturating_add(q.zp as i128)
-                        } else {
-                            let mult = self.acc[q.param as usize][k] as i128;
-                            let shift = self.acc[q.param as usize + 1][k] as u32;
-                            rshift(acc as i128 * mult, shift, q.round) + q.zp as i128
-                        };
-                        self.out[q.dst as usize + i][k] = if q.unsigned {
-                            v.clamp(0, 255).max(q.lo as i128).min(q.hi as i128) as u8
-                        } else {
-                            let lo = q.lo as u8 as i8 as i128;
-                            let hi = q.hi as u8 as i8 as i128;
-                            (v.clamp(-128, 127).max(lo).min(hi) as i8) as u8
-                        };
+                        self.out[q.dst as usize + i][k] = self.requant_byte(
+                            acc,
+                            q.param as usize,
+                            k,
+                            (q.zp, q.lo, q.hi),
+                            (q.unsigned, q.round, q.fp32),
+                        );
                     }
                 }
             }
@@ -314,6 +306,46 @@ impl Golden {
                 }
             }
             Op::Nop(_) | Op::Finish(_) => {}
+        }
+    }
+
+    /// One lane of `requant` (and `store requant=1`): accumulator `acc`, lane `k` of the
+    /// parameter lines from `param`.
+    fn requant_byte(
+        &self,
+        acc: i32,
+        param: usize,
+        k: usize,
+        (zp, lo, hi): (i32, u32, u32),
+        (unsigned, round, fp32): (bool, Round, bool),
+    ) -> u8 {
+        let v = if fp32 {
+            // binary32: convert, multiply (both round to nearest even), round.
+            let x = acc as f32 * f32::from_bits(self.acc[param][k] as u32);
+            let r = match round {
+                Round::HalfEven => x.round_ties_even(),
+                Round::HalfAway => x.round(),
+                Round::HalfUp => {
+                    if x - x.floor() >= 0.5 {
+                        x.floor() + 1.0
+                    } else {
+                        x.floor()
+                    }
+                }
+                Round::Floor => x.floor(),
+            };
+            (r as i64 as i128).saturating_add(zp as i128)
+        } else {
+            let mult = self.acc[param][k] as i128;
+            let shift = self.acc[param + 1][k] as u32;
+            rshift(acc as i128 * mult, shift, round) + zp as i128
+        };
+        if unsigned {
+            v.clamp(0, 255).max(lo as i128).min(hi as i128) as u8
+        } else {
+            let lo = lo as u8 as i8 as i128;
+            let hi = hi as u8 as i8 as i128;
+            (v.clamp(-128, 127).max(lo).min(hi) as i8) as u8
         }
     }
 }
