@@ -494,7 +494,7 @@ isa! {
         cols: u32 = 10, "buffer lines per row",
         stride: u32 = 20, "DRAM bytes from one row to the next",
         pack: bool = 1, "`out` only: each line's cols bytes leave as cols/W bytes (W = `array.xnor_bits`), bit j < W of byte i set when byte W*i+j is > 0 (bipolar +1); row r, line l at dram + r*stride + l*cols/W (arch precision `binary`)",
-        requant: bool = 1, "`acc` only (arch `ppu.store_requant`): each line leaves requantized as `requant` computes it, as `cols` bytes at dram + r*stride + l*cols; multipliers (or binary32 scales) in accumulator line `param`, shifts in `param+1`, and in line `param+2` lane 0 the zero point (-32768..=32767), lane 1 lo and lane 2 hi (0..=255)",
+        requant: bool = 1, "`acc` only (arch `ppu.store_requant`): each line leaves requantized as `requant` computes it, as `cols` bytes at dram + r*stride + l*cols; accumulator line `param` holds the zero point (lane 0, -32768..=32767), lo (lane 1) and hi (lane 2, 0..=255), line `param+1` the multipliers (or binary32 scales), line `param+2` the shifts",
         param: u32 = 16, "`requant` only: first of the three parameter lines",
         unsigned: bool = 1, "`requant` only: uint8 output instead of int8",
         round: Round = 2, "`requant` only: rounding of the shift",

@@ -249,13 +249,62 @@ impl Tiling {
 /// What a dense layer writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutMode {
-    /// Requantized int8 lines (`fp32`: binary32 scales, else multiplier and shift).
-    Int8 { zp: i32, lo: i8, hi: i8, fp32: bool },
+    /// Requantized int8 lines (`fp32`: binary32 scales, else multiplier and shift). With
+    /// `store_lanes` (arch `ppu.store_requant`) each n-tile's parameters in DRAM start with
+    /// the settings line `store requant=1` reads (`store_settings`, `DenseGeom::p_settings`),
+    /// and `emit_dense` requantizes in the store engine, which leaves the compute unit to the
+    /// chains (`emit_conv_rows` and load groups still requantize on the compute unit).
+    Int8 {
+        zp: i32,
+        lo: i8,
+        hi: i8,
+        fp32: bool,
+        store_lanes: bool,
+    },
     /// The int32 accumulators (plus bias), as MatMulInteger produces them.
     Int32,
     /// Multi-threshold activation: base + number of thresholds reached (`count` threshold
     /// lines follow the bias line in each n-tile's parameters).
     Thresh { count: u32, base: i8, step: i8 },
+}
+
+impl OutMode {
+    /// The same output requantized on the compute unit.
+    pub fn on_compute(self) -> OutMode {
+        match self {
+            OutMode::Int8 {
+                zp, lo, hi, fp32, ..
+            } => OutMode::Int8 {
+                zp,
+                lo,
+                hi,
+                fp32,
+                store_lanes: false,
+            },
+            other => other,
+        }
+    }
+
+    fn store_lanes(self) -> bool {
+        matches!(
+            self,
+            OutMode::Int8 {
+                store_lanes: true,
+                ..
+            }
+        )
+    }
+}
+
+/// The settings line of `store requant=1` for `n_tiles` n-tiles of `cols` lanes, as a
+/// per-channel parameter vector for `pack_params`: lanes 0, 1 and 2 of every n-tile hold the
+/// zero point and the clamps' bit patterns.
+pub fn store_settings(n_tiles: usize, cols: usize, zp: i32, lo: i8, hi: i8) -> Vec<i32> {
+    let mut v = vec![0; n_tiles * cols];
+    for nt in 0..n_tiles {
+        v[nt * cols..nt * cols + 3].copy_from_slice(&[zp, lo as u8 as i32, hi as u8 as i32]);
+    }
+    v
 }
 
 /// Where a dense layer's operands live in DRAM.
@@ -271,6 +320,9 @@ pub struct DenseGeom {
     pub b_addr: u64,
     /// Parameter lines from `pack_params`.
     pub p_addr: u64,
+    /// Each n-tile's parameters in DRAM start with a settings line (`OutMode::Int8::
+    /// store_lanes`), which only `store requant=1` reads: the parameter loads skip it.
+    pub p_settings: bool,
     /// Y: m rows, `y_pitch` bytes apart.
     pub y_addr: u64,
     pub y_pitch: u64,
@@ -531,15 +583,25 @@ pub fn pack_weights(arch: &ArchConfig, t: &Tiling, k: usize, n: usize, weights: 
 /// or binary32 scale bits and zero) or the threshold lines, then the bias. `extra[j][ch]` is
 /// line j for output channel ch. The bias comes last so that, with the accumulator slot right
 /// behind the parameter slot, it is the row `acc - 1` a `matmul bias=1` starts from.
-pub fn pack_params(arch: &ArchConfig, t: &Tiling, bias: &[i32], extra: &[Vec<i32>]) -> Vec<u8> {
+pub fn pack_params(
+    arch: &ArchConfig,
+    t: &Tiling,
+    bias: &[i32],
+    extra: &[Vec<i32>],
+    settings: Option<&[i32]>,
+) -> Vec<u8> {
     let c = arch.array.cols as usize;
-    let pl = t.param_lines;
+    let lead = settings.is_some() as usize;
+    let pl = t.param_lines + lead;
     let mut params = vec![0u8; t.n_tiles * pl * 4 * c];
     for nt in 0..t.n_tiles {
         for nn in 0..c {
             let ch = nt * c + nn;
-            // The extra lines, then the bias.
-            let lines = extra.iter().map(Vec::as_slice).chain([bias]);
+            // The settings line, the extra lines, then the bias.
+            let lines = settings
+                .into_iter()
+                .chain(extra.iter().map(Vec::as_slice))
+                .chain([bias]);
             for (line, src) in lines.take(pl).enumerate() {
                 let v = src.get(ch).copied().unwrap_or(0);
                 let at = ((nt * pl + line) * c + nn) * 4;
@@ -586,13 +648,31 @@ pub fn emit_dense(
     // Load-bound layers run several n-tiles per item (`LoadGroups`): their parameters are
     // loaded once, at the start of half 0, and the slots move behind them.
     let lg = LoadGroups::plan(arch, t, g, out);
-    let lead = lg.map_or(pl, |lg| lg.param_block);
+    // The store engine requantizes (`OutMode::Int8::store_lanes`): it reads the multiplier,
+    // shift and settings lines while the compute unit runs on. Every n-tile's three lines
+    // are loaded once, first of all, into a block at the start of each half (the per-output
+    // parameter slots are rewritten while the store of the output before the last may still
+    // read them). The store of output o reads the copy in its own half: the next output's
+    // chains read the other half's bank every cycle, and the compute unit wins the port.
+    // Not in groups: their outputs are short (the requantization costs the compute unit
+    // little) and their loads long (the copies would delay the first weights).
+    let row_lines = if t.row_mul { 2 * t.tm } else { t.tm } as u32;
+    let store_block = 3 * t.n_tiles as u32;
+    let at_store = out.store_lanes()
+        && g.p_settings
+        && lg.is_none()
+        && pl + store_block + row_lines <= acc_half;
+    let out = if at_store { out } else { out.on_compute() };
+    let store_block = if at_store { store_block } else { 0 };
+    let lead = lg.map_or(pl, |lg| lg.param_block) + store_block;
+    // The first of n-tile nt's lines `store requant=1` reads for output o.
+    let store_param = |o: usize, nt: usize| (o % 2) as u32 * acc_half + nt as u32 * 3;
     // Outputs start from their bias row (see the parameter loads below); not in groups,
     // where the parameter block is not next to the accumulator slot.
     let fold = !g.binary && arch.array.input_walker && lg.is_none();
     let param_slot = |i: usize, nt: usize| match lg {
         Some(_) => nt as u32 * pl,
-        None => (i % 2) as u32 * acc_half,
+        None => (i % 2) as u32 * acc_half + store_block,
     };
     let acc_slot = |o: usize| (o % 2) as u32 * acc_half + lead;
     let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + lead + t.tm as u32;
@@ -732,6 +812,24 @@ pub fn emit_dense(
                     // Every n-tile's parameters, first of all.
                     loads.insert(0, params_block_load(g, t.param_lines, c, 0..t.n_tiles, 0));
                 }
+                if item == 0 && at_store {
+                    // Every n-tile's lines for the store engine, into both halves, first of
+                    // all.
+                    for half in [1, 0] {
+                        loads.insert(
+                            0,
+                            Op::Load(Load {
+                                buf: LoadBuf::Acc,
+                                sram: half * acc_half,
+                                dram: g.p_addr as u32,
+                                rows: t.n_tiles as u32,
+                                cols: 3,
+                                stride: (param_pitch_lines(g, t.param_lines) * 4 * c) as u32,
+                                ..Default::default()
+                            }),
+                        );
+                    }
+                }
                 if last_chunk {
                     if !fold && lg.is_none() {
                         loads.push(params_load(g, t.param_lines, c, nt, param_slot(item, nt)));
@@ -786,7 +884,7 @@ pub fn emit_dense(
                         },
                         &mut comp,
                     );
-                    if kc == 0 && out == OutMode::Int32 && out_idx >= 2 {
+                    if kc == 0 && (out == OutMode::Int32 || at_store) && out_idx >= 2 {
                         // The store of output o-2 reads this accumulator slot.
                         comp[first].deps.pop_next = true;
                     }
@@ -810,11 +908,13 @@ pub fn emit_dense(
                     // --- store ---
                     if last_chunk {
                         let (buf, sram, lane_bytes) = match out {
+                            _ if at_store => (StoreBuf::Acc, acc_slot(out_idx), 1),
                             OutMode::Int8 { .. } | OutMode::Thresh { .. } => {
                                 (StoreBuf::Out, (out_idx % 2) as u32 * out_half, 1)
                             }
                             OutMode::Int32 => (StoreBuf::Acc, acc_slot(out_idx), 4),
                         };
+                        let fp32 = matches!(out, OutMode::Int8 { fp32: true, .. });
                         let col_bytes = if g.pack_out {
                             c / arch.array.xnor_bits as usize
                         } else {
@@ -832,6 +932,13 @@ pub fn emit_dense(
                                 cols: 1,
                                 stride: g.y_pitch as u32,
                                 pack: g.pack_out,
+                                requant: at_store,
+                                param: if at_store {
+                                    store_param(out_idx, nt)
+                                } else {
+                                    0
+                                },
+                                fp32: at_store && fp32,
                                 ..Default::default()
                             },
                         );
@@ -1416,6 +1523,7 @@ pub fn emit_conv_rows(
     code: &mut Vec<Insn>,
 ) {
     let cv = g.conv.expect("planned for a convolution");
+    let out = out.on_compute();
     let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
     let inp_half = arch.lines(BufferKind::Input) / 2;
     let wgt_half = arch.lines(BufferKind::Weight) / 2;
@@ -2048,6 +2156,11 @@ fn params_load(g: &DenseGeom, param_lines: usize, cols: usize, nt: usize, sram: 
     params_block_load(g, param_lines, cols, nt..nt + 1, sram)
 }
 
+/// DRAM lines of one n-tile's parameters: `param_lines`, after the settings line if any.
+fn param_pitch_lines(g: &DenseGeom, param_lines: usize) -> usize {
+    param_lines + g.p_settings as usize
+}
+
 /// The load of n-tiles `nts`' parameter lines, one after the other from accumulator line
 /// `sram` (one DRAM row per n-tile).
 fn params_block_load(
@@ -2057,14 +2170,15 @@ fn params_block_load(
     nts: std::ops::Range<usize>,
     sram: u32,
 ) -> Op {
-    let pl = param_lines as u32;
+    let pitch = param_pitch_lines(g, param_lines);
+    let first = nts.start * pitch + g.p_settings as usize;
     Op::Load(Load {
         buf: LoadBuf::Acc,
         sram,
-        dram: (g.p_addr + (nts.start * param_lines * 4 * cols) as u64) as u32,
+        dram: (g.p_addr + (first * 4 * cols) as u64) as u32,
         rows: nts.len() as u32,
-        cols: pl,
-        stride: pl * 4 * cols as u32,
+        cols: param_lines as u32,
+        stride: (pitch * 4 * cols) as u32,
         ..Default::default()
     })
 }
@@ -2130,7 +2244,13 @@ fn epilogue(comp: &mut Vec<Insn>, e: &Epilogue, out: OutMode) {
                 step: step as i32,
             }),
         }),
-        OutMode::Int8 { zp, lo, hi, fp32 } => comp.push(Insn {
+        // (The store engine requantizes.)
+        OutMode::Int8 {
+            store_lanes: true, ..
+        } => {}
+        OutMode::Int8 {
+            zp, lo, hi, fp32, ..
+        } => comp.push(Insn {
             deps,
             op: Op::Requant(Requant {
                 dst: e.out_line,
@@ -2826,7 +2946,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
     let bias: Vec<i32> = layer.channels.iter().map(|q| q.bias).collect();
     let mult: Vec<i32> = layer.channels.iter().map(|q| q.mult).collect();
     let shift: Vec<i32> = layer.channels.iter().map(|q| q.shift as i32).collect();
-    let params = pack_params(arch, &t, &bias, &[mult, shift]);
+    let params = pack_params(arch, &t, &bias, &[mult, shift], None);
     let a_addr = 0u64;
     let b_addr = align(a_addr + m as u64 * a_pitch, 64);
     let p_addr = align(b_addr + bt.len() as u64, 64);
@@ -2851,6 +2971,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         a_pitch,
         b_addr,
         p_addr,
+        p_settings: false,
         y_addr,
         y_pitch,
         k_wrap: None,
@@ -2865,6 +2986,7 @@ pub fn gemm_program(arch: &ArchConfig, layer: &GemmLayer) -> Result<Program, Gem
         lo: layer.out_lo,
         hi: layer.out_hi,
         fp32: false,
+        store_lanes: false,
     };
     emit_dense(arch, &t, &g, out, &mut code);
     code.push(Insn::new(Op::Finish(Finish {})));

@@ -2691,6 +2691,7 @@ pub fn to_program(
                     lo: *lo,
                     hi: *hi,
                     fp32: true,
+                    store_lanes: arch.ppu.store_requant && !pack_out,
                 },
             ),
             QOut::Thresh {
@@ -2877,7 +2878,20 @@ pub fn to_program(
         }
         .map_err(|e| err(format!("layer '{}': {e}", l.name)))?;
         let mut bt = pack_weights(arch, &t, k_eff, l.n, &weights);
-        let params = pack_params(arch, &t, &bias, &extra);
+        // (`store requant=1` reads a settings line before each n-tile's parameters.)
+        let settings = match out {
+            OutMode::Int8 {
+                zp,
+                lo,
+                hi,
+                store_lanes: true,
+                ..
+            } => Some(crate::gemm::store_settings(
+                t.n_tiles, c as usize, zp, lo, hi,
+            )),
+            _ => None,
+        };
+        let params = pack_params(arch, &t, &bias, &extra, settings.as_deref());
         let b_addr = next;
         next = align(b_addr + bt.len() as u64, 64);
         let p_addr = next;
@@ -2914,6 +2928,7 @@ pub fn to_program(
             a_pitch: a_in.1,
             b_addr,
             p_addr,
+            p_settings: settings.is_some(),
             y_addr,
             y_pitch,
             k_wrap,

@@ -107,8 +107,14 @@ fn model(s: Shape, seed: u64) -> (QModel, Vec<i8>) {
 }
 
 /// A preset by name; `NAME+banked` is the preset with two weight registers per PE, so the
-/// compiler emits chained matmuls.
+/// compiler emits chained matmuls; `+storeq` adds the store engine's requantizer lanes.
 fn arch_named(name: &str) -> ArchConfig {
+    if let Some(base) = name.strip_suffix("+storeq") {
+        let mut a = arch_named(base);
+        a.ppu.store_requant = true;
+        a.name = name.into();
+        return a;
+    }
     match name.strip_suffix("+banked") {
         Some(base) => {
             let mut a = ArchConfig::resolve(base).unwrap();
@@ -189,8 +195,8 @@ fn shape() -> impl Strategy<Value = Shape> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
-    fn random_convolutions_match_the_reference(s in shape(), seed in any::<u64>(), arch in 0usize..3) {
-        check(["ulx3s", "edge", "tiny+banked"][arch], s, seed);
+    fn random_convolutions_match_the_reference(s in shape(), seed in any::<u64>(), arch in 0usize..4) {
+        check(["ulx3s", "edge", "tiny+banked", "tiny+banked+storeq"][arch], s, seed);
     }
 }
 
@@ -237,6 +243,42 @@ fn resnet_like_convolutions_match_the_reference() {
     check("ulx3s+banked", s(8, 15, 3, 1, 1, 16), 14);
     check("ulx3s+banked", s(8, 15, 3, 2, 1, 16), 15);
     check("ulx3s+banked", s(5, 13, 5, 3, 2, 9), 16);
+}
+
+/// With the store engine's requantizer lanes (`ppu.store_requant`) the gathered layers (strided
+/// 1 x 1 convolutions: ResNet-18's shortcuts) requantize in their stores, so no `requant`
+/// runs on the compute unit; the row-reuse layers still requantize there. Bit for bit.
+#[test]
+fn stores_requantize_where_the_arch_has_the_lanes() {
+    use systole_arch::isa::Op;
+    let s = square;
+    for (arch, shape, seed, at_store) in [
+        ("scalesim32+storeq", s(128, 28, 1, 2, 0, 256), 30, true),
+        ("scalesim32+storeq", s(64, 56, 1, 2, 0, 128), 31, true),
+        ("tiny+banked+storeq", s(12, 9, 1, 2, 0, 10), 32, true),
+        ("edge+storeq", s(24, 17, 1, 1, 0, 12), 33, true),
+        ("scalesim32+storeq", s(64, 14, 3, 1, 1, 64), 34, false),
+        ("scalesim32", s(128, 28, 1, 2, 0, 256), 35, false),
+    ] {
+        let (prog, _) = to_program(&arch_named(arch), &model(shape, seed).0).unwrap();
+        let count = |f: &dyn Fn(&Op) -> bool| prog.code.iter().filter(|i| f(&i.op)).count();
+        let (stores, requants) = (
+            count(&|op| matches!(op, Op::Store(st) if st.requant)),
+            count(&|op| matches!(op, Op::Requant(_))),
+        );
+        if at_store {
+            assert!(
+                stores > 0 && requants == 0,
+                "{shape:?} on {arch}: {stores} {requants}"
+            );
+        } else {
+            assert!(
+                stores == 0 && requants > 0,
+                "{shape:?} on {arch}: {stores} {requants}"
+            );
+        }
+        check(arch, shape, seed);
+    }
 }
 
 /// Strided convolutions keep whole image rows in one block per column phase (merged row

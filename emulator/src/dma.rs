@@ -48,8 +48,8 @@ pub fn load_requests(op: &Load) -> u32 {
     }
 }
 
-/// Accumulator lines a `store requant=1` reads before its data: multipliers (or scales),
-/// shifts, and the zero point and clamps.
+/// Accumulator lines a `store requant=1` reads before its data: the zero point and clamps,
+/// multipliers (or scales), shifts.
 pub const STORE_PARAM_LINES: u32 = 3;
 /// Cycles from a `store requant=1` reading a line to its bytes reaching the send register
 /// (the requantizer lanes' multiply, round/shift and clamp stages, as in `requant`).

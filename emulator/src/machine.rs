@@ -940,9 +940,10 @@ impl Machine {
     }
 
     /// The `requant` a `store requant=1` performs: its mode from the instruction, the zero
-    /// point and clamps from lanes 0..3 of its settings line `param + 2`.
+    /// point and clamps from lanes 0..3 of its settings line `param`, the multipliers and
+    /// shifts from the two lines after it.
     fn store_requant_op(&self, op: &Store) -> Result<Requant, String> {
-        let line = op.param + 2;
+        let line = op.param;
         let lanes = &self.bufs.acc[line as usize * self.bufs.cols..][..3];
         let (zp, lo, hi) = (lanes[0], lanes[1], lanes[2]);
         if !(-32768..=32767).contains(&zp) {
@@ -958,7 +959,7 @@ impl Machine {
             }
         }
         Ok(Requant {
-            param: op.param,
+            param: op.param + 1,
             m: op.rows * op.cols,
             zp,
             lo: lo as u32,
@@ -1571,7 +1572,7 @@ impl Machine {
                 let rq = self
                     .store_requant_op(&op)
                     .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?;
-                let p = op.param as usize * cols;
+                let p = (op.param as usize + 1) * cols;
                 let params = &self.bufs.acc[p..p + 2 * cols];
                 let mut bytes = vec![0u8; cols];
                 for r in 0..op.rows as usize {

@@ -106,13 +106,15 @@ impl Gen<'_> {
         self.lines(BufferKind::Accumulator) - param_lines(self.arch)
     }
 
-    /// The first parameter line of integer (multipliers, shifts) or binary32 requantization.
-    fn param_line(&self, fp32: bool) -> u64 {
+    /// The `param` line of integer (multipliers, shifts) or binary32 requantization: of a
+    /// `requant`, or (`store`) of a `store requant=1`, which reads a settings line first.
+    fn param_line(&self, fp32: bool, store: bool) -> u64 {
         let first = self.acc_free();
         match (fp32, self.arch.ppu.store_requant) {
-            (false, _) => first,
+            (false, false) => first,
             (true, false) => first + 2,
-            (true, true) => first + 3,
+            (false, true) => first + 1 - store as u64,
+            (true, true) => first + 4 - store as u64,
         }
     }
 
@@ -381,7 +383,7 @@ impl Gen<'_> {
         let mut fp = Vec::new();
         if requant {
             let fp32 = self.arch.ppu.fp32_requant && self.rng.chance(50);
-            let param = self.param_line(fp32);
+            let param = self.param_line(fp32, true);
             op.requant = true;
             op.param = param as u32;
             op.fp32 = fp32;
@@ -681,7 +683,7 @@ impl Gen<'_> {
                 let src = self.rng.range(0, acc_all - m);
                 let dst = self.rng.range(0, out_lines - m);
                 let fp32 = self.arch.ppu.fp32_requant && self.rng.chance(50);
-                let param = self.param_line(fp32);
+                let param = self.param_line(fp32, false);
                 let op = Requant {
                     dst: dst as u32,
                     src: src as u32,
@@ -721,8 +723,8 @@ impl Gen<'_> {
 }
 
 /// Accumulator lines at the top holding requantization parameters: multipliers, shifts,
-/// binary32 scales and an unused line; with `ppu.store_requant` each set followed by a settings
-/// line (zero point, clamps) for `store requant=1`.
+/// binary32 scales and an unused line; with `ppu.store_requant` each set after a settings line
+/// (zero point, clamps) for `store requant=1`.
 fn param_lines(arch: &ArchConfig) -> u64 {
     if arch.ppu.store_requant {
         6
@@ -845,14 +847,14 @@ pub fn random_program(arch: &ArchConfig, seed: u64, n: usize) -> Program {
         line
     };
     if arch.ppu.store_requant {
-        // multipliers, shifts, settings; scales, an unused line, settings
+        // settings, multipliers, shifts; settings, scales, an unused line
         let (int, scales) = params.split_at(8 * c as usize);
         let (int, scales) = (int.to_vec(), scales.to_vec());
-        params = int;
+        params = settings(&mut rng);
+        params.extend(int);
         params.extend(settings(&mut rng));
         params.extend(scales);
         params.extend_from_slice(&vec![0u8; 4 * c as usize]);
-        params.extend(settings(&mut rng));
     } else {
         params.extend_from_slice(&vec![0u8; 4 * c as usize]);
     }

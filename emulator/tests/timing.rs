@@ -792,7 +792,7 @@ fn requantizing_store_errors_name_the_cause() {
              store buf=acc rows=1 cols=1 requant=1 param=10 pop_prev\nfinish",
         );
         let mut bytes = vec![0u8; 48];
-        bytes[32 + 4 * lane..][..4].copy_from_slice(&v.to_le_bytes());
+        bytes[4 * lane..][..4].copy_from_slice(&v.to_le_bytes());
         p.data.push(systole_arch::image::Segment {
             dram_addr: 0,
             bytes,
@@ -800,6 +800,6 @@ fn requantizing_store_errors_name_the_cause() {
         let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
         assert_eq!((e.kind.clone(), e.insn), (ErrorKind::IllegalValue, Some(2)));
         assert!(e.to_string().contains(what), "{e}");
-        assert!(e.to_string().contains("line 12"), "{e}");
+        assert!(e.to_string().contains("line 10"), "{e}");
     }
 }

@@ -158,8 +158,11 @@ module systole_load #(parameter R = 4, C = 4, B = 4, DA = 32, LA = 0) (
 endmodule
 
 // DA as in systole_load; BIN = 0: no binary precision, so no packed stores (the emulator
-// refuses `store pack=1`) and no packing logic.
-module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1) (
+// refuses `store pack=1`) and no packing logic. SQ = 1: requantizer lanes (`store requant=1`,
+// `ppu.store_requant`; with FP32 = 1 binary32 lanes too): the parameter lines are read into
+// registers first, then every line read goes through the lanes' three stages, and its beats
+// (valid, address, strobes, last) leave three cycles later than without them.
+module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0, FP32 = 0) (
     input clock, input rst,
     input start, input [127:0] insn,
     output done,
@@ -189,9 +192,11 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1) (
     wire [DA-1:0] stride = cur[98:79];
     wire pack = BIN && cur[99];
     wire [16:0] total = rows * cols;
+    wire rq = SQ && cur[100];
+    wire [15:0] param = cur[116:101];
     // A packed line is C/XW bytes of XW bits: its last (or only) beat may be partial (wstrb).
-    wire [15:0] bpl = buf_ ? 4 * C / B : pack ? (C / XW + B - 1) / B : C / B;
-    wire [DA-1:0] dline = buf_ ? 4 * C : pack ? C / XW : C;
+    wire [15:0] bpl = buf_ && !rq ? 4 * C / B : pack ? (C / XW + B - 1) / B : C / B;
+    wire [DA-1:0] dline = buf_ && !rq ? 4 * C : pack ? C / XW : C;
 
     wire [16:0] rd = start ? 17'd0 : read_q;
     wire [15:0] regb = start ? 16'd0 : regb_q;
@@ -199,15 +204,21 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1) (
     wire [DA-1:0] nrow = start ? dram : nrow_q;
     wire [DA-1:0] nline = start ? dram : nline_q;
     wire [15:0] ncol = start ? 16'd0 : ncol_q;
+    // Parameter lines read (`requant=1`: three before the data).
+    reg [1:0] pr_q = 2'd0;
+    wire [1:0] pr = start ? 2'd0 : pr_q;
+    wire in_params = rq && pr != 2'd3;
 
     wire run = act && !ackw && total != 0;
     wire beat_out = run && regb != 0;
     wire [15:0] regb_dec = regb != 0 ? regb - 16'd1 : 16'd0;
-    assign sreq = run && regb_dec == 0 && rd < total;
+    assign sreq = run && regb_dec == 0 && (in_params || rd < total);
     assign sbuf = buf_;
-    assign sline = sram + rd[15:0];
+    assign sline = in_params ? param + {14'd0, pr} : sram + rd[15:0];
     wire got = sreq && sgrant;
-    assign wlast = beat_out && regb_dec == 0 && rd == total;
+    wire got_line = got && !in_params;
+    // The beat signals as the send register gives them; `requant=1` delays them three cycles.
+    wire last_v = beat_out && regb_dec == 0 && rd == total && !in_params;
     assign done = act && (total == 0 || (ackw && wack));
 
     wire [15:0] bi = bpl - regb;
@@ -234,15 +245,90 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1) (
         end
     end endgenerate
     reg pack_q = 1'b0;
-    wire [32*C-1:0] sdata = sbuf_q ? acc_rdata
+    reg rq_q = 1'b0;
+    // Requantizer lanes: parameters captured the cycle after their reads, the line's lanes
+    // from the read port, which holds them while the line's beats leave.
+    wire [8*C-1:0] rq_bytes;
+    generate if (SQ != 0) begin : sq
+        reg [1:0] cap_q = 2'd0;
+        reg cap_v = 1'b0;
+        reg [32*C-1:0] mult_q = 0, shift_q = 0;
+        reg [31:0] zp_q = 0;
+        reg [7:0] lo_q = 0, hi_q = 0;
+        reg [1:0] round_q = 0;
+        reg uns_q = 1'b0, fp_q = 1'b0;
+        always @(posedge clock) begin
+            cap_v <= got && in_params;
+            cap_q <= pr;
+            if (start) begin
+                round_q <= insn[119:118]; uns_q <= insn[117]; fp_q <= FP32 && insn[120];
+            end
+            if (cap_v && cap_q == 2'd0) begin
+                zp_q <= acc_rdata[31:0]; lo_q <= acc_rdata[39:32]; hi_q <= acc_rdata[71:64];
+            end
+            if (cap_v && cap_q == 2'd1) mult_q <= acc_rdata;
+            if (cap_v && cap_q == 2'd2) shift_q <= acc_rdata;
+        end
+        wire [8*C-1:0] ib, fb;
+        genvar q;
+        for (q = 0; q < C; q = q + 1) begin : lane
+            wire iv, fv;
+            systole_ppu_lane pl (
+                .clock(clock), .valid(1'b1), .requant(1'b1), .func(3'd0),
+                .round(round_q), .out_unsigned(uns_q), .zp(zp_q), .lo(lo_q), .hi(hi_q),
+                .shift(shift_q[32*q +: 6]), .a(acc_rdata[32*q +: 32]), .b(mult_q[32*q +: 32]),
+                .acc_out(), .acc_valid(), .byte_out(ib[8*q +: 8]), .byte_valid(iv)
+            );
+            if (FP32 != 0) begin : fp
+                systole_requant_fp32_lane fl (
+                    .clock(clock), .valid(1'b1), .acc(acc_rdata[32*q +: 32]),
+                    .scale(mult_q[32*q +: 32]), .round(round_q), .out_unsigned(uns_q),
+                    .zp(zp_q), .lo(lo_q), .hi(hi_q), .byte_out(fb[8*q +: 8]), .byte_valid(fv)
+                );
+            end else begin : nofp
+                assign fb[8*q +: 8] = 8'd0;
+            end
+        end
+        assign rq_bytes = fp_q ? fb : ib;
+    end else begin : nosq
+        assign rq_bytes = {(8*C){1'b0}};
+    end endgenerate
+    wire [32*C-1:0] sdata = rq_q ? {{(24*C){1'b0}}, rq_bytes} : sbuf_q ? acc_rdata
         : pack_q ? {{(24*C){1'b0}}, pk_line} : {{(24*C){1'b0}}, out_rdata};
-    wire [31:0] dline_q = sbuf_q ? 4 * C : pack_q ? C / XW : C;
-    assign wvalid = beat_out;
-    assign wdata = beat_out ? sdata[bi_n * 8 * B +: 8 * B] : {(8 * B){1'b0}};
-    assign waddr = saddr_q + bi * B;
+    wire [31:0] dline_q = rq_q ? C : sbuf_q ? 4 * C : pack_q ? C / XW : C;
     genvar sb;
+    wire [B-1:0] strb_v;
     generate for (sb = 0; sb < B; sb = sb + 1) begin : strb
-        assign wstrb[sb] = beat_out && {16'd0, bi} * B + sb < dline_q;
+        assign strb_v[sb] = beat_out && {16'd0, bi} * B + sb < dline_q;
+    end endgenerate
+    wire [31:0] waddr_v = saddr_q + bi * B;
+    generate if (SQ != 0) begin : dly
+        // Three stages of beat signals behind the lanes (the beat index selects the bytes
+        // the lanes give three cycles after their line arrived).
+        reg [2:0] v_d = 3'd0, l_d = 3'd0;
+        reg [31:0] a_d0 = 0, a_d1 = 0, a_d2 = 0;
+        reg [B-1:0] s_d0 = 0, s_d1 = 0, s_d2 = 0;
+        reg [BW-1:0] i_d0 = 0, i_d1 = 0, i_d2 = 0;
+        always @(posedge clock) begin
+            v_d <= rst ? 3'd0 : {v_d[1:0], beat_out && rq_q};
+            l_d <= rst ? 3'd0 : {l_d[1:0], last_v && rq_q};
+            a_d0 <= waddr_v; a_d1 <= a_d0; a_d2 <= a_d1;
+            s_d0 <= strb_v; s_d1 <= s_d0; s_d2 <= s_d1;
+            i_d0 <= bi_n; i_d1 <= i_d0; i_d2 <= i_d1;
+        end
+        wire dv = v_d[2];
+        assign wvalid = dv || (beat_out && !rq_q);
+        assign wlast = l_d[2] || (last_v && !rq_q);
+        assign waddr = dv ? a_d2 : waddr_v;
+        assign wstrb = dv ? s_d2 : (rq_q ? {B{1'b0}} : strb_v);
+        assign wdata = dv ? sdata[i_d2 * 8 * B +: 8 * B]
+            : beat_out && !rq_q ? sdata[bi_n * 8 * B +: 8 * B] : {(8 * B){1'b0}};
+    end else begin : nodly
+        assign wvalid = beat_out;
+        assign wlast = last_v;
+        assign waddr = waddr_v;
+        assign wstrb = strb_v;
+        assign wdata = beat_out ? sdata[bi_n * 8 * B +: 8 * B] : {(8 * B){1'b0}};
     end endgenerate
 
     always @(posedge clock) begin
@@ -252,10 +338,12 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1) (
             if (start) ir <= insn;
             active <= act && !done;
             ackw_q <= ackw || wlast;
-            read_q <= rd + (got ? 17'd1 : 17'd0);
-            regb_q <= got ? bpl : regb_dec;
-            if (got) begin
+            read_q <= rd + (got_line ? 17'd1 : 17'd0);
+            pr_q <= pr + (got && in_params ? 2'd1 : 2'd0);
+            regb_q <= got_line ? bpl : regb_dec;
+            if (got_line) begin
                 sbuf_q <= buf_;
+                rq_q <= rq;
                 pack_q <= pack && !buf_;
                 saddr_q <= nline;
                 if (ncol + 16'd1 == cols[15:0]) begin

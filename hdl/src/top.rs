@@ -153,7 +153,7 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [15:0] s_line;
     wire [8*C-1:0] out_sdata;
     wire [32*C-1:0] acc_sdata;
-    systole_store #(.C(C), .B(B), .XW({xw}), .DA({da}), .BIN({bin})) st (
+    systole_store #(.C(C), .B(B), .XW({xw}), .DA({da}), .BIN({bin}), .SQ({sq}), .FP32({fp32})) st (
         .clock(clock), .rst(rst), .start(eng_start[2]), .insn(head2), .done(st_done),
         .sreq(s_req), .sbuf(s_buf), .sline(s_line), .sgrant(s_grant),
         .out_rdata(out_sdata), .acc_rdata(acc_sdata),
@@ -235,6 +235,7 @@ endmodule
         wk = arch.array.input_walker as u32,
         ov = arch.array.chain_overlap as u32,
         la = arch.dram.load_ahead as u32,
+        sq = arch.ppu.store_requant as u32,
     )
 }
 

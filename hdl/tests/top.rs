@@ -6,7 +6,9 @@
 use systole_arch::config::Precision;
 use systole_arch::isa::Op;
 use systole_arch::ArchConfig;
-use systole_emulator::randprog::{banked_arch, load_ahead_arch, random_program};
+use systole_emulator::randprog::{
+    banked_arch, load_ahead_arch, random_program, store_requant_arch,
+};
 use systole_emulator::IoData;
 use systole_hdl::cosim::{cosim, Rtl};
 
@@ -206,6 +208,41 @@ fn random_programs_load_ahead() {
         assert!(st.ahead >= 20, "{}: {} loads ahead", arch.name, st.ahead);
         let one_token = arch.controller.token_depth == 1;
         assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
+    }
+}
+
+/// Requantizing stores (`ppu.store_requant`): parameter lines into the store engine's
+/// registers, lines through its integer and binary32 lanes, beats three cycles later; on
+/// `tiny`, on 8 x 8 with overlapped chains, loads ahead and binary mode, and on `tiny`
+/// without binary32 lanes and with one token of room.
+#[test]
+fn random_programs_store_requant() {
+    let mut no_fp32 = load_ahead_arch(ArchConfig::preset("tiny").unwrap(), 3, 1);
+    no_fp32.ppu.fp32_requant = false;
+    for (arch, seeds) in [
+        (
+            store_requant_arch(ArchConfig::preset("tiny").unwrap()),
+            0..100,
+        ),
+        (
+            store_requant_arch(load_ahead_arch(banked_arch("ulx3s", 8, 8, 8, true), 20, 8)),
+            100..130,
+        ),
+        (store_requant_arch(no_fp32), 200..300),
+    ] {
+        let stores: usize = seeds
+            .clone()
+            .map(|seed| {
+                random_program(&arch, seed, 80)
+                    .code
+                    .iter()
+                    .filter(|i| matches!(&i.op, Op::Store(s) if s.requant))
+                    .count()
+            })
+            .sum();
+        check_random(&arch, seeds, 80);
+        assert!(stores >= 20, "{}: {stores} requantizing stores", arch.name);
+        eprintln!("{}: {stores} requantizing stores", arch.name);
     }
 }
 

@@ -137,13 +137,13 @@ impl Golden {
                         let line = s.sram as usize + y * s.cols as usize + x;
                         match s.buf {
                             StoreBuf::Acc if s.requant => {
-                                // Zero point and clamps: lanes 0..3 of line param + 2.
-                                let set = &self.acc[s.param as usize + 2];
+                                // Zero point and clamps: lanes 0..3 of line param.
+                                let set = &self.acc[s.param as usize];
                                 let at = s.dram as usize + y * s.stride as usize + x * c;
                                 for k in 0..c {
                                     self.dram[at + k] = self.requant_byte(
                                         self.acc[line][k],
-                                        s.param as usize,
+                                        s.param as usize + 1,
                                         k,
                                         (set[0], set[1] as u32, set[2] as u32),
                                         (s.unsigned, s.round, s.fp32),
