@@ -648,14 +648,15 @@ pub fn emit_dense(
     // Load-bound layers run several n-tiles per item (`LoadGroups`): their parameters are
     // loaded once, at the start of half 0, and the slots move behind them.
     let lg = LoadGroups::plan(arch, t, g, out);
-    // The store engine requantizes (`OutMode::Int8::store_lanes`): it reads the multiplier,
-    // shift and settings lines while the compute unit runs on. Every n-tile's three lines
-    // are loaded once, first of all, into a block at the start of each half (the per-output
+    // The store engine requantizes (`OutMode::Int8::store_lanes`): it reads the settings,
+    // multiplier and shift lines while the compute unit runs on. Each n-tile's three lines
+    // have a place of their own in a block at the start of each half, loaded with the first
+    // item whose output is stored from that half and never rewritten (the per-output
     // parameter slots are rewritten while the store of the output before the last may still
     // read them). The store of output o reads the copy in its own half: the next output's
     // chains read the other half's bank every cycle, and the compute unit wins the port.
     // Not in groups: their outputs are short (the requantization costs the compute unit
-    // little) and their loads long (the copies would delay the first weights).
+    // little) and their loads long.
     let row_lines = if t.row_mul { 2 * t.tm } else { t.tm } as u32;
     let store_block = 3 * t.n_tiles as u32;
     let at_store = out.store_lanes()
@@ -667,6 +668,8 @@ pub fn emit_dense(
     let lead = lg.map_or(pl, |lg| lg.param_block) + store_block;
     // The first of n-tile nt's lines `store requant=1` reads for output o.
     let store_param = |o: usize, nt: usize| (o % 2) as u32 * acc_half + nt as u32 * 3;
+    // (half, n-tile) places loaded so far.
+    let mut store_params = std::collections::HashSet::new();
     // Outputs start from their bias row (see the parameter loads below); not in groups,
     // where the parameter block is not next to the accumulator slot.
     let fold = !g.binary && arch.array.input_walker && lg.is_none();
@@ -783,10 +786,52 @@ pub fn emit_dense(
                 let half = (item % 2) as u32;
                 let in_half = if resident { (mt % 2) as u32 } else { half };
                 let load_inputs = !resident || (nt == 0 && (!hoist || mt == 0));
+                // The layer's first item, gathered a pixel's lines together (`pixel_lines`),
+                // computes its output rows in pieces of at least `rows` pixels (chains of
+                // full period), each with a token of its own behind its rows' input loads,
+                // so the array starts when the first piece's input is in instead of the
+                // whole m-tile's (Conv4_s on scalesim32: 1,960 cycles of loads). Its bias
+                // then comes from an `alu` (a piece's bias row would be the piece before's
+                // last result line).
+                let pieces: Vec<std::ops::Range<usize>> = {
+                    let out_rows = g.conv.map_or(0, |cv| rows / cv.ow);
+                    let ow = g.conv.map_or(1, |cv| cv.ow);
+                    let room = (arch.controller.token_depth as usize).saturating_sub(2);
+                    let per = r.div_ceil(ow).max(out_rows.div_ceil(room.max(1)));
+                    if item == 0
+                        && load_inputs
+                        && pixel_lines.is_some()
+                        && arch.array.weight_banks == 2
+                        && nts.len() == 1
+                        && t.k_chunks == 1
+                        && out_rows >= 2 * per
+                    {
+                        let n = out_rows / per;
+                        (0..n)
+                            .map(|k| {
+                                k * per * ow..if k + 1 == n { rows } else { (k + 1) * per * ow }
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    }
+                };
+                let in_pieces = !pieces.is_empty();
                 // --- load ---
                 let mut loads = Vec::new();
+                let mut piece_loads = Vec::new();
                 if load_inputs {
-                    loads.extend(input_loads(m0, rows, in_half, k0, tiles));
+                    let inputs = input_loads(m0, rows, in_half, k0, tiles);
+                    if in_pieces {
+                        // One load per output row (`ConvLoad::pixel_loads`).
+                        let ow = g.conv.map_or(1, |cv| cv.ow);
+                        piece_loads = pieces
+                            .iter()
+                            .map(|p| inputs[p.start / ow..p.end / ow].to_vec())
+                            .collect::<Vec<_>>();
+                    } else {
+                        loads.extend(inputs);
+                    }
                 }
                 // A group's n-tiles hold all k-tiles (one chunk), so their weight tiles are
                 // contiguous in DRAM: one load.
@@ -812,23 +857,22 @@ pub fn emit_dense(
                     // Every n-tile's parameters, first of all.
                     loads.insert(0, params_block_load(g, t.param_lines, c, 0..t.n_tiles, 0));
                 }
-                if item == 0 && at_store {
-                    // Every n-tile's lines for the store engine, into both halves, first of
-                    // all.
-                    for half in [1, 0] {
-                        loads.insert(
-                            0,
-                            Op::Load(Load {
-                                buf: LoadBuf::Acc,
-                                sram: half * acc_half,
-                                dram: g.p_addr as u32,
-                                rows: t.n_tiles as u32,
-                                cols: 3,
-                                stride: (param_pitch_lines(g, t.param_lines) * 4 * c) as u32,
-                                ..Default::default()
-                            }),
-                        );
-                    }
+                if at_store && last_chunk && store_params.insert((out_idx % 2, nt)) {
+                    // This output's lines for the store engine, the first time its half
+                    // stores n-tile nt.
+                    let pitch = param_pitch_lines(g, t.param_lines);
+                    loads.insert(
+                        0,
+                        Op::Load(Load {
+                            buf: LoadBuf::Acc,
+                            sram: store_param(out_idx, nt),
+                            dram: (g.p_addr + (nt * pitch * 4 * c) as u64) as u32,
+                            rows: 1,
+                            cols: 3,
+                            stride: (pitch * 4 * c) as u32,
+                            ..Default::default()
+                        }),
+                    );
                 }
                 if last_chunk {
                     if !fold && lg.is_none() {
@@ -846,7 +890,17 @@ pub fn emit_dense(
                         }));
                     }
                 }
-                push_item_loads(code, loads, item);
+                if in_pieces {
+                    // The weights and parameters, then each piece's rows with its token.
+                    let mut rest = piece_loads.into_iter();
+                    loads.extend(rest.next().unwrap_or_default());
+                    push_item_loads(code, loads, item);
+                    for p in rest {
+                        push_loads(code, p, false);
+                    }
+                } else {
+                    push_item_loads(code, loads, item);
+                }
                 if hoist && gi == 1 && mt + 1 < m_tiles {
                     let (m0, rows) = m_tile(mt + 1);
                     early = input_loads(m0, rows, ((mt + 1) % 2) as u32, 0, t.k_tiles);
@@ -865,25 +919,36 @@ pub fn emit_dense(
                 let mut last_compute = 0;
                 for (j, nt) in nts.clone().enumerate() {
                     let first = comp.len();
-                    tile_run(
-                        arch,
-                        &TileRun {
-                            inp: in_half * inp_half,
-                            wgt: half * wgt_half + (j * tiles * r) as u32,
-                            groups: (1, 0),
-                            // Tile j's lines: block j of tm, or every ci_tiles-th from j.
-                            outer: (tiles as u32, pixel_lines.map_or(t.tm, |_| 1) as u32),
-                            inner: (1, 0),
-                            acc: acc_slot(out_idx),
-                            m: rows as u32,
-                            row: pixel_lines.map_or(0, |_| 1),
-                            skip: pixel_lines.map_or(0, |ct| ct as u32 - 1),
-                            accumulate: kc != 0,
-                            bias: fold,
-                            binary: g.binary,
-                        },
-                        &mut comp,
-                    );
+                    let whole = [0..rows];
+                    for (k, p) in if in_pieces { &pieces[..] } else { &whole[..] }
+                        .iter()
+                        .enumerate()
+                    {
+                        let at = comp.len();
+                        tile_run(
+                            arch,
+                            &TileRun {
+                                inp: in_half * inp_half
+                                    + (p.start * pixel_lines.unwrap_or(0)) as u32,
+                                wgt: half * wgt_half + (j * tiles * r) as u32,
+                                groups: (1, 0),
+                                // Tile j's lines: block j of tm, or every ci_tiles-th from j.
+                                outer: (tiles as u32, pixel_lines.map_or(t.tm, |_| 1) as u32),
+                                inner: (1, 0),
+                                acc: acc_slot(out_idx) + p.start as u32,
+                                m: p.len() as u32,
+                                row: pixel_lines.map_or(0, |_| 1),
+                                skip: pixel_lines.map_or(0, |ct| ct as u32 - 1),
+                                accumulate: kc != 0,
+                                bias: fold && !in_pieces,
+                                binary: g.binary,
+                            },
+                            &mut comp,
+                        );
+                        if k > 0 {
+                            comp[at].deps.pop_prev = true;
+                        }
+                    }
                     if kc == 0 && (out == OutMode::Int32 || at_store) && out_idx >= 2 {
                         // The store of output o-2 reads this accumulator slot.
                         comp[first].deps.pop_next = true;
@@ -896,7 +961,7 @@ pub fn emit_dense(
                                 lines: rows as u32,
                                 param: param_slot(if fold { out_idx } else { item }, nt),
                                 param_lines: t.param_lines as u32,
-                                bias_folded: fold,
+                                bias_folded: fold && !in_pieces,
                                 row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
                                 out_line: (out_idx % 2) as u32 * out_half,
                                 out_idx,
