@@ -919,11 +919,12 @@ pub fn emit_dense(
                 let mut last_compute = 0;
                 for (j, nt) in nts.clone().enumerate() {
                     let first = comp.len();
-                    let whole = [0..rows];
-                    for (k, p) in if in_pieces { &pieces[..] } else { &whole[..] }
-                        .iter()
-                        .enumerate()
-                    {
+                    let spans: Vec<std::ops::Range<usize>> = if in_pieces {
+                        pieces.clone()
+                    } else {
+                        std::iter::once(0..rows).collect()
+                    };
+                    for (k, p) in spans.iter().enumerate() {
                         let at = comp.len();
                         tile_run(
                             arch,
