@@ -1045,7 +1045,14 @@ struct LoadGroups {
 impl LoadGroups {
     fn plan(arch: &ArchConfig, t: &Tiling, g: &DenseGeom, out: OutMode) -> Option<LoadGroups> {
         let (r, c) = (arch.array.rows as usize, arch.array.cols as usize);
-        if t.k_chunks != 1 || t.n_tiles < 2 || out == OutMode::Int32 {
+        // (Where the store engine requantizes outputs of a full array's rows or more, the
+        // per-output loads fold the bias and keep requantization off the compute unit.)
+        let rows = t.tm.min(g.m);
+        if t.k_chunks != 1
+            || t.n_tiles < 2
+            || out == OutMode::Int32
+            || (out.store_lanes() && g.p_settings && rows >= r)
+        {
             return None;
         }
         let acc_half = arch.lines(BufferKind::Accumulator) as usize / 2;
@@ -1065,7 +1072,6 @@ impl LoadGroups {
             arch.dram.latency_cycles as usize,
             arch.dram.bytes_per_cycle as usize,
         );
-        let rows = t.tm.min(g.m);
         let load = 2 * lat + (t.k_tiles * r * c + t.param_lines * 4 * c) / bpc;
         let compute = t.k_tiles * rows.max(r) + 2 * r + c + 2 * rows + 8;
         if load <= compute {

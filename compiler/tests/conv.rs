@@ -107,13 +107,16 @@ fn model(s: Shape, seed: u64) -> (QModel, Vec<i8>) {
 }
 
 /// A preset by name; `NAME+banked` is the preset with two weight registers per PE, so the
-/// compiler emits chained matmuls; `+storeq` adds the store engine's requantizer lanes.
+/// compiler emits chained matmuls; `+storeq` adds the store engine's requantizer lanes,
+/// `-storeq` takes them away.
 fn arch_named(name: &str) -> ArchConfig {
-    if let Some(base) = name.strip_suffix("+storeq") {
-        let mut a = arch_named(base);
-        a.ppu.store_requant = true;
-        a.name = name.into();
-        return a;
+    for (suffix, on) in [("+storeq", true), ("-storeq", false)] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            let mut a = arch_named(base);
+            a.ppu.store_requant = on;
+            a.name = name.into();
+            return a;
+        }
     }
     match name.strip_suffix("+banked") {
         Some(base) => {
@@ -558,13 +561,23 @@ fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
     assert!(fc_loads
         .iter()
         .any(|l| l.buf == LoadBuf::Wgt && l.rows == 2 * kt_fc as u32 && l.cols == r));
-    let sc_loads = loads("scalesim32", shortcut);
+    let sc_loads = loads("scalesim32-storeq", shortcut);
     let inp: Vec<_> = sc_loads.iter().filter(|l| l.buf == LoadBuf::Inp).collect();
     assert_eq!(inp.len(), 7, "one load per output row");
     assert!(inp.iter().all(|l| l.rows == 7 && l.cols == kt_sc as u32));
     assert!(sc_loads
         .iter()
         .any(|l| l.buf == LoadBuf::Wgt && l.rows > kt_sc as u32));
+    // Where the store engine requantizes, outputs of 49 rows go one n-tile a load (their
+    // bias folded, no requantization on the compute unit); FC's single rows still group.
+    let sc_loads = loads("scalesim32", shortcut);
+    assert!(sc_loads
+        .iter()
+        .all(|l| l.buf != LoadBuf::Wgt || l.rows == kt_sc as u32));
+    assert!(loads("scalesim32", fc)
+        .iter()
+        .any(|l| l.buf == LoadBuf::Wgt && l.rows == 2 * kt_fc as u32));
+    check("scalesim32", shortcut, 20);
     // Smaller arrays, fewer channels (instruction memory): 8 channel tiles on 8 x 8.
     for arch in ["ulx3s", "ulx3s+banked", "edge"] {
         check(arch, Shape { n: 100, ..fc }, 21);
