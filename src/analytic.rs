@@ -33,7 +33,7 @@ use systole_emulator::array::Array;
 use systole_emulator::controller::token_use;
 use systole_emulator::dma::{
     load_dram_line_bytes, load_kind, load_requests, store_dram_line_bytes, store_kind,
-    store_line_beats, STORE_PARAM_LINES, STORE_REQUANT_STAGES,
+    store_line_beats, STORE_REQUANT_PARAM_LINES, STORE_REQUANT_STAGES,
 };
 use systole_emulator::ppu::Ppu;
 use systole_emulator::stats::UnitStats;
@@ -80,7 +80,7 @@ pub fn store_cycles(op: &Store, arch: &ArchConfig) -> u64 {
     );
     let beats = store_line_beats(op, c, b, w) as u64;
     let rq = if op.requant {
-        (STORE_PARAM_LINES + STORE_REQUANT_STAGES) as u64
+        (STORE_REQUANT_PARAM_LINES + STORE_REQUANT_STAGES) as u64
     } else {
         0
     };
@@ -126,7 +126,7 @@ impl Counts {
                 let n = s.rows as u64 * s.cols as u64;
                 self.line_reads[store_kind(s.buf).index()] += n;
                 if s.requant && n > 0 {
-                    self.line_reads[acc] += STORE_PARAM_LINES as u64;
+                    self.line_reads[acc] += STORE_REQUANT_PARAM_LINES as u64;
                     self.requant += n * c;
                 }
                 self.dram_written +=

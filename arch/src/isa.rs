@@ -11,6 +11,9 @@ use std::fmt;
 pub const INSN_BYTES: usize = 16;
 /// Bit position where operation fields start.
 pub const FIELDS_LO: u32 = 10;
+/// Accumulator lines a `store requant=1` reads from `param` before its data: the zero point
+/// and clamps, the multipliers (or binary32 scales), the shifts.
+pub const STORE_REQUANT_PARAM_LINES: u32 = 3;
 
 /// The execution unit an instruction is queued to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

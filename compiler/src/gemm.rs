@@ -658,7 +658,8 @@ pub fn emit_dense(
     // Not in groups: their outputs are short (the requantization costs the compute unit
     // little) and their loads long.
     let row_lines = if t.row_mul { 2 * t.tm } else { t.tm } as u32;
-    let store_block = 3 * t.n_tiles as u32;
+    let spl = STORE_REQUANT_PARAM_LINES;
+    let store_block = spl * t.n_tiles as u32;
     let at_store = out.store_lanes()
         && g.p_settings
         && lg.is_none()
@@ -667,7 +668,7 @@ pub fn emit_dense(
     let store_block = if at_store { store_block } else { 0 };
     let lead = lg.map_or(pl, |lg| lg.param_block) + store_block;
     // The first of n-tile nt's lines `store requant=1` reads for output o.
-    let store_param = |o: usize, nt: usize| (o % 2) as u32 * acc_half + nt as u32 * 3;
+    let store_param = |o: usize, nt: usize| (o % 2) as u32 * acc_half + nt as u32 * spl;
     // (half, n-tile) places loaded so far.
     let mut store_params = std::collections::HashSet::new();
     // Outputs start from their bias row (see the parameter loads below); not in groups,
@@ -787,17 +788,17 @@ pub fn emit_dense(
                 let in_half = if resident { (mt % 2) as u32 } else { half };
                 let load_inputs = !resident || (nt == 0 && (!hoist || mt == 0));
                 // The layer's first item, gathered a pixel's lines together (`pixel_lines`),
-                // computes its output rows in pieces of at least `rows` pixels (chains of
-                // full period), each with a token of its own behind its rows' input loads,
+                // computes its output rows in pieces of at least the array's `rows` pixels
+                // (chains of full period), each with a token of its own behind its rows' input loads,
                 // so the array starts when the first piece's input is in instead of the
                 // whole m-tile's (Conv4_s on scalesim32: 1,960 cycles of loads). Its bias
                 // then comes from an `alu` (a piece's bias row would be the piece before's
                 // last result line).
                 let pieces: Vec<std::ops::Range<usize>> = {
-                    let out_rows = g.conv.map_or(0, |cv| rows / cv.ow);
-                    let ow = g.conv.map_or(1, |cv| cv.ow);
+                    // (`align` is the output width: m-tiles hold whole output rows.)
+                    let out_rows = rows / align;
                     let room = (arch.controller.token_depth as usize).saturating_sub(2);
-                    let per = r.div_ceil(ow).max(out_rows.div_ceil(room.max(1)));
+                    let per = r.div_ceil(align).max(out_rows.div_ceil(room.max(1)));
                     if item == 0
                         && load_inputs
                         && pixel_lines.is_some()
@@ -809,7 +810,11 @@ pub fn emit_dense(
                         let n = out_rows / per;
                         (0..n)
                             .map(|k| {
-                                k * per * ow..if k + 1 == n { rows } else { (k + 1) * per * ow }
+                                k * per * align..if k + 1 == n {
+                                    rows
+                                } else {
+                                    (k + 1) * per * align
+                                }
                             })
                             .collect()
                     } else {
@@ -824,10 +829,9 @@ pub fn emit_dense(
                     let inputs = input_loads(m0, rows, in_half, k0, tiles);
                     if in_pieces {
                         // One load per output row (`ConvLoad::pixel_loads`).
-                        let ow = g.conv.map_or(1, |cv| cv.ow);
                         piece_loads = pieces
                             .iter()
-                            .map(|p| inputs[p.start / ow..p.end / ow].to_vec())
+                            .map(|p| inputs[p.start / align..p.end / align].to_vec())
                             .collect::<Vec<_>>();
                     } else {
                         loads.extend(inputs);
@@ -868,7 +872,7 @@ pub fn emit_dense(
                             sram: store_param(out_idx, nt),
                             dram: (g.p_addr + (nt * pitch * 4 * c) as u64) as u32,
                             rows: 1,
-                            cols: 3,
+                            cols: spl,
                             stride: (pitch * 4 * c) as u32,
                             ..Default::default()
                         }),

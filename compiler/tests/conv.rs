@@ -262,6 +262,10 @@ fn stores_requantize_where_the_arch_has_the_lanes() {
         ("edge+storeq", s(24, 17, 1, 1, 0, 12), 33, true),
         ("scalesim32+storeq", s(64, 14, 3, 1, 1, 64), 34, false),
         ("edge", s(24, 17, 1, 1, 0, 12), 35, false),
+        // An output slot that fills its accumulator half leaves no room for the store
+        // engine's parameter lines: requantized on the compute unit, parameters skipping the
+        // settings lines in DRAM.
+        ("tiny+banked+storeq", s(8, 9, 1, 1, 0, 4), 36, false),
     ] {
         let (prog, _) = to_program(&arch_named(arch), &model(shape, seed).0).unwrap();
         let count = |f: &dyn Fn(&Op) -> bool| prog.code.iter().filter(|i| f(&i.op)).count();

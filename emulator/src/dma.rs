@@ -48,11 +48,10 @@ pub fn load_requests(op: &Load) -> u32 {
     }
 }
 
-/// Accumulator lines a `store requant=1` reads before its data: the zero point and clamps,
-/// multipliers (or scales), shifts.
-pub const STORE_PARAM_LINES: u32 = 3;
+pub use systole_arch::isa::STORE_REQUANT_PARAM_LINES;
 /// Cycles from a `store requant=1` reading a line to its bytes reaching the send register
-/// (the requantizer lanes' multiply, round/shift and clamp stages, as in `requant`).
+/// (the requantizer lanes' multiply, round/shift and clamp stages, as in `requant`; the RTL's
+/// three beat-signal registers in `systole_store`).
 pub const STORE_REQUANT_STAGES: u32 = 3;
 
 /// Bytes one buffer line occupies in DRAM for a load.
@@ -301,12 +300,11 @@ pub struct StoreExec {
     total: u32,
     beats_per_line: u32,
     latency: u32,
-    /// `requant=1`: the parameter lines, read before the data.
+    /// `requant=1`: the parameter lines from `param` are read before the data, and every
+    /// line's beats leave `STORE_REQUANT_STAGES` cycles later (RTL: `pr_q`, the `dly` block).
+    requant: bool,
     param: u32,
-    params: u32,
     params_read: u32,
-    /// Cycles from a line's read to its first beat's leaving, less one (requantizer stages).
-    stages: u32,
     read: u32,
     reg_beats: u32,
     ack_at: Option<u64>,
@@ -326,10 +324,9 @@ impl StoreExec {
             total: op.rows * op.cols,
             beats_per_line: store_line_beats(op, array_cols, beat_bytes, xnor_bits),
             latency,
+            requant: op.requant,
             param: op.param,
-            params: if op.requant { STORE_PARAM_LINES } else { 0 },
             params_read: 0,
-            stages: if op.requant { STORE_REQUANT_STAGES } else { 0 },
             read: 0,
             reg_beats: 0,
             ack_at: None,
@@ -338,6 +335,24 @@ impl StoreExec {
 
     pub fn kind(&self) -> BufferKind {
         self.kind
+    }
+
+    /// Parameter lines this store reads before its data.
+    fn params(&self) -> u32 {
+        if self.requant {
+            STORE_REQUANT_PARAM_LINES
+        } else {
+            0
+        }
+    }
+
+    /// Cycles a line's beats leave after those of a plain store.
+    fn stages(&self) -> u64 {
+        if self.requant {
+            STORE_REQUANT_STAGES as u64
+        } else {
+            0
+        }
     }
 
     pub fn step(&mut self, cycle: u64, bufs: &mut Buffers) -> Step {
@@ -359,11 +374,11 @@ impl StoreExec {
             None => {
                 // First step that finds the send register empty.
                 let z0 = cycle + (self.reg_beats as u64).saturating_sub(1);
-                z0 + (self.params - self.params_read) as u64
+                z0 + (self.params() - self.params_read) as u64
                     + (self.total - self.read) as u64 * self.beats_per_line as u64
             }
         };
-        let ack = set + self.stages as u64 + lat;
+        let ack = set + self.stages() + lat;
         ack.max(set + 1)
     }
 
@@ -401,7 +416,7 @@ impl StoreExec {
             self.reg_beats -= 1;
         }
         if self.reg_beats == 0 {
-            if self.params_read < self.params {
+            if self.params_read < self.params() {
                 if claim(self.param + self.params_read) {
                     self.params_read += 1;
                 } else {
@@ -417,7 +432,7 @@ impl StoreExec {
             } else {
                 // The last beat (of a requantizing store: the last line's read) was in
                 // this cycle; its beat leaves the requantizer `stages` cycles later.
-                self.ack_at = Some(cycle + self.stages as u64 + self.latency as u64);
+                self.ack_at = Some(cycle + self.stages() + self.latency as u64);
             }
         }
         Step {

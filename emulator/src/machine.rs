@@ -971,6 +971,22 @@ impl Machine {
         })
     }
 
+    /// `requant fp32=1` and `store requant=1 fp32=1` run on the binary32 lanes, which an arch
+    /// may leave out.
+    fn check_fp32_lanes(&self, idx: usize, fp32: bool) -> Result<(), EmuError> {
+        if !fp32 || self.arch.ppu.fp32_requant {
+            return Ok(());
+        }
+        Err(self.err(
+            ErrorKind::IllegalOperands,
+            idx,
+            format!(
+                "fp32=1: arch '{}' has no binary32 requantizer (ppu.fp32_requant = false)",
+                self.arch.name
+            ),
+        ))
+    }
+
     /// `alu` and integer `requant` run on the integer PPU lanes, which an arch may leave out.
     fn check_integer_lanes(&self, idx: usize, what: &str) -> Result<(), EmuError> {
         if self.arch.ppu.integer_lanes {
@@ -1117,21 +1133,12 @@ impl Machine {
                             ),
                         ));
                     }
-                    if op.fp32 && !self.arch.ppu.fp32_requant {
-                        return Err(self.err(
-                            ErrorKind::IllegalOperands,
-                            idx,
-                            format!(
-                                "fp32=1: arch '{}' has no binary32 requantizer (ppu.fp32_requant = false)",
-                                self.arch.name
-                            ),
-                        ));
-                    }
+                    self.check_fp32_lanes(idx, op.fp32)?;
                     fs.push(self.check_lines(
                         idx,
                         BufferKind::Accumulator,
                         op.param as u64,
-                        dma::STORE_PARAM_LINES as u64,
+                        dma::STORE_REQUANT_PARAM_LINES as u64,
                         "parameter",
                     )?);
                 } else if op.param != 0 || op.unsigned || op.fp32 || op.round != Round::HalfEven {
@@ -1310,16 +1317,7 @@ impl Machine {
             Op::Requant(op) => {
                 self.check_integer_lanes(idx, "requant")?;
                 let m = op.m as u64;
-                if op.fp32 && !self.arch.ppu.fp32_requant {
-                    return Err(self.err(
-                        ErrorKind::IllegalOperands,
-                        idx,
-                        format!(
-                            "fp32=1: arch '{}' has no binary32 requantizer (ppu.fp32_requant = false)",
-                            self.arch.name
-                        ),
-                    ));
-                }
+                self.check_fp32_lanes(idx, op.fp32)?;
                 let fs =
                     self.check_lines(idx, BufferKind::Accumulator, op.src as u64, m, "source")?;
                 let fp = self.check_lines(
@@ -1572,20 +1570,19 @@ impl Machine {
                 let rq = self
                     .store_requant_op(&op)
                     .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?;
+                // The rows x cols source lines are consecutive: requantized in one pass.
+                let n = op.rows as u64 * op.cols as u64;
                 let p = (op.param as usize + 1) * cols;
                 let params = &self.bufs.acc[p..p + 2 * cols];
-                let mut bytes = vec![0u8; cols];
-                for r in 0..op.rows as usize {
-                    for c in 0..op.cols as usize {
-                        let line = op.sram as usize + r * op.cols as usize + c;
-                        let src = &self.bufs.acc[line * cols..][..cols];
-                        ppu::requant_lines(&rq, params, src, &mut bytes, cols)
-                            .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?;
-                        let d = op.dram as usize + r * op.stride as usize + c * cols;
-                        self.dram.bytes[d..d + cols].copy_from_slice(&bytes);
-                    }
+                let src = &self.bufs.acc[op.sram as usize * cols..][..n as usize * cols];
+                let mut bytes = vec![0u8; n as usize * cols];
+                ppu::requant_lines(&rq, params, src, &mut bytes, cols)
+                    .map_err(|m| self.err(ErrorKind::IllegalValue, idx, m))?;
+                let row_bytes = op.cols as usize * cols;
+                for (r, row) in bytes.chunks_exact(row_bytes).enumerate() {
+                    let d = op.dram as usize + r * op.stride as usize;
+                    self.dram.bytes[d..d + row_bytes].copy_from_slice(row);
                 }
-                let n = op.rows as u64 * op.cols as u64;
                 self.ppu.requant_lane_ops += n * cols as u64;
                 self.dram.bytes_written += n * cols as u64;
             }

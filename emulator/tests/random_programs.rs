@@ -17,9 +17,17 @@ fn check(arch_name: &str, seed: u64, n: usize) {
 
 /// Checks seed `seed`'s program on `arch`; returns the run's statistics.
 fn check_arch(arch: &ArchConfig, seed: u64, n: usize) -> systole_emulator::Stats {
+    check_program(arch, &random_program(arch, seed, n), seed)
+}
+
+/// Checks `prog` (seed `seed`'s) on `arch`; returns the run's statistics.
+fn check_program(
+    arch: &ArchConfig,
+    prog: &systole_arch::Program,
+    seed: u64,
+) -> systole_emulator::Stats {
     let arch_name = arch.name.as_str();
     let arch = arch.clone();
-    let prog = random_program(&arch, seed, n);
     // The image survives a round trip through bytes.
     let prog = systole_arch::Program::from_bytes(&prog.to_bytes().unwrap()).unwrap();
     let mut m = Machine::new(&prog, &arch, &RunOptions::default()).unwrap();
@@ -226,7 +234,7 @@ fn random_store_requant_programs() {
                 .iter()
                 .filter(|i| matches!(&i.op, systole_arch::isa::Op::Store(s) if s.requant))
                 .count();
-            check_arch(&arch, seed, 80);
+            check_program(&arch, &prog, seed);
         }
         assert!(
             stores >= 16,

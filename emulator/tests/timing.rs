@@ -748,43 +748,63 @@ fn a_requantizing_store_reads_its_parameters_then_pays_the_lanes_stages() {
 #[test]
 fn requantizing_store_errors_name_the_cause() {
     let arch = tiny_storeq();
-    let err = |arch: &ArchConfig, text: &str| {
-        run(&prog(arch, text), arch, &[], &RunOptions::default()).unwrap_err()
-    };
-    let e = err(
-        &tiny(),
-        "store buf=acc rows=1 cols=1 requant=1 param=100\nfinish",
-    );
-    assert_eq!(
-        (e.kind.clone(), e.insn),
-        (ErrorKind::IllegalOperands, Some(0))
-    );
-    assert!(e.to_string().contains("ppu.store_requant"), "{e}");
-    let e = err(
-        &arch,
-        "store buf=out rows=1 cols=1 requant=1 param=100\nfinish",
-    );
-    assert_eq!(e.kind, ErrorKind::IllegalOperands);
-    assert!(e.to_string().contains("buf=acc"), "{e}");
-    let e = err(&arch, "store buf=acc rows=1 cols=1 param=100\nfinish");
-    assert_eq!(e.kind, ErrorKind::IllegalOperands);
-    assert!(e.to_string().contains("requant=1"), "{e}");
-    let e = err(
-        &arch,
-        "store buf=acc rows=1 cols=1 requant=1 param=127\nfinish",
-    );
-    assert_eq!(e.kind, ErrorKind::OutOfRange);
-    assert!(e.to_string().contains("parameter"), "{e}");
     let mut no_fp32 = arch.clone();
     no_fp32.ppu.fp32_requant = false;
-    let e = err(
-        &no_fp32,
-        "store buf=acc rows=1 cols=1 requant=1 fp32=1 param=10\nfinish",
-    );
-    assert!(e.to_string().contains("ppu.fp32_requant"), "{e}");
-    // The settings line is checked when the store starts: a zero point beyond 16 bits, a
-    // clamp beyond a byte.
-    for (lane, v, what) in [(0usize, 40_000i32, "zero point 40000"), (2, -1, "clamp -1")] {
+    // (arch, program, error kind, what the message names)
+    for (arch, text, kind, what) in [
+        (
+            &tiny(),
+            "store buf=acc rows=1 cols=1 requant=1 param=100",
+            ErrorKind::IllegalOperands,
+            "ppu.store_requant",
+        ),
+        (
+            &arch,
+            "store buf=out rows=1 cols=1 requant=1 param=100",
+            ErrorKind::IllegalOperands,
+            "buf=acc",
+        ),
+        (
+            &arch,
+            "store buf=acc rows=1 cols=1 param=100",
+            ErrorKind::IllegalOperands,
+            "requant=1",
+        ),
+        (
+            &arch,
+            "store buf=acc rows=1 cols=1 requant=1 param=127",
+            ErrorKind::OutOfRange,
+            "parameter",
+        ),
+        (
+            &no_fp32,
+            "store buf=acc rows=1 cols=1 requant=1 fp32=1 param=10",
+            ErrorKind::IllegalOperands,
+            "ppu.fp32_requant",
+        ),
+    ] {
+        let e = run(
+            &prog(arch, &format!("{text}\nfinish")),
+            arch,
+            &[],
+            &RunOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!((e.kind.clone(), e.insn), (kind, Some(0)), "{text}: {e}");
+        assert!(e.to_string().contains(what), "{text}: {e}");
+    }
+    // The parameter lines' values are checked when the store starts: a zero point beyond 16
+    // bits, a clamp beyond a byte (settings line 10), a shift beyond 62 (shift line 12).
+    for (line, lane, v, what) in [
+        (
+            0usize,
+            0usize,
+            40_000i32,
+            "zero point 40000 in lane 0 of accumulator line 10",
+        ),
+        (0, 2, -1, "clamp -1 in lane 2 of accumulator line 10"),
+        (2, 1, 63, "shift 63 in lane 1 of accumulator line 12"),
+    ] {
         let mut p = prog(
             &arch,
             "load buf=acc sram=10 rows=1 cols=3 stride=48 push_next\n\
@@ -792,7 +812,7 @@ fn requantizing_store_errors_name_the_cause() {
              store buf=acc rows=1 cols=1 requant=1 param=10 pop_prev\nfinish",
         );
         let mut bytes = vec![0u8; 48];
-        bytes[4 * lane..][..4].copy_from_slice(&v.to_le_bytes());
+        bytes[16 * line + 4 * lane..][..4].copy_from_slice(&v.to_le_bytes());
         p.data.push(systole_arch::image::Segment {
             dram_addr: 0,
             bytes,
@@ -800,6 +820,5 @@ fn requantizing_store_errors_name_the_cause() {
         let e = run(&p, &arch, &[], &RunOptions::default()).unwrap_err();
         assert_eq!((e.kind.clone(), e.insn), (ErrorKind::IllegalValue, Some(2)));
         assert!(e.to_string().contains(what), "{e}");
-        assert!(e.to_string().contains("line 10"), "{e}");
     }
 }

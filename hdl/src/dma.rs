@@ -204,7 +204,7 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0,
     wire [DA-1:0] nrow = start ? dram : nrow_q;
     wire [DA-1:0] nline = start ? dram : nline_q;
     wire [15:0] ncol = start ? 16'd0 : ncol_q;
-    // Parameter lines read (`requant=1`: three before the data).
+    // Parameter lines read (`requant=1`: three before the data; `StoreExec::params_read`).
     reg [1:0] pr_q = 2'd0;
     wire [1:0] pr = start ? 2'd0 : pr_q;
     wire in_params = rq && pr != 2'd3;
@@ -217,8 +217,9 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0,
     assign sline = in_params ? param + {14'd0, pr} : sram + rd[15:0];
     wire got = sreq && sgrant;
     wire got_line = got && !in_params;
-    // The beat signals as the send register gives them; `requant=1` delays them three cycles.
-    wire last_v = beat_out && regb_dec == 0 && rd == total && !in_params;
+    // The beat signals as the send register gives them; `requant=1` delays them three cycles
+    // (`dma::STORE_REQUANT_STAGES`). No beat leaves while the parameters are read.
+    wire last_v = beat_out && regb_dec == 0 && rd == total;
     assign done = act && (total == 0 || (ackw && wack));
 
     wire [15:0] bi = bpl - regb;
