@@ -665,24 +665,69 @@ pub fn emit_dense(
         && lg.is_none()
         && pl + store_block + row_lines <= acc_half;
     let out = if at_store { out } else { out.on_compute() };
-    let store_block = if at_store { store_block } else { 0 };
-    let lead = lg.map_or(pl, |lg| lg.param_block) + store_block;
-    // The first of n-tile nt's lines `store requant=1` reads for output o.
-    let store_param = |o: usize, nt: usize| (o % 2) as u32 * acc_half + nt as u32 * spl;
-    // (half, n-tile) places loaded so far.
-    let mut store_params = std::collections::HashSet::new();
     // Outputs start from their bias row (see the parameter loads below); not in groups,
     // where the parameter block is not next to the accumulator slot.
     let fold = !g.binary && arch.array.input_walker && lg.is_none();
+    let resident = t.k_chunks == 1 && t.n_tiles > 1;
+    // One m-tile whose input stays resident and whose outputs leave requantized from the
+    // accumulator slots: output o is n-tile o, stored from half o % 2. Each half's n-tiles'
+    // parameter lines (settings, multipliers, shifts, bias: one DRAM row of `pitch` lines
+    // each) then move in one load, at the start (`blocks`), so the items' loads are their
+    // weights alone and follow each other without a DRAM latency between them (a short load
+    // between two weight loads holds the second one back: loads ahead start one load ahead).
+    // Each output's first matmul finds its bias row copied there by a one-line `alu`.
+    // Only where the weights take longer to load than to use: the `alu` stops the next
+    // output's chain from overlapping the one before (Conv4_s: 600 cycles lost).
+    let weight_beats = (t.k_tiles * r * c) as u64 / u64::from(arch.dram.bytes_per_cycle);
+    let blocks = at_store
+        && resident
+        && t.m_tiles == 1
+        && fold
+        && param_pitch_lines(g, t.param_lines) == spl as usize + 1
+        && weight_beats >= (m * t.k_tiles) as u64;
+    let spl_b = if blocks { spl + 1 } else { spl };
+    let store_block = if !at_store {
+        0
+    } else if blocks {
+        spl_b * t.n_tiles.div_ceil(2) as u32
+    } else {
+        store_block
+    };
+    let lead = lg.map_or(pl, |lg| lg.param_block) + store_block;
+    // The first of n-tile nt's lines `store requant=1` reads for output o.
+    let store_param = |o: usize, nt: usize| match blocks {
+        true => (nt % 2) as u32 * acc_half + (nt / 2) as u32 * spl_b,
+        false => (o % 2) as u32 * acc_half + nt as u32 * spl,
+    };
+    // (half, n-tile) places loaded so far.
+    let mut store_params = std::collections::HashSet::new();
+    let ring = ring_depth(arch, t, blocks, pl + row_lines, store_block);
+    // Item i's place in the ring: bank i % 2 (as in the 2-deep protocol), and the slot
+    // (i / 2) % (ring / 2) within it.
+    let ring_pos = |i: usize| ((i / 2) % (ring / 2)) as u32;
     let param_slot = |i: usize, nt: usize| match lg {
         Some(_) => nt as u32 * pl,
-        None => (i % 2) as u32 * acc_half + store_block,
+        None => (i % 2) as u32 * acc_half + store_block + ring_pos(i) * (pl + row_lines),
     };
-    let acc_slot = |o: usize| (o % 2) as u32 * acc_half + lead;
-    let row_mul_slot = |i: usize| (i % 2) as u32 * acc_half + lead + t.tm as u32;
+    let acc_slot = |o: usize| (o % 2) as u32 * acc_half + lead + ring_pos(o) * (pl + row_lines);
+    let row_mul_slot = |i: usize| acc_slot(i) + t.tm as u32;
+    let wgt_slot =
+        |i: usize| (i % 2) as u32 * wgt_half + ring_pos(i) * (wgt_half / (ring as u32 / 2));
     let groups = match lg {
         Some(lg) => lg.ranges(t.n_tiles),
         None => (0..t.n_tiles).map(|nt| nt..nt + 1).collect(),
+    };
+    // An item's parameter lines; when the stores requantize, only the bias line (the last),
+    // in its place.
+    let item_params = |nt: usize, slot: u32| {
+        let mut op = params_load(g, t.param_lines, c, nt, slot);
+        if let (true, Op::Load(l)) = (at_store, &mut op) {
+            let skip = t.param_lines as u32 - 1;
+            l.sram += skip;
+            l.dram += skip * 4 * c as u32;
+            l.cols = 1;
+        }
+        op
     };
     let pixel_lines = g.conv.and_then(|cv| cv.pixel_lines(arch, t, g));
     let mut item = 0usize;
@@ -692,7 +737,6 @@ pub fn emit_dense(
     // rest. The 2-deep token protocol already covers it: the first item i of m-tile mt + 1
     // waits for compute item i - 2, at or after the last one of m-tile mt - 1, the previous
     // user of that half.
-    let resident = t.k_chunks == 1 && t.n_tiles > 1;
     let mut order = ItemOrder::default();
     // One row per item (batch-1 dense layers): every k-tile is one line, and lines
     // contiguous in DRAM land contiguous in the buffer, so one load moves a whole run of
@@ -797,7 +841,7 @@ pub fn emit_dense(
                 let pieces: Vec<std::ops::Range<usize>> = {
                     // (`align` is the output width: m-tiles hold whole output rows.)
                     let out_rows = rows / align;
-                    let room = (arch.controller.token_depth as usize).saturating_sub(2);
+                    let room = (arch.controller.token_depth as usize).saturating_sub(ring);
                     let per = r.div_ceil(align).max(out_rows.div_ceil(room.max(1)));
                     if item == 0
                         && load_inputs
@@ -822,6 +866,10 @@ pub fn emit_dense(
                     }
                 };
                 let in_pieces = !pieces.is_empty();
+                // In `blocks` the last item's weights come in two halves of its k-tiles, each
+                // with a token and a chain of its own: the first half's chain runs while the
+                // second half loads, so less of its compute follows the layer's last load.
+                let k_split = if blocks && tiles >= 2 { tiles / 2 } else { 0 };
                 // --- load ---
                 let mut loads = Vec::new();
                 let mut piece_loads = Vec::new();
@@ -839,29 +887,54 @@ pub fn emit_dense(
                 }
                 // A group's n-tiles hold all k-tiles (one chunk), so their weight tiles are
                 // contiguous in DRAM: one load.
-                loads.push(Op::Load(Load {
-                    buf: LoadBuf::Wgt,
-                    sram: half * wgt_half,
-                    dram: (g.b_addr + ((nt * t.k_tiles + k0) * r * c) as u64) as u32,
-                    rows: (tiles * nts.len()) as u32,
-                    cols: r as u32,
-                    stride: (r * c) as u32,
-                    ..Default::default()
-                }));
+                let weights = |from: usize, to: usize| {
+                    Op::Load(Load {
+                        buf: LoadBuf::Wgt,
+                        sram: wgt_slot(item) + (from * r) as u32,
+                        dram: (g.b_addr + ((nt * t.k_tiles + k0 + from) * r * c) as u64) as u32,
+                        rows: (to - from) as u32,
+                        cols: r as u32,
+                        stride: (r * c) as u32,
+                        ..Default::default()
+                    })
+                };
+                let weight_rest = match k_split {
+                    0 => {
+                        loads.push(weights(0, tiles * nts.len()));
+                        None
+                    }
+                    h => {
+                        loads.push(weights(0, h));
+                        Some(weights(h, tiles))
+                    }
+                };
                 // The bias is added by the output's first matmul (`matmul bias=1`), so its
                 // parameters come with the output's first chunk, in the slot of its parity;
                 // binary layers double the count first and add the bias in the epilogue.
-                if fold && kc == 0 {
-                    loads.insert(
-                        0,
-                        params_load(g, t.param_lines, c, nt, param_slot(out_idx, nt)),
-                    );
+                if fold && kc == 0 && !blocks {
+                    loads.insert(0, item_params(nt, param_slot(out_idx, nt)));
                 }
                 if item == 0 && lg.is_some() {
                     // Every n-tile's parameters, first of all.
                     loads.insert(0, params_block_load(g, t.param_lines, c, 0..t.n_tiles, 0));
                 }
-                if at_store && last_chunk && store_params.insert((out_idx % 2, nt)) {
+                if blocks && item < 2 {
+                    // Half `item`'s parameter block: n-tiles item, item + 2, ...
+                    let pitch = param_pitch_lines(g, t.param_lines);
+                    loads.insert(
+                        0,
+                        Op::Load(Load {
+                            buf: LoadBuf::Acc,
+                            sram: store_param(item, item),
+                            dram: (g.p_addr + (item * pitch * 4 * c) as u64) as u32,
+                            rows: (t.n_tiles - item).div_ceil(2) as u32,
+                            cols: spl_b,
+                            stride: (2 * pitch * 4 * c) as u32,
+                            ..Default::default()
+                        }),
+                    );
+                }
+                if at_store && last_chunk && !blocks && store_params.insert((out_idx % 2, nt)) {
                     // This output's lines for the store engine, the first time its half
                     // stores n-tile nt.
                     let pitch = param_pitch_lines(g, t.param_lines);
@@ -880,7 +953,7 @@ pub fn emit_dense(
                 }
                 if last_chunk {
                     if !fold && lg.is_none() {
-                        loads.push(params_load(g, t.param_lines, c, nt, param_slot(item, nt)));
+                        loads.push(item_params(nt, param_slot(item, nt)));
                     }
                     if let Some(addr) = g.row_mul_addr {
                         loads.push(Op::Load(Load {
@@ -898,12 +971,15 @@ pub fn emit_dense(
                     // The weights and parameters, then each piece's rows with its token.
                     let mut rest = piece_loads.into_iter();
                     loads.extend(rest.next().unwrap_or_default());
-                    push_item_loads(code, loads, item);
+                    push_ring_loads(code, loads, item, ring);
                     for p in rest {
                         push_loads(code, p, false);
                     }
                 } else {
-                    push_item_loads(code, loads, item);
+                    push_ring_loads(code, loads, item, ring);
+                    if let Some(w) = weight_rest {
+                        push_loads(code, vec![w], false);
+                    }
                 }
                 if hoist && gi == 1 && mt + 1 < m_tiles {
                     let (m0, rows) = m_tile(mt + 1);
@@ -923,29 +999,49 @@ pub fn emit_dense(
                 let mut last_compute = 0;
                 for (j, nt) in nts.clone().enumerate() {
                     let first = comp.len();
+                    if blocks && !in_pieces {
+                        // The bias row from the half's parameter block (max(b, b) = b).
+                        let bias = store_param(out_idx, nt) + spl;
+                        comp.push(Insn::new(Op::Alu(Alu {
+                            func: AluFunc::Max,
+                            dst: acc_slot(out_idx) - 1,
+                            a: bias,
+                            a_stride: 1,
+                            b: bias,
+                            b_stride: 0,
+                            m: 1,
+                        })));
+                    }
                     let spans: Vec<std::ops::Range<usize>> = if in_pieces {
                         pieces.clone()
                     } else {
                         std::iter::once(0..rows).collect()
                     };
-                    for (k, p) in spans.iter().enumerate() {
+                    // (Output rows, k-tiles) of each chain.
+                    let spans: Vec<_> = match k_split {
+                        0 => spans.into_iter().map(|p| (p, 0..tiles)).collect(),
+                        h => vec![(0..rows, 0..h), (0..rows, h..tiles)],
+                    };
+                    // Tile j's lines: block j of tm, or every ci_tiles-th from j.
+                    let outer_step = pixel_lines.map_or(t.tm, |_| 1);
+                    for (k, (p, kt)) in spans.iter().enumerate() {
                         let at = comp.len();
                         tile_run(
                             arch,
                             &TileRun {
                                 inp: in_half * inp_half
-                                    + (p.start * pixel_lines.unwrap_or(0)) as u32,
-                                wgt: half * wgt_half + (j * tiles * r) as u32,
+                                    + (p.start * pixel_lines.unwrap_or(0)) as u32
+                                    + (kt.start * outer_step) as u32,
+                                wgt: wgt_slot(item) + ((j * tiles + kt.start) * r) as u32,
                                 groups: (1, 0),
-                                // Tile j's lines: block j of tm, or every ci_tiles-th from j.
-                                outer: (tiles as u32, pixel_lines.map_or(t.tm, |_| 1) as u32),
+                                outer: (kt.len() as u32, outer_step as u32),
                                 inner: (1, 0),
                                 acc: acc_slot(out_idx) + p.start as u32,
                                 m: p.len() as u32,
                                 row: pixel_lines.map_or(0, |_| 1),
                                 skip: pixel_lines.map_or(0, |ct| ct as u32 - 1),
-                                accumulate: kc != 0,
-                                bias: fold && !in_pieces,
+                                accumulate: kc != 0 || kt.start > 0,
+                                bias: fold && !in_pieces && kt.start == 0,
                                 binary: g.binary,
                             },
                             &mut comp,
@@ -954,8 +1050,8 @@ pub fn emit_dense(
                             comp[at].deps.pop_prev = true;
                         }
                     }
-                    if kc == 0 && (out == OutMode::Int32 || at_store) && out_idx >= 2 {
-                        // The store of output o-2 reads this accumulator slot.
+                    if kc == 0 && (out == OutMode::Int32 || at_store) && out_idx >= ring {
+                        // The store of output o - ring reads this accumulator slot.
                         comp[first].deps.pop_next = true;
                     }
                     if last_chunk {
@@ -964,7 +1060,11 @@ pub fn emit_dense(
                             &Epilogue {
                                 acc: acc_slot(out_idx),
                                 lines: rows as u32,
-                                param: param_slot(if fold { out_idx } else { item }, nt),
+                                // (In `blocks` the bias line follows the store's lines.)
+                                param: match blocks {
+                                    true => store_param(out_idx, nt) + spl + 1 - pl,
+                                    false => param_slot(if fold { out_idx } else { item }, nt),
+                                },
                                 param_lines: t.param_lines as u32,
                                 bias_folded: fold && !in_pieces,
                                 row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
@@ -1027,7 +1127,36 @@ pub fn emit_dense(
         }
     }
     order.finish(code);
-    barrier(code, item, out_idx);
+    barrier_after(code, item.min(ring), out_idx.min(ring));
+}
+
+/// The number of slots items cycle through in `emit_dense` (even; 2 is the 2-deep protocol):
+/// item i loads its weights and parameters into slot i % ring, which the compute of item
+/// i - ring has left, and its output takes the accumulator slot the store of output i - ring
+/// has read. With two slots a load-bound layer's next weight load waits for the compute two
+/// items back, which ends about when the load before it does, so the loads could not run
+/// back to back (Conv5_s on scalesim32: a period of 636 cycles for 512 beats). Deeper when
+/// `deep` (one m-tile whose input stays resident, outputs stored from the accumulator slots,
+/// so nothing else alternates per item) and the slots fit: `slot_lines` accumulator lines
+/// each after `lead`, the item's weights in a weight slot, one token per slot in flight.
+fn ring_depth(arch: &ArchConfig, t: &Tiling, deep: bool, slot_lines: u32, lead: u32) -> usize {
+    const DEEPEST: usize = 4;
+    if !deep {
+        return 2;
+    }
+    let acc_half = arch.lines(BufferKind::Accumulator) / 2;
+    let wgt_half = arch.lines(BufferKind::Weight) as usize / 2;
+    let wgt_lines = t.k_tiles * arch.array.rows as usize;
+    (2..=DEEPEST)
+        .step_by(2)
+        .filter(|&d| {
+            let per_half = (d / 2) as u32;
+            lead + per_half * slot_lines <= acc_half
+                && (d / 2) * wgt_lines <= wgt_half
+                && d <= arch.controller.token_depth as usize
+        })
+        .max()
+        .unwrap_or(2)
 }
 
 /// Several n-tiles per item, for layers whose loads take longer than their compute (batch-1
@@ -2115,7 +2244,7 @@ pub fn emit_conv_rows(
         }
     }
     item_order.finish(code);
-    barrier_after(code, item - tokens.taken, out_idx);
+    barrier_after(code, item - tokens.taken, out_idx.min(2));
 }
 
 /// One run of weight tiles into the same accumulator lines, contiguous in the weight buffer
@@ -2479,7 +2608,13 @@ fn push_item_loads_after(code: &mut Vec<Insn>, loads: Vec<Op>, tokens: &mut Toke
 /// The loads of one item in the 2-deep token protocol: the first waits for the compute token
 /// of item - 2 (when there is one), the last hands the item to compute.
 fn push_item_loads(code: &mut Vec<Insn>, loads: impl IntoIterator<Item = Op>, item: usize) {
-    push_loads(code, loads.into_iter().collect(), item >= 2);
+    push_ring_loads(code, loads.into_iter().collect(), item, 2);
+}
+
+/// `push_item_loads` in a ring of `ring` slots (`ring_depth`): the first load waits for the
+/// compute token of item - ring.
+fn push_ring_loads(code: &mut Vec<Insn>, loads: Vec<Op>, item: usize, ring: usize) {
+    push_loads(code, loads, item >= ring);
 }
 
 /// An item's loads: the first takes a compute token when `pop`, the last hands the item to
@@ -2514,16 +2649,17 @@ fn push_store(code: &mut Vec<Insn>, store: Store) {
 /// stores), then hands one token to load, which first consumes its own leftovers. Afterwards
 /// every store has completed and every token queue is empty.
 pub fn barrier(code: &mut Vec<Insn>, items: usize, outs: usize) {
-    barrier_after(code, items.min(2), outs);
+    barrier_after(code, items.min(2), outs.min(2));
 }
 
-/// `barrier` where `left` compute -> load tokens are still to take.
-fn barrier_after(code: &mut Vec<Insn>, left: usize, outs: usize) {
+/// `barrier` where `left` compute -> load tokens and `stores` store -> compute tokens are
+/// still to take.
+fn barrier_after(code: &mut Vec<Insn>, left: usize, stores: usize) {
     let nop = |unit, deps| Insn {
         deps,
         op: Op::Nop(Nop { unit }),
     };
-    for _ in 0..outs.min(2) {
+    for _ in 0..stores {
         code.push(nop(
             UnitSel::Compute,
             Deps {

@@ -572,12 +572,14 @@ fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
     assert!(sc_loads
         .iter()
         .any(|l| l.buf == LoadBuf::Wgt && l.rows > kt_sc as u32));
-    // Where the store engine requantizes, outputs of 49 rows go one n-tile a load (their
-    // bias folded, no requantization on the compute unit); FC's single rows still group.
+    // Where the store engine requantizes, outputs of 49 rows go one n-tile at a time (their
+    // bias folded, no requantization on the compute unit), in two loads of half its k-tiles
+    // (`ring_and_parameter_blocks_keep_weight_loads_back_to_back`); FC's single rows still
+    // group.
     let sc_loads = loads("scalesim32", shortcut);
     assert!(sc_loads
         .iter()
-        .all(|l| l.buf != LoadBuf::Wgt || l.rows == kt_sc as u32));
+        .all(|l| l.buf != LoadBuf::Wgt || l.rows == kt_sc as u32 / 2));
     assert!(loads("scalesim32", fc)
         .iter()
         .any(|l| l.buf == LoadBuf::Wgt && l.rows == 2 * kt_fc as u32));
@@ -620,6 +622,60 @@ fn load_bound_layers_group_output_tiles_and_gather_whole_pixels() {
         },
         24,
     );
+}
+
+/// Load-bound layers of one m-tile whose stores requantize (ResNet-18's Conv5_s on
+/// scalesim32: 512 beats of weights per 392 cycles of compute) cycle their items through a
+/// ring of four weight and accumulator slots, load each half's parameter lines in one block
+/// at the start (a bias row copied by a one-line `alu` per output), and split each n-tile's
+/// weights into two loads with a chain each. Then nothing but weights loads per item, four
+/// weight slots are in use, and the output is bit for bit the reference's, with an even and
+/// an odd number of n-tiles, and on `tiny` where it applies to outputs of 4 rows.
+#[test]
+fn ring_and_parameter_blocks_keep_weight_loads_back_to_back() {
+    use systole_arch::isa::{LoadBuf, Op};
+    let s = square;
+    for (arch, shape, seed, slots) in [
+        ("scalesim32", s(256, 14, 1, 2, 0, 512), 50, 4),
+        ("scalesim32", s(256, 14, 1, 2, 0, 480), 51, 4),
+        ("tiny+banked+storeq", s(12, 4, 1, 2, 0, 20), 52, 4),
+    ] {
+        let a = arch_named(arch);
+        let (q, _) = model(shape, seed);
+        let (prog, _) = to_program(&a, &q).unwrap();
+        let n_tiles = shape.n.div_ceil(a.array.cols as usize);
+        let loads: Vec<_> = prog
+            .code
+            .iter()
+            .filter_map(|i| match i.op {
+                Op::Load(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        let acc: Vec<_> = loads.iter().filter(|l| l.buf == LoadBuf::Acc).collect();
+        assert_eq!(acc.len(), 2, "{arch}: one parameter block per half");
+        assert_eq!(
+            (acc[0].rows, acc[1].rows, acc[0].cols),
+            (n_tiles.div_ceil(2) as u32, n_tiles as u32 / 2, 4),
+            "{arch}"
+        );
+        let wgt: Vec<_> = loads.iter().filter(|l| l.buf == LoadBuf::Wgt).collect();
+        assert_eq!(
+            wgt.len(),
+            2 * n_tiles,
+            "{arch}: two weight loads per n-tile"
+        );
+        let slot = a.lines(systole_arch::BufferKind::Weight) / slots;
+        let used: std::collections::BTreeSet<u32> = wgt.iter().map(|l| l.sram / slot).collect();
+        assert_eq!(used.len(), slots as usize, "{arch}: weight slots {used:?}");
+        let copies = prog
+            .code
+            .iter()
+            .filter(|i| matches!(i.op, Op::Alu(al) if al.m == 1))
+            .count();
+        assert_eq!(copies, n_tiles, "{arch}: a bias row copied per output");
+        check(arch, shape, seed);
+    }
 }
 
 /// First layers with few channels (RGB: 3 bytes a pixel) carry several kernel columns per
