@@ -835,9 +835,10 @@ pub fn emit_dense(
                 // computes its output rows in pieces of at least the array's `rows` pixels
                 // (chains of full period), each with a token of its own behind its rows' input loads,
                 // so the array starts when the first piece's input is in instead of the
-                // whole m-tile's (Conv4_s on scalesim32: 1,960 cycles of loads). Its bias
-                // then comes from an `alu` (a piece's bias row would be the piece before's
-                // last result line).
+                // whole m-tile's (Conv4_s on scalesim32: 1,960 cycles of loads). The first
+                // piece starts from the bias row; the others accumulate onto a copy of it
+                // that an `alu` writes after the first piece (a piece's own bias row would
+                // be the piece before's last result line).
                 let pieces: Vec<std::ops::Range<usize>> = {
                     // (`align` is the output width: m-tiles hold whole output rows.)
                     let out_rows = rows / align;
@@ -999,7 +1000,7 @@ pub fn emit_dense(
                 let mut last_compute = 0;
                 for (j, nt) in nts.clone().enumerate() {
                     let first = comp.len();
-                    if blocks && !in_pieces {
+                    if blocks {
                         // The bias row from the half's parameter block (max(b, b) = b).
                         let bias = store_param(out_idx, nt) + spl;
                         comp.push(Insn::new(Op::Alu(Alu {
@@ -1040,14 +1041,30 @@ pub fn emit_dense(
                                 m: p.len() as u32,
                                 row: pixel_lines.map_or(0, |_| 1),
                                 skip: pixel_lines.map_or(0, |ct| ct as u32 - 1),
-                                accumulate: kc != 0 || kt.start > 0,
-                                bias: fold && !in_pieces && kt.start == 0,
+                                accumulate: kc != 0 || kt.start > 0 || (in_pieces && k > 0),
+                                bias: fold && k == 0 && kt.start == 0,
                                 binary: g.binary,
                             },
                             &mut comp,
                         );
                         if k > 0 {
                             comp[at].deps.pop_prev = true;
+                        }
+                        if in_pieces && fold && k == 0 {
+                            // The later pieces accumulate onto their bias: one broadcast of
+                            // the bias row (max(b, b) = b) over their lines, while the array
+                            // waits for their input rows anyway (a piece's own bias row
+                            // would be the last result line of the piece before).
+                            let bias = acc_slot(out_idx) - 1;
+                            comp.push(Insn::new(Op::Alu(Alu {
+                                func: AluFunc::Max,
+                                dst: acc_slot(out_idx) + p.end as u32,
+                                a: bias,
+                                a_stride: 0,
+                                b: bias,
+                                b_stride: 0,
+                                m: (rows - p.end) as u32,
+                            })));
                         }
                     }
                     if kc == 0 && (out == OutMode::Int32 || at_store) && out_idx >= ring {
@@ -1060,13 +1077,9 @@ pub fn emit_dense(
                             &Epilogue {
                                 acc: acc_slot(out_idx),
                                 lines: rows as u32,
-                                // (In `blocks` the bias line follows the store's lines.)
-                                param: match blocks {
-                                    true => store_param(out_idx, nt) + spl + 1 - pl,
-                                    false => param_slot(if fold { out_idx } else { item }, nt),
-                                },
+                                param: param_slot(if fold { out_idx } else { item }, nt),
                                 param_lines: t.param_lines as u32,
-                                bias_folded: fold && !in_pieces,
+                                bias_folded: fold,
                                 row_mul: g.row_mul_addr.map(|_| row_mul_slot(item)),
                                 out_line: (out_idx % 2) as u32 * out_half,
                                 out_idx,

@@ -289,8 +289,9 @@ fn stores_requantize_where_the_arch_has_the_lanes() {
 }
 
 /// A gathered layer's first item runs in pieces of output rows, each chain behind its own
-/// rows' input loads and token (then its bias comes from an `alu`): more chains that wait for
-/// a load than outputs, as many tokens popped as pushed. Bit for bit.
+/// rows' input loads and token: more chains that wait for a load than outputs, as many tokens
+/// popped as pushed. The first piece starts from the bias row and the others accumulate onto
+/// its copy. Bit for bit.
 #[test]
 fn the_first_gathered_item_starts_in_pieces() {
     use systole_arch::isa::Op;
@@ -313,8 +314,23 @@ fn the_first_gathered_item_starts_in_pieces() {
             "{shape:?} on {arch}: {waits} chains wait, {outputs} outputs"
         );
         assert_eq!(pushed, popped, "{shape:?} on {arch}");
-        assert!(
-            count(&|i| matches!(i.op, Op::Alu(_))) >= 1,
+        // The later pieces' bias: one broadcast of the bias row (both sources stride 0),
+        // right behind the first piece's chain, and no `alu` over the whole output after it.
+        let first_chain = prog
+            .code
+            .iter()
+            .position(|i| matches!(i.op, Op::MatMul(_)))
+            .unwrap();
+        match prog.code[first_chain + 1].op {
+            Op::Alu(a) => assert!(
+                a.a_stride == 0 && a.b_stride == 0 && a.m > 0,
+                "{shape:?} on {arch}: {a:?}"
+            ),
+            op => panic!("{shape:?} on {arch}: {op:?} after the first piece"),
+        }
+        assert_eq!(
+            count(&|i| matches!(i.op, Op::Alu(a) if a.b_stride == 0 && a.a_stride == 1)),
+            0,
             "{shape:?} on {arch}"
         );
         check(arch, shape, seed);
