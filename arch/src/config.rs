@@ -150,6 +150,13 @@ pub struct DramConfig {
     /// controller (docs/timing.md, "Loads ahead").
     #[serde(default)]
     pub load_ahead: bool,
+    /// Let a store start while the store before it waits for DRAM's acknowledgement (once
+    /// that one has sent all its beats): a run of stores pays the latency once instead of per
+    /// store. The older store retires on its acknowledgement, before the newer one. It costs
+    /// a pending-acknowledgement flag in the store engine and a store retirement slot in the
+    /// controller (docs/timing.md, "Stores ahead").
+    #[serde(default)]
+    pub store_ahead: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -641,6 +648,9 @@ impl ArchConfig {
         }
         if self.dram.load_ahead {
             h.write(b"load-ahead");
+        }
+        if self.dram.store_ahead {
+            h.write(b"store-ahead");
         }
         if self.ppu.store_requant {
             h.write(b"store-requant");

@@ -382,6 +382,27 @@ impl StoreExec {
         ack.max(set + 1)
     }
 
+    /// The first cycle in which a store may start ahead of this one (`dram.store_ahead`):
+    /// the one after its last beat left (the requantizer's stages included), counting from
+    /// `cycle` (the next step) and assuming every port claim is granted; `None` for a store
+    /// of no lines, which ends in its first cycle.
+    pub fn ahead_cycle(&self, cycle: u64) -> Option<u64> {
+        if self.total == 0 {
+            return None;
+        }
+        let lat = self.latency as u64;
+        Some(match self.ack_at {
+            Some(at) => cycle.max(at - lat + 1),
+            None => {
+                let z0 = cycle + (self.reg_beats as u64).saturating_sub(1);
+                let set = z0
+                    + (self.params() - self.params_read) as u64
+                    + (self.total - self.read) as u64 * self.beats_per_line as u64;
+                set + self.stages() + 1
+            }
+        })
+    }
+
     /// Runs cycles `from..until` (all before `done_cycle`) with every port claim granted
     /// (`count` is told of each).
     pub fn advance(&mut self, from: u64, until: u64, mut count: impl FnMut(u32)) {

@@ -99,12 +99,13 @@ pub struct Machine {
     pub ppu: Ppu,
     pub ctrl: Controller,
     slots: [Slot; 3],
-    /// The older instruction of a unit that runs two, by unit (load, compute): Busy until its
-    /// last cycle, then Retiring while its tokens find no room. Compute: the chain that still
-    /// drains while the chain after it runs in `slots[1]` (`array.chain_overlap`). Load: the
-    /// load that still takes its beats while the one after it, started ahead, issues its
-    /// requests in `slots[0]` (`dram.load_ahead`).
-    drain: [Slot; 2],
+    /// The older instruction of a unit that runs two, by unit: Busy until its last cycle,
+    /// then Retiring while its tokens find no room. Compute: the chain that still drains
+    /// while the chain after it runs in `slots[1]` (`array.chain_overlap`). Load: the load
+    /// that still takes its beats while the one after it, started ahead, issues its requests
+    /// in `slots[0]` (`dram.load_ahead`). Store: the store waiting for its acknowledgement
+    /// while the one after it, started ahead, sends (`dram.store_ahead`).
+    drain: [Slot; 3],
     /// Footprint and last cycle of each unit's most recently completed instruction.
     recent: [Option<(u64, usize, Vec<Access>)>; 3],
     unit_stats: [UnitStats; 3],
@@ -129,20 +130,20 @@ struct CycleMode {
     writer_waits: bool,
 }
 
-/// The drain slots at the start of a cycle, by unit (load, compute; the store unit has
-/// none): 0 empty, 1 busy, 2 waiting to push.
+/// The drain slots at the start of a cycle, by unit (load, compute, store): 0 empty, 1
+/// busy, 2 waiting to push.
 #[derive(Debug, Clone, Copy)]
-struct DrainState([u8; 2]);
+struct DrainState([u8; 3]);
 
 impl DrainState {
     fn idle(self, u: usize) -> bool {
-        u >= 2 || self.0[u] == 0
+        self.0[u] == 0
     }
     fn busy(self, u: usize) -> bool {
-        u < 2 && self.0[u] == 1
+        self.0[u] == 1
     }
     fn retiring(self, u: usize) -> bool {
-        u < 2 && self.0[u] == 2
+        self.0[u] == 2
     }
 }
 
@@ -223,7 +224,7 @@ impl Machine {
             ppu: Ppu::default(),
             ctrl: Controller::new(arch.controller.queue_depth, arch.controller.token_depth),
             slots: [Slot::Idle, Slot::Idle, Slot::Idle],
-            drain: [Slot::Idle, Slot::Idle],
+            drain: [Slot::Idle, Slot::Idle, Slot::Idle],
             recent: [None, None, None],
             unit_stats: Default::default(),
             finish_cycle: None,
@@ -319,9 +320,7 @@ impl Machine {
         // one that overlaps it (their ports never meet: docs/timing.md), the older load
         // before the one ahead (whose writer waits for it).
         for u in [1, 0, 2] {
-            if u < 2 {
-                progress |= self.step_drain(u, t, &tok0, &mut delta)?;
-            }
+            progress |= self.step_drain(u, t, &tok0, &mut delta)?;
             progress |= self.step_unit(u, t, &tok0, &mut delta, d0)?;
         }
         progress |= self.step_controller(t, &qlen0, &idle0)?;
@@ -425,6 +424,37 @@ impl Machine {
                 }
             }
             Slot::Busy(d) => ports[0] = d.ports,
+            Slot::Retiring { .. } => return false,
+        }
+        // Stores ahead: the same for a store that waits for its acknowledgement (no ports),
+        // and the window stops where the running store has sent its last beat.
+        match &self.drain[2] {
+            Slot::Idle => {
+                if let (Slot::Busy(a), Some(&(idx, vis)), true) = (
+                    &self.slots[2],
+                    self.ctrl.queues[2].front(),
+                    self.arch.dram.store_ahead,
+                ) {
+                    if let (Exec::Store(st), Op::Store(_)) = (&a.exec, &self.code[idx].op) {
+                        if let Some(at) = st.ahead_cycle(t) {
+                            let at = at.max(vis);
+                            if at > t {
+                                h = h.min(at);
+                            } else if self
+                                .store_ahead_head(a, t, &self.ctrl.tokens, true)
+                                .is_some()
+                            {
+                                return false;
+                            }
+                        }
+                    }
+                }
+            }
+            Slot::Busy(d) => {
+                if let Exec::Store(st) = &d.exec {
+                    h = h.min(st.done_cycle(t));
+                }
+            }
             Slot::Retiring { .. } => return false,
         }
         let mut wait = [Wait::Idle; 3];
@@ -532,7 +562,7 @@ impl Machine {
             Slot::Busy(_) => 1,
             Slot::Retiring { .. } => 2,
         };
-        DrainState([st(0), st(1)])
+        DrainState([st(0), st(1), st(2)])
     }
 
     /// Steps unit `u`'s drain slot, if it holds an instruction; returns whether anything
@@ -578,6 +608,39 @@ impl Machine {
         let Op::Load(_) = &self.code[idx].op else {
             return None;
         };
+        let tu = self.tokens[idx].as_ref()?;
+        tu.pops.iter().all(|&q| tok0[q as usize] > 0).then_some(idx)
+    }
+
+    /// The store at the store queue's head, if it may start ahead in cycle `t` behind running
+    /// store `a` (`dram.store_ahead`, docs/timing.md "Stores ahead"): `a` has sent its last
+    /// beat before `t` and waits for its acknowledgement, no older store still waits
+    /// (`drain_idle` at the start of `t`), and the head is a store of at least one line that
+    /// was visible with its tokens there at the start of `t` (a store of none would end, and
+    /// retire, before the older one).
+    fn store_ahead_head(
+        &self,
+        a: &Active,
+        t: u64,
+        tok0: &[u32; 4],
+        drain_idle: bool,
+    ) -> Option<usize> {
+        if !drain_idle || !self.arch.dram.store_ahead {
+            return None;
+        }
+        let Exec::Store(s) = &a.exec else {
+            return None;
+        };
+        if s.ahead_cycle(t)? > t {
+            return None;
+        }
+        let idx = self.ctrl.head(2, t)?;
+        let Op::Store(st) = &self.code[idx].op else {
+            return None;
+        };
+        if st.rows * st.cols == 0 {
+            return None;
+        }
         let tu = self.tokens[idx].as_ref()?;
         tu.pops.iter().all(|&q| tok0[q as usize] > 0).then_some(idx)
     }
@@ -644,7 +707,7 @@ impl Machine {
                 let next = match u {
                     0 => self.ahead_head(&active, t, tok0, d0.idle(0)),
                     1 => self.overlap_head(&active, t, tok0, d0.idle(1)),
-                    _ => None,
+                    _ => self.store_ahead_head(&active, t, tok0, d0.idle(2)),
                 };
                 if let Some(idx) = next {
                     // The running instruction moves to the drain slot and the next one starts.
@@ -867,7 +930,7 @@ impl Machine {
             .iter()
             .enumerate()
             .map(|(u, n)| (u, &self.slots[u], n, false))
-            .chain((0..2).map(|u| (u, &self.drain[u], &names[u], true)))
+            .chain((0..3).map(|u| (u, &self.drain[u], &names[u], true)))
         {
             // In-order retirement: a unit's newer instruction waits for the drained one.
             let behind = drained.get(u).copied().flatten().filter(|_| !is_drain);

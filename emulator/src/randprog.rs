@@ -791,6 +791,18 @@ pub fn load_ahead_arch(mut arch: ArchConfig, latency: u32, tokens: u32) -> ArchC
     arch
 }
 
+/// `arch` with stores ahead (`dram.store_ahead`), DRAM latency `latency` and `tokens` of room
+/// per token queue.
+pub fn store_ahead_arch(mut arch: ArchConfig, latency: u32, tokens: u32) -> ArchConfig {
+    arch.dram.store_ahead = true;
+    arch.dram.latency_cycles = latency;
+    arch.controller.token_depth = tokens;
+    arch.name = format!("{}_sahead_l{latency}_t{tokens}", arch.name);
+    arch.validate()
+        .unwrap_or_else(|e| panic!("{}: {e:?}", arch.name));
+    arch
+}
+
 /// `arch` with requantizer lanes in the store engine (`ppu.store_requant`).
 pub fn store_requant_arch(mut arch: ArchConfig) -> ArchConfig {
     arch.ppu.store_requant = true;

@@ -17,7 +17,8 @@ pub struct UnitStats {
     /// Cycles with nothing to do.
     pub idle_cycles: u64,
     /// Instructions started while the one before them still drained (compute: chains,
-    /// `array.chain_overlap`; load: loads started ahead, `dram.load_ahead`).
+    /// `array.chain_overlap`; load: loads started ahead, `dram.load_ahead`; store: stores
+    /// started ahead, `dram.store_ahead`).
     pub overlapped: u64,
 }
 

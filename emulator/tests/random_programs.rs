@@ -7,7 +7,7 @@ use common::golden::Golden;
 use proptest::prelude::*;
 use systole_arch::ArchConfig;
 use systole_emulator::randprog::{
-    banked_arch, load_ahead_arch, random_program, store_requant_arch,
+    banked_arch, load_ahead_arch, random_program, store_ahead_arch, store_requant_arch,
 };
 use systole_emulator::{Machine, RunOptions};
 
@@ -209,6 +209,43 @@ fn random_load_ahead_programs() {
         );
         eprintln!(
             "{}: {ahead} loads ahead, {push_stalls} push stalls",
+            arch.name
+        );
+    }
+}
+
+/// Stores ahead (`dram.store_ahead`): a store sends while the one before it waits for its
+/// acknowledgement; golden values, the same cycles stepping every cycle, stores that really
+/// start ahead, and (with one token of room) stores that wait to push behind the older one.
+#[test]
+fn random_store_ahead_programs() {
+    for (base, latency, tokens) in [
+        ("tiny", 6, 8),
+        ("ulx3s", 20, 8),
+        ("tiny", 3, 1),
+        ("storeq", 9, 2),
+    ] {
+        let base = match base {
+            "storeq" => {
+                store_requant_arch(load_ahead_arch(banked_arch("tiny", 4, 4, 4, true), 9, 2))
+            }
+            name => ArchConfig::preset(name).unwrap(),
+        };
+        let arch = store_ahead_arch(base, latency, tokens);
+        let (mut ahead, mut push_stalls) = (0, 0);
+        for seed in 0..16 {
+            let s = check_arch(&arch, seed, 80);
+            ahead += s.store.overlapped;
+            push_stalls += s.store.push_stall_cycles;
+        }
+        eprintln!(
+            "{}: {ahead} stores ahead, {push_stalls} push stalls",
+            arch.name
+        );
+        assert!(ahead >= 16, "{}: only {ahead} stores ahead", arch.name);
+        assert!(
+            tokens > 1 || push_stalls > 0,
+            "{}: no push stalls",
             arch.name
         );
     }

@@ -697,6 +697,101 @@ fn a_load_ahead_pushes_after_the_older_load() {
     }
 }
 
+/// Stores ahead (docs/timing.md "Stores ahead"): the next store starts once the running one
+/// has sent its last beat, and the older one retires on its acknowledgement.
+#[test]
+fn a_store_ahead_sends_while_the_one_before_waits_for_its_acknowledgement() {
+    let mut arch = tiny();
+    arch.dram.store_ahead = true;
+    let text = "store buf=out rows=1 cols=2 stride=8
+        store buf=out sram=2 dram=64 rows=1 cols=3 stride=12
+        finish";
+    // A: reads @1 and @2, beats @2 and @3, acknowledged @3 + 8 = 11. B starts ahead @4:
+    // beats @5..7, acknowledged @15; finish @16.
+    let (s, spans) = traced(&arch, text);
+    assert_eq!([spans[&0], spans[&1]], [(1, 11), (4, 15)]);
+    assert_eq!((s.cycles, s.store.overlapped), (17, 1));
+    // Without it B starts @12: acknowledged @23, finish @24.
+    let (s, spans) = traced(&tiny(), text);
+    assert_eq!((spans[&1], s.cycles, s.store.overlapped), ((12, 23), 25, 0));
+    // A requantizing store sends its last beat three stages after the register: @6 + 3,
+    // so the next one starts @10.
+    let mut q = tiny_storeq();
+    q.dram.store_ahead = true;
+    let (_, spans) = traced(
+        &q,
+        "store buf=acc sram=0 rows=2 cols=1 stride=4 requant=1 param=100
+        store buf=acc sram=2 dram=64 rows=2 cols=1 stride=4 requant=1 param=100
+        finish",
+    );
+    assert_eq!([spans[&0], spans[&1]], [(1, 17), (10, 26)]);
+    // One store waits at a time: B (one line) starts ahead of A @4 and sends its beat @5,
+    // but C starts only once A has left the drain slot (acknowledged @11): @12. A store of
+    // no lines and a store behind a nop never start ahead.
+    let (s, spans) = traced(
+        &arch,
+        "store buf=out rows=1 cols=2 stride=8
+        store buf=out sram=2 dram=64 rows=1 cols=1 stride=4
+        store buf=out sram=3 dram=128 rows=1 cols=1 stride=4
+        store buf=out sram=3 dram=128 rows=0 cols=1 stride=4
+        nop unit=store
+        store buf=out sram=4 dram=192 rows=1 cols=1 stride=4
+        finish",
+    );
+    assert_eq!(
+        [spans[&0], spans[&1], spans[&2]],
+        [(1, 11), (4, 13), (12, 21)]
+    );
+    assert_eq!(spans[&3], (22, 22));
+    assert_eq!(spans[&5].0, 24);
+    assert_eq!(s.store.overlapped, 2);
+}
+
+/// A store ahead that finishes while the older one waits for room for its token pushes after
+/// it (one token of room; a long matmul holds the nops that take the tokens), and the
+/// deadlock without the nops names both.
+#[test]
+fn a_store_ahead_pushes_after_the_older_store() {
+    let mut arch = tiny();
+    arch.dram.store_ahead = true;
+    arch.controller.token_depth = 1;
+    let text = "store buf=out rows=1 cols=1 stride=4 push_prev
+        store buf=out sram=1 dram=64 rows=1 cols=2 stride=8 push_prev
+        store buf=out sram=3 dram=128 rows=1 cols=1 stride=4 push_prev
+        matmul inp=50 m=40
+        nop unit=compute pop_next
+        nop unit=compute pop_next
+        nop unit=compute pop_next
+        finish";
+    let (stats, spans) = traced(&arch, text);
+    let span = |i: usize| spans[&i];
+    // Z @1..10 pushes @10. A starts ahead @3, its beats @4..5, acknowledged @13, and waits
+    // for room in the drain slot. B starts ahead of A once Z has left it (@11), its beat
+    // @12, acknowledged @20, and waits behind A. The nops take the tokens one by one after
+    // the matmul, each push the cycle after the pop before it.
+    assert_eq!([span(0), span(1), span(2)], [(1, 10), (3, 13), (11, 20)]);
+    let m = span(3).1;
+    assert_eq!([span(4).0, span(5).0, span(6).0], [m + 1, m + 3, m + 5]);
+    assert_eq!(stats.store.overlapped, 2);
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("nop"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let e = run(&prog(&arch, &text), &arch, &[], &RunOptions::default()).unwrap_err();
+    assert_eq!(
+        (e.kind.clone(), e.insn),
+        (ErrorKind::Deadlock, Some(1)),
+        "{e}"
+    );
+    for want in [
+        "instruction 1 (store) on store waits for room in the store->compute token queue",
+        "instruction 2 (store) on store waits for instruction 1 before it to push first",
+    ] {
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
+}
+
 /// `tiny` with the store engine's requantizer lanes (`ppu.store_requant`).
 fn tiny_storeq() -> ArchConfig {
     let mut arch = tiny();
