@@ -22,6 +22,12 @@
 //! (`l_ahead`), a load at the queue head starts although the unit is busy; the running one
 //! moves to the drain slot and retires on `l_dr_done`, or on `eng_done[0]` when it finishes in
 //! that same cycle (`Machine::ahead_head`).
+//!
+//! Stores ahead (`dram.store_ahead`, SA = 1): the store unit's drain slot (`sdr`, `sdr_ret`;
+//! the `sa` generate block). While the store engine says the running store has sent its last
+//! beat (`s_ahead`), a store of at least one line at the queue head starts; the running one
+//! moves to the drain slot and retires on `s_dr_done`, its acknowledgement, which may come in
+//! that same cycle (`Machine::store_ahead_head`).
 
 /// Decoded opcodes (`arch/src/isa.rs`).
 pub const OP_LOAD: u32 = 0x01;
@@ -31,8 +37,8 @@ pub const OP_FINISH: u32 = 0x08;
 
 /// The controller module (parameterised Verilog).
 pub const VERILOG: &str = r#"
-// LA = 0: no loads ahead, and no load drain slot.
-module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "", LA = 0) (
+// LA = 0: no loads ahead, and no load drain slot; SA = 0: the same for stores.
+module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "", LA = 0, SA = 0) (
     input clock, input rst,
     // Instruction writes, byte lanes enabled by imem_wstrb (the board's link writes a byte at
     // a time, the Verilator harness whole words).
@@ -42,6 +48,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
     input [2:0] eng_done,
     input c_ovl, input c_ovl_next, input c_dr_done,
     input l_ahead, input l_dr_done,
+    input s_ahead, input s_dr_done,
     output c_start_next, output [127:0] c_head_next,
     output reg done = 1'b0, output [63:0] cycles
 );
@@ -124,6 +131,9 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
     // push, and its push.
     wire ahd_start, ldr, ldr_ret, ldr_do_push;
     wire [3:0] ldr_psh;
+    // The store unit's drain slot (SA = 1, below).
+    wire sahd_start, sdr, sdr_ret, sdr_do_push;
+    wire [3:0] sdr_psh;
     reg [3:0] pm [0:2];
     reg [3:0] psh [0:2];
     reg [TB-1:0] tok_d [0:3];
@@ -150,7 +160,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
     end endgenerate
     wire ovl_w = !done && !rst && busy[1] && c_ovl && !dr && !dr_ret && cnt[1] != 0
         && (pm_w[1] & ~tok_nz) == 4'd0;
-    wire [2:0] st_w = can_w | {1'b0, ovl_w, ahd_start};
+    wire [2:0] st_w = can_w | {sahd_start, ovl_w, ahd_start};
     always @(*) begin
         for (v = 0; v < 3; v = v + 1) begin
             pm[v] = pm_w[v];
@@ -169,7 +179,8 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
             fin[u] = (can_start[u] && head[u][5:0] == 6'd7) ? 1'b1
                 : ((can_start[u] || busy[u]) && eng_done[u] && !(u == 0 && ahd_start));
             psh[u] = ret[u] ? pend[u] : pushmask(u[1:0], can_start[u] ? head[u][9:6] : flags[u]);
-            room_ok[u] = (psh[u] & ~tok_room) == 4'd0 && !(u == 1 && dr_ret) && !(u == 0 && ldr_ret);
+            room_ok[u] = (psh[u] & ~tok_room) == 4'd0 && !(u == 1 && dr_ret) && !(u == 0 && ldr_ret)
+                && !(u == 2 && sdr_ret);
             do_push[u] = (fin[u] || ret[u]) && room_ok[u];
             busy_d[u] = (can_start[u] || busy[u]) && !fin[u];
             ret_d[u] = (fin[u] || ret[u]) && !room_ok[u];
@@ -182,10 +193,11 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
             end
             if (dr_do_push && dr_psh[q]) tok_d[q] = tok_d[q] + 1'b1;
             if (ldr_do_push && ldr_psh[q]) tok_d[q] = tok_d[q] + 1'b1;
+            if (sdr_do_push && sdr_psh[q]) tok_d[q] = tok_d[q] + 1'b1;
         end
         disp = !done && !rst && !is_finish && cnt[unit] < Q;
         fin_ok = !done && !rst && is_finish && cnt[0] == 0 && cnt[1] == 0 && cnt[2] == 0
-            && busy == 3'd0 && ret == 3'd0 && !dr && !dr_ret && !ldr && !ldr_ret;
+            && busy == 3'd0 && ret == 3'd0 && !dr && !dr_ret && !ldr && !ldr_ret && !sdr && !sdr_ret;
         for (u = 0; u < 3; u = u + 1) begin
             cnt_d[u] = cnt[u] + ((disp && unit == u) ? 1'b1 : 1'b0) - (st[u] ? 1'b1 : 1'b0);
             rd_d[u] = st[u] ? ((rd[u] + 1 == Q) ? 0 : rd[u] + 1'b1) : rd[u];
@@ -194,7 +206,7 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
         head1_d = (disp && unit == 2'd1 && wr1 == rd_d[1]) ? ir : q1[rd_d[1]];
     end
     // (A chain never overlaps a `nop`: c_ovl needs a chain at the head.)
-    assign eng_start = (LA != 0 ? st_w : st) & {head[2][5:0] != 6'd7, head[1][5:0] != 6'd7, head[0][5:0] != 6'd7};
+    assign eng_start = (LA != 0 || SA != 0 ? st_w : st) & {head[2][5:0] != 6'd7, head[1][5:0] != 6'd7, head[0][5:0] != 6'd7};
     assign c_head_next = head1_d;
     wire tok_next_ok = (popmask(2'd1, head1_d[9:6])
         & ~{tok_d[3] != 0, tok_d[2] != 0, tok_d[1] != 0, tok_d[0] != 0}) == 4'd0;
@@ -264,6 +276,40 @@ module systole_controller #(parameter Q = 4, T = 8, IMEM = 4096, IMEM_INIT = "",
         assign ldr_do_push = 1'b0;
         assign ldr = 1'b0;
         assign ldr_ret = 1'b0;
+    end endgenerate
+
+    // The store unit's drain slot, built only with SA = 1. A store of no lines never starts
+    // ahead (it would end, and retire, before the older one): rows and cols of the head.
+    generate if (SA != 0) begin : sa
+        reg busy_q = 1'b0, ret_q = 1'b0;
+        reg [3:0] flags_q = 4'd0, pend_q = 4'd0;
+        assign sahd_start = !done && !rst && busy[2] && s_ahead && !busy_q && !ret_q
+            && cnt[2] != 0 && head[2][5:0] == 6'd2
+            && head[2][68:59] != 10'd0 && head[2][78:69] != 10'd0
+            && (popmask(2'd2, head[2][9:6]) & ~tok_nz) == 4'd0;
+        // The older store finishes in the drain slot, or in the cycle it moves there.
+        wire fin_s = (busy_q || sahd_start) && s_dr_done;
+        assign sdr_psh = ret_q ? pend_q : pushmask(2'd2, busy_q ? flags_q : flags[2]);
+        wire room_s = (sdr_psh & ~tok_room) == 4'd0;
+        assign sdr_do_push = (fin_s || ret_q) && room_s;
+        assign sdr = busy_q;
+        assign sdr_ret = ret_q;
+        always @(posedge clock) begin
+            if (rst) begin
+                busy_q <= 1'b0; ret_q <= 1'b0;
+            end else begin
+                busy_q <= (busy_q || sahd_start) && !fin_s;
+                if (sahd_start) flags_q <= flags[2];
+                ret_q <= (fin_s || ret_q) && !room_s;
+                if (fin_s && !room_s) pend_q <= sdr_psh;
+            end
+        end
+    end else begin : no_sa
+        assign sahd_start = 1'b0;
+        assign sdr_psh = 4'd0;
+        assign sdr_do_push = 1'b0;
+        assign sdr = 1'b0;
+        assign sdr_ret = 1'b0;
     end endgenerate
 endmodule
 "#;

@@ -162,10 +162,10 @@ endmodule
 // `ppu.store_requant`; with FP32 = 1 binary32 lanes too): the parameter lines are read into
 // registers first, then every line read goes through the lanes' three stages, and its beats
 // (valid, address, strobes, last) leave three cycles later than without them.
-module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0, FP32 = 0) (
+module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0, FP32 = 0, SA = 0) (
     input clock, input rst,
     input start, input [127:0] insn,
-    output done,
+    output done, output ahead, output dr_done,
     output sreq, output sbuf, output [15:0] sline, input sgrant,
     input [8*C-1:0] out_rdata, input [32*C-1:0] acc_rdata,
     output wvalid, output [31:0] waddr, output [8*B-1:0] wdata, output [B-1:0] wstrb,
@@ -220,7 +220,17 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0,
     // The beat signals as the send register gives them; `requant=1` delays them three cycles
     // (`dma::STORE_REQUANT_STAGES`). No beat leaves while the parameters are read.
     wire last_v = beat_out && regb_dec == 0 && rd == total;
-    assign done = act && (total == 0 || (ackw && wack));
+    // SA = 1: stores ahead (`dram.store_ahead`, docs/timing.md "Stores ahead"). Once the
+    // running store has sent its last beat (`ackw_q`) it says so (`ahead`); a store started
+    // then runs from a fresh instruction, and the older one's acknowledgement, the next
+    // `wack` (acknowledgements come in order), is `dr_done` (`dpend_q` while it waits).
+    // Twin of `StoreExec::ahead_cycle` and `Machine::store_ahead_head`.
+    wire ahd = SA != 0 && start && active && ackw_q;
+    reg dpend_q = 1'b0;
+    wire dpend = SA != 0 && (dpend_q || ahd);
+    assign ahead = SA != 0 && active && ackw_q;
+    assign dr_done = dpend && wack;
+    assign done = act && (total == 0 || (ackw && wack && !dpend));
 
     wire [15:0] bi = bpl - regb;
     // The beat's place in the line: fewer than 4 C / B beats, so only the low bits select
@@ -335,10 +345,12 @@ module systole_store #(parameter C = 4, B = 4, XW = 8, DA = 32, BIN = 1, SQ = 0,
     always @(posedge clock) begin
         if (rst) begin
             active <= 1'b0;
+            dpend_q <= 1'b0;
         end else begin
             if (start) ir <= insn;
             active <= act && !done;
             ackw_q <= ackw || wlast;
+            dpend_q <= dpend && !wack;
             read_q <= rd + (got_line ? 17'd1 : 17'd0);
             pr_q <= pr + (got && in_params ? 2'd1 : 2'd0);
             regb_q <= got_line ? bpl : regb_dec;

@@ -94,15 +94,15 @@ module systole_top #(parameter IMEM_INIT = "") (
 
     wire [2:0] eng_start;
     wire [127:0] head0, head1, head2, c_head_next;
-    wire c_start_next, c_ovl, c_ovl_next, c_dr_done, l_ahead, l_dr_done;
+    wire c_start_next, c_ovl, c_ovl_next, c_dr_done, l_ahead, l_dr_done, s_ahead, s_dr_done;
     wire ld_done, cp_done, st_done;
-    systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT), .LA({la})) ctl (
+    systole_controller #(.Q({q}), .T({t}), .IMEM({imem}), .IMEM_INIT(IMEM_INIT), .LA({la}), .SA({sa})) ctl (
         .clock(clock), .rst(rst),
         .imem_we(imem_we), .imem_waddr(imem_waddr), .imem_wdata(imem_wdata), .imem_wstrb(imem_wstrb),
         .eng_start(eng_start), .head0(head0), .head1(head1), .head2(head2),
         .eng_done({{st_done, cp_done, ld_done}}),
         .c_ovl(c_ovl), .c_ovl_next(c_ovl_next), .c_dr_done(c_dr_done),
-        .l_ahead(l_ahead), .l_dr_done(l_dr_done),
+        .l_ahead(l_ahead), .l_dr_done(l_dr_done), .s_ahead(s_ahead), .s_dr_done(s_dr_done),
         .c_start_next(c_start_next), .c_head_next(c_head_next),
         .done(done), .cycles(cycles)
     );
@@ -153,8 +153,9 @@ module systole_top #(parameter IMEM_INIT = "") (
     wire [15:0] s_line;
     wire [8*C-1:0] out_sdata;
     wire [32*C-1:0] acc_sdata;
-    systole_store #(.C(C), .B(B), .XW({xw}), .DA({da}), .BIN({bin}), .SQ({sq}), .FP32({fp32})) st (
+    systole_store #(.C(C), .B(B), .XW({xw}), .DA({da}), .BIN({bin}), .SQ({sq}), .FP32({fp32}), .SA({sa})) st (
         .clock(clock), .rst(rst), .start(eng_start[2]), .insn(head2), .done(st_done),
+        .ahead(s_ahead), .dr_done(s_dr_done),
         .sreq(s_req), .sbuf(s_buf), .sline(s_line), .sgrant(s_grant),
         .out_rdata(out_sdata), .acc_rdata(acc_sdata),
         .wvalid(wvalid), .waddr(waddr), .wdata(wdata), .wstrb(wstrb), .wlast(wlast),
@@ -236,6 +237,7 @@ endmodule
         ov = arch.array.chain_overlap as u32,
         la = arch.dram.load_ahead as u32,
         sq = arch.ppu.store_requant as u32,
+        sa = arch.dram.store_ahead as u32,
     )
 }
 

@@ -54,6 +54,7 @@ fn check(preset: &str, queue_depth: u32, token_depth: u32, seed: u64) -> (u64, u
         .imem_wstrb(16'hffff),
         .eng_start(eng_start), .head0(h0), .head1(h1), .head2(h2), .eng_done(eng_done),
         .c_ovl(1'b0), .c_ovl_next(1'b0), .c_dr_done(1'b0), .l_ahead(1'b0), .l_dr_done(1'b0),
+        .s_ahead(1'b0), .s_dr_done(1'b0),
         .c_start_next(c_start_next), .c_head_next(hn), .done(done), .cycles(cycles));
     assign h0_lo = h0[63:0]; assign h0_hi = h0[127:64];
     assign h1_lo = h1[63:0]; assign h1_hi = h1[127:64];

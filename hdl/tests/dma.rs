@@ -193,7 +193,7 @@ fn check_store(c: usize, b: usize, xw: usize, seed: u64) -> usize {
     output sreq, output sbuf, output [15:0] sline, output wvalid, output [31:0] waddr,
     output [{bw}:0] wdata, output [{sw}:0] wstrb, output wlast, output done);
     systole_store #(.C({c}), .B({b}), .XW({xw})) u(.clock(clock), .rst(rst), .start(start),
-        .insn({{insn_hi, insn_lo}}), .done(done), .sreq(sreq), .sbuf(sbuf), .sline(sline),
+        .insn({{insn_hi, insn_lo}}), .done(done), .ahead(), .dr_done(), .sreq(sreq), .sbuf(sbuf), .sline(sline),
         .sgrant(sgrant), .out_rdata(out_rdata), .acc_rdata(acc_rdata), .wvalid(wvalid),
         .waddr(waddr), .wdata(wdata), .wstrb(wstrb), .wlast(wlast), .wack(wack));
 endmodule

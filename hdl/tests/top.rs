@@ -7,7 +7,7 @@ use systole_arch::config::Precision;
 use systole_arch::isa::Op;
 use systole_arch::ArchConfig;
 use systole_emulator::randprog::{
-    banked_arch, load_ahead_arch, random_program, store_requant_arch,
+    banked_arch, load_ahead_arch, random_program, store_ahead_arch, store_requant_arch,
 };
 use systole_emulator::IoData;
 use systole_hdl::cosim::{cosim, Rtl};
@@ -27,6 +27,8 @@ struct Stalls {
     overlapped: u64,
     /// Loads started while the one before took its beats.
     ahead: u64,
+    /// Stores started while the one before waited for its acknowledgement.
+    store_ahead: u64,
 }
 
 fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Stalls {
@@ -69,6 +71,7 @@ fn check_random(arch: &ArchConfig, seeds: std::ops::Range<u64>, n: usize) -> Sta
         st.dispatch += s.dispatch_stall_cycles;
         st.overlapped += s.compute.overlapped;
         st.ahead += s.load.overlapped;
+        st.store_ahead += s.store.overlapped;
         if !c.ok() {
             let diff = c
                 .rtl
@@ -205,6 +208,42 @@ fn random_programs_load_ahead() {
     ] {
         let st = check_random(&arch, seeds, 80);
         assert!(st.ahead >= 20, "{}: {} loads ahead", arch.name, st.ahead);
+        let one_token = arch.controller.token_depth == 1;
+        assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
+    }
+}
+
+/// Stores ahead (`dram.store_ahead`): a store sends while the one before waits for its
+/// acknowledgement, which retires it; on `tiny`, on 8 x 8 with overlapped chains, loads
+/// ahead, requantizing stores and binary mode, and on `tiny` with one token of room and a
+/// short latency (stores that push wait behind the older store in the drain slot).
+#[test]
+fn random_programs_store_ahead() {
+    for (arch, seeds) in [
+        (
+            store_ahead_arch(ArchConfig::preset("tiny").unwrap(), 8, 8),
+            0..100,
+        ),
+        (
+            store_ahead_arch(
+                store_requant_arch(load_ahead_arch(banked_arch("ulx3s", 8, 8, 8, true), 20, 8)),
+                20,
+                8,
+            ),
+            100..130,
+        ),
+        (
+            store_ahead_arch(ArchConfig::preset("tiny").unwrap(), 3, 1),
+            200..300,
+        ),
+    ] {
+        let st = check_random(&arch, seeds, 80);
+        assert!(
+            st.store_ahead >= 20,
+            "{}: {} stores ahead",
+            arch.name,
+            st.store_ahead
+        );
         let one_token = arch.controller.token_depth == 1;
         assert!(!one_token || st.push > 0, "{}: no push stalls", arch.name);
     }
